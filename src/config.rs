@@ -1,0 +1,328 @@
+//! The server's settings: every default as a named constant, parsed from the command line with
+//! lexopt and validated before anything binds a socket.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_ADDRESS: &str = "0.0.0.0";
+pub const DEFAULT_PORT: u16 = 8888;
+/// Request heads larger than this are refused with 431.
+pub const DEFAULT_MAX_HEAD: usize = 16 * 1024;
+/// Request bodies (published messages) larger than this are refused with 413.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// Bytes a subscriber may have queued before the slow-subscriber policy applies (the original
+/// used 1,000,000).
+pub const DEFAULT_MAX_QUEUE: usize = 1024 * 1024;
+/// A request head must arrive whole within this time of its first byte.
+pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request body must arrive whole within this time of its head.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// An idle keep-alive connection (between requests) is closed after this long.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A response (not a stream) the client does not read is given up after this long.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// File descriptors kept for listeners, logs and files being served.
+pub const RESERVED_FDS: usize = 32;
+
+/// What happens to a subscriber whose output queue is over `max_queue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowPolicy {
+    /// Drop its oldest unsent messages: right for multipart/x-mixed-replace, whose meaning is
+    /// "replace what you showed".
+    DropOldest,
+    /// Disconnect it; a resuming client learns from its last id what it missed.
+    Close,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub docroot: Option<PathBuf>,
+    pub secret: Option<String>,
+    pub verbosity: u8,
+    /// None: derived from the open-files limit at start-up.
+    pub max_connections: Option<usize>,
+    pub max_head: usize,
+    pub max_body: usize,
+    pub max_queue: usize,
+    pub slow_policy: SlowPolicy,
+    pub head_timeout: Duration,
+    pub body_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub send_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: Vec::new(),
+            docroot: None,
+            secret: None,
+            verbosity: 0,
+            max_connections: None,
+            max_head: DEFAULT_MAX_HEAD,
+            max_body: DEFAULT_MAX_BODY,
+            max_queue: DEFAULT_MAX_QUEUE,
+            slow_policy: SlowPolicy::DropOldest,
+            head_timeout: DEFAULT_HEAD_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ConfigError {
+    Usage(String),
+    BadValue {
+        flag: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    Docroot(PathBuf, std::io::Error),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Usage(msg) => write!(f, "{msg} (see msgbus --help)"),
+            ConfigError::BadValue { flag, value, why } => {
+                write!(f, "invalid value {value:?} for {flag}: {why}")
+            }
+            ConfigError::Docroot(path, e) => {
+                write!(f, "invalid document root {}: {e}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What the command line asked for.
+pub enum Command {
+    Serve(Config),
+    Help,
+    Version,
+}
+
+pub const USAGE: &str = "\
+usage: msgbus [OPTIONS]
+       msgbus pub [-t TYPE] [-u USER[:PASS]] URL [FILE]
+       msgbus sub [-v] [-u USER[:PASS]] URL
+
+Options:
+  -l ADDRESS              address to listen on (default: 0.0.0.0); repeat for several
+  -p PORT                 port to listen on (default: 8888; 0 picks a free one)
+  -d DIRECTORY            document root for static files (default: none)
+  -s SECRET               require this password (HTTP Basic) on every request
+  -v[v[v]]                more log output (RUST_LOG overrides)
+  --max-connections N     connections held at once (default: open-files limit - 32)
+  --max-head BYTES        largest request head, else 431 (default: 16384)
+  --max-body BYTES        largest request body, else 413 (default: 1048576)
+  --max-queue BYTES       a subscriber's output queue limit (default: 1048576)
+  --slow-policy drop|close  what a subscriber over --max-queue gets (default: drop)
+  --head-timeout SECS     time for a whole request head (default: 10)
+  --body-timeout SECS     time for a whole request body (default: 60)
+  --keepalive-timeout SECS  idle time between requests (default: 60)
+  --send-timeout SECS     time for a client to take a response (default: 60)
+  -h, --help              this text
+  -V, --version           the version
+";
+
+impl Config {
+    /// Parses the server's command line (without the program name).
+    pub fn from_args<I>(args: I) -> Result<Command, ConfigError>
+    where
+        I: IntoIterator,
+        I::Item: Into<std::ffi::OsString>,
+    {
+        use lexopt::prelude::*;
+        let mut cfg = Config::default();
+        let mut addresses: Vec<String> = Vec::new();
+        let mut port = DEFAULT_PORT;
+        let mut parser = lexopt::Parser::from_args(args);
+        let usage = |e: lexopt::Error| ConfigError::Usage(e.to_string());
+        while let Some(arg) = parser.next().map_err(usage)? {
+            match arg {
+                Short('l') | Long("listen") => addresses.push(string(&mut parser)?),
+                Short('p') | Long("port") => port = number(&mut parser, "-p")?,
+                Short('d') | Long("docroot") => {
+                    cfg.docroot = Some(PathBuf::from(parser.value().map_err(usage)?))
+                }
+                Short('s') | Long("secret") => cfg.secret = Some(string(&mut parser)?),
+                Short('v') | Long("verbose") => cfg.verbosity = cfg.verbosity.saturating_add(1),
+                Long("max-connections") => {
+                    cfg.max_connections = Some(positive(&mut parser, "--max-connections")?)
+                }
+                Long("max-head") => cfg.max_head = positive(&mut parser, "--max-head")?,
+                Long("max-body") => cfg.max_body = number(&mut parser, "--max-body")?,
+                Long("max-queue") => cfg.max_queue = positive(&mut parser, "--max-queue")?,
+                Long("slow-policy") => {
+                    let value = string(&mut parser)?;
+                    cfg.slow_policy = match value.as_str() {
+                        "drop" => SlowPolicy::DropOldest,
+                        "close" => SlowPolicy::Close,
+                        _ => {
+                            return Err(ConfigError::BadValue {
+                                flag: "--slow-policy",
+                                value,
+                                why: "expected drop or close",
+                            })
+                        }
+                    }
+                }
+                Long("head-timeout") => cfg.head_timeout = seconds(&mut parser, "--head-timeout")?,
+                Long("body-timeout") => cfg.body_timeout = seconds(&mut parser, "--body-timeout")?,
+                Long("keepalive-timeout") => {
+                    cfg.keepalive_timeout = seconds(&mut parser, "--keepalive-timeout")?
+                }
+                Long("send-timeout") => cfg.send_timeout = seconds(&mut parser, "--send-timeout")?,
+                Short('h') | Long("help") => return Ok(Command::Help),
+                Short('V') | Long("version") => return Ok(Command::Version),
+                _ => return Err(usage(arg.unexpected())),
+            }
+        }
+        if addresses.is_empty() {
+            addresses.push(DEFAULT_ADDRESS.to_string());
+        }
+        for address in addresses {
+            cfg.listen.push(socket_addr(&address, port)?);
+        }
+        if let Some(dir) = cfg.docroot.take() {
+            // Canonical once, so that every static lookup can compare prefixes component-wise.
+            let canonical = dir
+                .canonicalize()
+                .map_err(|e| ConfigError::Docroot(dir.clone(), e))?;
+            if !canonical.is_dir() {
+                let e = std::io::Error::new(std::io::ErrorKind::Other, "not a directory");
+                return Err(ConfigError::Docroot(dir, e));
+            }
+            cfg.docroot = Some(canonical);
+        }
+        Ok(Command::Serve(cfg))
+    }
+}
+
+fn string(parser: &mut lexopt::Parser) -> Result<String, ConfigError> {
+    let value = parser
+        .value()
+        .map_err(|e| ConfigError::Usage(e.to_string()))?;
+    value
+        .into_string()
+        .map_err(|v| ConfigError::Usage(format!("{v:?} is not valid UTF-8")))
+}
+
+fn number<T: std::str::FromStr>(
+    parser: &mut lexopt::Parser,
+    flag: &'static str,
+) -> Result<T, ConfigError> {
+    let value = string(parser)?;
+    value.parse().map_err(|_| ConfigError::BadValue {
+        flag,
+        value,
+        why: "expected a whole number",
+    })
+}
+
+fn positive(parser: &mut lexopt::Parser, flag: &'static str) -> Result<usize, ConfigError> {
+    match number::<usize>(parser, flag)? {
+        0 => Err(ConfigError::BadValue {
+            flag,
+            value: "0".into(),
+            why: "must be at least 1",
+        }),
+        n => Ok(n),
+    }
+}
+
+fn seconds(parser: &mut lexopt::Parser, flag: &'static str) -> Result<Duration, ConfigError> {
+    let value = string(parser)?;
+    match value.parse::<f64>() {
+        Ok(s) if s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(ConfigError::BadValue {
+            flag,
+            value,
+            why: "expected a positive number of seconds",
+        }),
+    }
+}
+
+/// `-l` takes a bare address (v4 or v6, the port comes from `-p`) or a full `ADDRESS:PORT`.
+fn socket_addr(address: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    if let Ok(full) = address.parse::<SocketAddr>() {
+        return Ok(full);
+    }
+    let bare = address.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(SocketAddr::new(ip, port)),
+        Err(_) => Err(ConfigError::BadValue {
+            flag: "-l",
+            value: address.to_string(),
+            why: "expected an IP address or ADDRESS:PORT",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<Config, ConfigError> {
+        match Config::from_args(args.iter().copied())? {
+            Command::Serve(cfg) => Ok(cfg),
+            _ => panic!("not a serve command"),
+        }
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let cases: &[(&[&str], &[&str])] = &[
+            (&[], &["0.0.0.0:8888"]),
+            (&["-p", "9000"], &["0.0.0.0:9000"]),
+            (&["-l", "127.0.0.1", "-p", "0"], &["127.0.0.1:0"]),
+            (&["-l", "::1", "-p", "80"], &["[::1]:80"]),
+            (
+                &["-l", "127.0.0.1:81", "-l", "127.0.0.2"],
+                &["127.0.0.1:81", "127.0.0.2:8888"],
+            ),
+        ];
+        for (args, want) in cases {
+            let got: Vec<String> = serve(args)
+                .unwrap()
+                .listen
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            assert_eq!(&got, want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["-p", "http"], "-p"),
+            (&["-p", "70000"], "-p"),
+            (&["-l", "localhost"], "-l"),
+            (&["--max-queue", "0"], "--max-queue"),
+            (&["--slow-policy", "maybe"], "--slow-policy"),
+            (&["--head-timeout", "-1"], "--head-timeout"),
+            (&["--bogus"], "--bogus"),
+            (&["-d", "/nonexistent/dir"], "/nonexistent/dir"),
+        ];
+        for (args, flag) in cases {
+            let err = serve(args).err().expect("should fail").to_string();
+            assert!(err.contains(flag), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn limits_and_policy() {
+        let cfg = serve(&["--max-queue", "4096", "--slow-policy", "close", "-vv"]).unwrap();
+        assert_eq!(cfg.max_queue, 4096);
+        assert_eq!(cfg.slow_policy, SlowPolicy::Close);
+        assert_eq!(cfg.verbosity, 2);
+    }
+}

@@ -1,0 +1,273 @@
+//! A connection's output: a queue of byte chunks, most of them frames shared by every subscriber
+//! of a message (`Rc<[u8]>`), each with how much of it has been sent. Flushing fills iovecs from
+//! the front; the slow-subscriber policy drops whole unsent frames from the front.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::rc::Rc;
+
+/// Slices handed to one `writev`: enough to empty a backlog in one call, few enough to build on
+/// the stack (Linux's IOV_MAX is 1024).
+pub const IOVECS_PER_WRITE: usize = 128;
+
+#[derive(Debug)]
+enum Bytes {
+    /// A message frame, encoded once and shared; may be dropped while wholly unsent.
+    Frame(Rc<[u8]>),
+    /// This connection's own bytes: a response head, a file chunk; never dropped.
+    Own(Vec<u8>),
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Frame(frame) => frame,
+            Bytes::Own(bytes) => bytes,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Chunk {
+    bytes: Bytes,
+    sent: usize,
+}
+
+impl Chunk {
+    fn unsent(&self) -> &[u8] {
+        &self.bytes.as_slice()[self.sent..]
+    }
+}
+
+/// How a flush ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything queued went out.
+    Drained,
+    /// The socket would block: wait for it to become writable.
+    Blocked,
+    /// The per-turn byte cap was reached with the socket still writable: go on next turn.
+    Capped,
+}
+
+#[derive(Debug, Default)]
+pub struct OutQueue {
+    chunks: VecDeque<Chunk>,
+    /// Unsent bytes in the queue.
+    queued: usize,
+}
+
+impl OutQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queued
+    }
+
+    pub fn push_frame(&mut self, frame: Rc<[u8]>) {
+        self.queued += frame.len();
+        self.chunks.push_back(Chunk {
+            bytes: Bytes::Frame(frame),
+            sent: 0,
+        });
+    }
+
+    pub fn push_own(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.queued += bytes.len();
+        self.chunks.push_back(Chunk {
+            bytes: Bytes::Own(bytes),
+            sent: 0,
+        });
+    }
+
+    /// Drops wholly unsent frames, oldest first, until `incoming` more bytes fit under `limit`
+    /// or no droppable frame is left. Returns how many frames were dropped.
+    pub fn drop_oldest_frames(&mut self, incoming: usize, limit: usize) -> usize {
+        let mut dropped = 0;
+        let mut i = 0;
+        while self.queued + incoming > limit && i < self.chunks.len() {
+            let chunk = &self.chunks[i];
+            if chunk.sent == 0 && matches!(chunk.bytes, Bytes::Frame(_)) {
+                self.queued -= chunk.bytes.as_slice().len();
+                self.chunks.remove(i);
+                dropped += 1;
+            } else {
+                i += 1;
+            }
+        }
+        dropped
+    }
+
+    /// Writes from the front with vectored writes until drained, blocked, or `cap` bytes went
+    /// out in this call. `write` is one `writev`; it returns bytes written.
+    pub fn flush<W>(&mut self, cap: usize, mut write: W) -> io::Result<(Flushed, usize)>
+    where
+        W: FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    {
+        let mut total = 0;
+        while !self.chunks.is_empty() {
+            if total >= cap {
+                return Ok((Flushed::Capped, total));
+            }
+            let mut iov = [IoSlice::new(&[]); IOVECS_PER_WRITE];
+            let mut n = 0;
+            for chunk in self.chunks.iter().take(IOVECS_PER_WRITE) {
+                iov[n] = IoSlice::new(chunk.unsent());
+                n += 1;
+            }
+            match write(&iov[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    total += written;
+                    self.advance(written);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok((Flushed::Blocked, total))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((Flushed::Drained, total))
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        self.queued -= written;
+        while written > 0 {
+            let front = self.chunks.front_mut().expect("wrote more than was queued");
+            let left = front.bytes.as_slice().len() - front.sent;
+            if written >= left {
+                written -= left;
+                self.chunks.pop_front();
+            } else {
+                front.sent += written;
+                written = 0;
+            }
+        }
+    }
+
+    /// Releases the queue's buffer, so an idle subscriber holds no memory for it.
+    pub fn shrink_if_empty(&mut self) {
+        if self.chunks.is_empty() && self.chunks.capacity() > 0 {
+            self.chunks = VecDeque::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(s: &str) -> Rc<[u8]> {
+        Rc::from(s.as_bytes())
+    }
+
+    /// A socket stand-in: takes at most `per_call` bytes per writev and `total` in all, then
+    /// would block.
+    struct Sink {
+        out: Vec<u8>,
+        calls: usize,
+        per_call: usize,
+        total: usize,
+    }
+
+    impl Sink {
+        fn new(per_call: usize, total: usize) -> Sink {
+            Sink {
+                out: Vec::new(),
+                calls: 0,
+                per_call,
+                total,
+            }
+        }
+
+        fn writev(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.out.len() >= self.total {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let room = self.per_call.min(self.total - self.out.len());
+            let before = self.out.len();
+            for slice in iov {
+                let take = slice.len().min(room - (self.out.len() - before));
+                self.out.extend_from_slice(&slice[..take]);
+            }
+            Ok(self.out.len() - before)
+        }
+    }
+
+    #[test]
+    fn one_writev_carries_every_queued_frame() {
+        let mut q = OutQueue::new();
+        q.push_own(b"head|".to_vec());
+        for s in ["a", "bb", "ccc"] {
+            q.push_frame(frame(s));
+        }
+        let mut sink = Sink::new(usize::MAX, usize::MAX);
+        let r = q.flush(1 << 20, |iov| sink.writev(iov)).unwrap();
+        assert_eq!(r, (Flushed::Drained, 11));
+        assert_eq!(sink.out, b"head|abbccc");
+        assert_eq!(sink.calls, 1);
+        assert_eq!(q.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn partial_writes_resume_mid_frame() {
+        let mut q = OutQueue::new();
+        for s in ["hello", "world"] {
+            q.push_frame(frame(s));
+        }
+        let mut first = Sink::new(3, 7);
+        let r = q.flush(1 << 20, |iov| first.writev(iov)).unwrap();
+        assert_eq!(r, (Flushed::Blocked, 7));
+        assert_eq!(q.queued_bytes(), 3);
+        let mut rest = Sink::new(100, 100);
+        q.flush(1 << 20, |iov| rest.writev(iov)).unwrap();
+        assert_eq!([first.out, rest.out].concat(), b"helloworld");
+    }
+
+    #[test]
+    fn cap_stops_a_fat_subscriber() {
+        let mut q = OutQueue::new();
+        for _ in 0..10 {
+            q.push_frame(frame("0123456789"));
+        }
+        let mut sink = Sink::new(10, usize::MAX);
+        let r = q.flush(25, |iov| sink.writev(iov)).unwrap();
+        assert_eq!(r, (Flushed::Capped, 30));
+        assert_eq!(q.queued_bytes(), 70);
+    }
+
+    #[test]
+    fn dropping_keeps_own_bytes_and_the_frame_in_flight() {
+        let mut q = OutQueue::new();
+        q.push_own(b"HEAD".to_vec());
+        for s in ["m1", "m2", "m3", "m4"] {
+            q.push_frame(frame(s));
+        }
+        // Send the head and one byte of m1: m1 is in flight and must not be dropped.
+        let mut first = Sink::new(usize::MAX, 5);
+        q.flush(1 << 20, |iov| first.writev(iov)).unwrap();
+        assert_eq!(q.drop_oldest_frames(2, 5), 2); // m2, m3 go; 1 + 2 + 2 <= 5
+        let mut rest = Sink::new(usize::MAX, usize::MAX);
+        q.flush(1 << 20, |iov| rest.writev(iov)).unwrap();
+        assert_eq!(rest.out, b"2m4");
+    }
+
+    #[test]
+    fn dropping_stops_when_nothing_droppable_is_left() {
+        let mut q = OutQueue::new();
+        q.push_own(vec![b'x'; 10]);
+        assert_eq!(q.drop_oldest_frames(5, 8), 0);
+        assert_eq!(q.queued_bytes(), 10);
+    }
+}
