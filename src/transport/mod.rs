@@ -1,0 +1,64 @@
+//! The wire formats a message is sent in. Each is encoded at most once per message (see
+//! `bus::Message::frame`) and the bytes are shared by every subscriber that uses it.
+
+pub mod multipart;
+pub mod websocket;
+
+use crate::bus::Message;
+
+/// One encoding of a message. Subscribers of the same wire share one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wire {
+    /// multipart/x-mixed-replace part for an HTTP/1.0 (close-delimited) stream.
+    Multipart,
+    /// The same part wrapped in one HTTP/1.1 chunk, without Content-Length (as the original).
+    MultipartChunked,
+    /// A part for an all-channels or subtree subscriber: carries Content-Location.
+    MultipartLocated,
+    /// The located part wrapped in one chunk.
+    MultipartLocatedChunked,
+}
+
+impl Wire {
+    pub const COUNT: usize = 4;
+    pub const ALL: [Wire; Wire::COUNT] = [
+        Wire::Multipart,
+        Wire::MultipartChunked,
+        Wire::MultipartLocated,
+        Wire::MultipartLocatedChunked,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name used in status output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::Multipart => "multipart",
+            Wire::MultipartChunked => "multipart_chunked",
+            Wire::MultipartLocated => "multipart_located",
+            Wire::MultipartLocatedChunked => "multipart_located_chunked",
+        }
+    }
+
+    /// The multipart wire for a subscriber: chunked on HTTP/1.1, located for several channels.
+    pub fn multipart(chunked: bool, located: bool) -> Wire {
+        match (chunked, located) {
+            (false, false) => Wire::Multipart,
+            (true, false) => Wire::MultipartChunked,
+            (false, true) => Wire::MultipartLocated,
+            (true, true) => Wire::MultipartLocatedChunked,
+        }
+    }
+}
+
+/// Encodes `msg` for `wire`. Called once per (message, wire) by the frame cache.
+pub fn encode(wire: Wire, msg: &Message) -> Vec<u8> {
+    match wire {
+        Wire::Multipart => multipart::encode_part(msg, false, false),
+        Wire::MultipartChunked => multipart::encode_part(msg, false, true),
+        Wire::MultipartLocated => multipart::encode_part(msg, true, false),
+        Wire::MultipartLocatedChunked => multipart::encode_part(msg, true, true),
+    }
+}
