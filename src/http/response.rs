@@ -1,0 +1,123 @@
+//! Response heads and the short error responses, as bytes ready to queue.
+
+use std::io::Write;
+
+/// A status code with its reason phrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status(pub u16, pub &'static str);
+
+impl Status {
+    pub const CONTINUE: Status = Status(100, "Continue");
+    pub const OK: Status = Status(200, "OK");
+    pub const NO_CONTENT: Status = Status(204, "No Content");
+    pub const NOT_MODIFIED: Status = Status(304, "Not Modified");
+    pub const BAD_REQUEST: Status = Status(400, "Bad Request");
+    pub const UNAUTHORIZED: Status = Status(401, "Unauthorized");
+    pub const NOT_FOUND: Status = Status(404, "Not Found");
+    pub const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
+    pub const REQUEST_TIMEOUT: Status = Status(408, "Request Timeout");
+    pub const PAYLOAD_TOO_LARGE: Status = Status(413, "Payload Too Large");
+    pub const EXPECTATION_FAILED: Status = Status(417, "Expectation Failed");
+    pub const HEADERS_TOO_LARGE: Status = Status(431, "Request Header Fields Too Large");
+    pub const INTERNAL_ERROR: Status = Status(500, "Internal Server Error");
+    pub const NOT_IMPLEMENTED: Status = Status(501, "Not Implemented");
+}
+
+/// Builds a response head line by line.
+pub struct Head {
+    buf: Vec<u8>,
+}
+
+impl Head {
+    /// The status line in the client's HTTP version, and `Server: msgbus`.
+    pub fn new(minor_version: u8, status: Status) -> Head {
+        let mut buf = Vec::with_capacity(256);
+        let _ = write!(
+            buf,
+            "HTTP/1.{} {} {}\r\nServer: msgbus\r\n",
+            minor_version.min(1),
+            status.0,
+            status.1
+        );
+        Head { buf }
+    }
+
+    pub fn header(mut self, name: &str, value: impl std::fmt::Display) -> Head {
+        let _ = write!(self.buf, "{name}: {value}\r\n");
+        self
+    }
+
+    /// Ends the head. `keep_alive` says whether the connection stays open after this response;
+    /// HTTP/1.0 clients are told when it does, HTTP/1.1 clients when it does not.
+    pub fn finish(mut self, minor_version: u8, keep_alive: bool) -> Vec<u8> {
+        match (minor_version >= 1, keep_alive) {
+            (true, false) => self.buf.extend_from_slice(b"Connection: close\r\n"),
+            (false, true) => self.buf.extend_from_slice(b"Connection: keep-alive\r\n"),
+            _ => {}
+        }
+        self.buf.extend_from_slice(b"\r\n");
+        self.buf
+    }
+}
+
+/// A whole response whose body is `reason` on one line of plain text.
+pub fn plain(
+    minor_version: u8,
+    status: Status,
+    reason: &str,
+    extra: &[(&str, &str)],
+    keep_alive: bool,
+    head_only: bool,
+) -> Vec<u8> {
+    let body_len = reason.len() + 1;
+    let mut head = Head::new(minor_version, status)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .header("Content-Length", body_len);
+    for (name, value) in extra {
+        head = head.header(name, value);
+    }
+    let mut out = head.finish(minor_version, keep_alive);
+    if !head_only {
+        out.extend_from_slice(reason.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// A whole response with a body of the given type.
+pub fn with_body(
+    minor_version: u8,
+    status: Status,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+    head_only: bool,
+) -> Vec<u8> {
+    let mut out = Head::new(minor_version, status)
+        .header("Content-Type", content_type)
+        .header("Content-Length", body.len())
+        .header("Cache-Control", "no-cache")
+        .finish(minor_version, keep_alive);
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_responses() {
+        let cases: &[(u8, Status, bool, bool, &str)] = &[
+            (1, Status::NOT_FOUND, true, false, "HTTP/1.1 404 Not Found\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\n\r\nnot found\n"),
+            (1, Status::NOT_FOUND, false, true, "HTTP/1.1 404 Not Found\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\nConnection: close\r\n\r\n"),
+            (0, Status::NOT_FOUND, true, false, "HTTP/1.0 404 Not Found\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\nConnection: keep-alive\r\n\r\nnot found\n"),
+        ];
+        for (minor, status, keep_alive, head_only, want) in cases {
+            let got = plain(*minor, *status, "not found", &[], *keep_alive, *head_only);
+            assert_eq!(String::from_utf8(got).unwrap(), *want);
+        }
+    }
+}
