@@ -1,0 +1,18 @@
+//! msgbus: a single-threaded HTTP push server. Publishers POST to a channel; every subscriber of
+//! the channel gets the message at once, each wire format encoded once and shared.
+//!
+//! Protocol code (`http`, `transport`, `bus`) has no sockets and no clock; the reactor
+//! (`server`, `conn`, `io`, `outq`, `timer`) carries bytes between it and the kernel.
+
+pub mod bus;
+pub mod client;
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod io;
+pub mod outq;
+pub mod server;
+pub mod signals;
+pub mod stats;
+pub mod timer;
+pub mod transport;

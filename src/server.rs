@@ -1,0 +1,604 @@
+//! The reactor: one thread, one `mio::Poll`, a slab of connections. Each turn polls (timeout =
+//! next deadline), dispatches events, expires timers, flushes the connections that gained
+//! output, and only then closes connections, so a slab key is never reused while an event for
+//! it may still be pending.
+
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::{debug, info, trace, warn};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::bus::Bus;
+use crate::config::{Config, RESERVED_FDS};
+use crate::conn::{AfterDrain, Conn, Ctx, Next, Publish};
+use crate::io::Socket;
+use crate::signals::{Signal, Signals};
+use crate::stats::{Gauges, Reason, Stats};
+use crate::timer::Timers;
+
+/// Tokens above every slab key: the signal fd, then the listeners.
+const SIGNAL_TOKEN: Token = Token(usize::MAX);
+const LISTENER_TOKEN_BASE: usize = usize::MAX - 1;
+const MAX_LISTENERS: usize = 64;
+/// Bytes read from one connection per turn before others get their go.
+const READ_BYTES_PER_TURN: usize = 256 * 1024;
+/// Bytes written to one connection per turn, so one fat subscriber cannot starve the rest.
+const FLUSH_BYTES_PER_TURN: usize = 1024 * 1024;
+/// One read buffer for every connection: data is parsed where it lands or copied into the
+/// connection only when a request is incomplete.
+const SCRATCH_BYTES: usize = 64 * 1024;
+/// After running out of file descriptors, accepting waits this long before it tries again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+pub struct Server {
+    poll: Poll,
+    events: Option<Events>,
+    listeners: Vec<TcpListener>,
+    signals: Signals,
+    conns: Slab<Conn>,
+    bus: Bus,
+    timers: Timers,
+    stats: Stats,
+    cfg: Config,
+    max_connections: usize,
+    /// False while paused at the connection limit or out of descriptors.
+    accepting: bool,
+    accept_retry_at: Option<Instant>,
+    flush_list: Vec<usize>,
+    flush_next: Vec<usize>,
+    read_again: Vec<usize>,
+    close_list: Vec<(usize, Reason)>,
+    scratch: Vec<u8>,
+    started: Instant,
+    now: Instant,
+    stopping: bool,
+}
+
+impl Server {
+    pub fn new(cfg: Config) -> io::Result<Server> {
+        let open_files = raise_open_files_limit();
+        let capacity = open_files.saturating_sub(RESERVED_FDS).max(1);
+        let max_connections = match cfg.max_connections {
+            Some(n) if n > capacity => {
+                warn!("--max-connections {n} is over what {open_files} open files allow; using {capacity}");
+                capacity
+            }
+            Some(n) => n,
+            None => capacity,
+        };
+        let poll = Poll::new()?;
+        let mut signals = Signals::new()?;
+        poll.registry()
+            .register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)?;
+        if cfg.listen.len() > MAX_LISTENERS {
+            return Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                "too many listen addresses",
+            ));
+        }
+        let mut listeners = Vec::new();
+        for (i, addr) in cfg.listen.iter().enumerate() {
+            let mut listener = bind(*addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            poll.registry().register(
+                &mut listener,
+                Token(LISTENER_TOKEN_BASE - i),
+                Interest::READABLE,
+            )?;
+            info!("listening on {}", listener.local_addr()?);
+            listeners.push(listener);
+        }
+        if let Some(root) = &cfg.docroot {
+            info!("document root {}", root.display());
+        }
+        info!("up to {max_connections} connections (open-files limit {open_files})");
+        let now = Instant::now();
+        Ok(Server {
+            poll,
+            events: Some(Events::with_capacity(1024)),
+            listeners,
+            signals,
+            conns: Slab::with_capacity(1024),
+            bus: Bus::new(first_message_id()),
+            timers: Timers::new(),
+            stats: Stats::default(),
+            cfg,
+            max_connections,
+            accepting: true,
+            accept_retry_at: None,
+            flush_list: Vec::new(),
+            flush_next: Vec::new(),
+            read_again: Vec::new(),
+            close_list: Vec::new(),
+            scratch: vec![0; SCRATCH_BYTES],
+            started: now,
+            now,
+            stopping: false,
+        })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Runs until SIGINT or SIGTERM.
+    pub fn run(&mut self) -> io::Result<()> {
+        while !self.stopping {
+            self.poll_events()?;
+            self.expire_timers();
+            self.flush_pending();
+            self.close_deferred();
+        }
+        self.shut_down();
+        Ok(())
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.flush_next.is_empty() || !self.read_again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let timer = self.timers.next_timeout(self.now);
+        let accept = self
+            .accept_retry_at
+            .map(|at| at.saturating_duration_since(self.now));
+        match (timer, accept) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn poll_events(&mut self) -> io::Result<()> {
+        let mut events = self.events.take().expect("events are put back every turn");
+        let timeout = self.poll_timeout();
+        let polled = self.poll.poll(&mut events, timeout);
+        self.now = Instant::now();
+        if let Err(e) = polled {
+            self.events = Some(events);
+            return if e.kind() == ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        std::mem::swap(&mut self.flush_list, &mut self.flush_next);
+        for key in std::mem::take(&mut self.read_again) {
+            self.on_readable(key);
+        }
+        for event in events.iter() {
+            match event.token() {
+                SIGNAL_TOKEN => self.on_signal(),
+                Token(t) if t > LISTENER_TOKEN_BASE - MAX_LISTENERS => {
+                    self.accept_all();
+                }
+                Token(key) => {
+                    let Some(conn) = self.conns.get_mut(key) else {
+                        continue;
+                    };
+                    if event.is_writable() {
+                        conn.writable = true;
+                        if !conn.outq.is_empty() {
+                            schedule_flush(&mut self.flush_list, conn, key);
+                        }
+                    }
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        conn.readable = true;
+                        self.on_readable(key);
+                    }
+                }
+            }
+        }
+        self.events = Some(events);
+        Ok(())
+    }
+
+    fn accept_all(&mut self) {
+        if let Some(at) = self.accept_retry_at {
+            if self.now < at {
+                return;
+            }
+            self.accept_retry_at = None;
+        }
+        for i in 0..self.listeners.len() {
+            while self.accepting {
+                if self.conns.len() >= self.max_connections {
+                    self.accepting = false;
+                    self.stats.accept_paused += 1;
+                    warn!(
+                        "connection limit {} reached: accepting paused",
+                        self.max_connections
+                    );
+                    return;
+                }
+                match self.listeners[i].accept() {
+                    Ok((stream, peer)) => self.on_accept(stream, peer),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if is_out_of_descriptors(&e) => {
+                        warn!("accept: {e}: pausing accepts");
+                        self.accept_retry_at = Some(self.now + ACCEPT_BACKOFF);
+                        return;
+                    }
+                    Err(e) => debug!("accept: {e}"),
+                }
+            }
+        }
+    }
+
+    fn on_accept(&mut self, mut stream: mio::net::TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), interest)
+        {
+            warn!("register {peer}: {e}");
+            return;
+        }
+        trace!("accepted {peer} as {key}");
+        entry.insert(Conn::new(Socket::new(stream), peer, self.now, &self.cfg));
+        self.stats.accepted += 1;
+        self.rearm(key);
+    }
+
+    /// Reads what the socket has (up to the per-turn cap) and handles it.
+    fn on_readable(&mut self, key: usize) {
+        let mut taken = 0;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.closing || !conn.readable || !conn.wants_input(&self.cfg) {
+                break;
+            }
+            if taken >= READ_BYTES_PER_TURN {
+                self.read_again.push(key);
+                break;
+            }
+            match conn.sock.read(&mut self.scratch) {
+                Ok(0) => {
+                    conn.readable = false;
+                    match conn.on_peer_closed() {
+                        Some(reason) => self.close_later(key, reason),
+                        None => schedule_flush(&mut self.flush_list, conn, key),
+                    }
+                    break;
+                }
+                Ok(n) => {
+                    taken += n;
+                    conn.on_input(&self.scratch[..n]);
+                    self.drive(key);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    conn.readable = false;
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("read {}: {e}", conn.peer);
+                    self.close_later(key, Reason::IoError);
+                    break;
+                }
+            }
+        }
+        self.rearm(key);
+    }
+
+    /// Lets a connection handle its buffered input, carrying out what it hands back.
+    fn drive(&mut self, key: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.closing {
+                return;
+            }
+            let mut ctx = Ctx {
+                key,
+                now: self.now,
+                cfg: &self.cfg,
+                bus: &mut self.bus,
+                stats: &mut self.stats,
+            };
+            match conn.advance(&mut ctx) {
+                Next::Wait => break,
+                Next::Publish(publish) => {
+                    let reply = publish.reply;
+                    let (id, recipients) = self.publish(publish);
+                    self.conns[key].answer_publish(reply, id, recipients);
+                }
+                Next::Status(reply) => {
+                    let json = self.render_status();
+                    self.conns[key].answer_status(reply, &json);
+                }
+                Next::Close(reason) => {
+                    self.close_later(key, reason);
+                    return;
+                }
+            }
+        }
+        let conn = &mut self.conns[key];
+        if !conn.outq.is_empty() {
+            schedule_flush(&mut self.flush_list, conn, key);
+        }
+    }
+
+    /// Hands a message to every subscriber it matches: one shared frame per wire format,
+    /// queued by reference. Nothing is written here; the flush comes at the end of the turn.
+    fn publish(&mut self, publish: Publish) -> (u64, usize) {
+        let msg = self.bus.publish(
+            &publish.channel,
+            &publish.content_type,
+            publish.sender.as_deref(),
+            publish.body,
+        );
+        self.stats.published += 1;
+        let mut recipients = 0;
+        let (conns, stats, cfg) = (&mut self.conns, &mut self.stats, &self.cfg);
+        let (flush_list, close_list) = (&mut self.flush_list, &mut self.close_list);
+        self.bus.for_each_recipient(&msg, |sub| {
+            let conn = &mut conns[sub.conn];
+            if conn.closing {
+                return;
+            }
+            recipients += 1;
+            match conn.enqueue_frame(msg.frame(sub.wire, stats), cfg, stats) {
+                Ok(()) => schedule_flush(flush_list, conn, sub.conn),
+                Err(reason) => {
+                    conn.closing = true;
+                    close_list.push((sub.conn, reason));
+                }
+            }
+        });
+        trace!(
+            "PUB /msgbus/{} {} ({} bytes) to {recipients}",
+            msg.channel,
+            msg.content_type,
+            msg.body.len()
+        );
+        (msg.id, recipients)
+    }
+
+    fn render_status(&self) -> String {
+        let gauges = Gauges {
+            uptime: self.now.duration_since(self.started),
+            connections: self.conns.len(),
+            max_connections: self.max_connections,
+            subscribers: self.bus.subscriber_count(),
+            channels: self.bus.channel_count(),
+            queued_bytes: self.conns.iter().map(|(_, c)| c.outq.queued_bytes()).sum(),
+        };
+        self.stats.render_json(&gauges)
+    }
+
+    fn expire_timers(&mut self) {
+        while let Some(entry) = self.timers.pop_due(self.now) {
+            let key = entry.1;
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if !self.timers.fire(entry, &mut conn.timer, self.now) || conn.closing {
+                continue;
+            }
+            match conn.on_timeout() {
+                Some(reason) => self.close_later(key, reason),
+                None => {
+                    schedule_flush(&mut self.flush_list, conn, key);
+                    self.rearm(key);
+                }
+            }
+        }
+        if !self.accepting && self.accept_retry_at.is_none() {
+            // Resume below 90% of the limit, not at it, so accepting does not flap.
+            if self.conns.len() < self.max_connections / 10 * 9 {
+                info!("accepting again ({} connections)", self.conns.len());
+                self.accepting = true;
+                self.accept_all();
+            }
+        } else if self.accept_retry_at.is_some_and(|at| at <= self.now) {
+            self.accept_all();
+        }
+    }
+
+    /// Writes out every connection that gained output this turn: one vectored write each.
+    fn flush_pending(&mut self) {
+        let mut list = std::mem::take(&mut self.flush_list);
+        for &key in &list {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.pending_flush = false;
+            if !conn.closing {
+                self.flush(key);
+            }
+        }
+        list.clear();
+        // Connections scheduled while flushing go out next turn (poll will not wait).
+        self.flush_next.append(&mut self.flush_list);
+        self.flush_list = list;
+    }
+
+    fn flush(&mut self, key: usize) {
+        let mut budget = FLUSH_BYTES_PER_TURN;
+        loop {
+            let conn = &mut self.conns[key];
+            if !conn.writable || conn.outq.is_empty() {
+                break;
+            }
+            let sock = &mut conn.sock;
+            let result = conn.outq.flush(budget, |iov| sock.writev(iov));
+            match result {
+                Err(e) => {
+                    debug!("write {}: {e}", conn.peer);
+                    let reason = if is_peer_gone(&e) {
+                        Reason::PeerClosed
+                    } else {
+                        Reason::IoError
+                    };
+                    self.close_later(key, reason);
+                    return;
+                }
+                Ok((outcome, written)) => {
+                    self.stats.bytes_out += written as u64;
+                    budget = budget.saturating_sub(written);
+                    match outcome {
+                        crate::outq::Flushed::Blocked => conn.writable = false,
+                        crate::outq::Flushed::Capped => {
+                            conn.pending_flush = true;
+                            self.flush_next.push(key);
+                        }
+                        crate::outq::Flushed::Drained => match conn.on_drained(self.now) {
+                            Ok(AfterDrain::Refilled) if budget > 0 => continue,
+                            Ok(AfterDrain::Refilled) => {
+                                conn.pending_flush = true;
+                                self.flush_next.push(key);
+                            }
+                            Ok(AfterDrain::ReadMore) => {
+                                self.drive(key);
+                                self.on_readable(key);
+                            }
+                            Ok(AfterDrain::Nothing) => {}
+                            Err(reason) => self.close_later(key, reason),
+                        },
+                    }
+                }
+            }
+            break;
+        }
+        self.rearm(key);
+    }
+
+    fn close_later(&mut self, key: usize, reason: Reason) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.closing {
+                conn.closing = true;
+                self.close_list.push((key, reason));
+            }
+        }
+    }
+
+    fn close_deferred(&mut self) {
+        for (key, reason) in std::mem::take(&mut self.close_list) {
+            let Some(mut conn) = self.conns.try_remove(key) else {
+                continue;
+            };
+            if let Some(id) = conn.subscription() {
+                self.bus.unsubscribe(id);
+            }
+            let _ = self.poll.registry().deregister(conn.sock.source());
+            self.stats.count_close(reason);
+            trace!("closed {} ({})", conn.peer, reason.name());
+        }
+    }
+
+    fn rearm(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            let deadline = if conn.closing {
+                None
+            } else {
+                conn.deadline(self.now, &self.cfg)
+            };
+            self.timers.set(key, &mut conn.timer, deadline);
+        }
+    }
+
+    fn on_signal(&mut self) {
+        for signal in self.signals.drain() {
+            match signal {
+                Signal::Terminate(name) => {
+                    info!("{name}: shutting down");
+                    self.stopping = true;
+                }
+                Signal::Other(number) => debug!("signal {number} ignored"),
+            }
+        }
+    }
+
+    /// Stops accepting and gives queued output one last chance to go out.
+    fn shut_down(&mut self) {
+        for listener in &mut self.listeners {
+            let _ = self.poll.registry().deregister(listener);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.flush(key);
+        }
+        info!(
+            "stopped: {} published, {} delivered, {} dropped",
+            self.stats.published, self.stats.delivered, self.stats.dropped
+        );
+    }
+}
+
+fn schedule_flush(list: &mut Vec<usize>, conn: &mut Conn, key: usize) {
+    if !conn.pending_flush {
+        conn.pending_flush = true;
+        list.push(key);
+    }
+}
+
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket as RawSocket, Type};
+    let socket = RawSocket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Raises the soft open-files limit to the hard one; returns the limit in force.
+fn raise_open_files_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    usize::try_from(limit.rlim_cur)
+        .unwrap_or(usize::MAX)
+        .min(1 << 24)
+}
+
+/// Message ids start from the clock (microseconds since 1970) so a restarted server never
+/// reuses an id its clients have seen.
+fn first_message_id() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64)
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset)
+}
