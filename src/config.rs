@@ -197,7 +197,7 @@ impl Config {
                 .canonicalize()
                 .map_err(|e| ConfigError::Docroot(dir.clone(), e))?;
             if !canonical.is_dir() {
-                let e = std::io::Error::new(std::io::ErrorKind::Other, "not a directory");
+                let e = std::io::Error::other("not a directory");
                 return Err(ConfigError::Docroot(dir, e));
             }
             cfg.docroot = Some(canonical);
@@ -313,7 +313,7 @@ mod tests {
             (&["-d", "/nonexistent/dir"], "/nonexistent/dir"),
         ];
         for (args, flag) in cases {
-            let err = serve(args).err().expect("should fail").to_string();
+            let err = serve(args).expect_err("should fail").to_string();
             assert!(err.contains(flag), "{args:?}: {err}");
         }
     }

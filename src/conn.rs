@@ -740,7 +740,6 @@ mod tests {
         ];
         for (header, want) in cases {
             let got = basic_auth(&request_with(header));
-            let got = got.map(|o| o.map(|(u, p)| (u, p)));
             let want = want.map(|o| o.map(|(u, p)| (u.to_string(), p.to_string())));
             assert_eq!(got, want, "{header}");
         }

@@ -145,6 +145,7 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: usize) -> Result<Parsed
     let status = raw.parse(&buf[skipped..]).map_err(|e| match e {
         httparse::Error::TooManyHeaders => RequestError::HeadTooLarge,
         httparse::Error::Version => RequestError::Malformed("unsupported HTTP version"),
+        httparse::Error::HeaderName => RequestError::Malformed("bad header name"),
         httparse::Error::Token => RequestError::Malformed("bad request line or header name"),
         _ => RequestError::Malformed("bad request line or header"),
     })?;
@@ -351,7 +352,7 @@ mod tests {
             ("GET / HTTP/1.1\r\n\r\n", RequestError::Malformed("missing Host header")),
             ("BREW / HTTP/1.1\r\nHost: a\r\n\r\n", RequestError::UnknownMethod),
             ("GET / HTTP/2.0\r\n\r\n", RequestError::Malformed("unsupported HTTP version")),
-            ("GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n", RequestError::Malformed("bad request line or header name")),
+            ("GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n", RequestError::Malformed("bad header name")),
             ("GET nopath HTTP/1.1\r\nHost: a\r\n\r\n", RequestError::Malformed("bad request target")),
             ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n", RequestError::BodyTooLarge),
             ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", RequestError::Malformed("bad Content-Length")),

@@ -2,7 +2,6 @@
 //! `bus::Message::frame`) and the bytes are shared by every subscriber that uses it.
 
 pub mod multipart;
-pub mod websocket;
 
 use crate::bus::Message;
 

@@ -40,18 +40,18 @@ pub fn encode_stream_head(minor_version: u8, head_only: bool) -> Vec<u8> {
 pub fn encode_part(msg: &Message, located: bool, chunked: bool) -> Vec<u8> {
     let mut part = Vec::with_capacity(msg.body.len() + 128);
     if let Some(sender) = &msg.sender {
-        let _ = write!(part, "From: {sender}\n");
+        let _ = writeln!(part, "From: {sender}");
     }
     if located {
-        let _ = write!(
+        let _ = writeln!(
             part,
-            "Content-Location: /msgbus/{}\n",
+            "Content-Location: /msgbus/{}",
             percent_encode_path(&msg.channel)
         );
     }
-    let _ = write!(part, "Content-Type: {}\n", msg.content_type);
+    let _ = writeln!(part, "Content-Type: {}", msg.content_type);
     if !chunked {
-        let _ = write!(part, "Content-Length: {}\n", msg.body.len());
+        let _ = writeln!(part, "Content-Length: {}", msg.body.len());
     }
     part.push(b'\n');
     part.extend_from_slice(&msg.body);
@@ -137,11 +137,12 @@ impl PartDecoder {
 
     pub fn next_part(&mut self) -> Result<Option<Part>, PartError> {
         if !self.opened {
-            if self.buf.len() < OPENING.len() {
-                return Ok(None);
-            }
-            if !self.buf.starts_with(OPENING) {
+            let seen = self.buf.len().min(OPENING.len());
+            if self.buf[..seen] != OPENING[..seen] {
                 return Err(PartError::NoBoundary);
+            }
+            if seen < OPENING.len() {
+                return Ok(None);
             }
             self.buf.drain(..OPENING.len());
             self.opened = true;
@@ -205,8 +206,8 @@ mod tests {
         let cases: &[(&Message, bool, bool, &str)] = &[
             (&hello, false, false, "From: dugsong\nContent-Type: text/plain\nContent-Length: 6\n\nhello\n--00MsgBus00\n"),
             (&hello, true, false, "From: dugsong\nContent-Location: /msgbus/foo\nContent-Type: text/plain\nContent-Length: 6\n\nhello\n--00MsgBus00\n"),
-            (&hello, false, true, "3a\r\nFrom: dugsong\nContent-Type: text/plain\n\nhello\n--00MsgBus00\n\r\n"),
-            (&anon, true, true, "43\r\nContent-Location: /msgbus/a%20b\nContent-Type: image/jpeg\n\nJPEG--00MsgBus00\n\r\n"),
+            (&hello, false, true, "3b\r\nFrom: dugsong\nContent-Type: text/plain\n\nhello\n--00MsgBus00\n\r\n"),
+            (&anon, true, true, "4b\r\nContent-Location: /msgbus/a%20b\nContent-Type: image/jpeg\n\nJPEG--00MsgBus00\n\r\n"),
         ];
         for (m, located, chunked, want) in cases {
             let got = encode_part(m, *located, *chunked);
