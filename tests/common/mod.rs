@@ -1,0 +1,204 @@
+//! Starts the real msgbus binary on 127.0.0.1 with a free port and speaks raw bytes to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long any single read in a test may wait before the test fails.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `msgbus -l 127.0.0.1 -p 0 ARGS` and waits for its "listening on" line.
+    pub fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_msgbus"))
+            .args(["-l", "127.0.0.1", "-p", "0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start msgbus");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let log_writer = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                log_writer.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let addr = rx
+            .recv_timeout(READ_TIMEOUT)
+            .expect("msgbus did not say where it listens");
+        Server {
+            child,
+            addr: addr.parse().unwrap(),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+    }
+
+    /// Sends raw bytes on a new connection and returns everything until the server closes.
+    pub fn exchange(&self, raw: &[u8]) -> String {
+        let mut stream = self.connect();
+        stream.write_all(raw).unwrap();
+        String::from_utf8_lossy(&read_to_end(&mut stream)).into_owned()
+    }
+
+    /// Publishes `body` to `/msgbus/CHANNEL` and returns the response head.
+    pub fn publish(&self, channel: &str, content_type: &str, body: &[u8]) -> String {
+        let head = format!(
+            "POST /msgbus/{channel} HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        self.exchange(&[head.as_bytes(), body].concat())
+    }
+
+    pub fn status(&self) -> String {
+        self.exchange(b"GET /status.json HTTP/1.0\r\n\r\n")
+    }
+
+    /// A counter from /status.json, found by its key.
+    pub fn counter(&self, key: &str) -> u64 {
+        json_number(&self.status(), key)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling the child this test started, by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + READ_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "msgbus did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn json_number(json: &str, key: &str) -> u64 {
+    let needle = format!("\"{key}\":");
+    let start = json
+        .find(&needle)
+        .unwrap_or_else(|| panic!("{key} not in {json}"))
+        + needle.len();
+    json[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// Reads until the peer closes.
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).expect("read to end");
+    out
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_exact(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut out = vec![0; n];
+    stream.read_exact(&mut out).expect("read exact");
+    out
+}
+
+/// Reads exactly as many bytes as `want` has and returns them as text for comparison.
+pub fn read_same_len(stream: &mut TcpStream, want: &str) -> String {
+    String::from_utf8_lossy(&read_exact(stream, want.len())).into_owned()
+}
+
+/// Reads until `needle` has been seen; returns everything read.
+pub fn read_until(stream: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut byte = [0u8; 4096];
+    while !out.windows(needle.len()).any(|w| w == needle) {
+        let n = stream.read(&mut byte).expect("read until");
+        assert!(
+            n > 0,
+            "closed before {:?}; got {:?}",
+            String::from_utf8_lossy(needle),
+            String::from_utf8_lossy(&out)
+        );
+        out.extend_from_slice(&byte[..n]);
+    }
+    out
+}
+
+/// Subscribes with raw request `request` and returns the stream once the response head and
+/// opening boundary have arrived, i.e. once the subscription is in place.
+pub fn subscribe(server: &Server, request: &str, expected_head: &str) -> TcpStream {
+    let mut stream = server.connect();
+    stream.write_all(request.as_bytes()).unwrap();
+    assert_eq!(read_same_len(&mut stream, expected_head), expected_head);
+    stream
+}
+
+pub const HEAD_11: &str = "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: multipart/x-mixed-replace;boundary=00MsgBus00\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\nd\r\n--00MsgBus00\n\r\n";
+pub const HEAD_10: &str = "HTTP/1.0 200 OK\r\nServer: msgbus\r\nContent-Type: multipart/x-mixed-replace;boundary=00MsgBus00\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n--00MsgBus00\n";
+
+/// The HTTP/1.1 wire form of one part: a chunk of `part` bytes.
+pub fn chunk(part: &str) -> String {
+    format!("{:x}\r\n{part}\r\n", part.len())
+}
+
+/// Asserts that nothing more arrives on `stream` within `wait`.
+pub fn assert_silent(stream: &mut TcpStream, wait: Duration) {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 256];
+    match stream.read(&mut buf) {
+        Ok(n) => panic!(
+            "unexpected {n} bytes: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{e}"
+        ),
+    }
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+}

@@ -1,0 +1,110 @@
+//! A subscriber that stops reading never delays the others and never holds more than its
+//! queue limit: its oldest unsent messages are dropped, or it is closed, as the policy says.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::thread;
+
+use common::*;
+use msgbus::transport::multipart::PartDecoder;
+
+const MESSAGES: usize = 600;
+const SIZE: usize = 32 * 1024;
+const QUEUE_LIMIT: usize = 128 * 1024;
+
+fn body(seq: usize) -> Vec<u8> {
+    let mut body = format!("{seq:06}").into_bytes();
+    body.resize(SIZE, b'.');
+    body
+}
+
+/// Reads parts from an HTTP/1.0 subscription (past its head) until `last` arrives or the
+/// stream ends; returns the sequence numbers seen.
+fn read_sequence(stream: &mut TcpStream, last: usize) -> Vec<usize> {
+    let mut decoder = PartDecoder::new(1 << 20);
+    decoder.push(b"--00MsgBus00\n"); // already read by `subscribe`
+    let mut buf = vec![0; 64 * 1024];
+    let mut seen = Vec::new();
+    loop {
+        let n = stream.read(&mut buf).expect("read");
+        if n == 0 {
+            return seen;
+        }
+        decoder.push(&buf[..n]);
+        while let Some(part) = decoder.next_part().expect("intact parts") {
+            let seq: usize = String::from_utf8_lossy(&part.body[..6]).parse().unwrap();
+            assert_eq!(part.body, body(seq));
+            seen.push(seq);
+            if seq == last {
+                return seen;
+            }
+        }
+    }
+}
+
+fn publish_all(server: &Server) {
+    for seq in 0..MESSAGES {
+        let answer = server.publish("slow", "application/octet-stream", &body(seq));
+        assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    }
+}
+
+#[test]
+fn drop_policy_keeps_the_stalled_subscriber_bounded_and_the_others_whole() {
+    let queue_limit = QUEUE_LIMIT.to_string();
+    let server = Server::start(&["--max-queue", &queue_limit, "--slow-policy", "drop"]);
+    let stalled = subscribe(&server, "GET /msgbus/slow HTTP/1.0\r\n\r\n", HEAD_10);
+    let fast = subscribe(&server, "GET /msgbus/slow HTTP/1.0\r\n\r\n", HEAD_10);
+    let reader = thread::spawn(move || read_sequence(&mut { fast }, MESSAGES - 1));
+    publish_all(&server);
+    let fast_seen = reader.join().unwrap();
+    assert_eq!(
+        fast_seen,
+        (0..MESSAGES).collect::<Vec<_>>(),
+        "the reading subscriber lost nothing"
+    );
+    let status = server.status();
+    assert!(json_number(&status, "dropped") > 0, "{status}");
+    assert!(
+        json_number(&status, "queued_bytes") <= QUEUE_LIMIT as u64,
+        "{status}"
+    );
+    // The stalled one now reads: whole parts, in order, and the newest message at the end.
+    let stalled_seen = read_sequence(&mut { stalled }, MESSAGES - 1);
+    assert!(
+        stalled_seen.windows(2).all(|w| w[0] < w[1]),
+        "{stalled_seen:?}"
+    );
+    assert_eq!(stalled_seen.last(), Some(&(MESSAGES - 1)));
+    assert!(stalled_seen.len() < MESSAGES);
+    assert!(server
+        .log()
+        .contains("dropping messages for slow subscriber"));
+}
+
+#[test]
+fn close_policy_disconnects_the_stalled_subscriber() {
+    let queue_limit = QUEUE_LIMIT.to_string();
+    let server = Server::start(&["--max-queue", &queue_limit, "--slow-policy", "close"]);
+    let stalled = subscribe(&server, "GET /msgbus/slow HTTP/1.0\r\n\r\n", HEAD_10);
+    let fast = subscribe(&server, "GET /msgbus/slow HTTP/1.0\r\n\r\n", HEAD_10);
+    // The reader hands its stream back, so the fast subscriber is still connected below.
+    let reader = thread::spawn(move || {
+        let mut fast = fast;
+        (read_sequence(&mut fast, MESSAGES - 1), fast)
+    });
+    publish_all(&server);
+    let (fast_seen, _fast) = reader.join().unwrap();
+    assert_eq!(fast_seen, (0..MESSAGES).collect::<Vec<_>>());
+    let status = server.status();
+    assert_eq!(json_number(&status, "slow_subscriber"), 1, "{status}");
+    assert_eq!(json_number(&status, "subscribers"), 1, "{status}");
+    // What it had in its socket buffers arrives in order, then the stream ends.
+    let seen = read_sequence(&mut { stalled }, usize::MAX);
+    assert!(
+        seen.len() < MESSAGES && seen.iter().enumerate().all(|(i, s)| i == *s),
+        "{seen:?}"
+    );
+}
