@@ -18,12 +18,14 @@ enum Bytes {
     Frame(Rc<[u8]>),
     /// This connection's own bytes: a response head, a file chunk; never dropped.
     Own(Vec<u8>),
+    /// A shared frame inside a response of known length (a long-poll answer); never dropped.
+    Pinned(Rc<[u8]>),
 }
 
 impl Bytes {
     fn as_slice(&self) -> &[u8] {
         match self {
-            Bytes::Frame(frame) => frame,
+            Bytes::Frame(frame) | Bytes::Pinned(frame) => frame,
             Bytes::Own(bytes) => bytes,
         }
     }
@@ -76,6 +78,15 @@ impl OutQueue {
         self.queued += frame.len();
         self.chunks.push_back(Chunk {
             bytes: Bytes::Frame(frame),
+            sent: 0,
+        });
+    }
+
+    /// Queues a shared frame that must not be dropped: part of a response with a length.
+    pub fn push_pinned(&mut self, frame: Rc<[u8]>) {
+        self.queued += frame.len();
+        self.chunks.push_back(Chunk {
+            bytes: Bytes::Pinned(frame),
             sent: 0,
         });
     }

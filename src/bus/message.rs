@@ -15,6 +15,8 @@ pub struct Message {
     /// The publisher's HTTP Basic user name, shown to subscribers as `From`.
     pub sender: Option<Box<str>>,
     pub body: Box<[u8]>,
+    /// The SSE event name given at publish time.
+    pub event: Option<Box<str>>,
     frames: [OnceCell<Rc<[u8]>>; Wire::COUNT],
 }
 
@@ -32,6 +34,7 @@ impl Message {
             content_type,
             sender,
             body,
+            event: None,
             frames: Default::default(),
         }
     }
