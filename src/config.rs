@@ -23,6 +23,18 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A response (not a stream) the client does not read is given up after this long.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Messages a channel keeps for resuming clients (0: live only, as the original).
+pub const DEFAULT_HISTORY: usize = 100;
+/// The largest history a publisher may ask for with `?size=`.
+pub const DEFAULT_MAX_HISTORY: usize = 10_000;
+/// How long a retained message lives.
+pub const DEFAULT_MESSAGE_LIFETIME: Duration = Duration::from_secs(3600);
+/// A channel with no subscribers and no messages is freed after this long.
+pub const DEFAULT_CHANNEL_TIMEOUT: Duration = Duration::from_secs(60);
+/// SSE comments and WebSocket pings go out this often on an idle stream.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// A long-poll is held this long before it is answered with no messages.
+pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(30);
 /// File descriptors kept for listeners, logs and files being served.
 pub const RESERVED_FDS: usize = 32;
 
@@ -52,6 +64,17 @@ pub struct Config {
     pub body_timeout: Duration,
     pub keepalive_timeout: Duration,
     pub send_timeout: Duration,
+    pub history: usize,
+    pub max_history: usize,
+    pub message_lifetime: Duration,
+    pub channel_timeout: Duration,
+    pub ping_interval: Duration,
+    pub poll_timeout: Duration,
+    /// Largest WebSocket message a client may send (default: --max-body).
+    pub max_ws_message: Option<usize>,
+    /// Origins allowed for CORS and WebSocket handshakes; None: no CORS headers, any origin
+    /// may open a WebSocket. `*` allows every origin.
+    pub allow_origins: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -70,6 +93,14 @@ impl Default for Config {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            history: DEFAULT_HISTORY,
+            max_history: DEFAULT_MAX_HISTORY,
+            message_lifetime: DEFAULT_MESSAGE_LIFETIME,
+            channel_timeout: DEFAULT_CHANNEL_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            poll_timeout: DEFAULT_POLL_TIMEOUT,
+            max_ws_message: None,
+            allow_origins: None,
         }
     }
 }
@@ -103,7 +134,7 @@ impl std::error::Error for ConfigError {}
 
 /// What the command line asked for.
 pub enum Command {
-    Serve(Config),
+    Serve(Box<Config>),
     Help,
     Version,
 }
@@ -128,11 +159,49 @@ Options:
   --body-timeout SECS     time for a whole request body (default: 60)
   --keepalive-timeout SECS  idle time between requests (default: 60)
   --send-timeout SECS     time for a client to take a response (default: 60)
+  --history N             messages a channel keeps for resuming clients (default: 100; 0: none)
+  --max-history N         largest ?size= a publisher may set (default: 10000)
+  --message-lifetime SECS how long a kept message lives (default: 3600)
+  --channel-timeout SECS  an unused, empty channel is freed after this (default: 60)
+  --ping-interval SECS    SSE comment / WebSocket ping on idle streams (default: 30)
+  --poll-timeout SECS     how long a long-poll is held (default: 30)
+  --max-ws-message BYTES  largest WebSocket message from a client (default: --max-body)
+  --allow-origin LIST     origins allowed for CORS and WebSocket (comma list, or *)
   -h, --help              this text
   -V, --version           the version
 ";
 
 impl Config {
+    /// What `Access-Control-Allow-Origin` should say to a request from `origin`, if anything.
+    pub fn allowed_origin<'a>(&self, origin: &'a str) -> Option<&'a str> {
+        let list = self.allow_origins.as_ref()?;
+        if list.iter().any(|o| o == "*") {
+            return Some("*");
+        }
+        list.iter()
+            .any(|o| o.eq_ignore_ascii_case(origin.trim_end_matches('/')))
+            .then_some(origin)
+    }
+
+    /// Whether a WebSocket handshake from `origin` may proceed.
+    pub fn websocket_origin_ok(&self, origin: Option<&str>) -> bool {
+        match (&self.allow_origins, origin) {
+            (None, _) | (Some(_), None) => true,
+            (Some(_), Some(origin)) => self.allowed_origin(origin).is_some(),
+        }
+    }
+
+    pub fn retention(&self) -> crate::bus::Retention {
+        crate::bus::Retention {
+            size: self.history,
+            lifetime: self.message_lifetime,
+        }
+    }
+
+    pub fn max_ws_message(&self) -> usize {
+        self.max_ws_message.unwrap_or(self.max_body)
+    }
+
     /// Parses the server's command line (without the program name).
     pub fn from_args<I>(args: I) -> Result<Command, ConfigError>
     where
@@ -180,6 +249,30 @@ impl Config {
                     cfg.keepalive_timeout = seconds(&mut parser, "--keepalive-timeout")?
                 }
                 Long("send-timeout") => cfg.send_timeout = seconds(&mut parser, "--send-timeout")?,
+                Long("history") => cfg.history = number(&mut parser, "--history")?,
+                Long("max-history") => cfg.max_history = number(&mut parser, "--max-history")?,
+                Long("message-lifetime") => {
+                    cfg.message_lifetime = seconds(&mut parser, "--message-lifetime")?
+                }
+                Long("channel-timeout") => {
+                    cfg.channel_timeout = seconds(&mut parser, "--channel-timeout")?
+                }
+                Long("ping-interval") => {
+                    cfg.ping_interval = seconds(&mut parser, "--ping-interval")?
+                }
+                Long("poll-timeout") => cfg.poll_timeout = seconds(&mut parser, "--poll-timeout")?,
+                Long("max-ws-message") => {
+                    cfg.max_ws_message = Some(positive(&mut parser, "--max-ws-message")?)
+                }
+                Long("allow-origin") => {
+                    let list = string(&mut parser)?;
+                    let origins = list
+                        .split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_string())
+                        .filter(|o| !o.is_empty())
+                        .collect();
+                    cfg.allow_origins = Some(origins);
+                }
                 Short('h') | Long("help") => return Ok(Command::Help),
                 Short('V') | Long("version") => return Ok(Command::Version),
                 _ => return Err(usage(arg.unexpected())),
@@ -202,7 +295,7 @@ impl Config {
             }
             cfg.docroot = Some(canonical);
         }
-        Ok(Command::Serve(cfg))
+        Ok(Command::Serve(Box::new(cfg)))
     }
 }
 
@@ -272,7 +365,7 @@ mod tests {
 
     fn serve(args: &[&str]) -> Result<Config, ConfigError> {
         match Config::from_args(args.iter().copied())? {
-            Command::Serve(cfg) => Ok(cfg),
+            Command::Serve(cfg) => Ok(*cfg),
             _ => panic!("not a serve command"),
         }
     }

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         _ => {}
     }
     let cfg = match Config::from_args(args) {
-        Ok(Command::Serve(cfg)) => cfg,
+        Ok(Command::Serve(cfg)) => *cfg,
         Ok(Command::Help) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -12,9 +12,9 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::bus::Bus;
+use crate::bus::{Bus, BusError, PublishRequest};
 use crate::config::{Config, RESERVED_FDS};
-use crate::conn::{AfterDrain, Conn, Ctx, Next, Publish};
+use crate::conn::{AfterDrain, Conn, Ctx, Next};
 use crate::io::Socket;
 use crate::signals::{Signal, Signals};
 use crate::stats::{Gauges, Reason, Stats};
@@ -33,6 +33,8 @@ const FLUSH_BYTES_PER_TURN: usize = 1024 * 1024;
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// After running out of file descriptors, accepting waits this long before it tries again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often expired messages and idle channels are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Server {
     poll: Poll,
@@ -52,6 +54,10 @@ pub struct Server {
     flush_next: Vec<usize>,
     read_again: Vec<usize>,
     close_list: Vec<(usize, Reason)>,
+    /// Connections whose long-poll was answered during a publish.
+    polls_done: Vec<usize>,
+    /// When idle channels and expired messages are next swept away.
+    next_sweep: Instant,
     scratch: Vec<u8>,
     started: Instant,
     now: Instant,
@@ -103,7 +109,7 @@ impl Server {
             listeners,
             signals,
             conns: Slab::with_capacity(1024),
-            bus: Bus::new(first_message_id()),
+            bus: Bus::new(first_message_id(), cfg.retention(), cfg.channel_timeout),
             timers: Timers::new(),
             stats: Stats::default(),
             cfg,
@@ -114,6 +120,8 @@ impl Server {
             flush_next: Vec::new(),
             read_again: Vec::new(),
             close_list: Vec::new(),
+            polls_done: Vec::new(),
+            next_sweep: now + SWEEP_INTERVAL,
             scratch: vec![0; SCRATCH_BYTES],
             started: now,
             now,
@@ -144,7 +152,12 @@ impl Server {
         if !self.flush_next.is_empty() || !self.read_again.is_empty() {
             return Some(Duration::ZERO);
         }
-        let timer = self.timers.next_timeout(self.now);
+        let sweep = self.next_sweep.saturating_duration_since(self.now);
+        let timer = Some(
+            self.timers
+                .next_timeout(self.now)
+                .map_or(sweep, |t| t.min(sweep)),
+        );
         let accept = self
             .accept_retry_at
             .map(|at| at.saturating_duration_since(self.now));
@@ -310,10 +323,14 @@ impl Server {
             };
             match conn.advance(&mut ctx) {
                 Next::Wait => break,
-                Next::Publish(publish) => {
-                    let reply = publish.reply;
-                    let (id, recipients) = self.publish(publish);
-                    self.conns[key].answer_publish(reply, id, recipients);
+                Next::Publish(mut publish) => {
+                    let req = std::mem::take(&mut publish.req);
+                    let outcome = self.publish(req);
+                    self.conns[key].answer_publish(&publish, outcome);
+                }
+                Next::Delete(delete) => {
+                    let outcome = self.delete_channel(&delete.channel, delete.key.as_deref());
+                    self.conns[key].answer_delete(delete.reply, outcome);
                 }
                 Next::Status(reply) => {
                     let json = self.render_status();
@@ -333,29 +350,28 @@ impl Server {
 
     /// Hands a message to every subscriber it matches: one shared frame per wire format,
     /// queued by reference. Nothing is written here; the flush comes at the end of the turn.
-    fn publish(&mut self, publish: Publish) -> (u64, usize) {
-        let msg = self.bus.publish(
-            &publish.channel,
-            &publish.content_type,
-            publish.sender.as_deref(),
-            publish.body,
-        );
+    fn publish(&mut self, req: PublishRequest) -> Result<(u64, usize), BusError> {
+        let msg = self.bus.publish(req, self.now)?;
         self.stats.published += 1;
         let mut recipients = 0;
         let (conns, stats, cfg) = (&mut self.conns, &mut self.stats, &self.cfg);
         let (flush_list, close_list) = (&mut self.flush_list, &mut self.close_list);
+        let polls_done = &mut self.polls_done;
         self.bus.for_each_recipient(&msg, |sub| {
             let conn = &mut conns[sub.conn];
-            if conn.closing {
+            if conn.closing || conn.last_delivered == msg.id {
                 return;
             }
             recipients += 1;
-            match conn.enqueue_frame(msg.frame(sub.wire, stats), cfg, stats) {
+            match conn.enqueue_frame(msg.frame(sub.wire, stats), msg.id, cfg, stats) {
                 Ok(()) => schedule_flush(flush_list, conn, sub.conn),
                 Err(reason) => {
                     conn.closing = true;
                     close_list.push((sub.conn, reason));
                 }
+            }
+            if conn.poll_done {
+                polls_done.push(sub.conn);
             }
         });
         trace!(
@@ -364,7 +380,44 @@ impl Server {
             msg.content_type,
             msg.body.len()
         );
-        (msg.id, recipients)
+        for key in std::mem::take(&mut self.polls_done) {
+            self.release_poll(key);
+        }
+        Ok((msg.id, recipients))
+    }
+
+    /// A long-poll was answered: its subscriptions go, and pipelined requests may follow.
+    fn release_poll(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        for id in conn.take_subscriptions() {
+            self.bus.unsubscribe(id, self.now);
+        }
+        self.read_again.push(key);
+        self.rearm(key);
+    }
+
+    /// Deletes a channel and ends the streams of its subscribers.
+    fn delete_channel(&mut self, name: &str, key: Option<&str>) -> Result<usize, BusError> {
+        let gone = self.bus.delete(name, key)?;
+        for &(conn_key, id) in &gone {
+            let Some(conn) = self.conns.get_mut(conn_key) else {
+                continue;
+            };
+            conn.forget_subscriptions(&[id]);
+            for other in conn.take_subscriptions() {
+                self.bus.unsubscribe(other, self.now);
+            }
+            conn.end_stream();
+            schedule_flush(&mut self.flush_list, conn, conn_key);
+            if !conn.is_subscriber() {
+                self.read_again.push(conn_key);
+            }
+            self.rearm(conn_key);
+        }
+        info!("channel {name} deleted ({} subscribers)", gone.len());
+        Ok(gone.len())
     }
 
     fn render_status(&self) -> String {
@@ -380,6 +433,13 @@ impl Server {
     }
 
     fn expire_timers(&mut self) {
+        if self.now >= self.next_sweep {
+            let freed = self.bus.sweep(self.now);
+            if freed > 0 {
+                debug!("freed {freed} idle channels");
+            }
+            self.next_sweep = self.now + SWEEP_INTERVAL;
+        }
         while let Some(entry) = self.timers.pop_due(self.now) {
             let key = entry.1;
             let Some(conn) = self.conns.get_mut(key) else {
@@ -388,10 +448,13 @@ impl Server {
             if !self.timers.fire(entry, &mut conn.timer, self.now) || conn.closing {
                 continue;
             }
-            match conn.on_timeout() {
+            match conn.on_timeout(self.now, &self.cfg) {
                 Some(reason) => self.close_later(key, reason),
                 None => {
                     schedule_flush(&mut self.flush_list, conn, key);
+                    if conn.poll_done {
+                        self.release_poll(key);
+                    }
                     self.rearm(key);
                 }
             }
@@ -490,8 +553,8 @@ impl Server {
             let Some(mut conn) = self.conns.try_remove(key) else {
                 continue;
             };
-            if let Some(id) = conn.subscription() {
-                self.bus.unsubscribe(id);
+            for id in conn.take_subscriptions() {
+                self.bus.unsubscribe(id, self.now);
             }
             let _ = self.poll.registry().deregister(conn.sock.source());
             self.stats.count_close(reason);

@@ -35,8 +35,8 @@ fn bad_input_gets_a_status_and_a_reason() {
         ("GET /msgbus/x%zz HTTP/1.1\r\nHost: x\r\n\r\n", error("400 Bad Request", "bad percent-encoding in path", "")),
         ("GET /msgbus/a%0Ab HTTP/1.1\r\nHost: x\r\n\r\n", error("400 Bad Request", "bad channel name", "")),
         ("POST /msgbus/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", error("400 Bad Request", "bad chunked body: bad chunk size", "")),
-        ("DELETE /status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", error("405 Method Not Allowed", "method not allowed", "Allow: GET, HEAD\r\n")),
-        ("PUT /msgbus/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", error("405 Method Not Allowed", "method not allowed", "Allow: GET, HEAD, POST\r\n")),
+        ("DELETE /status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", error("405 Method Not Allowed", "method not allowed", "Allow: GET, HEAD, OPTIONS\r\n")),
+        ("PUT /msgbus/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", error("405 Method Not Allowed", "method not allowed", "Allow: GET, HEAD, POST, DELETE, OPTIONS\r\n")),
         ("GET /nothing-here HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", error("404 Not Found", "not found", "")),
     ];
     for (raw, want) in cases {
@@ -124,12 +124,6 @@ fn http10_keep_alive_and_close() {
         rest.starts_with("HTTP/1.0 200 OK\r\n") && !rest.contains("keep-alive"),
         "{rest}"
     );
-}
-
-fn header_value<'a>(head: &'a str, name: &str) -> &'a str {
-    let needle = format!("\r\n{name}: ");
-    let start = head.find(&needle).unwrap() + needle.len();
-    head[start..].split("\r\n").next().unwrap()
 }
 
 #[test]

@@ -164,7 +164,7 @@ fn a_closed_subscriber_is_forgotten() {
     assert!(read_to_end(&mut sub).is_empty());
     let answer = server.publish("gone", "text/plain", b"x");
     assert_eq!(header_number(&answer, "Msgbus-Subscribers"), 0);
-    assert_eq!(server.counter("channels"), 0);
+    assert_eq!(server.counter("subscribers"), 0);
 }
 
 fn header_number(response: &str, name: &str) -> u64 {

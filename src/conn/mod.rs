@@ -10,19 +10,21 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-use crate::bus::{Bus, Filter, Subscriber, SubscriptionId};
+mod subscribe;
+
+use crate::bus::{constant_time_eq, Bus, BusError, PublishRequest, SubscriptionId};
 use crate::config::{Config, SlowPolicy};
 use crate::http::chunked::{ChunkedDecoder, Progress};
 use crate::http::query::{percent_decode, split_target, Query};
 use crate::http::request::{parse_head, BodyFraming, Method, Parsed, Request};
 use crate::http::response::{self, Head, Status};
-use crate::http::route::{route, Resource};
+use crate::http::route::{route, Resource, Topic};
 use crate::http::{base64, date, static_files};
 use crate::io::Socket;
 use crate::outq::OutQueue;
 use crate::stats::{Reason, Stats};
 use crate::timer::TimerSlot;
-use crate::transport::{multipart, Wire};
+use crate::transport::{longpoll, sse};
 
 /// How long a half-closed connection may keep sending before it is closed outright.
 const LINGER: Duration = Duration::from_secs(2);
@@ -48,6 +50,8 @@ pub enum Next {
     Publish(Publish),
     /// Render the status document; then call `answer_status` and `advance` again.
     Status(Reply),
+    /// Delete a channel; then call `answer_delete` and `advance` again.
+    Delete(Delete),
     /// Close at the end of the turn.
     Close(Reason),
 }
@@ -62,10 +66,16 @@ pub struct Reply {
 
 #[derive(Debug)]
 pub struct Publish {
+    pub req: PublishRequest,
+    pub reply: Reply,
+    /// The client accepts JSON: answer with a body, not only headers.
+    pub json_answer: bool,
+}
+
+#[derive(Debug)]
+pub struct Delete {
     pub channel: String,
-    pub content_type: String,
-    pub sender: Option<String>,
-    pub body: Vec<u8>,
+    pub key: Option<String>,
     pub reply: Reply,
 }
 
@@ -87,12 +97,31 @@ enum Phase {
     Body(Box<BodyState>),
     /// Answering with a file, read as the socket drains. next: Head | Closing
     File(Box<FileState>),
-    /// A subscriber: frames go out, input is discarded. next: (closed)
-    Streaming,
+    /// A subscriber: frames go out, input is discarded. next: (closed), or Head after a
+    /// long-poll is answered
+    Streaming(Stream),
     /// The last response is queued; once it is sent, half-close. next: Lingering
     Closing,
     /// Half-closed: input is discarded until the peer closes or the deadline. next: (closed)
     Lingering { deadline: Instant },
+}
+
+/// How a subscriber is sent its messages.
+enum Stream {
+    /// The original protocol; `chunked` on HTTP/1.1.
+    Multipart { chunked: bool },
+    /// Server-sent events, with a comment every ping interval.
+    Sse { next_ping: Instant },
+    /// A held long-poll, answered by the first message or at `deadline`.
+    LongPoll(Box<PollState>),
+}
+
+struct PollState {
+    reply: Reply,
+    deadline: Instant,
+    /// The cursor the client polled with, given back if nothing arrives.
+    cursor: u64,
+    callback: Option<String>,
 }
 
 struct BodyState {
@@ -152,7 +181,14 @@ pub struct Conn {
     pub pending_flush: bool,
     /// A close is scheduled for the end of the turn.
     pub closing: bool,
-    subscription: Option<SubscriptionId>,
+    subscriptions: Vec<SubscriptionId>,
+    /// The id of the last message queued, so a connection subscribed to a channel and to a
+    /// subtree holding it gets each message once.
+    pub last_delivered: u64,
+    /// The `Access-Control-Allow-Origin` value for the request being answered.
+    cors: Option<Box<str>>,
+    /// A long-poll was answered: its subscriptions are to be released.
+    pub poll_done: bool,
     /// Dropping frames for slowness; logged once per episode.
     dropping: bool,
 }
@@ -172,17 +208,27 @@ impl Conn {
             writable: true,
             pending_flush: false,
             closing: false,
-            subscription: None,
+            subscriptions: Vec::new(),
+            last_delivered: 0,
+            cors: None,
+            poll_done: false,
             dropping: false,
         }
     }
 
-    pub fn subscription(&self) -> Option<SubscriptionId> {
-        self.subscription
+    /// Hands over the connection's subscriptions, for the reactor to release.
+    pub fn take_subscriptions(&mut self) -> Vec<SubscriptionId> {
+        self.poll_done = false;
+        std::mem::take(&mut self.subscriptions)
+    }
+
+    /// Forgets subscriptions the bus already dropped (a deleted channel's).
+    pub fn forget_subscriptions(&mut self, gone: &[SubscriptionId]) {
+        self.subscriptions.retain(|id| !gone.contains(id));
     }
 
     pub fn is_subscriber(&self) -> bool {
-        matches!(self.phase, Phase::Streaming)
+        matches!(self.phase, Phase::Streaming(_))
     }
 
     /// Whether the reactor should read more now. A client that pipelines requests but does not
@@ -191,7 +237,7 @@ impl Conn {
         match self.phase {
             Phase::Head { .. } | Phase::Body(_) => self.outq.queued_bytes() < cfg.max_queue,
             Phase::File(_) => false,
-            Phase::Streaming | Phase::Closing | Phase::Lingering { .. } => true,
+            Phase::Streaming(_) | Phase::Closing | Phase::Lingering { .. } => true,
         }
     }
 
@@ -249,7 +295,7 @@ impl Conn {
                 }
                 Phase::Body(state) => {
                     let buf = self.input.unread();
-                    let body = &mut state.publish.body;
+                    let body = &mut state.publish.req.body;
                     let (used, done) = match state.framing {
                         BodyFraming::Length(total) => {
                             let used = buf.len().min(total - body.len());
@@ -276,7 +322,7 @@ impl Conn {
                     };
                     return Next::Publish(state.publish);
                 }
-                Phase::File(_) | Phase::Streaming | Phase::Closing | Phase::Lingering { .. } => {
+                Phase::File(_) | Phase::Streaming(_) | Phase::Closing | Phase::Lingering { .. } => {
                     return Next::Wait
                 }
             }
@@ -295,6 +341,10 @@ impl Conn {
         if request.has_body() && request.method != Method::Post {
             reply.keep_alive = false;
         }
+        self.cors = request
+            .header("origin")
+            .and_then(|origin| ctx.cfg.allowed_origin(origin))
+            .map(Into::into);
         let (raw_path, raw_query) = split_target(&request.target);
         let Some(path) = percent_decode(raw_path.as_bytes(), false) else {
             return Some(self.fail(
@@ -307,6 +357,26 @@ impl Conn {
         let Ok(path) = String::from_utf8(path) else {
             return Some(self.fail(minor, Status::BAD_REQUEST, "path is not UTF-8", &[]));
         };
+        let resource = match route(&path) {
+            Ok(resource) => resource,
+            Err(_) => return Some(self.fail(minor, Status::BAD_REQUEST, "bad channel name", &[])),
+        };
+        if !resource.allowed().contains(&request.method) {
+            let allow = resource.allow_header();
+            let allow = [("Allow", allow.as_str())];
+            return self.refuse(
+                &request,
+                reply,
+                Status::METHOD_NOT_ALLOWED,
+                "method not allowed",
+                &allow,
+            );
+        }
+        if request.method == Method::Options {
+            // A CORS preflight: browsers send it without credentials, so it is answered
+            // before authentication.
+            return self.answer_preflight(&resource, reply);
+        }
         let user = match basic_auth(&request) {
             Ok(user) => user,
             Err(why) => return Some(self.fail(minor, Status::BAD_REQUEST, why, &[])),
@@ -325,63 +395,111 @@ impl Conn {
             }
         }
         let sender = user.map(|(name, _)| name).filter(|name| !name.is_empty());
-        let resource = match route(&path) {
-            Ok(resource) => resource,
-            Err(_) => return Some(self.fail(minor, Status::BAD_REQUEST, "bad channel name", &[])),
-        };
-        if !resource.allowed().contains(&request.method) {
-            let allow = resource.allow_header();
-            let allow = [("Allow", allow.as_str())];
-            return self.refuse(
-                &request,
-                reply,
-                Status::METHOD_NOT_ALLOWED,
-                "method not allowed",
-                &allow,
-            );
-        }
         let query = match Query::parse(raw_query) {
             Ok(query) => query,
             Err(e) => return Some(self.fail(minor, Status::BAD_REQUEST, &e.to_string(), &[])),
         };
         match (resource, request.method) {
-            (Resource::Channel(channel) | Resource::Subtree(channel), Method::Post) => {
-                Some(self.start_publish(&request, reply, channel, sender, ctx))
+            (Resource::Topics(topics), Method::Post) => {
+                let Some(channel) = single_channel(&topics, true) else {
+                    let why = "publish to one channel at a time";
+                    return self.refuse(&request, reply, Status::BAD_REQUEST, why, &[]);
+                };
+                self.start_publish(&request, &query, reply, channel, sender, ctx)
             }
-            (Resource::Channel(channel), _) => self.subscribe(&channel, false, &query, reply, ctx),
-            (Resource::Subtree(prefix), _) => self.subscribe(&prefix, true, &query, reply, ctx),
+            (Resource::Topics(topics), Method::Delete) => {
+                let Some(channel) = single_channel(&topics, false) else {
+                    let why = "delete one channel at a time";
+                    return self.refuse(&request, reply, Status::BAD_REQUEST, why, &[]);
+                };
+                Some(Next::Delete(Delete {
+                    channel,
+                    key: channel_key(&request, &query),
+                    reply,
+                }))
+            }
+            (Resource::Topics(topics), _) => {
+                self.subscribe(topics, &request, &query, reply, sender, ctx)
+            }
             (Resource::Status, _) => Some(Next::Status(reply)),
             (Resource::Static, _) => self.serve_file(&path, &request, reply, ctx),
         }
     }
 
+    /// The CORS headers for this request's answers (none unless `--allow-origin` matched).
+    fn cors_headers(&self) -> Vec<(&'static str, String)> {
+        let Some(origin) = &self.cors else {
+            return Vec::new();
+        };
+        vec![
+            ("Access-Control-Allow-Origin", origin.to_string()),
+            ("Vary", "Origin".to_string()),
+            (
+                "Access-Control-Expose-Headers",
+                "Msgbus-Id, Msgbus-Subscribers, Msgbus-Missed".to_string(),
+            ),
+        ]
+    }
+
+    fn answer_preflight(&mut self, resource: &Resource, reply: Reply) -> Option<Next> {
+        let mut head = Head::new(reply.minor_version, Status::NO_CONTENT)
+            .header("Allow", resource.allow_header());
+        for (name, value) in self.cors_headers() {
+            head = head.header(name, value);
+        }
+        if self.cors.is_some() {
+            head = head
+                .header("Access-Control-Allow-Methods", resource.allow_header())
+                .header(
+                    "Access-Control-Allow-Headers",
+                    "Authorization, Content-Type, Last-Event-ID, Msgbus-Key, Msgbus-Event",
+                )
+                .header("Access-Control-Max-Age", 86400);
+        }
+        let head = head.finish(reply.minor_version, reply.keep_alive);
+        self.answer(head, reply.keep_alive);
+        None
+    }
+
     fn start_publish(
         &mut self,
         request: &Request,
+        query: &Query,
         reply: Reply,
         channel: String,
         sender: Option<String>,
         ctx: &mut Ctx,
-    ) -> Next {
+    ) -> Option<Next> {
         let content_type = request
             .header("content-type")
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .unwrap_or("application/octet-stream")
             .to_string();
+        let options = match PublishOptions::parse(request, query, ctx.cfg) {
+            Ok(options) => options,
+            Err(why) => return self.refuse(request, reply, Status::BAD_REQUEST, why, &[]),
+        };
         let body_len = match request.body {
             BodyFraming::Length(n) => n,
             _ => 0,
         };
         let publish = Publish {
-            channel,
-            content_type,
-            sender,
-            body: Vec::with_capacity(body_len),
+            req: PublishRequest {
+                channel,
+                content_type,
+                sender,
+                event: options.event,
+                body: Vec::with_capacity(body_len),
+                key: options.key,
+                size: options.size,
+                lifetime: options.lifetime,
+            },
             reply,
+            json_answer: accepts(request, "application/json"),
         };
         if !request.has_body() {
-            return Next::Publish(publish);
+            return Some(Next::Publish(publish));
         }
         if request.expect_continue {
             self.outq
@@ -393,16 +511,90 @@ impl Conn {
             decoder: ChunkedDecoder::new(),
             deadline: ctx.now + ctx.cfg.body_timeout,
         }));
-        self.advance(ctx)
+        Some(self.advance(ctx))
     }
 
     /// Queues the answer to a publish the reactor has carried out.
-    pub fn answer_publish(&mut self, reply: Reply, id: u64, recipients: usize) {
-        let head = Head::new(reply.minor_version, Status::NO_CONTENT)
+    pub fn answer_publish(&mut self, publish: &Publish, outcome: Result<(u64, usize), BusError>) {
+        let reply = publish.reply;
+        let minor = reply.minor_version;
+        let (id, recipients) = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                let status = match e {
+                    BusError::WrongKey => Status::FORBIDDEN,
+                    BusError::NoSuchChannel => Status::NOT_FOUND,
+                };
+                let extra = self.cors_headers();
+                let extra: Vec<(&str, &str)> =
+                    extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                let answer = response::plain(
+                    minor,
+                    status,
+                    &e.to_string(),
+                    &extra,
+                    reply.keep_alive,
+                    false,
+                );
+                self.answer(answer, reply.keep_alive);
+                return;
+            }
+        };
+        let status = if publish.json_answer {
+            Status::OK
+        } else {
+            Status::NO_CONTENT
+        };
+        let mut head = Head::new(minor, status)
             .header("Msgbus-Id", id)
-            .header("Msgbus-Subscribers", recipients)
-            .finish(reply.minor_version, reply.keep_alive);
-        self.answer(head, reply.keep_alive);
+            .header("Msgbus-Subscribers", recipients);
+        for (name, value) in self.cors_headers() {
+            head = head.header(name, value);
+        }
+        if !publish.json_answer {
+            let head = head.finish(minor, reply.keep_alive);
+            self.answer(head, reply.keep_alive);
+            return;
+        }
+        let body = format!("{{\"id\":{id},\"subscribers\":{recipients}}}\n");
+        let mut response = head
+            .header("Content-Type", "application/json")
+            .header("Content-Length", body.len())
+            .finish(minor, reply.keep_alive);
+        response.extend_from_slice(body.as_bytes());
+        self.answer(response, reply.keep_alive);
+    }
+
+    /// Queues the answer to a channel deletion.
+    pub fn answer_delete(&mut self, reply: Reply, outcome: Result<usize, BusError>) {
+        let minor = reply.minor_version;
+        let extra = self.cors_headers();
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let answer = match outcome {
+            Ok(subscribers) => {
+                let mut head =
+                    Head::new(minor, Status::NO_CONTENT).header("Msgbus-Subscribers", subscribers);
+                for (name, value) in &extra {
+                    head = head.header(name, value);
+                }
+                head.finish(minor, reply.keep_alive)
+            }
+            Err(e) => {
+                let status = match e {
+                    BusError::WrongKey => Status::FORBIDDEN,
+                    BusError::NoSuchChannel => Status::NOT_FOUND,
+                };
+                response::plain(
+                    minor,
+                    status,
+                    &e.to_string(),
+                    &extra,
+                    reply.keep_alive,
+                    false,
+                )
+            }
+        };
+        self.answer(answer, reply.keep_alive);
     }
 
     pub fn answer_status(&mut self, reply: Reply, json: &str) {
@@ -422,41 +614,6 @@ impl Conn {
         if !keep_alive {
             self.phase = Phase::Closing;
         }
-    }
-
-    fn subscribe(
-        &mut self,
-        channel: &str,
-        subtree: bool,
-        query: &Query,
-        reply: Reply,
-        ctx: &mut Ctx,
-    ) -> Option<Next> {
-        let minor = reply.minor_version;
-        if reply.head_only {
-            // A chunked HEAD answer has no body, so HTTP/1.1 keeps the connection.
-            let keep_alive = reply.keep_alive && minor >= 1;
-            self.answer(multipart::encode_stream_head(minor, true), keep_alive);
-            return None;
-        }
-        let filter = Filter::new(query.get("type"), query.get("sender"));
-        let filter = (!filter.is_empty()).then(|| Box::new(filter));
-        let wire = Wire::multipart(minor >= 1, subtree);
-        let id = ctx.bus.subscribe(
-            channel,
-            subtree,
-            Subscriber {
-                conn: ctx.key,
-                wire,
-                filter,
-            },
-        );
-        debug!("SUB {} /msgbus/{channel} {}", self.peer, query_text(query));
-        self.subscription = Some(id);
-        self.phase = Phase::Streaming;
-        self.outq
-            .push_own(multipart::encode_stream_head(minor, false));
-        Some(Next::Wait)
     }
 
     fn serve_file(
@@ -548,8 +705,11 @@ impl Conn {
     ) -> Option<Next> {
         let keep_alive = reply.keep_alive && !request.has_body();
         let minor = reply.minor_version;
+        let cors = self.cors_headers();
+        let mut headers: Vec<(&str, &str)> = extra.to_vec();
+        headers.extend(cors.iter().map(|(n, v)| (*n, v.as_str())));
         self.answer(
-            response::plain(minor, status, reason, extra, keep_alive, reply.head_only),
+            response::plain(minor, status, reason, &headers, keep_alive, reply.head_only),
             keep_alive,
         );
         None
@@ -566,17 +726,31 @@ impl Conn {
         Next::Wait
     }
 
-    /// Queues one message frame, applying the slow-subscriber policy.
+    /// Queues one message for this subscriber, applying the slow-subscriber policy; a held
+    /// long-poll is answered with it (and `poll_done` set).
     pub fn enqueue_frame(
         &mut self,
         frame: Rc<[u8]>,
+        id: u64,
         cfg: &Config,
         stats: &mut Stats,
     ) -> Result<(), Reason> {
+        let Phase::Streaming(stream) = &self.phase else {
+            return Ok(()); // ended (a goodbye is queued): nothing more belongs on this stream
+        };
+        let droppable = matches!(stream, Stream::Multipart { .. });
+        self.last_delivered = id;
+        if let Some(poll) = self.take_poll() {
+            stats.delivered += 1;
+            self.answer_poll(&poll, &[frame], id, None);
+            return Ok(());
+        }
         let incoming = frame.len();
         let queued = self.outq.queued_bytes();
         if queued > 0 && queued + incoming > cfg.max_queue {
-            if cfg.slow_policy == SlowPolicy::Close {
+            // Only x-mixed-replace means "the newest replaces the rest"; an event stream that
+            // lost messages silently would lie, so its client is closed and resumes instead.
+            if cfg.slow_policy == SlowPolicy::Close || !droppable {
                 info!(
                     "closing slow subscriber {} ({queued} bytes queued)",
                     self.peer
@@ -605,6 +779,87 @@ impl Conn {
         Ok(())
     }
 
+    /// Takes a held long-poll out of the phase, to answer it.
+    fn take_poll(&mut self) -> Option<Box<PollState>> {
+        if !matches!(self.phase, Phase::Streaming(Stream::LongPoll(_))) {
+            return None;
+        }
+        match std::mem::replace(&mut self.phase, Phase::Closing) {
+            Phase::Streaming(Stream::LongPoll(poll)) => Some(poll),
+            _ => unreachable!("checked above"),
+        }
+    }
+
+    /// Answers a long-poll and makes the connection ready for its next request.
+    fn answer_poll(
+        &mut self,
+        poll: &PollState,
+        frames: &[Rc<[u8]>],
+        cursor: u64,
+        missed: Option<crate::transport::json::Missed>,
+    ) {
+        let cors = self.cors_headers();
+        let extra: Vec<(&str, &str)> = cors.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let answer = longpoll::PollAnswer {
+            minor_version: poll.reply.minor_version,
+            keep_alive: poll.reply.keep_alive,
+            head_only: poll.reply.head_only,
+            callback: poll.callback.as_deref(),
+            extra_headers: &extra,
+        };
+        for piece in answer.encode(frames, cursor, missed) {
+            match piece {
+                longpoll::Piece::Own(bytes) => self.outq.push_own(bytes),
+                longpoll::Piece::Shared(frame) => self.outq.push_pinned(frame),
+            }
+        }
+        self.poll_done = true;
+        self.phase = if poll.reply.keep_alive {
+            Phase::Head { deadline: None }
+        } else {
+            Phase::Closing
+        };
+    }
+
+    /// The channel was deleted: says goodbye in the transport's own way and ends the stream
+    /// (a long-poll gets 410 and the connection stays open).
+    pub fn end_stream(&mut self) {
+        let Phase::Streaming(stream) = &mut self.phase else {
+            return;
+        };
+        match stream {
+            Stream::Multipart { chunked } => {
+                if *chunked {
+                    self.outq.push_own(b"0\r\n\r\n".to_vec());
+                }
+            }
+            Stream::Sse { .. } => {
+                let notice = sse::encode_notice(sse::DELETED_EVENT, "{}");
+                self.outq.push_own(notice);
+            }
+            Stream::LongPoll(poll) => {
+                let reply = poll.reply;
+                let cors = self.cors_headers();
+                let extra: Vec<(&str, &str)> = cors.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                let answer = response::plain(
+                    reply.minor_version,
+                    Status::GONE,
+                    "channel deleted",
+                    &extra,
+                    reply.keep_alive,
+                    reply.head_only,
+                );
+                self.poll_done = true;
+                self.answer(answer, reply.keep_alive);
+                if reply.keep_alive {
+                    self.phase = Phase::Head { deadline: None };
+                }
+                return;
+            }
+        }
+        self.phase = Phase::Closing;
+    }
+
     /// The output queue emptied.
     pub fn on_drained(&mut self, now: Instant) -> Result<AfterDrain, Reason> {
         self.dropping = false;
@@ -628,7 +883,7 @@ impl Conn {
                 self.outq.shrink_if_empty();
                 Ok(AfterDrain::ReadMore)
             }
-            Phase::Streaming | Phase::Lingering { .. } => {
+            Phase::Streaming(_) | Phase::Lingering { .. } => {
                 self.outq.shrink_if_empty();
                 Ok(AfterDrain::Nothing)
             }
@@ -638,7 +893,9 @@ impl Conn {
     /// The deadline this connection's phase calls for.
     pub fn deadline(&self, now: Instant, cfg: &Config) -> Option<Instant> {
         match &self.phase {
-            Phase::Streaming => None,
+            Phase::Streaming(Stream::Multipart { .. }) => None,
+            Phase::Streaming(Stream::Sse { next_ping }) => Some(*next_ping),
+            Phase::Streaming(Stream::LongPoll(poll)) => Some(poll.deadline),
             Phase::Lingering { deadline } => Some(*deadline),
             Phase::Body(state) => Some(state.deadline),
             Phase::Head {
@@ -651,20 +908,31 @@ impl Conn {
         }
     }
 
-    /// The deadline passed. Returns a reason to close now, or None after queueing a 408.
-    pub fn on_timeout(&mut self) -> Option<Reason> {
+    /// The deadline passed. Returns a reason to close now, or None after queueing something
+    /// (a 408, a ping, an empty long-poll answer).
+    pub fn on_timeout(&mut self, now: Instant, cfg: &Config) -> Option<Reason> {
         let receiving = match &self.phase {
             Phase::Head { deadline: Some(_) } => !self.input.unread().is_empty(),
             Phase::Body(_) => true,
             _ => false,
         };
-        match self.phase {
+        match &mut self.phase {
             _ if receiving => {
                 self.fail(1, Status::REQUEST_TIMEOUT, "request timed out", &[]);
                 None
             }
             Phase::Lingering { .. } => Some(Reason::Done),
-            Phase::Streaming => None,
+            Phase::Streaming(Stream::Multipart { .. }) => None,
+            Phase::Streaming(Stream::Sse { next_ping }) => {
+                *next_ping = now + cfg.ping_interval;
+                self.outq.push_own(sse::PING.to_vec());
+                None
+            }
+            Phase::Streaming(Stream::LongPoll(_)) => {
+                let poll = self.take_poll().expect("matched a long-poll");
+                self.answer_poll(&poll, &[], poll.cursor, None);
+                None
+            }
             _ => Some(Reason::Timeout),
         }
     }
@@ -691,10 +959,77 @@ fn basic_auth(request: &Request) -> Result<Option<(String, String)>, &'static st
     Ok(Some((user.to_string(), password.to_string())))
 }
 
-/// Compares secrets in time that does not depend on where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The one channel a publish or delete names. A subtree path publishes to the channel named
+/// by its prefix (its subtree subscribers get it once); it cannot be deleted.
+fn single_channel(topics: &[Topic], subtree_ok: bool) -> Option<String> {
+    match topics {
+        [topic] if subtree_ok || !topic.subtree => Some(topic.name.clone()),
+        _ => None,
+    }
 }
+
+/// The channel key from `?key=` or a `Msgbus-Key` header.
+fn channel_key(request: &Request, query: &Query) -> Option<String> {
+    query
+        .get("key")
+        .or_else(|| request.header("msgbus-key"))
+        .map(Into::into)
+}
+
+/// Whether the request's `Accept` names `media_type`.
+fn accepts(request: &Request, media_type: &str) -> bool {
+    request.header("accept").is_some_and(|accept| {
+        accept.split(',').any(|item| {
+            let item = item.split(';').next().unwrap_or("").trim();
+            item.eq_ignore_ascii_case(media_type)
+        })
+    })
+}
+
+/// What a publisher may say besides the body: `?key=`, `?size=`, `?life=`, `?event=` (or the
+/// `Msgbus-Key` / `Msgbus-Event` headers).
+struct PublishOptions {
+    key: Option<String>,
+    size: Option<usize>,
+    lifetime: Option<Duration>,
+    event: Option<String>,
+}
+
+impl PublishOptions {
+    fn parse(request: &Request, query: &Query, cfg: &Config) -> Result<Self, &'static str> {
+        let size = match query.get("size") {
+            None => None,
+            Some(size) => match size.parse::<usize>() {
+                Ok(n) if n <= cfg.max_history => Some(n),
+                _ => return Err("size must be a whole number up to --max-history"),
+            },
+        };
+        let lifetime = match query.get("life") {
+            None => None,
+            Some(life) => match life.parse::<u64>() {
+                Ok(secs) if (1..=MAX_LIFETIME_SECS).contains(&secs) => {
+                    Some(Duration::from_secs(secs))
+                }
+                _ => return Err("life must be a number of seconds from 1 to 31536000"),
+            },
+        };
+        let event = query
+            .get("event")
+            .or_else(|| request.header("msgbus-event"));
+        if event.is_some_and(|e| !sse::valid_event_name(e)) {
+            return Err("event name must be 1 to 128 bytes on one line");
+        }
+        Ok(PublishOptions {
+            key: channel_key(request, query),
+            size,
+            lifetime,
+            event: event.map(Into::into),
+        })
+    }
+}
+
+/// A year: the longest a message may be kept.
+const MAX_LIFETIME_SECS: u64 = 365 * 24 * 3600;
 
 fn query_text(query: &Query) -> String {
     let parts: Vec<String> = query

@@ -12,12 +12,16 @@ impl Status {
     pub const NO_CONTENT: Status = Status(204, "No Content");
     pub const NOT_MODIFIED: Status = Status(304, "Not Modified");
     pub const BAD_REQUEST: Status = Status(400, "Bad Request");
+    pub const SWITCHING_PROTOCOLS: Status = Status(101, "Switching Protocols");
     pub const UNAUTHORIZED: Status = Status(401, "Unauthorized");
+    pub const FORBIDDEN: Status = Status(403, "Forbidden");
     pub const NOT_FOUND: Status = Status(404, "Not Found");
     pub const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
     pub const REQUEST_TIMEOUT: Status = Status(408, "Request Timeout");
+    pub const GONE: Status = Status(410, "Gone");
     pub const PAYLOAD_TOO_LARGE: Status = Status(413, "Payload Too Large");
     pub const EXPECTATION_FAILED: Status = Status(417, "Expectation Failed");
+    pub const UPGRADE_REQUIRED: Status = Status(426, "Upgrade Required");
     pub const HEADERS_TOO_LARGE: Status = Status(431, "Request Header Fields Too Large");
     pub const INTERNAL_ERROR: Status = Status(500, "Internal Server Error");
     pub const NOT_IMPLEMENTED: Status = Status(501, "Not Implemented");

@@ -5,14 +5,20 @@ use crate::http::request::Method;
 
 pub const MSGBUS_PREFIX: &str = "/msgbus/";
 
+/// One name in a `/msgbus/` path: a channel, or with `subtree` every channel under a prefix
+/// ("" for all of them, else a name ending in '/').
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    pub name: String,
+    pub subtree: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
-    /// `/msgbus/NAME`: publish to or subscribe to one channel.
-    Channel(String),
-    /// `/msgbus/` (every channel) or `/msgbus/PREFIX/` (every channel under PREFIX/):
-    /// subscribe only; publishing to it publishes to the channel named by the path ("" or
-    /// "PREFIX/"), which its subtree subscribers receive once.
-    Subtree(String),
+    /// `/msgbus/NAME[,NAME...]`: subscribe to each; publish to or delete one channel. A name
+    /// ending in '/' (or the empty path `/msgbus/`) is a subtree; publishing to it publishes to
+    /// the channel named by the path ("" or "PREFIX/"), which its subtree subscribers get once.
+    Topics(Vec<Topic>),
     /// `/status.json`: counters.
     Status,
     /// Anything else, from the document root if there is one.
@@ -21,21 +27,33 @@ pub enum Resource {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteError {
-    /// A channel name with a control character.
+    /// A channel name with a control character, or an empty name in a list.
     BadChannelName,
 }
 
 /// Maps a decoded path to a resource.
 pub fn route(path: &str) -> Result<Resource, RouteError> {
-    if let Some(name) = path.strip_prefix(MSGBUS_PREFIX) {
-        if name.chars().any(char::is_control) {
+    if let Some(names) = path.strip_prefix(MSGBUS_PREFIX) {
+        if names.chars().any(char::is_control) {
             return Err(RouteError::BadChannelName);
         }
-        return Ok(if name.is_empty() || name.ends_with('/') {
-            Resource::Subtree(name.to_string())
-        } else {
-            Resource::Channel(name.to_string())
-        });
+        if names.is_empty() {
+            return Ok(Resource::Topics(vec![Topic {
+                name: String::new(),
+                subtree: true,
+            }]));
+        }
+        let mut topics = Vec::new();
+        for name in names.split(',') {
+            if name.is_empty() || topics.iter().any(|t: &Topic| t.name == name) {
+                return Err(RouteError::BadChannelName);
+            }
+            topics.push(Topic {
+                name: name.to_string(),
+                subtree: name.ends_with('/'),
+            });
+        }
+        return Ok(Resource::Topics(topics));
     }
     Ok(match path {
         "/status.json" => Resource::Status,
@@ -47,10 +65,14 @@ impl Resource {
     /// The methods this resource answers, for `Allow` on a 405.
     pub fn allowed(&self) -> &'static [Method] {
         match self {
-            Resource::Channel(_) | Resource::Subtree(_) => {
-                &[Method::Get, Method::Head, Method::Post]
-            }
-            Resource::Status | Resource::Static => &[Method::Get, Method::Head],
+            Resource::Topics(_) => &[
+                Method::Get,
+                Method::Head,
+                Method::Post,
+                Method::Delete,
+                Method::Options,
+            ],
+            Resource::Status | Resource::Static => &[Method::Get, Method::Head, Method::Options],
         }
     }
 
@@ -64,13 +86,31 @@ impl Resource {
 mod tests {
     use super::*;
 
+    fn topics(list: &[(&str, bool)]) -> Result<Resource, RouteError> {
+        Ok(Resource::Topics(
+            list.iter()
+                .map(|(name, subtree)| Topic {
+                    name: name.to_string(),
+                    subtree: *subtree,
+                })
+                .collect(),
+        ))
+    }
+
     #[test]
     fn routes() {
         let cases: &[(&str, Result<Resource, RouteError>)] = &[
-            ("/msgbus/foo", Ok(Resource::Channel("foo".into()))),
-            ("/msgbus/a b/c", Ok(Resource::Channel("a b/c".into()))),
-            ("/msgbus/", Ok(Resource::Subtree("".into()))),
-            ("/msgbus/sensors/", Ok(Resource::Subtree("sensors/".into()))),
+            ("/msgbus/foo", topics(&[("foo", false)])),
+            ("/msgbus/a b/c", topics(&[("a b/c", false)])),
+            ("/msgbus/", topics(&[("", true)])),
+            ("/msgbus/sensors/", topics(&[("sensors/", true)])),
+            (
+                "/msgbus/a,b,s/",
+                topics(&[("a", false), ("b", false), ("s/", true)]),
+            ),
+            ("/msgbus/a,,b", Err(RouteError::BadChannelName)),
+            ("/msgbus/a,a", Err(RouteError::BadChannelName)),
+            ("/msgbus/a,", Err(RouteError::BadChannelName)),
             ("/msgbus", Ok(Resource::Static)),
             ("/msgbus/x\ny", Err(RouteError::BadChannelName)),
             ("/status.json", Ok(Resource::Status)),
@@ -85,9 +125,9 @@ mod tests {
     #[test]
     fn allow_headers() {
         assert_eq!(
-            Resource::Channel("x".into()).allow_header(),
-            "GET, HEAD, POST"
+            route("/msgbus/x").unwrap().allow_header(),
+            "GET, HEAD, POST, DELETE, OPTIONS"
         );
-        assert_eq!(Resource::Static.allow_header(), "GET, HEAD");
+        assert_eq!(Resource::Static.allow_header(), "GET, HEAD, OPTIONS");
     }
 }

@@ -1,7 +1,10 @@
 //! The wire formats a message is sent in. Each is encoded at most once per message (see
 //! `bus::Message::frame`) and the bytes are shared by every subscriber that uses it.
 
+pub mod json;
+pub mod longpoll;
 pub mod multipart;
+pub mod sse;
 
 use crate::bus::Message;
 
@@ -16,15 +19,24 @@ pub enum Wire {
     MultipartLocated,
     /// The located part wrapped in one chunk.
     MultipartLocatedChunked,
+    /// A server-sent event carrying the body.
+    Sse,
+    /// A server-sent event carrying the message as a JSON object.
+    SseJson,
+    /// The message as a JSON object: an element of a long-poll answer.
+    Json,
 }
 
 impl Wire {
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 7;
     pub const ALL: [Wire; Wire::COUNT] = [
         Wire::Multipart,
         Wire::MultipartChunked,
         Wire::MultipartLocated,
         Wire::MultipartLocatedChunked,
+        Wire::Sse,
+        Wire::SseJson,
+        Wire::Json,
     ];
 
     pub fn index(self) -> usize {
@@ -38,6 +50,9 @@ impl Wire {
             Wire::MultipartChunked => "multipart_chunked",
             Wire::MultipartLocated => "multipart_located",
             Wire::MultipartLocatedChunked => "multipart_located_chunked",
+            Wire::Sse => "sse",
+            Wire::SseJson => "sse_json",
+            Wire::Json => "json",
         }
     }
 
@@ -59,5 +74,8 @@ pub fn encode(wire: Wire, msg: &Message) -> Vec<u8> {
         Wire::MultipartChunked => multipart::encode_part(msg, false, true),
         Wire::MultipartLocated => multipart::encode_part(msg, true, false),
         Wire::MultipartLocatedChunked => multipart::encode_part(msg, true, true),
+        Wire::Sse => sse::encode_event(msg, false),
+        Wire::SseJson => sse::encode_event(msg, true),
+        Wire::Json => json::encode_message(msg),
     }
 }

@@ -14,7 +14,7 @@ pub const CONTENT_TYPE: &str = "multipart/x-mixed-replace;boundary=00MsgBus00";
 const OPENING: &[u8] = b"--00MsgBus00\n";
 
 /// The response head of a subscription and, unless `head_only`, the opening boundary.
-pub fn encode_stream_head(minor_version: u8, head_only: bool) -> Vec<u8> {
+pub fn encode_stream_head(minor_version: u8, head_only: bool, extra: &[(&str, &str)]) -> Vec<u8> {
     let chunked = minor_version >= 1;
     let mut out = Vec::with_capacity(192);
     out.extend_from_slice(if chunked {
@@ -25,6 +25,9 @@ pub fn encode_stream_head(minor_version: u8, head_only: bool) -> Vec<u8> {
     out.extend_from_slice(b"Server: msgbus\r\nContent-Type: ");
     out.extend_from_slice(CONTENT_TYPE.as_bytes());
     out.extend_from_slice(b"\r\nCache-Control: no-cache\r\n");
+    for (name, value) in extra {
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
     if chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
     } else {
@@ -288,7 +291,7 @@ mod tests {
             (1, true, "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: multipart/x-mixed-replace;boundary=00MsgBus00\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"),
         ];
         for (minor, head_only, want) in cases {
-            let got = String::from_utf8(encode_stream_head(*minor, *head_only)).unwrap();
+            let got = String::from_utf8(encode_stream_head(*minor, *head_only, &[])).unwrap();
             assert_eq!(got, *want);
         }
     }

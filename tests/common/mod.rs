@@ -82,6 +82,23 @@ impl Server {
         self.exchange(&[head.as_bytes(), body].concat())
     }
 
+    /// POSTs `body` to `target` (path and query) with extra header lines; returns the answer.
+    pub fn post(&self, target: &str, headers: &str, body: &[u8]) -> String {
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nHost: t\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        self.exchange(&[head.as_bytes(), body].concat())
+    }
+
+    /// Publishes and returns the new message's id.
+    pub fn publish_id(&self, channel: &str, body: &[u8]) -> u64 {
+        let answer = self.publish(channel, "text/plain", body);
+        header_value(&answer, "Msgbus-Id")
+            .parse()
+            .unwrap_or_else(|_| panic!("no id in {answer}"))
+    }
+
     pub fn status(&self) -> String {
         self.exchange(b"GET /status.json HTTP/1.0\r\n\r\n")
     }
@@ -201,4 +218,14 @@ pub fn assert_silent(stream: &mut TcpStream, wait: Duration) {
         ),
     }
     stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+}
+
+/// The value of a header in a response head (first match, case-insensitive name).
+pub fn header_value<'a>(head: &'a str, name: &str) -> &'a str {
+    head.split("\r\n")
+        .find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+        .unwrap_or_else(|| panic!("no {name} in {head}"))
 }

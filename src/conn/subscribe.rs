@@ -1,0 +1,238 @@
+//! Starting a subscription: choosing the transport from the request, replaying what a resuming
+//! client missed, and queueing the stream's head.
+//!
+//! `GET /msgbus/NAMES` answers with WebSocket when the request upgrades, SSE when it accepts
+//! `text/event-stream` (or asks `?transport=sse`), long-poll with `?transport=longpoll` or a
+//! JSONP `?callback=`, and otherwise the original multipart stream.
+
+use std::rc::Rc;
+
+use log::debug;
+
+use super::{query_text, Conn, Ctx, Next, Phase, PollState, Reply, Stream};
+use crate::bus::{Filter, Message, Replay, Subscriber};
+use crate::http::query::Query;
+use crate::http::request::Request;
+use crate::http::response::{Head, Status};
+use crate::http::route::Topic;
+use crate::transport::json::{self, Missed};
+use crate::transport::{multipart, sse, Wire};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Multipart,
+    Sse,
+    LongPoll,
+}
+
+impl Conn {
+    pub(super) fn subscribe(
+        &mut self,
+        topics: Vec<Topic>,
+        request: &Request,
+        query: &Query,
+        reply: Reply,
+        _sender: Option<String>,
+        ctx: &mut Ctx,
+    ) -> Option<Next> {
+        let transport = match choose_transport(request, query) {
+            Ok(transport) => transport,
+            Err(why) => return self.refuse(request, reply, Status::BAD_REQUEST, why, &[]),
+        };
+        let several = topics.len() > 1 || topics[0].subtree;
+        let as_json = match query.get("format") {
+            None => several,
+            Some("json") => true,
+            Some("raw") => false,
+            Some(_) => {
+                let why = "format must be json or raw";
+                return self.refuse(request, reply, Status::BAD_REQUEST, why, &[]);
+            }
+        };
+        let cursor = match resume_cursor(request, query) {
+            Ok(cursor) => cursor,
+            Err(why) => return self.refuse(request, reply, Status::BAD_REQUEST, why, &[]),
+        };
+        let callback = query.get("callback");
+        if callback.is_some_and(|name| !json::valid_callback(name)) {
+            let why = "callback must be a JavaScript identifier";
+            return self.refuse(request, reply, Status::BAD_REQUEST, why, &[]);
+        }
+        let filter = Filter::new(query.get("type"), query.get("sender"));
+        let filter = (!filter.is_empty()).then(|| Box::new(filter));
+        let wire = match transport {
+            Transport::Multipart => Wire::multipart(reply.minor_version >= 1, several),
+            Transport::Sse if as_json => Wire::SseJson,
+            Transport::Sse => Wire::Sse,
+            Transport::LongPoll => Wire::Json,
+        };
+        // A long-poll without a cursor waits for the next message; streams replay only when
+        // asked to.
+        let cursor = match (transport, cursor) {
+            (Transport::LongPoll, None) => Some(ctx.bus.next_id() - 1),
+            (_, cursor) => cursor,
+        };
+        let replay = match cursor {
+            Some(after) => replay_topics(&topics, after, filter.as_deref(), ctx),
+            None => Replay::default(),
+        };
+        if reply.head_only && transport != Transport::LongPoll {
+            let head = self.stream_head(transport, reply, replay.missed);
+            let keep_alive = reply.keep_alive && transport == Transport::Multipart;
+            self.answer(head, keep_alive && reply.minor_version >= 1);
+            return None;
+        }
+        let frames: Vec<Rc<[u8]>> = replay
+            .messages
+            .iter()
+            .map(|msg| msg.frame(wire, ctx.stats))
+            .collect();
+        let answer_now = !frames.is_empty() || replay.missed.is_some() || reply.head_only;
+        if transport == Transport::LongPoll && answer_now {
+            let poll = PollState {
+                reply,
+                deadline: ctx.now,
+                cursor: cursor.unwrap_or(0),
+                callback: callback.map(Into::into),
+            };
+            let last = replay.messages.last().map_or(poll.cursor, |m| m.id);
+            ctx.stats.delivered += frames.len() as u64;
+            self.answer_poll(&poll, &frames, last, replay.missed);
+            self.poll_done = false; // nothing was subscribed
+            return None;
+        }
+        for topic in &topics {
+            let subscriber = Subscriber {
+                conn: ctx.key,
+                wire,
+                filter: filter.clone(),
+            };
+            let id = ctx
+                .bus
+                .subscribe(&topic.name, topic.subtree, subscriber, ctx.now);
+            self.subscriptions.push(id);
+        }
+        debug!(
+            "SUB {} {:?} /msgbus/{} {}",
+            self.peer,
+            transport,
+            topics
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            query_text(query)
+        );
+        if transport != Transport::LongPoll {
+            let head = self.stream_head(transport, reply, replay.missed);
+            self.outq.push_own(head);
+        }
+        self.phase = Phase::Streaming(match transport {
+            Transport::Multipart => Stream::Multipart {
+                chunked: reply.minor_version >= 1,
+            },
+            Transport::Sse => Stream::Sse {
+                next_ping: ctx.now + ctx.cfg.ping_interval,
+            },
+            Transport::LongPoll => Stream::LongPoll(Box::new(PollState {
+                reply,
+                deadline: ctx.now + ctx.cfg.poll_timeout,
+                cursor: cursor.unwrap_or(0),
+                callback: callback.map(Into::into),
+            })),
+        });
+        for (frame, msg) in frames.into_iter().zip(&replay.messages) {
+            self.outq.push_frame(frame);
+            self.last_delivered = msg.id;
+            ctx.stats.delivered += 1;
+        }
+        Some(Next::Wait)
+    }
+
+    /// The response head of a stream, and what opens its body.
+    fn stream_head(&self, transport: Transport, reply: Reply, missed: Option<Missed>) -> Vec<u8> {
+        let mut extra = self.cors_headers();
+        if let Some(missed) = missed {
+            let value = format!("after={}, oldest={}", missed.after, missed.oldest);
+            extra.push(("Msgbus-Missed", value));
+        }
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        match transport {
+            Transport::Multipart => {
+                multipart::encode_stream_head(reply.minor_version, reply.head_only, &extra)
+            }
+            Transport::Sse => {
+                let mut head = Head::new(reply.minor_version, Status::OK)
+                    .header("Content-Type", sse::CONTENT_TYPE)
+                    .header("Cache-Control", "no-cache")
+                    // Tells nginx-like proxies not to buffer the stream.
+                    .header("X-Accel-Buffering", "no");
+                for (name, value) in &extra {
+                    head = head.header(name, value);
+                }
+                let mut out = head.finish(reply.minor_version, false);
+                if !reply.head_only {
+                    out.extend_from_slice(&sse::encode_opening(missed));
+                }
+                out
+            }
+            // A poll's head goes with its answer.
+            Transport::LongPoll => Vec::new(),
+        }
+    }
+}
+
+fn choose_transport(request: &Request, query: &Query) -> Result<Transport, &'static str> {
+    match query.get("transport") {
+        Some("sse") => return Ok(Transport::Sse),
+        Some("longpoll") => return Ok(Transport::LongPoll),
+        Some("multipart") => return Ok(Transport::Multipart),
+        Some(_) => return Err("transport must be sse, longpoll or multipart"),
+        None => {}
+    }
+    if query.get("callback").is_some() {
+        return Ok(Transport::LongPoll);
+    }
+    if super::accepts(request, sse::CONTENT_TYPE) {
+        return Ok(Transport::Sse);
+    }
+    Ok(Transport::Multipart)
+}
+
+/// The id a client resumes after: `Last-Event-ID` (what EventSource sends on reconnecting),
+/// `?last_event_id=` or `?since=`.
+fn resume_cursor(request: &Request, query: &Query) -> Result<Option<u64>, &'static str> {
+    let given = request
+        .header("last-event-id")
+        .or_else(|| query.get("last_event_id"))
+        .or_else(|| query.get("since"));
+    match given.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(id) => id
+            .parse()
+            .map(Some)
+            .map_err(|_| "last event id must be a message id"),
+    }
+}
+
+/// Retained messages after `after` on every topic, oldest first, each once, through `filter`.
+fn replay_topics(topics: &[Topic], after: u64, filter: Option<&Filter>, ctx: &mut Ctx) -> Replay {
+    let mut all = Replay::default();
+    for topic in topics {
+        let replay = ctx.bus.replay(&topic.name, topic.subtree, after, ctx.now);
+        all.messages.extend(replay.messages);
+        all.missed = match (all.missed, replay.missed) {
+            (Some(a), Some(b)) => Some(Missed {
+                after,
+                oldest: a.oldest.min(b.oldest),
+            }),
+            (a, b) => a.or(b),
+        };
+    }
+    all.messages.sort_by_key(|m| m.id);
+    all.messages.dedup_by_key(|m| m.id);
+    all.messages.retain(|m: &Rc<Message>| {
+        filter.is_none_or(|f| f.accepts(&m.content_type, m.sender.as_deref()))
+    });
+    all
+}
