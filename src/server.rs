@@ -427,6 +427,7 @@ impl Server {
             max_connections: self.max_connections,
             subscribers: self.bus.subscriber_count(),
             channels: self.bus.channel_count(),
+            retained: self.bus.retained_count(),
             queued_bytes: self.conns.iter().map(|(_, c)| c.outq.queued_bytes()).sum(),
         };
         self.stats.render_json(&gauges)

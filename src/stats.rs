@@ -75,6 +75,8 @@ pub struct Gauges {
     pub max_connections: usize,
     pub subscribers: usize,
     pub channels: usize,
+    /// Messages kept in channel histories.
+    pub retained: usize,
     pub queued_bytes: usize,
 }
 
@@ -88,7 +90,8 @@ impl Stats {
         let _ = write!(
             out,
             "{{\"server\":\"msgbus\",\"version\":\"{}\",\"uptime\":{},\"connections\":{},\
-             \"max_connections\":{},\"subscribers\":{},\"channels\":{},\"queued_bytes\":{},\
+             \"max_connections\":{},\"subscribers\":{},\"channels\":{},\"retained\":{},\
+             \"queued_bytes\":{},\
              \"accepted\":{},\"requests\":{},\"published\":{},\"delivered\":{},\"dropped\":{},\
              \"bytes_out\":{},\"accept_paused\":{},\"encodings\":{{",
             env!("CARGO_PKG_VERSION"),
@@ -97,6 +100,7 @@ impl Stats {
             gauges.max_connections,
             gauges.subscribers,
             gauges.channels,
+            gauges.retained,
             gauges.queued_bytes,
             self.accepted,
             self.requests,
@@ -149,6 +153,7 @@ mod tests {
             max_connections: 10,
             subscribers: 1,
             channels: 1,
+            retained: 7,
             queued_bytes: 0,
         };
         let json = stats.render_json(&gauges);
@@ -158,6 +163,7 @@ mod tests {
             "\"multipart_chunked\":3,",
             "\"slow_subscriber\":1",
             "\"uptime\":5,",
+            "\"retained\":7,",
         ] {
             assert!(json.contains(want), "{want} in {json}");
         }
