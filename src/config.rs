@@ -8,6 +8,9 @@ use std::time::Duration;
 
 pub const DEFAULT_ADDRESS: &str = "0.0.0.0";
 pub const DEFAULT_PORT: u16 = 8888;
+pub const DEFAULT_TLS_PORT: u16 = 8443;
+/// Owner and group may connect to the UNIX socket.
+pub const DEFAULT_UNIX_MODE: u32 = 0o660;
 /// Request heads larger than this are refused with 431.
 pub const DEFAULT_MAX_HEAD: usize = 16 * 1024;
 /// Request bodies (published messages) larger than this are refused with 413.
@@ -51,6 +54,13 @@ pub enum SlowPolicy {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
+    /// Listeners that speak HTTPS (needs `tls_cert` and `tls_key`).
+    pub tls_listen: Vec<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// A UNIX-domain listener, for running behind a proxy on the same host.
+    pub unix: Option<PathBuf>,
+    pub unix_mode: u32,
     pub docroot: Option<PathBuf>,
     pub secret: Option<String>,
     pub verbosity: u8,
@@ -81,6 +91,11 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: Vec::new(),
+            tls_listen: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            unix: None,
+            unix_mode: DEFAULT_UNIX_MODE,
             docroot: None,
             secret: None,
             verbosity: 0,
@@ -147,6 +162,11 @@ usage: msgbus [OPTIONS]
 Options:
   -l ADDRESS              address to listen on (default: 0.0.0.0); repeat for several
   -p PORT                 port to listen on (default: 8888; 0 picks a free one)
+  --tls-listen ADDRESS[:PORT]  an HTTPS listener (port default 8443); repeat for several
+  --tls-cert FILE         certificate chain (PEM) for HTTPS
+  --tls-key FILE          private key (PEM: RSA, ECDSA or Ed25519) for HTTPS
+  --unix PATH             also listen on a UNIX-domain socket at PATH
+  --unix-mode MODE        its permissions, octal (default: 660)
   -d DIRECTORY            document root for static files (default: none)
   -s SECRET               require this password (HTTP Basic) on every request
   -v[v[v]]                more log output (RUST_LOG overrides)
@@ -212,12 +232,32 @@ impl Config {
         let mut cfg = Config::default();
         let mut addresses: Vec<String> = Vec::new();
         let mut port = DEFAULT_PORT;
+        let mut port_given = false;
+        let mut tls_addresses: Vec<String> = Vec::new();
         let mut parser = lexopt::Parser::from_args(args);
         let usage = |e: lexopt::Error| ConfigError::Usage(e.to_string());
         while let Some(arg) = parser.next().map_err(usage)? {
             match arg {
                 Short('l') | Long("listen") => addresses.push(string(&mut parser)?),
-                Short('p') | Long("port") => port = number(&mut parser, "-p")?,
+                Short('p') | Long("port") => {
+                    port = number(&mut parser, "-p")?;
+                    port_given = true;
+                }
+                Long("tls-listen") => tls_addresses.push(string(&mut parser)?),
+                Long("tls-cert") => cfg.tls_cert = Some(PathBuf::from(string(&mut parser)?)),
+                Long("tls-key") => cfg.tls_key = Some(PathBuf::from(string(&mut parser)?)),
+                Long("unix") => cfg.unix = Some(PathBuf::from(string(&mut parser)?)),
+                Long("unix-mode") => {
+                    let value = string(&mut parser)?;
+                    cfg.unix_mode = u32::from_str_radix(&value, 8)
+                        .ok()
+                        .filter(|mode| *mode <= 0o777)
+                        .ok_or(ConfigError::BadValue {
+                            flag: "--unix-mode",
+                            value,
+                            why: "expected an octal mode such as 660",
+                        })?;
+                }
                 Short('d') | Long("docroot") => {
                     cfg.docroot = Some(PathBuf::from(parser.value().map_err(usage)?))
                 }
@@ -278,8 +318,25 @@ impl Config {
                 _ => return Err(usage(arg.unexpected())),
             }
         }
-        if addresses.is_empty() {
+        // The default plain listener, unless only other kinds were asked for.
+        let other_listeners = !tls_addresses.is_empty() || cfg.unix.is_some();
+        if addresses.is_empty() && (port_given || !other_listeners) {
             addresses.push(DEFAULT_ADDRESS.to_string());
+        }
+        for address in tls_addresses {
+            cfg.tls_listen
+                .push(socket_addr(&address, DEFAULT_TLS_PORT)?);
+        }
+        let tls_files = cfg.tls_cert.is_some() && cfg.tls_key.is_some();
+        if !cfg.tls_listen.is_empty() && !tls_files {
+            return Err(ConfigError::Usage(
+                "--tls-listen needs --tls-cert and --tls-key".into(),
+            ));
+        }
+        if cfg.tls_listen.is_empty() && (cfg.tls_cert.is_some() || cfg.tls_key.is_some()) {
+            return Err(ConfigError::Usage(
+                "--tls-cert and --tls-key need a --tls-listen address".into(),
+            ));
         }
         for address in addresses {
             cfg.listen.push(socket_addr(&address, port)?);

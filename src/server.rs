@@ -5,20 +5,22 @@
 
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info, trace, warn};
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::bus::{Bus, BusError, PublishRequest};
 use crate::config::{Config, RESERVED_FDS};
 use crate::conn::{AfterDrain, Conn, Ctx, Next};
-use crate::io::Socket;
+use crate::io::{Socket, Stream};
+use crate::listener::{Listener, Peer};
 use crate::signals::{Signal, Signals};
 use crate::stats::{Gauges, Reason, Stats};
 use crate::timer::Timers;
+use crate::tls;
 
 /// Tokens above every slab key: the signal fd, then the listeners.
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
@@ -39,7 +41,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Server {
     poll: Poll,
     events: Option<Events>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
+    /// The TLS configuration new connections on TLS listeners start with.
+    tls: Option<Arc<rustls::ServerConfig>>,
     signals: Signals,
     conns: Slab<Conn>,
     bus: Bus,
@@ -80,24 +84,14 @@ impl Server {
         let mut signals = Signals::new()?;
         poll.registry()
             .register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)?;
-        if cfg.listen.len() > MAX_LISTENERS {
-            return Err(io::Error::new(
-                ErrorKind::InvalidInput,
-                "too many listen addresses",
-            ));
-        }
-        let mut listeners = Vec::new();
-        for (i, addr) in cfg.listen.iter().enumerate() {
-            let mut listener = bind(*addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            poll.registry().register(
-                &mut listener,
-                Token(LISTENER_TOKEN_BASE - i),
-                Interest::READABLE,
-            )?;
-            info!("listening on {}", listener.local_addr()?);
-            listeners.push(listener);
-        }
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                tls::load(cert, key)
+                    .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let listeners = bind_all(&cfg, &poll)?;
         if let Some(root) = &cfg.docroot {
             info!("document root {}", root.display());
         }
@@ -107,6 +101,7 @@ impl Server {
             poll,
             events: Some(Events::with_capacity(1024)),
             listeners,
+            tls,
             signals,
             conns: Slab::with_capacity(1024),
             bus: Bus::new(first_message_id(), cfg.retention(), cfg.channel_timeout),
@@ -132,7 +127,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(Listener::local_addr)
             .collect()
     }
 
@@ -196,7 +191,7 @@ impl Server {
                     };
                     if event.is_writable() {
                         conn.writable = true;
-                        if !conn.outq.is_empty() {
+                        if !conn.outq.is_empty() || conn.sock.has_pending_output() {
                             schedule_flush(&mut self.flush_list, conn, key);
                         }
                     }
@@ -230,7 +225,10 @@ impl Server {
                     return;
                 }
                 match self.listeners[i].accept() {
-                    Ok((stream, peer)) => self.on_accept(stream, peer),
+                    Ok((stream, peer)) => {
+                        let tls = self.listeners[i].is_tls();
+                        self.on_accept(stream, peer, tls)
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if is_out_of_descriptors(&e) => {
                         warn!("accept: {e}: pausing accepts");
@@ -243,8 +241,7 @@ impl Server {
         }
     }
 
-    fn on_accept(&mut self, mut stream: mio::net::TcpStream, peer: SocketAddr) {
-        let _ = stream.set_nodelay(true);
+    fn on_accept(&mut self, mut stream: Stream, peer: Peer, tls: bool) {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let interest = Interest::READABLE | Interest::WRITABLE;
@@ -257,7 +254,17 @@ impl Server {
             return;
         }
         trace!("accepted {peer} as {key}");
-        entry.insert(Conn::new(Socket::new(stream), peer, self.now, &self.cfg));
+        let sock = match (&self.tls, tls) {
+            (Some(config), true) => match Socket::with_tls(stream, config.clone()) {
+                Ok(sock) => sock,
+                Err(e) => {
+                    warn!("TLS for {peer}: {e}");
+                    return;
+                }
+            },
+            _ => Socket::new(stream),
+        };
+        entry.insert(Conn::new(sock, peer, self.now, &self.cfg));
         self.stats.accepted += 1;
         self.rearm(key);
     }
@@ -300,6 +307,11 @@ impl Server {
                     self.close_later(key, Reason::IoError);
                     break;
                 }
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(key) {
+            if conn.sock.has_pending_output() {
+                schedule_flush(&mut self.flush_list, conn, key);
             }
         }
         self.rearm(key);
@@ -491,15 +503,26 @@ impl Server {
     }
 
     fn flush(&mut self, key: usize) {
+        use crate::outq::Flushed;
         let mut budget = FLUSH_BYTES_PER_TURN;
         loop {
             let conn = &mut self.conns[key];
-            if !conn.writable || conn.outq.is_empty() {
+            if !conn.writable {
                 break;
             }
-            let sock = &mut conn.sock;
-            let result = conn.outq.flush(budget, |iov| sock.writev(iov));
-            match result {
+            let pending_tls = conn.sock.has_pending_output();
+            if conn.outq.is_empty() && !pending_tls {
+                break;
+            }
+            let result = if conn.outq.is_empty() {
+                // Only TLS records the socket did not take last time.
+                conn.sock.flush_pending().map(|_| (Flushed::Drained, 0))
+            } else {
+                let sock = &mut conn.sock;
+                conn.outq.flush(budget, |iov| sock.writev(iov))
+            };
+            let (outcome, written) = match result {
+                Ok(done) => done,
                 Err(e) => {
                     debug!("write {}: {e}", conn.peer);
                     let reason = if is_peer_gone(&e) {
@@ -510,30 +533,33 @@ impl Server {
                     self.close_later(key, reason);
                     return;
                 }
-                Ok((outcome, written)) => {
-                    self.stats.bytes_out += written as u64;
-                    budget = budget.saturating_sub(written);
-                    match outcome {
-                        crate::outq::Flushed::Blocked => conn.writable = false,
-                        crate::outq::Flushed::Capped => {
-                            conn.pending_flush = true;
-                            self.flush_next.push(key);
-                        }
-                        crate::outq::Flushed::Drained => match conn.on_drained(self.now) {
-                            Ok(AfterDrain::Refilled) if budget > 0 => continue,
-                            Ok(AfterDrain::Refilled) => {
-                                conn.pending_flush = true;
-                                self.flush_next.push(key);
-                            }
-                            Ok(AfterDrain::ReadMore) => {
-                                self.drive(key);
-                                self.on_readable(key);
-                            }
-                            Ok(AfterDrain::Nothing) => {}
-                            Err(reason) => self.close_later(key, reason),
-                        },
-                    }
+            };
+            self.stats.bytes_out += written as u64;
+            budget = budget.saturating_sub(written);
+            // The queue is empty but TLS still holds records: the socket blocked.
+            let outcome = match outcome {
+                Flushed::Drained if conn.sock.has_pending_output() => Flushed::Blocked,
+                other => other,
+            };
+            match outcome {
+                Flushed::Blocked => conn.writable = false,
+                Flushed::Capped => {
+                    conn.pending_flush = true;
+                    self.flush_next.push(key);
                 }
+                Flushed::Drained => match conn.on_drained(self.now) {
+                    Ok(AfterDrain::Refilled) if budget > 0 => continue,
+                    Ok(AfterDrain::Refilled) => {
+                        conn.pending_flush = true;
+                        self.flush_next.push(key);
+                    }
+                    Ok(AfterDrain::ReadMore) => {
+                        self.drive(key);
+                        self.on_readable(key);
+                    }
+                    Ok(AfterDrain::Nothing) => {}
+                    Err(reason) => self.close_later(key, reason),
+                },
             }
             break;
         }
@@ -609,17 +635,44 @@ fn schedule_flush(list: &mut Vec<usize>, conn: &mut Conn, key: usize) {
     }
 }
 
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Socket as RawSocket, Type};
-    let socket = RawSocket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
+/// Binds every listener the configuration asks for and registers it with the poll.
+fn bind_all(cfg: &Config, poll: &Poll) -> io::Result<Vec<Listener>> {
+    let mut listeners = Vec::new();
+    let tcp = cfg
+        .listen
+        .iter()
+        .map(|addr| (*addr, false))
+        .chain(cfg.tls_listen.iter().map(|addr| (*addr, true)));
+    for (addr, tls) in tcp {
+        let listener = Listener::bind_tcp(addr, tls)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        listeners.push(listener);
     }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(TcpListener::from_std(socket.into()))
+    if let Some(path) = &cfg.unix {
+        let listener = Listener::bind_unix(path, cfg.unix_mode).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e}", path.display()),
+            )
+        })?;
+        listeners.push(listener);
+    }
+    if listeners.len() > MAX_LISTENERS {
+        return Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            "too many listeners",
+        ));
+    }
+    for (i, listener) in listeners.iter_mut().enumerate() {
+        poll.registry()
+            .register(listener, Token(LISTENER_TOKEN_BASE - i), Interest::READABLE)?;
+        match (listener.is_tls(), listener.local_addr()) {
+            (true, Some(addr)) => info!("listening (TLS) on {addr}"),
+            (false, Some(addr)) => info!("listening on {addr}"),
+            (_, None) => info!("listening on {listener}"),
+        }
+    }
+    Ok(listeners)
 }
 
 /// Raises the soft open-files limit to the hard one; returns the limit in force.

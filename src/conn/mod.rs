@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use crate::http::response::{self, Head, Status};
 use crate::http::route::{route, Resource, Topic};
 use crate::http::{base64, date, static_files};
 use crate::io::Socket;
+use crate::listener::Peer;
 use crate::outq::OutQueue;
 use crate::stats::{Reason, Stats};
 use crate::timer::TimerSlot;
@@ -168,7 +168,7 @@ impl Input {
 
 pub struct Conn {
     pub sock: Socket,
-    pub peer: SocketAddr,
+    pub peer: Peer,
     phase: Phase,
     input: Input,
     pub outq: OutQueue,
@@ -194,7 +194,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(sock: Socket, peer: SocketAddr, now: Instant, cfg: &Config) -> Conn {
+    pub fn new(sock: Socket, peer: Peer, now: Instant, cfg: &Config) -> Conn {
         Conn {
             sock,
             peer,

@@ -14,14 +14,20 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The first TLS listener, when one was asked for.
+    pub tls_addr: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
-    /// Starts `msgbus -l 127.0.0.1 -p 0 ARGS` and waits for its "listening on" line.
+    /// Starts `msgbus -l 127.0.0.1 -p 0 ARGS` and waits until it has said where it listens.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_raw(&[&["-l", "127.0.0.1", "-p", "0"], args].concat())
+    }
+
+    /// Starts `msgbus ARGS` and waits for the line that follows the listeners.
+    pub fn start_raw(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_msgbus"))
-            .args(["-l", "127.0.0.1", "-p", "0"])
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -34,19 +40,30 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         let log_writer = Arc::clone(&log);
         std::thread::spawn(move || {
+            let mut plain = None;
+            let mut tls = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
+                    plain = plain.or(addr.trim().parse::<SocketAddr>().ok());
+                }
+                if let Some(addr) = line.split("listening (TLS) on ").nth(1) {
+                    tls = tls.or(addr.trim().parse::<SocketAddr>().ok());
+                }
+                // Logged once every listener is bound.
+                if line.contains("connections (open-files limit") {
+                    let _ = tx.send((plain, tls));
                 }
                 log_writer.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        let addr = rx
+        let (plain, tls_addr) = rx
             .recv_timeout(READ_TIMEOUT)
             .expect("msgbus did not say where it listens");
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
         Server {
             child,
-            addr: addr.parse().unwrap(),
+            addr: plain.unwrap_or(unspecified),
+            tls_addr,
             log,
         }
     }

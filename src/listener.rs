@@ -1,0 +1,155 @@
+//! The sockets msgbus accepts on: TCP (plain or TLS) and UNIX-domain.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use mio::event::Source;
+use mio::net::{TcpListener, UnixListener};
+use mio::{Interest, Registry, Token};
+
+use crate::io::Stream;
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    Unix,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(addr) => addr.fmt(f),
+            Peer::Unix => f.write_str("unix"),
+        }
+    }
+}
+
+pub enum Listener {
+    Tcp { socket: TcpListener, tls: bool },
+    Unix { socket: UnixListener, path: PathBuf },
+}
+
+impl Listener {
+    pub fn bind_tcp(addr: SocketAddr, tls: bool) -> io::Result<Listener> {
+        use socket2::{Domain, Socket as RawSocket, Type};
+        let socket = RawSocket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(4096)?;
+        Ok(Listener::Tcp {
+            socket: TcpListener::from_std(socket.into()),
+            tls,
+        })
+    }
+
+    /// Binds a UNIX-domain socket at `path` with `mode`. A stale socket file left by a previous
+    /// run is replaced; any other file there is not.
+    pub fn bind_unix(path: &Path, mode: u32) -> io::Result<Listener> {
+        use std::os::unix::fs::FileTypeExt;
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "exists and is not a socket",
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        let socket = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        Ok(Listener::Unix {
+            socket,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Listener::Tcp { tls: true, .. })
+    }
+
+    pub fn accept(&self) -> io::Result<(Stream, Peer)> {
+        match self {
+            Listener::Tcp { socket, .. } => {
+                let (stream, addr) = socket.accept()?;
+                let _ = stream.set_nodelay(true);
+                Ok((Stream::Tcp(stream), Peer::Tcp(addr)))
+            }
+            Listener::Unix { socket, .. } => {
+                let (stream, _) = socket.accept()?;
+                Ok((Stream::Unix(stream), Peer::Unix))
+            }
+        }
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp { socket, .. } => socket.local_addr().ok(),
+            Listener::Unix { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listener::Tcp { socket, tls } => {
+                let addr = socket.local_addr().map_err(|_| fmt::Error)?;
+                if *tls {
+                    write!(f, "{addr} (TLS)")
+                } else {
+                    addr.fmt(f)
+                }
+            }
+            Listener::Unix { path, .. } => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix { path, .. } = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Source for Listener {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Listener::Tcp { socket, .. } => socket.register(registry, token, interest),
+            Listener::Unix { socket, .. } => socket.register(registry, token, interest),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Listener::Tcp { socket, .. } => socket.reregister(registry, token, interest),
+            Listener::Unix { socket, .. } => socket.reregister(registry, token, interest),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Listener::Tcp { socket, .. } => socket.deregister(registry),
+            Listener::Unix { socket, .. } => socket.deregister(registry),
+        }
+    }
+}
