@@ -5,6 +5,7 @@ mod common;
 
 use std::io::Read;
 use std::net::TcpStream;
+use std::sync::mpsc;
 use std::thread;
 
 use common::*;
@@ -21,8 +22,16 @@ fn body(seq: usize) -> Vec<u8> {
 }
 
 /// Reads parts from an HTTP/1.0 subscription (past its head) until `last` arrives or the
-/// stream ends; returns the sequence numbers seen.
+/// stream ends; returns the sequence numbers seen, and reports each on `seen_tx` if given.
 fn read_sequence(stream: &mut TcpStream, last: usize) -> Vec<usize> {
+    read_sequence_reporting(stream, last, None)
+}
+
+fn read_sequence_reporting(
+    stream: &mut TcpStream,
+    last: usize,
+    seen_tx: Option<mpsc::Sender<usize>>,
+) -> Vec<usize> {
     let mut decoder = PartDecoder::new(1 << 20);
     decoder.push(b"--00MsgBus00\n"); // already read by `subscribe`
     let mut buf = vec![0; 64 * 1024];
@@ -37,6 +46,9 @@ fn read_sequence(stream: &mut TcpStream, last: usize) -> Vec<usize> {
             let seq: usize = String::from_utf8_lossy(&part.body[..6]).parse().unwrap();
             assert_eq!(part.body, body(seq));
             seen.push(seq);
+            if let Some(tx) = &seen_tx {
+                let _ = tx.send(seq);
+            }
             if seq == last {
                 return seen;
             }
@@ -44,10 +56,16 @@ fn read_sequence(stream: &mut TcpStream, last: usize) -> Vec<usize> {
     }
 }
 
-fn publish_all(server: &Server) {
+/// Publishes every message, each once the reading subscriber has the one before: so the
+/// reader never has a backlog of its own, and whatever piles up is the stalled one's alone.
+fn publish_all(server: &Server, reader_seen: &mpsc::Receiver<usize>) {
     for seq in 0..MESSAGES {
         let answer = server.publish("slow", "application/octet-stream", &body(seq));
         assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+        let got = reader_seen
+            .recv_timeout(READ_TIMEOUT)
+            .expect("the reader keeps up");
+        assert_eq!(got, seq);
     }
 }
 
@@ -57,8 +75,10 @@ fn drop_policy_keeps_the_stalled_subscriber_bounded_and_the_others_whole() {
     let server = Server::start(&["--max-queue", &queue_limit, "--slow-policy", "drop"]);
     let stalled = subscribe(&server, "GET /msgbus/slow HTTP/1.0\r\n\r\n", HEAD_10);
     let fast = subscribe(&server, "GET /msgbus/slow HTTP/1.0\r\n\r\n", HEAD_10);
-    let reader = thread::spawn(move || read_sequence(&mut { fast }, MESSAGES - 1));
-    publish_all(&server);
+    let (tx, rx) = mpsc::channel();
+    let reader =
+        thread::spawn(move || read_sequence_reporting(&mut { fast }, MESSAGES - 1, Some(tx)));
+    publish_all(&server, &rx);
     let fast_seen = reader.join().unwrap();
     assert_eq!(
         fast_seen,
@@ -91,11 +111,15 @@ fn close_policy_disconnects_the_stalled_subscriber() {
     let stalled = subscribe(&server, "GET /msgbus/slow HTTP/1.0\r\n\r\n", HEAD_10);
     let fast = subscribe(&server, "GET /msgbus/slow HTTP/1.0\r\n\r\n", HEAD_10);
     // The reader hands its stream back, so the fast subscriber is still connected below.
+    let (tx, rx) = mpsc::channel();
     let reader = thread::spawn(move || {
         let mut fast = fast;
-        (read_sequence(&mut fast, MESSAGES - 1), fast)
+        (
+            read_sequence_reporting(&mut fast, MESSAGES - 1, Some(tx)),
+            fast,
+        )
     });
-    publish_all(&server);
+    publish_all(&server, &rx);
     let (fast_seen, _fast) = reader.join().unwrap();
     assert_eq!(fast_seen, (0..MESSAGES).collect::<Vec<_>>());
     let status = server.status();
