@@ -38,6 +38,8 @@ pub const DEFAULT_CHANNEL_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// A long-poll is held this long before it is answered with no messages.
 pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(30);
+/// On SIGTERM, queued output gets this long to go out before the process exits.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// File descriptors kept for listeners, logs and files being served.
 pub const RESERVED_FDS: usize = 32;
 
@@ -85,6 +87,12 @@ pub struct Config {
     /// Origins allowed for CORS and WebSocket handshakes; None: no CORS headers, any origin
     /// may open a WebSocket. `*` allows every origin.
     pub allow_origins: Option<Vec<String>>,
+    pub shutdown_timeout: Duration,
+    /// Log to this file instead of stderr; reopened on SIGUSR1.
+    pub log_file: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    /// Switch to this user (and its group) once the listeners are bound.
+    pub user: Option<String>,
 }
 
 impl Default for Config {
@@ -116,6 +124,10 @@ impl Default for Config {
             poll_timeout: DEFAULT_POLL_TIMEOUT,
             max_ws_message: None,
             allow_origins: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            log_file: None,
+            pid_file: None,
+            user: None,
         }
     }
 }
@@ -187,6 +199,10 @@ Options:
   --poll-timeout SECS     how long a long-poll is held (default: 30)
   --max-ws-message BYTES  largest WebSocket message from a client (default: --max-body)
   --allow-origin LIST     origins allowed for CORS and WebSocket (comma list, or *)
+  --shutdown-timeout SECS time queued output gets on SIGTERM (default: 5)
+  --log FILE              log to FILE instead of stderr (reopened on SIGUSR1)
+  --pid-file FILE         write the process id to FILE
+  -u USER                 run as USER (and its group) once the listeners are bound
   -h, --help              this text
   -V, --version           the version
 ";
@@ -300,6 +316,12 @@ impl Config {
                 Long("ping-interval") => {
                     cfg.ping_interval = seconds(&mut parser, "--ping-interval")?
                 }
+                Long("shutdown-timeout") => {
+                    cfg.shutdown_timeout = seconds(&mut parser, "--shutdown-timeout")?
+                }
+                Long("log") => cfg.log_file = Some(PathBuf::from(string(&mut parser)?)),
+                Long("pid-file") => cfg.pid_file = Some(PathBuf::from(string(&mut parser)?)),
+                Short('u') | Long("user") => cfg.user = Some(string(&mut parser)?),
                 Long("poll-timeout") => cfg.poll_timeout = seconds(&mut parser, "--poll-timeout")?,
                 Long("max-ws-message") => {
                     cfg.max_ws_message = Some(positive(&mut parser, "--max-ws-message")?)

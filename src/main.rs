@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use msgbus::config::{Command, Config, USAGE};
+use msgbus::logfile::LogFile;
 use msgbus::server::Server;
 
 fn main() -> ExitCode {
@@ -28,8 +29,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logger(cfg.verbosity);
-    match Server::new(cfg).and_then(|mut server| server.run()) {
+    let log_file = match &cfg.log_file {
+        Some(path) => match LogFile::open(path) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                eprintln!("msgbus: log file {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    init_logger(cfg.verbosity, log_file.clone());
+    let started = Server::new(cfg).map(|mut server| {
+        if let Some(log) = log_file {
+            server.set_log_file(log);
+        }
+        server
+    });
+    match started.and_then(|mut server| server.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("msgbus: {e}");
@@ -39,15 +56,19 @@ fn main() -> ExitCode {
 }
 
 /// Info by default, debug with -v, trace with -vv; RUST_LOG, when set, decides instead.
-fn init_logger(verbosity: u8) {
+fn init_logger(verbosity: u8, file: Option<LogFile>) {
     let level = match verbosity {
         0 => log::LevelFilter::Info,
         1 => log::LevelFilter::Debug,
         _ => log::LevelFilter::Trace,
     };
-    env_logger::Builder::new()
+    let mut builder = env_logger::Builder::new();
+    builder
         .filter_level(level)
         .parse_env("RUST_LOG")
-        .format_target(false)
-        .init();
+        .format_target(false);
+    if let Some(file) = file {
+        builder.target(env_logger::Target::Pipe(Box::new(file)));
+    }
+    builder.init();
 }

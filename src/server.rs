@@ -17,10 +17,11 @@ use crate::config::{Config, RESERVED_FDS};
 use crate::conn::{AfterDrain, Conn, Ctx, Next};
 use crate::io::{Socket, Stream};
 use crate::listener::{Listener, Peer};
+use crate::logfile::LogFile;
 use crate::signals::{Signal, Signals};
 use crate::stats::{Gauges, Reason, Stats};
 use crate::timer::Timers;
-use crate::tls;
+use crate::{privileges, tls};
 
 /// Tokens above every slab key: the signal fd, then the listeners.
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
@@ -65,7 +66,9 @@ pub struct Server {
     scratch: Vec<u8>,
     started: Instant,
     now: Instant,
-    stopping: bool,
+    /// Set on SIGTERM/SIGINT: exit when every connection is done or at this instant.
+    shutdown_deadline: Option<Instant>,
+    log_file: Option<LogFile>,
 }
 
 impl Server {
@@ -92,6 +95,20 @@ impl Server {
             _ => None,
         };
         let listeners = bind_all(&cfg, &poll)?;
+        if let Some(path) = &cfg.pid_file {
+            std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
+                io::Error::new(e.kind(), format!("pid file {}: {e}", path.display()))
+            })?;
+        }
+        match &cfg.user {
+            Some(user) => {
+                privileges::switch_to(user)
+                    .map_err(|e| io::Error::new(e.kind(), format!("-u {user}: {e}")))?;
+                info!("running as {user}");
+            }
+            None if privileges::is_root() => warn!("running as root; -u USER drops privileges"),
+            None => {}
+        }
         if let Some(root) = &cfg.docroot {
             info!("document root {}", root.display());
         }
@@ -120,7 +137,8 @@ impl Server {
             scratch: vec![0; SCRATCH_BYTES],
             started: now,
             now,
-            stopping: false,
+            shutdown_deadline: None,
+            log_file: None,
         })
     }
 
@@ -133,14 +151,35 @@ impl Server {
 
     /// Runs until SIGINT or SIGTERM.
     pub fn run(&mut self) -> io::Result<()> {
-        while !self.stopping {
+        loop {
             self.poll_events()?;
             self.expire_timers();
             self.flush_pending();
+            if let Some(deadline) = self.shutdown_deadline {
+                self.reap_finished();
+                if self.conns.is_empty() || self.now >= deadline {
+                    self.close_deferred();
+                    break;
+                }
+            }
             self.close_deferred();
         }
-        self.shut_down();
+        info!(
+            "stopped: {} published, {} delivered, {} dropped, {} connections cut at exit",
+            self.stats.published,
+            self.stats.delivered,
+            self.stats.dropped,
+            self.conns.len()
+        );
+        if let Some(path) = &self.cfg.pid_file {
+            let _ = std::fs::remove_file(path);
+        }
         Ok(())
+    }
+
+    /// Uses a log file handle, so SIGUSR1 can reopen it.
+    pub fn set_log_file(&mut self, log: LogFile) {
+        self.log_file = Some(log);
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -148,11 +187,18 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let sweep = self.next_sweep.saturating_duration_since(self.now);
-        let timer = Some(
-            self.timers
-                .next_timeout(self.now)
-                .map_or(sweep, |t| t.min(sweep)),
-        );
+        let mut timer = self
+            .timers
+            .next_timeout(self.now)
+            .map_or(sweep, |t| t.min(sweep));
+        if let Some(deadline) = self.shutdown_deadline {
+            // While draining, look at the connections often: each turn may finish some.
+            let drain_tick = Duration::from_millis(50);
+            timer = timer
+                .min(deadline.saturating_duration_since(self.now))
+                .min(drain_tick);
+        }
+        let timer = Some(timer);
         let accept = self
             .accept_retry_at
             .map(|at| at.saturating_duration_since(self.now));
@@ -604,27 +650,75 @@ impl Server {
         for signal in self.signals.drain() {
             match signal {
                 Signal::Terminate(name) => {
-                    info!("{name}: shutting down");
-                    self.stopping = true;
+                    if self.shutdown_deadline.is_none() {
+                        info!("{name}: shutting down");
+                        self.begin_shutdown();
+                    }
                 }
+                Signal::Reload => self.reload(),
+                Signal::ReopenLog => match &self.log_file {
+                    Some(log) => match log.reopen() {
+                        Ok(()) => info!("SIGUSR1: log file reopened"),
+                        Err(e) => warn!("SIGUSR1: cannot reopen the log file: {e}"),
+                    },
+                    None => info!("SIGUSR1: logging to stderr, nothing to reopen"),
+                },
                 Signal::Other(number) => debug!("signal {number} ignored"),
             }
         }
     }
 
-    /// Stops accepting and gives queued output one last chance to go out.
-    fn shut_down(&mut self) {
+    /// Stops accepting, tells every subscriber to come back later in its transport's way, and
+    /// lets queued output drain until `--shutdown-timeout`.
+    fn begin_shutdown(&mut self) {
         for listener in &mut self.listeners {
             let _ = self.poll.registry().deregister(listener);
         }
+        self.listeners.clear(); // a UNIX socket file goes with its listener
+        self.accepting = false;
+        self.shutdown_deadline = Some(self.now + self.cfg.shutdown_timeout);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            self.flush(key);
+            let conn = &mut self.conns[key];
+            match conn.begin_shutdown(key) {
+                Some(reason) => self.close_later(key, reason),
+                None => schedule_flush(&mut self.flush_list, conn, key),
+            }
+            let conn = &mut self.conns[key];
+            for id in conn.take_subscriptions() {
+                self.bus.unsubscribe(id, self.now);
+            }
+            self.rearm(key);
         }
-        info!(
-            "stopped: {} published, {} delivered, {} dropped",
-            self.stats.published, self.stats.delivered, self.stats.dropped
-        );
+    }
+
+    /// While shutting down: closes connections with nothing left to send.
+    fn reap_finished(&mut self) {
+        let done: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| !conn.closing && conn.is_finished())
+            .map(|(key, _)| key)
+            .collect();
+        for key in done {
+            self.close_later(key, Reason::Shutdown);
+        }
+    }
+
+    /// SIGHUP: re-reads the certificate and key. Connections keep the configuration they
+    /// started with; a file that does not load leaves the old one in place.
+    fn reload(&mut self) {
+        let (Some(cert), Some(key)) = (&self.cfg.tls_cert, &self.cfg.tls_key) else {
+            info!("SIGHUP: nothing to reload");
+            return;
+        };
+        match tls::load(cert, key) {
+            Ok(config) => {
+                self.tls = Some(config);
+                info!("SIGHUP: certificate reloaded from {}", cert.display());
+            }
+            Err(e) => warn!("SIGHUP: keeping the old certificate: {e}"),
+        }
     }
 }
 

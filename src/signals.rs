@@ -15,6 +15,10 @@ const HANDLED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, li
 pub enum Signal {
     /// SIGINT or SIGTERM, with its name.
     Terminate(&'static str),
+    /// SIGHUP: re-read certificates and key files.
+    Reload,
+    /// SIGUSR1: reopen the log file (after rotation).
+    ReopenLog,
     /// Any other handled signal, by number.
     Other(i32),
 }
@@ -69,6 +73,8 @@ impl Signals {
             got.push(match info.ssi_signo as libc::c_int {
                 libc::SIGINT => Signal::Terminate("SIGINT"),
                 libc::SIGTERM => Signal::Terminate("SIGTERM"),
+                libc::SIGHUP => Signal::Reload,
+                libc::SIGUSR1 => Signal::ReopenLog,
                 other => Signal::Other(other),
             });
         }

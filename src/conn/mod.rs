@@ -26,6 +26,10 @@ use crate::stats::{Reason, Stats};
 use crate::timer::TimerSlot;
 use crate::transport::{longpoll, sse};
 
+/// At shutdown SSE clients are asked to reconnect after this long, plus a spread so they do
+/// not all come back in the same instant.
+const SHUTDOWN_RETRY_MS: u64 = 1000;
+const SHUTDOWN_RETRY_SPREAD_MS: u64 = 4000;
 /// How long a half-closed connection may keep sending before it is closed outright.
 const LINGER: Duration = Duration::from_secs(2);
 /// File bytes kept queued while serving a file; refilled as the socket drains.
@@ -777,6 +781,51 @@ impl Conn {
         self.outq.push_frame(frame);
         stats.delivered += 1;
         Ok(())
+    }
+
+    /// The server is stopping: subscribers are told to come back (multipart ends, SSE gets a
+    /// reconnection delay spread by `key` so clients do not return all at once, a held poll is
+    /// answered); an idle connection is closed. Returns a reason to close now.
+    pub fn begin_shutdown(&mut self, key: usize) -> Option<Reason> {
+        if self.is_finished() {
+            return Some(Reason::Shutdown);
+        }
+        match &self.phase {
+            Phase::Streaming(Stream::Multipart { chunked }) => {
+                if *chunked {
+                    self.outq.push_own(b"0\r\n\r\n".to_vec());
+                }
+                self.phase = Phase::Closing;
+                None
+            }
+            Phase::Streaming(Stream::Sse { .. }) => {
+                let delay = SHUTDOWN_RETRY_MS + (key as u64 % SHUTDOWN_RETRY_SPREAD_MS);
+                self.outq
+                    .push_own(format!("retry: {delay}\n\n").into_bytes());
+                self.phase = Phase::Closing;
+                None
+            }
+            Phase::Streaming(Stream::LongPoll(_)) => {
+                let mut poll = self.take_poll().expect("matched a long-poll");
+                poll.reply.keep_alive = false;
+                self.answer_poll(&poll, &[], poll.cursor, None);
+                None
+            }
+            Phase::Head { .. } | Phase::Body(_) if self.outq.is_empty() => Some(Reason::Shutdown),
+            _ => None,
+        }
+    }
+
+    /// Nothing in flight: no request being read, nothing queued. While the server stops,
+    /// such a connection is closed.
+    pub fn is_finished(&self) -> bool {
+        let quiet = self.outq.is_empty() && !self.sock.has_pending_output();
+        match self.phase {
+            Phase::Head { .. } => quiet && self.input.unread().is_empty(),
+            Phase::Lingering { .. } => true,
+            Phase::Closing => quiet,
+            Phase::Body(_) | Phase::File(_) | Phase::Streaming(_) => false,
+        }
     }
 
     /// Takes a held long-poll out of the phase, to answer it.

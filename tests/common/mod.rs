@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long any single read in a test may wait before the test fails.
@@ -16,7 +16,7 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The first TLS listener, when one was asked for.
     pub tls_addr: Option<SocketAddr>,
-    log: Arc<Mutex<String>>,
+    log: Arc<(Mutex<String>, Condvar)>,
 }
 
 impl Server {
@@ -36,7 +36,7 @@ impl Server {
             .spawn()
             .expect("start msgbus");
         let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
+        let log = Arc::new((Mutex::new(String::new()), Condvar::new()));
         let (tx, rx) = mpsc::channel();
         let log_writer = Arc::clone(&log);
         std::thread::spawn(move || {
@@ -53,7 +53,9 @@ impl Server {
                 if line.contains("connections (open-files limit") {
                     let _ = tx.send((plain, tls));
                 }
-                log_writer.lock().unwrap().push_str(&(line + "\n"));
+                let (text, grew) = &*log_writer;
+                text.lock().unwrap().push_str(&(line + "\n"));
+                grew.notify_all();
             }
         });
         let (plain, tls_addr) = rx
@@ -73,7 +75,25 @@ impl Server {
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.0.lock().unwrap().clone()
+    }
+
+    /// Waits (up to the read timeout) until the log has `needle` in it `count` times.
+    pub fn wait_for_log(&self, needle: &str, count: usize) {
+        let (text, grew) = &*self.log;
+        let deadline = Instant::now() + READ_TIMEOUT;
+        let mut guard = text.lock().unwrap();
+        while guard.matches(needle).count() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "{needle:?} never logged; log:\n{guard}");
+            guard = grew.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+
+    /// Sends a signal to the server process (this test's own child, by pid).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling the child this test started.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
     }
 
     pub fn connect(&self) -> TcpStream {
