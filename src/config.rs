@@ -93,6 +93,10 @@ pub struct Config {
     pub pid_file: Option<PathBuf>,
     /// Switch to this user (and its group) once the listeners are bound.
     pub user: Option<String>,
+    /// Channels need a signed token (HS256) made with this key.
+    pub jwt_secret: Option<String>,
+    /// The same, read from the first line of a file (and re-read on SIGHUP).
+    pub jwt_secret_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -128,6 +132,8 @@ impl Default for Config {
             log_file: None,
             pid_file: None,
             user: None,
+            jwt_secret: None,
+            jwt_secret_file: None,
         }
     }
 }
@@ -203,6 +209,8 @@ Options:
   --log FILE              log to FILE instead of stderr (reopened on SIGUSR1)
   --pid-file FILE         write the process id to FILE
   -u USER                 run as USER (and its group) once the listeners are bound
+  --jwt-secret KEY        channels need a JWT (HS256) signed with KEY
+  --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   -h, --help              this text
   -V, --version           the version
 ";
@@ -322,6 +330,10 @@ impl Config {
                 Long("log") => cfg.log_file = Some(PathBuf::from(string(&mut parser)?)),
                 Long("pid-file") => cfg.pid_file = Some(PathBuf::from(string(&mut parser)?)),
                 Short('u') | Long("user") => cfg.user = Some(string(&mut parser)?),
+                Long("jwt-secret") => cfg.jwt_secret = Some(string(&mut parser)?),
+                Long("jwt-secret-file") => {
+                    cfg.jwt_secret_file = Some(PathBuf::from(string(&mut parser)?))
+                }
                 Long("poll-timeout") => cfg.poll_timeout = seconds(&mut parser, "--poll-timeout")?,
                 Long("max-ws-message") => {
                     cfg.max_ws_message = Some(positive(&mut parser, "--max-ws-message")?)

@@ -4,6 +4,7 @@
 //! Protocol code (`http`, `transport`, `bus`) has no sockets and no clock; the reactor
 //! (`server`, `conn`, `io`, `outq`, `timer`) carries bytes between it and the kernel.
 
+pub mod auth;
 pub mod bus;
 pub mod client;
 pub mod config;

@@ -12,6 +12,7 @@ use log::{debug, info, trace, warn};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::auth::JwtKey;
 use crate::bus::{Bus, BusError, PublishRequest};
 use crate::config::{Config, RESERVED_FDS};
 use crate::conn::{AfterDrain, Conn, Ctx, Next};
@@ -69,6 +70,8 @@ pub struct Server {
     /// Set on SIGTERM/SIGINT: exit when every connection is done or at this instant.
     shutdown_deadline: Option<Instant>,
     log_file: Option<LogFile>,
+    /// The key tokens are checked with, when channels need tokens.
+    jwt: Option<JwtKey>,
 }
 
 impl Server {
@@ -94,6 +97,7 @@ impl Server {
             ),
             _ => None,
         };
+        let jwt = load_jwt_key(&cfg)?;
         let listeners = bind_all(&cfg, &poll)?;
         if let Some(path) = &cfg.pid_file {
             std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
@@ -139,6 +143,7 @@ impl Server {
             now,
             shutdown_deadline: None,
             log_file: None,
+            jwt,
         })
     }
 
@@ -378,6 +383,7 @@ impl Server {
                 cfg: &self.cfg,
                 bus: &mut self.bus,
                 stats: &mut self.stats,
+                jwt: self.jwt.as_ref(),
             };
             match conn.advance(&mut ctx) {
                 Next::Wait => break,
@@ -708,8 +714,16 @@ impl Server {
     /// SIGHUP: re-reads the certificate and key. Connections keep the configuration they
     /// started with; a file that does not load leaves the old one in place.
     fn reload(&mut self) {
+        if self.cfg.jwt_secret_file.is_some() {
+            match load_jwt_key(&self.cfg) {
+                Ok(key) => {
+                    self.jwt = key;
+                    info!("SIGHUP: token key reloaded");
+                }
+                Err(e) => warn!("SIGHUP: keeping the old token key: {e}"),
+            }
+        }
         let (Some(cert), Some(key)) = (&self.cfg.tls_cert, &self.cfg.tls_key) else {
-            info!("SIGHUP: nothing to reload");
             return;
         };
         match tls::load(cert, key) {
@@ -727,6 +741,24 @@ fn schedule_flush(list: &mut Vec<usize>, conn: &mut Conn, key: usize) {
         conn.pending_flush = true;
         list.push(key);
     }
+}
+
+/// The token key from `--jwt-secret` or the first line of `--jwt-secret-file`.
+fn load_jwt_key(cfg: &Config) -> io::Result<Option<JwtKey>> {
+    if let Some(secret) = &cfg.jwt_secret {
+        return Ok(Some(JwtKey::new(secret.as_bytes())));
+    }
+    let Some(path) = &cfg.jwt_secret_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let secret = text.lines().next().unwrap_or("").trim();
+    if secret.is_empty() {
+        let why = format!("{}: no key on the first line", path.display());
+        return Err(io::Error::new(ErrorKind::InvalidData, why));
+    }
+    Ok(Some(JwtKey::new(secret.as_bytes())))
 }
 
 /// Binds every listener the configuration asks for and registers it with the poll.

@@ -11,6 +11,7 @@ use log::{debug, info};
 
 mod subscribe;
 
+use crate::auth::{Grant, JwtKey};
 use crate::bus::{constant_time_eq, Bus, BusError, PublishRequest, SubscriptionId};
 use crate::config::{Config, SlowPolicy};
 use crate::http::chunked::{ChunkedDecoder, Progress};
@@ -43,6 +44,8 @@ pub struct Ctx<'a> {
     pub cfg: &'a Config,
     pub bus: &'a mut Bus,
     pub stats: &'a mut Stats,
+    /// Set when channels need signed tokens.
+    pub jwt: Option<&'a JwtKey>,
 }
 
 /// What the reactor should do next for this connection.
@@ -398,11 +401,39 @@ impl Conn {
                 );
             }
         }
-        let sender = user.map(|(name, _)| name).filter(|name| !name.is_empty());
+        let mut sender = user.map(|(name, _)| name).filter(|name| !name.is_empty());
         let query = match Query::parse(raw_query) {
             Ok(query) => query,
             Err(e) => return Some(self.fail(minor, Status::BAD_REQUEST, &e.to_string(), &[])),
         };
+        if let (Some(key), Resource::Topics(topics)) = (ctx.jwt, &resource) {
+            let grant = match bearer_grant(key, &request, &query) {
+                Ok(grant) => grant,
+                Err(why) => {
+                    let challenge = [("WWW-Authenticate", "Bearer realm=\"msgbus\"")];
+                    let status = Status::UNAUTHORIZED;
+                    return self.refuse(&request, reply, status, &why, &challenge);
+                }
+            };
+            let publishing = matches!(request.method, Method::Post | Method::Delete);
+            let denied = topics.iter().find(|topic| {
+                if publishing {
+                    !grant.may_publish(&topic.name)
+                } else {
+                    !grant.may_subscribe(&topic.name)
+                }
+            });
+            if let Some(topic) = denied {
+                let verb = if publishing {
+                    "publish to"
+                } else {
+                    "subscribe to"
+                };
+                let why = format!("token does not allow you to {verb} {}", topic.name);
+                return self.refuse(&request, reply, Status::FORBIDDEN, &why, &[]);
+            }
+            sender = sender.or(grant.subject);
+        }
         match (resource, request.method) {
             (Resource::Topics(topics), Method::Post) => {
                 let Some(channel) = single_channel(&topics, true) else {
@@ -1006,6 +1037,21 @@ fn basic_auth(request: &Request) -> Result<Option<(String, String)>, &'static st
         return Err("bad Basic user name");
     }
     Ok(Some((user.to_string(), password.to_string())))
+}
+
+/// The grant of the token in `Authorization: Bearer` or `?token=`, or why there is none.
+fn bearer_grant(key: &JwtKey, request: &Request, query: &Query) -> Result<Grant, String> {
+    let from_header = request.header("authorization").and_then(|value| {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    let token = from_header
+        .or_else(|| query.get("token"))
+        .ok_or("a token is required")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    key.verify(token, now).map_err(|e| e.to_string())
 }
 
 /// The one channel a publish or delete names. A subtree path publishes to the channel named

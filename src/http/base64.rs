@@ -49,6 +49,30 @@ pub fn decode(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The URL-safe alphabet without padding (RFC 4648 section 5), as JSON Web Tokens use it.
+pub fn encode_url(input: &[u8]) -> String {
+    encode(input)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
+}
+
+/// Decodes unpadded URL-safe base64; the standard alphabet's `+`, `/` and padding are refused.
+pub fn decode_url(input: &[u8]) -> Option<Vec<u8>> {
+    if input.iter().any(|b| matches!(b, b'+' | b'/' | b'=')) {
+        return None;
+    }
+    let standard: Vec<u8> = input
+        .iter()
+        .map(|&b| match b {
+            b'-' => b'+',
+            b'_' => b'/',
+            b => b,
+        })
+        .collect();
+    decode(&standard)
+}
+
 fn sextet(c: u8) -> Option<u8> {
     match c {
         b'A'..=b'Z' => Some(c - b'A'),
@@ -90,6 +114,15 @@ mod tests {
         let all: Vec<u8> = (0..=255).collect();
         for len in 0..all.len() {
             assert_eq!(decode(encode(&all[..len]).as_bytes()).unwrap(), &all[..len]);
+        }
+    }
+
+    #[test]
+    fn url_alphabet() {
+        assert_eq!(encode_url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(decode_url(b"-_8").unwrap(), [0xfb, 0xff]);
+        for bad in ["+_8", "-/8", "-_8="] {
+            assert_eq!(decode_url(bad.as_bytes()), None, "{bad}");
         }
     }
 
