@@ -40,6 +40,10 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(30);
 /// On SIGTERM, queued output gets this long to go out before the process exits.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Channels one subscription may name.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 64;
+/// Channels that may exist at once.
+pub const DEFAULT_MAX_CHANNELS: usize = 1_000_000;
 /// File descriptors kept for listeners, logs and files being served.
 pub const RESERVED_FDS: usize = 32;
 
@@ -97,6 +101,60 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// The same, read from the first line of a file (and re-read on SIGHUP).
     pub jwt_secret_file: Option<PathBuf>,
+    /// Connections one client address may hold (None: no limit).
+    pub max_per_address: Option<usize>,
+    pub max_subscriptions: usize,
+    pub max_channels: usize,
+    /// Who may read /status.json and /metrics: client networks, and/or a bearer token.
+    /// Neither set: everyone.
+    pub status_allow: Option<Vec<IpNet>>,
+    pub status_token: Option<String>,
+}
+
+/// An address and prefix length (`127.0.0.1`, `10.0.0.0/8`, `::1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(text: &str) -> Option<IpNet> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        Some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Default for Config {
@@ -134,6 +192,11 @@ impl Default for Config {
             user: None,
             jwt_secret: None,
             jwt_secret_file: None,
+            max_per_address: None,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            max_channels: DEFAULT_MAX_CHANNELS,
+            status_allow: None,
+            status_token: None,
         }
     }
 }
@@ -210,6 +273,11 @@ Options:
   --pid-file FILE         write the process id to FILE
   -u USER                 run as USER (and its group) once the listeners are bound
   --jwt-secret KEY        channels need a JWT (HS256) signed with KEY
+  --max-per-address N     connections one client address may hold (default: no limit)
+  --max-subscriptions N   channels one subscription may name (default: 64)
+  --max-channels N        channels that may exist at once (default: 1000000)
+  --status-allow LIST     networks that may read /status.json and /metrics (e.g. 127.0.0.1,10.0.0.0/8)
+  --status-token TOKEN    or a bearer token that may (neither: everyone may)
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   -h, --help              this text
   -V, --version           the version
@@ -331,6 +399,27 @@ impl Config {
                 Long("pid-file") => cfg.pid_file = Some(PathBuf::from(string(&mut parser)?)),
                 Short('u') | Long("user") => cfg.user = Some(string(&mut parser)?),
                 Long("jwt-secret") => cfg.jwt_secret = Some(string(&mut parser)?),
+                Long("max-per-address") => {
+                    cfg.max_per_address = Some(positive(&mut parser, "--max-per-address")?)
+                }
+                Long("max-subscriptions") => {
+                    cfg.max_subscriptions = positive(&mut parser, "--max-subscriptions")?
+                }
+                Long("max-channels") => cfg.max_channels = positive(&mut parser, "--max-channels")?,
+                Long("status-allow") => {
+                    let value = string(&mut parser)?;
+                    let nets: Option<Vec<IpNet>> = value
+                        .split(',')
+                        .filter(|n| !n.trim().is_empty())
+                        .map(IpNet::parse)
+                        .collect();
+                    cfg.status_allow = Some(nets.ok_or(ConfigError::BadValue {
+                        flag: "--status-allow",
+                        value,
+                        why: "expected addresses or networks such as 127.0.0.1,10.0.0.0/8",
+                    })?);
+                }
+                Long("status-token") => cfg.status_token = Some(string(&mut parser)?),
                 Long("jwt-secret-file") => {
                     cfg.jwt_secret_file = Some(PathBuf::from(string(&mut parser)?))
                 }

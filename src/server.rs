@@ -3,7 +3,9 @@
 //! output, and only then closes connections, so a slab key is never reused while an event for
 //! it may still be pending.
 
+use std::collections::HashMap;
 use std::io::{self, ErrorKind};
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,7 +22,7 @@ use crate::io::{Socket, Stream};
 use crate::listener::{Listener, Peer};
 use crate::logfile::LogFile;
 use crate::signals::{Signal, Signals};
-use crate::stats::{Gauges, Reason, Stats};
+use crate::stats::{Gauges, Limit, Reason, Stats, Transport};
 use crate::timer::Timers;
 use crate::{privileges, tls};
 
@@ -37,6 +39,7 @@ const FLUSH_BYTES_PER_TURN: usize = 1024 * 1024;
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// After running out of file descriptors, accepting waits this long before it tries again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+const PER_ADDRESS_REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 39\r\nConnection: close\r\n\r\ntoo many connections from your address\n";
 /// How often expired messages and idle channels are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -72,6 +75,8 @@ pub struct Server {
     log_file: Option<LogFile>,
     /// The key tokens are checked with, when channels need tokens.
     jwt: Option<JwtKey>,
+    /// Connections held per client address, when `--max-per-address` is set.
+    per_address: HashMap<IpAddr, u32>,
 }
 
 impl Server {
@@ -125,7 +130,11 @@ impl Server {
             tls,
             signals,
             conns: Slab::with_capacity(1024),
-            bus: Bus::new(first_message_id(), cfg.retention(), cfg.channel_timeout),
+            bus: {
+                let mut bus = Bus::new(first_message_id(), cfg.retention(), cfg.channel_timeout);
+                bus.set_max_channels(cfg.max_channels);
+                bus
+            },
             timers: Timers::new(),
             stats: Stats::default(),
             cfg,
@@ -144,6 +153,7 @@ impl Server {
             shutdown_deadline: None,
             log_file: None,
             jwt,
+            per_address: HashMap::new(),
         })
     }
 
@@ -293,6 +303,18 @@ impl Server {
     }
 
     fn on_accept(&mut self, mut stream: Stream, peer: Peer, tls: bool) {
+        let mut over_limit = false;
+        if let (Some(max), Peer::Tcp(addr)) = (self.cfg.max_per_address, peer) {
+            let held = self.per_address.entry(addr.ip()).or_insert(0);
+            if *held as usize >= max {
+                self.stats.count_limit(Limit::PerAddress);
+                self.stats.count_refusal(503);
+                debug!("{peer}: over --max-per-address {max}");
+                over_limit = true;
+            } else {
+                *held += 1;
+            }
+        }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let interest = Interest::READABLE | Interest::WRITABLE;
@@ -315,7 +337,14 @@ impl Server {
             },
             _ => Socket::new(stream),
         };
-        entry.insert(Conn::new(sock, peer, self.now, &self.cfg));
+        let mut conn = Conn::new(sock, peer, self.now, &self.cfg);
+        if over_limit {
+            // Answered and half-closed like any refusal, so the client reads why rather than
+            // a reset; it is not counted against its address.
+            conn.refuse_at_once(PER_ADDRESS_REFUSAL.to_vec());
+        }
+        let conn = entry.insert(conn);
+        schedule_flush(&mut self.flush_list, conn, key);
         self.stats.accepted += 1;
         self.rearm(key);
     }
@@ -385,7 +414,11 @@ impl Server {
                 stats: &mut self.stats,
                 jwt: self.jwt.as_ref(),
             };
-            match conn.advance(&mut ctx) {
+            let next = conn.advance(&mut ctx);
+            for event in conn.stat_events.drain(..) {
+                self.stats.count(event);
+            }
+            match next {
                 Next::Wait => break,
                 Next::Publish(mut publish) => {
                     let req = std::mem::take(&mut publish.req);
@@ -396,9 +429,15 @@ impl Server {
                     let outcome = self.delete_channel(&delete.channel, delete.key.as_deref());
                     self.conns[key].answer_delete(delete.reply, outcome);
                 }
-                Next::Status(reply) => {
-                    let json = self.render_status();
-                    self.conns[key].answer_status(reply, &json);
+                Next::Status(reply, prometheus) => {
+                    if prometheus {
+                        let text = self.stats.render_prometheus(&self.gauges());
+                        let content_type = "text/plain; version=0.0.4; charset=utf-8";
+                        self.conns[key].answer_status(reply, content_type, &text);
+                    } else {
+                        let json = self.stats.render_json(&self.gauges());
+                        self.conns[key].answer_status(reply, "application/json", &json);
+                    }
                 }
                 Next::Close(reason) => {
                     self.close_later(key, reason);
@@ -484,8 +523,13 @@ impl Server {
         Ok(gone.len())
     }
 
-    fn render_status(&self) -> String {
-        let gauges = Gauges {
+    fn gauges(&self) -> Gauges {
+        let mut by_transport = [0; Transport::COUNT];
+        for (_, conn) in &self.conns {
+            by_transport[conn.transport() as usize] += 1;
+        }
+        Gauges {
+            by_transport,
             uptime: self.now.duration_since(self.started),
             connections: self.conns.len(),
             max_connections: self.max_connections,
@@ -493,8 +537,7 @@ impl Server {
             channels: self.bus.channel_count(),
             retained: self.bus.retained_count(),
             queued_bytes: self.conns.iter().map(|(_, c)| c.outq.queued_bytes()).sum(),
-        };
-        self.stats.render_json(&gauges)
+        }
     }
 
     fn expire_timers(&mut self) {
@@ -637,6 +680,16 @@ impl Server {
             }
             let _ = self.poll.registry().deregister(conn.sock.source());
             self.stats.count_close(reason);
+            let counted = !conn.refused_at_once;
+            if let (Some(_), Peer::Tcp(addr), true) = (self.cfg.max_per_address, conn.peer, counted)
+            {
+                if let Some(held) = self.per_address.get_mut(&addr.ip()) {
+                    *held -= 1;
+                    if *held == 0 {
+                        self.per_address.remove(&addr.ip());
+                    }
+                }
+            }
             trace!("closed {} ({})", conn.peer, reason.name());
         }
     }

@@ -66,10 +66,84 @@ pub struct Stats {
     pub closed: [u64; Reason::COUNT],
     /// Times accepting paused at the connection limit.
     pub accept_paused: u64,
+    /// Requests answered with an error, by status.
+    pub refused: [u64; REFUSAL_STATUSES.len()],
+    /// Requests and connections refused for a limit, by limit.
+    pub limited: [u64; Limit::COUNT],
+}
+
+/// The error statuses counted in `refused`; anything else counts as the last, 500.
+pub const REFUSAL_STATUSES: [u16; 14] = [
+    400, 401, 403, 404, 405, 408, 410, 413, 426, 429, 431, 501, 503, 500,
+];
+
+/// What a connection reports for the reactor to count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatEvent {
+    Refused(u16),
+    Limited(Limit),
+}
+
+/// Limits a request or connection can be refused for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `--max-per-address`: connections from one client address.
+    PerAddress,
+    /// `--max-subscriptions`: channels named in one subscription.
+    Subscriptions,
+    /// `--max-channels`: channels in existence.
+    Channels,
+}
+
+impl Limit {
+    pub const COUNT: usize = 3;
+    pub const ALL: [Limit; Limit::COUNT] =
+        [Limit::PerAddress, Limit::Subscriptions, Limit::Channels];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::PerAddress => "per_address",
+            Limit::Subscriptions => "subscriptions",
+            Limit::Channels => "channels",
+        }
+    }
+}
+
+/// What a connection is doing, for counting connections by transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Requests and answers (or idle between them).
+    Http,
+    Multipart,
+    Sse,
+    LongPoll,
+    WebSocket,
+}
+
+impl Transport {
+    pub const COUNT: usize = 5;
+    pub const ALL: [Transport; Transport::COUNT] = [
+        Transport::Http,
+        Transport::Multipart,
+        Transport::Sse,
+        Transport::LongPoll,
+        Transport::WebSocket,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Multipart => "multipart",
+            Transport::Sse => "sse",
+            Transport::LongPoll => "longpoll",
+            Transport::WebSocket => "websocket",
+        }
+    }
 }
 
 /// Values owned elsewhere, read when rendering.
 pub struct Gauges {
+    pub by_transport: [usize; Transport::COUNT],
     pub uptime: Duration,
     pub connections: usize,
     pub max_connections: usize,
@@ -83,6 +157,26 @@ pub struct Gauges {
 impl Stats {
     pub fn count_close(&mut self, reason: Reason) {
         self.closed[reason as usize] += 1;
+    }
+
+    pub fn count_refusal(&mut self, status: u16) {
+        let last = REFUSAL_STATUSES.len() - 1;
+        let index = REFUSAL_STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(last);
+        self.refused[index] = self.refused[index].saturating_add(1);
+    }
+
+    pub fn count(&mut self, event: StatEvent) {
+        match event {
+            StatEvent::Refused(status) => self.count_refusal(status),
+            StatEvent::Limited(limit) => self.count_limit(limit),
+        }
+    }
+
+    pub fn count_limit(&mut self, limit: Limit) {
+        self.limited[limit as usize] = self.limited[limit as usize].saturating_add(1);
     }
 
     pub fn render_json(&self, gauges: &Gauges) -> String {
@@ -129,7 +223,179 @@ impl Stats {
                 self.closed[*reason as usize]
             );
         }
+        out.push_str("},\"connections_by_transport\":{");
+        for (i, transport) in Transport::ALL.iter().enumerate() {
+            let comma = if i > 0 { "," } else { "" };
+            let _ = write!(
+                out,
+                "{comma}\"{}\":{}",
+                transport.name(),
+                gauges.by_transport[i]
+            );
+        }
+        out.push_str("},\"refused\":{");
+        for (i, status) in REFUSAL_STATUSES.iter().enumerate() {
+            let comma = if i > 0 { "," } else { "" };
+            let _ = write!(out, "{comma}\"{status}\":{}", self.refused[i]);
+        }
+        out.push_str("},\"limited\":{");
+        for (i, limit) in Limit::ALL.iter().enumerate() {
+            let comma = if i > 0 { "," } else { "" };
+            let _ = write!(out, "{comma}\"{}\":{}", limit.name(), self.limited[i]);
+        }
         out.push_str("}}\n");
+        out
+    }
+}
+
+impl Stats {
+    /// The Prometheus text exposition format (version 0.0.4).
+    pub fn render_prometheus(&self, gauges: &Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP msgbus_{name} {help}");
+            let _ = writeln!(out, "# TYPE msgbus_{name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "msgbus_{name}{labels} {value}");
+            }
+        };
+        let one = |v: u64| vec![(String::new(), v)];
+        let labelled = |label: &str, pairs: Vec<(&str, u64)>| -> Vec<(String, u64)> {
+            pairs
+                .into_iter()
+                .map(|(k, v)| (format!("{{{label}=\"{k}\"}}"), v))
+                .collect()
+        };
+        metric(
+            "uptime_seconds",
+            "gauge",
+            "Seconds since start.",
+            &one(gauges.uptime.as_secs()),
+        );
+        let by_transport = Transport::ALL
+            .iter()
+            .map(|t| (t.name(), gauges.by_transport[*t as usize] as u64))
+            .collect();
+        metric(
+            "connections",
+            "gauge",
+            "Open connections by what they are doing.",
+            &labelled("transport", by_transport),
+        );
+        metric(
+            "max_connections",
+            "gauge",
+            "The connection limit.",
+            &one(gauges.max_connections as u64),
+        );
+        metric(
+            "subscribers",
+            "gauge",
+            "Subscriptions held.",
+            &one(gauges.subscribers as u64),
+        );
+        metric(
+            "channels",
+            "gauge",
+            "Channels in existence.",
+            &one(gauges.channels as u64),
+        );
+        metric(
+            "retained_messages",
+            "gauge",
+            "Messages kept in histories.",
+            &one(gauges.retained as u64),
+        );
+        metric(
+            "queued_bytes",
+            "gauge",
+            "Bytes waiting in output queues.",
+            &one(gauges.queued_bytes as u64),
+        );
+        metric(
+            "accepted_total",
+            "counter",
+            "Connections accepted.",
+            &one(self.accepted),
+        );
+        metric(
+            "requests_total",
+            "counter",
+            "Requests read.",
+            &one(self.requests),
+        );
+        metric(
+            "published_total",
+            "counter",
+            "Messages published.",
+            &one(self.published),
+        );
+        metric(
+            "delivered_total",
+            "counter",
+            "Messages queued to subscribers.",
+            &one(self.delivered),
+        );
+        metric(
+            "dropped_total",
+            "counter",
+            "Messages dropped from slow subscribers.",
+            &one(self.dropped),
+        );
+        metric(
+            "bytes_out_total",
+            "counter",
+            "Bytes written to clients.",
+            &one(self.bytes_out),
+        );
+        let encodings = Wire::ALL
+            .iter()
+            .map(|w| (w.name(), self.encodings[w.index()]))
+            .collect();
+        metric(
+            "encodings_total",
+            "counter",
+            "Messages encoded, by wire format.",
+            &labelled("wire", encodings),
+        );
+        let closed = Reason::ALL
+            .iter()
+            .map(|r| (r.name(), self.closed[*r as usize]))
+            .collect();
+        metric(
+            "closed_total",
+            "counter",
+            "Connections closed, by reason.",
+            &labelled("reason", closed),
+        );
+        let refused = REFUSAL_STATUSES
+            .iter()
+            .zip(self.refused)
+            .map(|(status, n)| (status.to_string(), n))
+            .collect::<Vec<_>>();
+        let refused = refused.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+        metric(
+            "refused_total",
+            "counter",
+            "Requests answered with an error, by status.",
+            &labelled("status", refused),
+        );
+        let limited = Limit::ALL
+            .iter()
+            .map(|l| (l.name(), self.limited[*l as usize]))
+            .collect();
+        metric(
+            "limited_total",
+            "counter",
+            "Refusals for a limit, by limit.",
+            &labelled("limit", limited),
+        );
+        metric(
+            "accept_paused_total",
+            "counter",
+            "Times accepting paused at the connection limit.",
+            &one(self.accept_paused),
+        );
         out
     }
 }
@@ -152,6 +418,7 @@ mod tests {
             connections: 2,
             max_connections: 10,
             subscribers: 1,
+            by_transport: [1, 1, 0, 0, 0],
             channels: 1,
             retained: 7,
             queued_bytes: 0,

@@ -108,6 +108,8 @@ pub enum BusError {
     /// The channel has a publish key and it was not given.
     WrongKey,
     NoSuchChannel,
+    /// Creating the channel would pass `--max-channels`.
+    ChannelLimit,
 }
 
 impl fmt::Display for BusError {
@@ -115,6 +117,7 @@ impl fmt::Display for BusError {
         f.write_str(match self {
             BusError::WrongKey => "wrong or missing channel key",
             BusError::NoSuchChannel => "no such channel",
+            BusError::ChannelLimit => "too many channels",
         })
     }
 }
@@ -140,6 +143,7 @@ pub struct Bus {
     next_id: u64,
     subscribers: usize,
     retained: usize,
+    max_channels: usize,
 }
 
 impl Bus {
@@ -156,12 +160,16 @@ impl Bus {
             next_id: first_id,
             subscribers: 0,
             retained: 0,
+            max_channels: usize::MAX,
         }
     }
 
-    fn channel_index(&mut self, name: &str, now: Instant) -> usize {
+    fn channel_index(&mut self, name: &str, now: Instant) -> Result<usize, BusError> {
         if let Some(&index) = self.by_name.get(name) {
-            return index;
+            return Ok(index);
+        }
+        if self.channels.len() >= self.max_channels {
+            return Err(BusError::ChannelLimit);
         }
         let name: Rc<str> = name.into();
         let index = self.channels.insert(Channel {
@@ -174,7 +182,12 @@ impl Bus {
             last_used: now,
         });
         self.by_name.insert(name, index);
-        index
+        Ok(index)
+    }
+
+    /// Channels beyond this many are not created (publish and subscribe get `ChannelLimit`).
+    pub fn set_max_channels(&mut self, max: usize) {
+        self.max_channels = max;
     }
 
     /// Subscribes to channel `name`, or with `subtree` to every channel whose name starts with
@@ -185,9 +198,9 @@ impl Bus {
         subtree: bool,
         sub: Subscriber,
         now: Instant,
-    ) -> SubscriptionId {
-        self.subscribers += 1;
+    ) -> Result<SubscriptionId, BusError> {
         if subtree {
+            self.subscribers += 1;
             let index = match self.by_prefix.get(name) {
                 Some(&index) => index,
                 None => {
@@ -200,21 +213,22 @@ impl Bus {
                 }
             };
             let slot = self.subtrees[index].subscribers.insert(sub);
-            return SubscriptionId {
+            return Ok(SubscriptionId {
                 subtree,
                 index,
                 slot,
-            };
+            });
         }
-        let index = self.channel_index(name, now);
+        let index = self.channel_index(name, now)?;
         let channel = &mut self.channels[index];
         channel.last_used = now;
         let slot = channel.subscribers.insert(sub);
-        SubscriptionId {
+        self.subscribers += 1;
+        Ok(SubscriptionId {
             subtree,
             index,
             slot,
-        }
+        })
     }
 
     pub fn unsubscribe(&mut self, id: SubscriptionId, now: Instant) {
@@ -243,7 +257,7 @@ impl Bus {
     /// Checks the key, applies retention overrides, assigns the next id and retains the
     /// message.
     pub fn publish(&mut self, req: PublishRequest, now: Instant) -> Result<Rc<Message>, BusError> {
-        let index = self.channel_index(&req.channel, now);
+        let index = self.channel_index(&req.channel, now)?;
         let channel = &mut self.channels[index];
         let given = req.key.as_deref().map(digest);
         match (&channel.key, given) {
@@ -492,11 +506,12 @@ mod tests {
     fn channels_subtrees_and_everything() {
         let now = Instant::now();
         let mut bus = bus(1);
-        bus.subscribe("foo", false, sub(1, None), now);
-        bus.subscribe("", true, sub(2, None), now);
-        bus.subscribe("sensors/", true, sub(3, None), now);
-        bus.subscribe("sensors/t1", false, sub(4, None), now);
-        bus.subscribe("bar", false, sub(5, None), now);
+        bus.subscribe("foo", false, sub(1, None), now).unwrap();
+        bus.subscribe("", true, sub(2, None), now).unwrap();
+        bus.subscribe("sensors/", true, sub(3, None), now).unwrap();
+        bus.subscribe("sensors/t1", false, sub(4, None), now)
+            .unwrap();
+        bus.subscribe("bar", false, sub(5, None), now).unwrap();
         let cases: &[(&str, &[usize])] = &[
             ("foo", &[1, 2]),
             ("sensors/t1", &[2, 3, 4]),
@@ -515,10 +530,12 @@ mod tests {
         let now = Instant::now();
         let mut bus = bus(1);
         let text_only = Filter::new(Some("text/*"), None);
-        bus.subscribe("c", false, sub(1, Some(text_only)), now);
+        bus.subscribe("c", false, sub(1, Some(text_only)), now)
+            .unwrap();
         let alice_only = Filter::new(None, Some("alice"));
-        bus.subscribe("c", false, sub(2, Some(alice_only)), now);
-        bus.subscribe("c", false, sub(3, None), now);
+        bus.subscribe("c", false, sub(2, Some(alice_only)), now)
+            .unwrap();
+        bus.subscribe("c", false, sub(3, None), now).unwrap();
         let text = bus
             .publish(req("c", "text/plain", Some("bob")), now)
             .unwrap();
@@ -537,8 +554,8 @@ mod tests {
             Retention { size: 0, ..KEEP_10 },
             Duration::from_secs(30),
         );
-        let a = bus.subscribe("x", false, sub(1, None), now);
-        let b = bus.subscribe("x", false, sub(2, None), now);
+        let a = bus.subscribe("x", false, sub(1, None), now).unwrap();
+        let b = bus.subscribe("x", false, sub(2, None), now).unwrap();
         assert_eq!((bus.channel_count(), bus.subscriber_count()), (1, 2));
         bus.unsubscribe(a, now);
         bus.unsubscribe(a, now); // twice is harmless
@@ -647,7 +664,7 @@ mod tests {
             BusError::WrongKey
         );
         bus.publish(keyed(Some("s3cret")), now).unwrap();
-        bus.subscribe("k", false, sub(7, None), now);
+        bus.subscribe("k", false, sub(7, None), now).unwrap();
         assert_eq!(bus.delete("k", None), Err(BusError::WrongKey));
         let gone = bus.delete("k", Some("s3cret")).unwrap();
         assert_eq!(gone.iter().map(|(conn, _)| *conn).collect::<Vec<_>>(), [7]);

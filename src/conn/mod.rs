@@ -23,7 +23,7 @@ use crate::http::{base64, date, static_files};
 use crate::io::Socket;
 use crate::listener::Peer;
 use crate::outq::OutQueue;
-use crate::stats::{Reason, Stats};
+use crate::stats::{Limit, Reason, StatEvent, Stats, Transport};
 use crate::timer::TimerSlot;
 use crate::transport::{longpoll, sse};
 
@@ -55,8 +55,9 @@ pub enum Next {
     Wait,
     /// Publish this; then call `answer_publish` and `advance` again.
     Publish(Publish),
-    /// Render the status document; then call `answer_status` and `advance` again.
-    Status(Reply),
+    /// Render the status document (JSON, or with `true` Prometheus text); then call
+    /// `answer_status` and `advance` again.
+    Status(Reply, bool),
     /// Delete a channel; then call `answer_delete` and `advance` again.
     Delete(Delete),
     /// Close at the end of the turn.
@@ -196,6 +197,10 @@ pub struct Conn {
     cors: Option<Box<str>>,
     /// A long-poll was answered: its subscriptions are to be released.
     pub poll_done: bool,
+    /// Refusals and limits hit, for the reactor to count.
+    pub stat_events: Vec<StatEvent>,
+    /// Refused as it was accepted (a limit): answered, then closed.
+    pub refused_at_once: bool,
     /// Dropping frames for slowness; logged once per episode.
     dropping: bool,
 }
@@ -219,8 +224,17 @@ impl Conn {
             last_delivered: 0,
             cors: None,
             poll_done: false,
+            stat_events: Vec::new(),
+            refused_at_once: false,
             dropping: false,
         }
+    }
+
+    /// Sends `response` and closes, reading nothing from the client.
+    pub fn refuse_at_once(&mut self, response: Vec<u8>) {
+        self.refused_at_once = true;
+        self.outq.push_own(response);
+        self.phase = Phase::Closing;
     }
 
     /// Hands over the connection's subscriptions, for the reactor to release.
@@ -232,6 +246,16 @@ impl Conn {
     /// Forgets subscriptions the bus already dropped (a deleted channel's).
     pub fn forget_subscriptions(&mut self, gone: &[SubscriptionId]) {
         self.subscriptions.retain(|id| !gone.contains(id));
+    }
+
+    /// What the connection is doing, for the status counters.
+    pub fn transport(&self) -> Transport {
+        match &self.phase {
+            Phase::Streaming(Stream::Multipart { .. }) => Transport::Multipart,
+            Phase::Streaming(Stream::Sse { .. }) => Transport::Sse,
+            Phase::Streaming(Stream::LongPoll(_)) => Transport::LongPoll,
+            _ => Transport::Http,
+        }
     }
 
     pub fn is_subscriber(&self) -> bool {
@@ -456,7 +480,14 @@ impl Conn {
             (Resource::Topics(topics), _) => {
                 self.subscribe(topics, &request, &query, reply, sender, ctx)
             }
-            (Resource::Status, _) => Some(Next::Status(reply)),
+            (status @ (Resource::Status | Resource::Metrics), _) => {
+                if !status_allowed(&request, &query, self.peer, ctx.cfg) {
+                    let why = "not allowed to read the status";
+                    return self.refuse(&request, reply, Status::FORBIDDEN, why, &[]);
+                }
+                let prometheus = status == Resource::Metrics;
+                Some(Next::Status(reply, prometheus))
+            }
             (Resource::Static, _) => self.serve_file(&path, &request, reply, ctx),
         }
     }
@@ -556,10 +587,10 @@ impl Conn {
         let (id, recipients) = match outcome {
             Ok(done) => done,
             Err(e) => {
-                let status = match e {
-                    BusError::WrongKey => Status::FORBIDDEN,
-                    BusError::NoSuchChannel => Status::NOT_FOUND,
-                };
+                if e == BusError::ChannelLimit {
+                    self.stat_events.push(StatEvent::Limited(Limit::Channels));
+                }
+                let status = bus_error_status(e);
                 let extra = self.cors_headers();
                 let extra: Vec<(&str, &str)> =
                     extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
@@ -615,10 +646,7 @@ impl Conn {
                 head.finish(minor, reply.keep_alive)
             }
             Err(e) => {
-                let status = match e {
-                    BusError::WrongKey => Status::FORBIDDEN,
-                    BusError::NoSuchChannel => Status::NOT_FOUND,
-                };
+                let status = bus_error_status(e);
                 response::plain(
                     minor,
                     status,
@@ -632,12 +660,12 @@ impl Conn {
         self.answer(answer, reply.keep_alive);
     }
 
-    pub fn answer_status(&mut self, reply: Reply, json: &str) {
+    pub fn answer_status(&mut self, reply: Reply, content_type: &str, body: &str) {
         let response = response::with_body(
             reply.minor_version,
             Status::OK,
-            "application/json",
-            json.as_bytes(),
+            content_type,
+            body.as_bytes(),
             reply.keep_alive,
             reply.head_only,
         );
@@ -645,6 +673,14 @@ impl Conn {
     }
 
     fn answer(&mut self, response: Vec<u8>, keep_alive: bool) {
+        // "HTTP/1.x NNN ...": errors are counted by status.
+        let status = response
+            .get(9..12)
+            .and_then(|code| std::str::from_utf8(code).ok())
+            .and_then(|code| code.parse::<u16>().ok());
+        if let Some(status) = status.filter(|s| *s >= 400) {
+            self.stat_events.push(StatEvent::Refused(status));
+        }
         self.outq.push_own(response);
         if !keep_alive {
             self.phase = Phase::Closing;
@@ -1039,6 +1075,14 @@ fn basic_auth(request: &Request) -> Result<Option<(String, String)>, &'static st
     Ok(Some((user.to_string(), password.to_string())))
 }
 
+fn bus_error_status(e: BusError) -> Status {
+    match e {
+        BusError::WrongKey => Status::FORBIDDEN,
+        BusError::NoSuchChannel => Status::NOT_FOUND,
+        BusError::ChannelLimit => Status::SERVICE_UNAVAILABLE,
+    }
+}
+
 /// The grant of the token in `Authorization: Bearer` or `?token=`, or why there is none.
 fn bearer_grant(key: &JwtKey, request: &Request, query: &Query) -> Result<Grant, String> {
     let from_header = request.header("authorization").and_then(|value| {
@@ -1052,6 +1096,28 @@ fn bearer_grant(key: &JwtKey, request: &Request, query: &Query) -> Result<Grant,
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     key.verify(token, now).map_err(|e| e.to_string())
+}
+
+/// Whether the client may read /status.json and /metrics: from an allowed network or with the
+/// status token; anyone when neither is configured.
+fn status_allowed(request: &Request, query: &Query, peer: Peer, cfg: &Config) -> bool {
+    if cfg.status_allow.is_none() && cfg.status_token.is_none() {
+        return true;
+    }
+    let network_ok = match (&cfg.status_allow, peer) {
+        (Some(nets), Peer::Tcp(addr)) => nets.iter().any(|net| net.contains(addr.ip())),
+        // A UNIX socket's clients are local by the file's permissions.
+        (Some(_), Peer::Unix) => true,
+        (None, _) => false,
+    };
+    let token_ok = cfg.status_token.as_ref().is_some_and(|want| {
+        let given = request
+            .header("authorization")
+            .and_then(|v| v.trim().strip_prefix("Bearer "))
+            .or_else(|| query.get("token"));
+        given.is_some_and(|g| constant_time_eq(g.trim().as_bytes(), want.as_bytes()))
+    });
+    network_ok || token_ok
 }
 
 /// The one channel a publish or delete names. A subtree path publishes to the channel named

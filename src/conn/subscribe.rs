@@ -15,6 +15,7 @@ use crate::http::query::Query;
 use crate::http::request::Request;
 use crate::http::response::{Head, Status};
 use crate::http::route::Topic;
+use crate::stats::{Limit, StatEvent};
 use crate::transport::json::{self, Missed};
 use crate::transport::{multipart, sse, Wire};
 
@@ -35,6 +36,12 @@ impl Conn {
         _sender: Option<String>,
         ctx: &mut Ctx,
     ) -> Option<Next> {
+        if topics.len() > ctx.cfg.max_subscriptions {
+            self.stat_events
+                .push(StatEvent::Limited(Limit::Subscriptions));
+            let why = "too many channels in one subscription";
+            return self.refuse(request, reply, Status::BAD_REQUEST, why, &[]);
+        }
         let transport = match choose_transport(request, query) {
             Ok(transport) => transport,
             Err(why) => return self.refuse(request, reply, Status::BAD_REQUEST, why, &[]),
@@ -107,10 +114,21 @@ impl Conn {
                 wire,
                 filter: filter.clone(),
             };
-            let id = ctx
+            match ctx
                 .bus
-                .subscribe(&topic.name, topic.subtree, subscriber, ctx.now);
-            self.subscriptions.push(id);
+                .subscribe(&topic.name, topic.subtree, subscriber, ctx.now)
+            {
+                Ok(id) => self.subscriptions.push(id),
+                Err(e) => {
+                    for id in self.take_subscriptions() {
+                        ctx.bus.unsubscribe(id, ctx.now);
+                    }
+                    self.stat_events.push(StatEvent::Limited(Limit::Channels));
+                    let why = e.to_string();
+                    let status = Status::SERVICE_UNAVAILABLE;
+                    return self.refuse(request, reply, status, &why, &[]);
+                }
+            }
         }
         debug!(
             "SUB {} {:?} /msgbus/{} {}",

@@ -25,6 +25,7 @@ impl Status {
     pub const HEADERS_TOO_LARGE: Status = Status(431, "Request Header Fields Too Large");
     pub const INTERNAL_ERROR: Status = Status(500, "Internal Server Error");
     pub const NOT_IMPLEMENTED: Status = Status(501, "Not Implemented");
+    pub const SERVICE_UNAVAILABLE: Status = Status(503, "Service Unavailable");
 }
 
 /// Builds a response head line by line.

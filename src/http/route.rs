@@ -21,6 +21,8 @@ pub enum Resource {
     Topics(Vec<Topic>),
     /// `/status.json`: counters.
     Status,
+    /// `/metrics`: the same counters in Prometheus text format.
+    Metrics,
     /// Anything else, from the document root if there is one.
     Static,
 }
@@ -57,6 +59,7 @@ pub fn route(path: &str) -> Result<Resource, RouteError> {
     }
     Ok(match path {
         "/status.json" => Resource::Status,
+        "/metrics" => Resource::Metrics,
         _ => Resource::Static,
     })
 }
@@ -72,7 +75,9 @@ impl Resource {
                 Method::Delete,
                 Method::Options,
             ],
-            Resource::Status | Resource::Static => &[Method::Get, Method::Head, Method::Options],
+            Resource::Status | Resource::Metrics | Resource::Static => {
+                &[Method::Get, Method::Head, Method::Options]
+            }
         }
     }
 
@@ -114,6 +119,7 @@ mod tests {
             ("/msgbus", Ok(Resource::Static)),
             ("/msgbus/x\ny", Err(RouteError::BadChannelName)),
             ("/status.json", Ok(Resource::Status)),
+            ("/metrics", Ok(Resource::Metrics)),
             ("/", Ok(Resource::Static)),
             ("/index.html", Ok(Resource::Static)),
         ];
