@@ -109,6 +109,8 @@ pub struct Config {
     /// Neither set: everyone.
     pub status_allow: Option<Vec<IpNet>>,
     pub status_token: Option<String>,
+    /// Log one line per request (target `access`, at info).
+    pub access_log: bool,
 }
 
 /// An address and prefix length (`127.0.0.1`, `10.0.0.0/8`, `::1`).
@@ -197,6 +199,7 @@ impl Default for Config {
             max_channels: DEFAULT_MAX_CHANNELS,
             status_allow: None,
             status_token: None,
+            access_log: false,
         }
     }
 }
@@ -278,6 +281,7 @@ Options:
   --max-channels N        channels that may exist at once (default: 1000000)
   --status-allow LIST     networks that may read /status.json and /metrics (e.g. 127.0.0.1,10.0.0.0/8)
   --status-token TOKEN    or a bearer token that may (neither: everyone may)
+  --access-log            log one line per request
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   -h, --help              this text
   -V, --version           the version
@@ -420,6 +424,7 @@ impl Config {
                     })?);
                 }
                 Long("status-token") => cfg.status_token = Some(string(&mut parser)?),
+                Long("access-log") => cfg.access_log = true,
                 Long("jwt-secret-file") => {
                     cfg.jwt_secret_file = Some(PathBuf::from(string(&mut parser)?))
                 }

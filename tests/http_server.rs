@@ -174,3 +174,21 @@ fn sigterm_exits_cleanly() {
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn the_access_log_has_one_line_per_request() {
+    let server = Server::start(&["--access-log"]);
+    server.exchange(b"GET /status.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    server.exchange(b"GET /msgbus/x?transport=bogus HTTP/1.0\r\n\r\n");
+    server.publish("x", "text/plain", b"hello");
+    server.wait_for_log("\"POST /msgbus/x HTTP/1.1\" 204 ", 1);
+    let log = server.log();
+    assert!(log.contains("\"GET /status.json HTTP/1.1\" 200 "), "{log}");
+    assert!(
+        log.contains("\"GET /msgbus/x?transport=bogus HTTP/1.0\" 400 "),
+        "{log}"
+    );
+    let quiet = Server::start(&[]);
+    quiet.publish("x", "text/plain", b"hello");
+    assert!(!quiet.log().contains("POST /msgbus/x"));
+}

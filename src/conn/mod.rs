@@ -201,6 +201,8 @@ pub struct Conn {
     pub stat_events: Vec<StatEvent>,
     /// Refused as it was accepted (a limit): answered, then closed.
     pub refused_at_once: bool,
+    /// The request being answered, kept for the access log when it is on.
+    request_line: Option<Box<str>>,
     /// Dropping frames for slowness; logged once per episode.
     dropping: bool,
 }
@@ -226,6 +228,7 @@ impl Conn {
             poll_done: false,
             stat_events: Vec::new(),
             refused_at_once: false,
+            request_line: None,
             dropping: false,
         }
     }
@@ -371,6 +374,14 @@ impl Conn {
         // A body we will not read would be taken for the next request: close after answering.
         if request.has_body() && request.method != Method::Post {
             reply.keep_alive = false;
+        }
+        if ctx.cfg.access_log {
+            let line = format!(
+                "{} {} HTTP/1.{minor}",
+                request.method.as_str(),
+                request.target
+            );
+            self.request_line = Some(line.into());
         }
         self.cors = request
             .header("origin")
@@ -681,6 +692,7 @@ impl Conn {
         if let Some(status) = status.filter(|s| *s >= 400) {
             self.stat_events.push(StatEvent::Refused(status));
         }
+        self.log_access(status.unwrap_or(0), response.len());
         self.outq.push_own(response);
         if !keep_alive {
             self.phase = Phase::Closing;
@@ -724,6 +736,7 @@ impl Conn {
             return None;
         }
         debug!("DOC {} {path} ({})", self.peer, file.len);
+        self.log_access(200, file.len as usize);
         self.outq.push_own(head);
         self.phase = Phase::File(Box::new(FileState {
             file: file.file,
@@ -895,6 +908,13 @@ impl Conn {
         }
     }
 
+    /// One access-log line for the request being answered (once, when the log is on).
+    fn log_access(&mut self, status: u16, bytes: usize) {
+        if let Some(line) = self.request_line.take() {
+            info!(target: "access", "{} \"{line}\" {status} {bytes}", self.peer);
+        }
+    }
+
     /// Takes a held long-poll out of the phase, to answer it.
     fn take_poll(&mut self) -> Option<Box<PollState>> {
         if !matches!(self.phase, Phase::Streaming(Stream::LongPoll(_))) {
@@ -930,6 +950,7 @@ impl Conn {
             }
         }
         self.poll_done = true;
+        self.log_access(200, frames.iter().map(|f| f.len()).sum());
         self.phase = if poll.reply.keep_alive {
             Phase::Head { deadline: None }
         } else {

@@ -142,6 +142,7 @@ impl Conn {
             query_text(query)
         );
         if transport != Transport::LongPoll {
+            self.log_access(200, 0);
             let head = self.stream_head(transport, reply, replay.missed);
             self.outq.push_own(head);
         }
