@@ -111,6 +111,10 @@ pub struct Config {
     pub status_token: Option<String>,
     /// Log one line per request (target `access`, at info).
     pub access_log: bool,
+    /// NATS servers joining this node to others (tried in turn).
+    pub nats: Vec<crate::cluster::NatsUrl>,
+    /// This node's name in the cluster (default msgbus-HOST-PID).
+    pub node_name: Option<String>,
 }
 
 /// An address and prefix length (`127.0.0.1`, `10.0.0.0/8`, `::1`).
@@ -200,6 +204,8 @@ impl Default for Config {
             status_allow: None,
             status_token: None,
             access_log: false,
+            nats: Vec::new(),
+            node_name: None,
         }
     }
 }
@@ -282,6 +288,9 @@ Options:
   --status-allow LIST     networks that may read /status.json and /metrics (e.g. 127.0.0.1,10.0.0.0/8)
   --status-token TOKEN    or a bearer token that may (neither: everyone may)
   --access-log            log one line per request
+  --nats URL              join other nodes through NATS (nats://[user:pass@|token@]host:port);
+                          repeat for failover
+  --node-name NAME        this node's name in the cluster (default: msgbus-HOST-PID)
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   -h, --help              this text
   -V, --version           the version
@@ -425,6 +434,17 @@ impl Config {
                 }
                 Long("status-token") => cfg.status_token = Some(string(&mut parser)?),
                 Long("access-log") => cfg.access_log = true,
+                Long("nats") => {
+                    let value = string(&mut parser)?;
+                    let url =
+                        crate::cluster::NatsUrl::parse(&value).ok_or(ConfigError::BadValue {
+                            flag: "--nats",
+                            value,
+                            why: "expected nats://[user:pass@]host[:port]",
+                        })?;
+                    cfg.nats.push(url);
+                }
+                Long("node-name") => cfg.node_name = Some(string(&mut parser)?),
                 Long("jwt-secret-file") => {
                     cfg.jwt_secret_file = Some(PathBuf::from(string(&mut parser)?))
                 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io::{self, ErrorKind};
 use std::net::IpAddr;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,19 +16,22 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::auth::JwtKey;
-use crate::bus::{Bus, BusError, PublishRequest};
+use crate::bus::{Bus, BusError, Message, PublishRequest};
+use crate::cluster::Cluster;
 use crate::config::{Config, RESERVED_FDS};
 use crate::conn::{AfterDrain, Conn, Ctx, Next};
 use crate::io::{Socket, Stream};
 use crate::listener::{Listener, Peer};
 use crate::logfile::LogFile;
 use crate::signals::{Signal, Signals};
-use crate::stats::{Gauges, Limit, Reason, Stats, Transport};
+use crate::stats::{ClusterGauges, Gauges, Limit, Reason, Stats, Transport};
 use crate::timer::Timers;
 use crate::{privileges, tls};
 
 /// Tokens above every slab key: the signal fd, then the listeners.
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
+/// The NATS connection, below the listeners' tokens.
+const CLUSTER_TOKEN: Token = Token(usize::MAX - 1 - MAX_LISTENERS);
 const LISTENER_TOKEN_BASE: usize = usize::MAX - 1;
 const MAX_LISTENERS: usize = 64;
 /// Bytes read from one connection per turn before others get their go.
@@ -77,6 +81,17 @@ pub struct Server {
     jwt: Option<JwtKey>,
     /// Connections held per client address, when `--max-per-address` is set.
     per_address: HashMap<IpAddr, u32>,
+    /// The NATS connection joining this node to others, with `--nats`.
+    cluster: Option<Cluster>,
+}
+
+/// A publish carried out.
+#[derive(Debug, Clone, Copy)]
+pub struct Published {
+    pub id: u64,
+    pub recipients: usize,
+    /// NATS was away: only this node's subscribers got it.
+    pub local_only: bool,
 }
 
 impl Server {
@@ -103,6 +118,10 @@ impl Server {
             _ => None,
         };
         let jwt = load_jwt_key(&cfg)?;
+        let cluster = (!cfg.nats.is_empty()).then(|| {
+            let name = cfg.node_name.clone().unwrap_or_else(default_node_name);
+            Cluster::new(cfg.nats.clone(), name, Instant::now())
+        });
         let listeners = bind_all(&cfg, &poll)?;
         if let Some(path) = &cfg.pid_file {
             std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
@@ -154,6 +173,7 @@ impl Server {
             log_file: None,
             jwt,
             per_address: HashMap::new(),
+            cluster,
         })
     }
 
@@ -206,6 +226,9 @@ impl Server {
             .timers
             .next_timeout(self.now)
             .map_or(sweep, |t| t.min(sweep));
+        if let Some(deadline) = self.cluster.as_ref().and_then(Cluster::deadline) {
+            timer = timer.min(deadline.saturating_duration_since(self.now));
+        }
         if let Some(deadline) = self.shutdown_deadline {
             // While draining, look at the connections often: each turn may finish some.
             let drain_tick = Duration::from_millis(50);
@@ -243,6 +266,7 @@ impl Server {
         for event in events.iter() {
             match event.token() {
                 SIGNAL_TOKEN => self.on_signal(),
+                CLUSTER_TOKEN => self.on_cluster(false),
                 Token(t) if t > LISTENER_TOKEN_BASE - MAX_LISTENERS => {
                     self.accept_all();
                 }
@@ -453,14 +477,38 @@ impl Server {
 
     /// Hands a message to every subscriber it matches: one shared frame per wire format,
     /// queued by reference. Nothing is written here; the flush comes at the end of the turn.
-    fn publish(&mut self, req: PublishRequest) -> Result<(u64, usize), BusError> {
+    fn publish(&mut self, req: PublishRequest) -> Result<Published, BusError> {
         let msg = self.bus.publish(req, self.now)?;
         self.stats.published += 1;
+        let local_only = match &mut self.cluster {
+            Some(cluster) => !cluster.forward(&msg, self.poll.registry(), self.now),
+            None => false,
+        };
+        let recipients = self.deliver(&msg);
+        Ok(Published {
+            id: msg.id,
+            recipients,
+            local_only,
+        })
+    }
+
+    /// A message published on another node, to this node's subscribers.
+    fn deliver_remote(&mut self, remote: crate::cluster::Remote) {
+        match self.bus.publish_remote(remote, self.now) {
+            Ok(msg) => {
+                self.deliver(&msg);
+            }
+            Err(e) => debug!("message from the cluster not taken: {e}"),
+        }
+    }
+
+    /// Queues `msg` on every subscriber it matches; returns how many.
+    fn deliver(&mut self, msg: &Rc<Message>) -> usize {
         let mut recipients = 0;
         let (conns, stats, cfg) = (&mut self.conns, &mut self.stats, &self.cfg);
         let (flush_list, close_list) = (&mut self.flush_list, &mut self.close_list);
         let polls_done = &mut self.polls_done;
-        self.bus.for_each_recipient(&msg, |sub| {
+        self.bus.for_each_recipient(msg, |sub| {
             let conn = &mut conns[sub.conn];
             if conn.closing || conn.last_delivered == msg.id {
                 return;
@@ -486,7 +534,27 @@ impl Server {
         for key in std::mem::take(&mut self.polls_done) {
             self.release_poll(key);
         }
-        Ok((msg.id, recipients))
+        recipients
+    }
+
+    /// Handles the cluster connection's readiness or deadline.
+    fn on_cluster(&mut self, timer: bool) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let registry = self.poll.registry();
+        let outcome = if timer {
+            cluster.on_timer(registry, CLUSTER_TOKEN, self.now);
+            crate::cluster::Outcome::default()
+        } else {
+            cluster.on_ready(registry, self.now)
+        };
+        if outcome.rejoined {
+            self.bus.mark_gap();
+        }
+        for remote in outcome.remotes {
+            self.deliver_remote(remote);
+        }
     }
 
     /// A long-poll was answered: its subscriptions go, and pipelined requests may follow.
@@ -528,7 +596,15 @@ impl Server {
         for (_, conn) in &self.conns {
             by_transport[conn.transport() as usize] += 1;
         }
+        let cluster = self.cluster.as_ref().map(|c| ClusterGauges {
+            connected: c.is_connected(),
+            forwarded: c.forwarded,
+            received: c.received,
+            not_forwarded: c.not_forwarded,
+            disconnects: c.disconnects,
+        });
         Gauges {
+            cluster,
             by_transport,
             uptime: self.now.duration_since(self.started),
             connections: self.conns.len(),
@@ -541,6 +617,11 @@ impl Server {
     }
 
     fn expire_timers(&mut self) {
+        if let Some(deadline) = self.cluster.as_ref().and_then(Cluster::deadline) {
+            if self.now >= deadline {
+                self.on_cluster(true);
+            }
+        }
         if self.now >= self.next_sweep {
             let freed = self.bus.sweep(self.now);
             if freed > 0 {
@@ -794,6 +875,21 @@ fn schedule_flush(list: &mut Vec<usize>, conn: &mut Conn, key: usize) {
         conn.pending_flush = true;
         list.push(key);
     }
+}
+
+/// `msgbus-HOSTNAME-PID`: unique among the nodes of a cluster.
+fn default_node_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let host = unsafe {
+        if libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) == 0 {
+            let len = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+            String::from_utf8_lossy(&buf[..len]).into_owned()
+        } else {
+            "host".to_string()
+        }
+    };
+    format!("msgbus-{host}-{}", std::process::id())
 }
 
 /// The token key from `--jwt-secret` or the first line of `--jwt-secret-file`.

@@ -141,8 +141,19 @@ impl Transport {
     }
 }
 
+/// The NATS link's state and counters, when the node is in a cluster.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterGauges {
+    pub connected: bool,
+    pub forwarded: u64,
+    pub received: u64,
+    pub not_forwarded: u64,
+    pub disconnects: u64,
+}
+
 /// Values owned elsewhere, read when rendering.
 pub struct Gauges {
+    pub cluster: Option<ClusterGauges>,
     pub by_transport: [usize; Transport::COUNT],
     pub uptime: Duration,
     pub connections: usize,
@@ -231,6 +242,14 @@ impl Stats {
                 "{comma}\"{}\":{}",
                 transport.name(),
                 gauges.by_transport[i]
+            );
+        }
+        if let Some(c) = gauges.cluster {
+            let _ = write!(
+                out,
+                "}},\"cluster\":{{\"connected\":{},\"forwarded\":{},\"received\":{},\
+                 \"not_forwarded\":{},\"disconnects\":{}",
+                c.connected, c.forwarded, c.received, c.not_forwarded, c.disconnects
             );
         }
         out.push_str("},\"refused\":{");
@@ -390,6 +409,43 @@ impl Stats {
             "Refusals for a limit, by limit.",
             &labelled("limit", limited),
         );
+        if let Some(c) = gauges.cluster {
+            let rows = [
+                (
+                    "cluster_connected",
+                    "gauge",
+                    "1 while joined to NATS.",
+                    u64::from(c.connected),
+                ),
+                (
+                    "cluster_forwarded_total",
+                    "counter",
+                    "Messages sent to other nodes.",
+                    c.forwarded,
+                ),
+                (
+                    "cluster_received_total",
+                    "counter",
+                    "Messages from other nodes.",
+                    c.received,
+                ),
+                (
+                    "cluster_not_forwarded_total",
+                    "counter",
+                    "Messages published while cut off from NATS.",
+                    c.not_forwarded,
+                ),
+                (
+                    "cluster_disconnects_total",
+                    "counter",
+                    "Times the NATS link was lost.",
+                    c.disconnects,
+                ),
+            ];
+            for (name, kind, help, value) in rows {
+                metric(name, kind, help, &one(value));
+            }
+        }
         metric(
             "accept_paused_total",
             "counter",
@@ -418,6 +474,7 @@ mod tests {
             connections: 2,
             max_connections: 10,
             subscribers: 1,
+            cluster: None,
             by_transport: [1, 1, 0, 0, 0],
             channels: 1,
             retained: 7,

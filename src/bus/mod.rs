@@ -138,12 +138,15 @@ pub struct Bus {
     default_retention: Retention,
     /// Channels idle this long are freed.
     idle_timeout: Duration,
-    /// The first id of this process: a cursor below it comes from before a restart.
+    /// The lowest id this process knows about (its own first, or the lowest received from the
+    /// cluster): a cursor below it comes from before a restart, or before this node joined.
     first_id: u64,
     next_id: u64,
     subscribers: usize,
     retained: usize,
     max_channels: usize,
+    /// Cursors before this may have missed messages published while this node was cut off.
+    gap_upto: u64,
 }
 
 impl Bus {
@@ -161,6 +164,7 @@ impl Bus {
             subscribers: 0,
             retained: 0,
             max_channels: usize::MAX,
+            gap_upto: 0,
         }
     }
 
@@ -296,6 +300,57 @@ impl Bus {
         Ok(msg)
     }
 
+    /// Takes in a message another node published, under the id it was given there. It is kept
+    /// in id order (messages from several nodes arrive interleaved), and this node's next id
+    /// moves past it so ids stay ordered across the cluster. Keys were checked at the origin.
+    pub fn publish_remote(
+        &mut self,
+        remote: crate::cluster::Remote,
+        now: Instant,
+    ) -> Result<Rc<Message>, BusError> {
+        let index = self.channel_index(&remote.channel, now)?;
+        let channel = &mut self.channels[index];
+        let mut msg = Message::new(
+            remote.id,
+            channel.name.clone(),
+            remote.content_type.into_boxed_str(),
+            remote.sender.map(String::into_boxed_str),
+            remote.body.into_boxed_slice(),
+        );
+        msg.event = remote.event.map(String::into_boxed_str);
+        let msg = Rc::new(msg);
+        self.next_id = self.next_id.max(remote.id + 1);
+        // Other nodes' ids may run behind ours: what this node has seen since it joined starts
+        // at the lowest id it received, not at its own first id. (A cursor from a node whose ids
+        // run far behind may then pass as known: ids order messages per node, not globally.)
+        self.first_id = self.first_id.min(remote.id);
+        channel.last_used = now;
+        let before = channel.history.len();
+        if channel.retention.size > 0 && !channel.retention.lifetime.is_zero() {
+            let at = channel.history.partition_point(|r| r.msg.id < msg.id);
+            let duplicate = channel.history.get(at).is_some_and(|r| r.msg.id == msg.id);
+            if !duplicate {
+                let retained = Retained {
+                    expires: now + channel.retention.lifetime,
+                    msg: msg.clone(),
+                };
+                channel.history.insert(at, retained);
+            }
+        } else {
+            channel.forgotten_upto = channel.forgotten_upto.max(msg.id);
+        }
+        channel.expire(now);
+        self.retained = self.retained + channel.history.len() - before;
+        Ok(msg)
+    }
+
+    /// Messages up to the next id may have been published elsewhere and never reached this
+    /// node (it was cut off from the cluster): a cursor before now is told it may have missed
+    /// some.
+    pub fn mark_gap(&mut self) {
+        self.gap_upto = self.next_id.saturating_sub(1);
+    }
+
     /// Drops a channel: its history and its subscriptions. Returns the connections that were
     /// subscribed to it with their (now void) subscription ids, for the reactor to end them.
     pub fn delete(
@@ -356,7 +411,8 @@ impl Bus {
         }
         // Before this process started nothing is known, so a cursor from then may have missed
         // messages; otherwise only if something after the cursor has been forgotten.
-        if after < forgotten_upto || after < self.first_id.saturating_sub(1) {
+        let unknown_before = self.gap_upto.max(self.first_id.saturating_sub(1));
+        if after < forgotten_upto || after < unknown_before {
             replay.missed = Some(Missed {
                 after,
                 oldest: oldest_retained.unwrap_or(self.next_id),

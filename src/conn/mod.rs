@@ -23,6 +23,7 @@ use crate::http::{base64, date, static_files};
 use crate::io::Socket;
 use crate::listener::Peer;
 use crate::outq::OutQueue;
+use crate::server::Published;
 use crate::stats::{Limit, Reason, StatEvent, Stats, Transport};
 use crate::timer::TimerSlot;
 use crate::transport::{longpoll, sse};
@@ -592,10 +593,10 @@ impl Conn {
     }
 
     /// Queues the answer to a publish the reactor has carried out.
-    pub fn answer_publish(&mut self, publish: &Publish, outcome: Result<(u64, usize), BusError>) {
+    pub fn answer_publish(&mut self, publish: &Publish, outcome: Result<Published, BusError>) {
         let reply = publish.reply;
         let minor = reply.minor_version;
-        let (id, recipients) = match outcome {
+        let done = match outcome {
             Ok(done) => done,
             Err(e) => {
                 if e == BusError::ChannelLimit {
@@ -622,9 +623,13 @@ impl Conn {
         } else {
             Status::NO_CONTENT
         };
+        let (id, recipients) = (done.id, done.recipients);
         let mut head = Head::new(minor, status)
             .header("Msgbus-Id", id)
             .header("Msgbus-Subscribers", recipients);
+        if done.local_only {
+            head = head.header("Msgbus-Cluster", "local-only");
+        }
         for (name, value) in self.cors_headers() {
             head = head.header(name, value);
         }

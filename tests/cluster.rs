@@ -1,0 +1,175 @@
+//! Several msgbus nodes joined through a real nats-server started by the test: publish on
+//! each, receive on all; resume on another node; NATS going away and coming back; a node
+//! restarted.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+use common::*;
+
+const SSE_HEAD: &str = "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n";
+
+struct Nats {
+    child: Child,
+    port: u16,
+}
+
+impl Nats {
+    /// Starts nats-server on `port` (0: a free one) and waits until it says it is ready.
+    fn start(port: u16) -> Nats {
+        let port = if port == 0 {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        } else {
+            port
+        };
+        let mut child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nats-server (apt-get install nats-server)");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("Server is ready") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(READ_TIMEOUT)
+            .expect("nats-server did not start");
+        Nats { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node(nats: &Nats, name: &str) -> Server {
+    let server = Server::start(&["--nats", &nats.url(), "--node-name", name]);
+    server.wait_for_log("joined the cluster", 1);
+    server
+}
+
+fn sse(server: &Server, extra: &str) -> std::net::TcpStream {
+    let request =
+        format!("GET /msgbus/room HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{extra}\r\n");
+    subscribe(server, &request, SSE_HEAD)
+}
+
+#[test]
+fn a_publish_on_any_node_reaches_subscribers_on_every_node_once() {
+    let nats = Nats::start(0);
+    let nodes: Vec<Server> = ["a", "b", "c"].iter().map(|n| node(&nats, n)).collect();
+    let mut subs: Vec<_> = nodes.iter().map(|n| sse(n, "")).collect();
+    for (i, publisher) in nodes.iter().enumerate() {
+        let body = format!("from node {i}");
+        let answer = publisher.publish("room", "text/plain", body.as_bytes());
+        assert!(!answer.contains("Msgbus-Cluster"), "{answer}");
+        let id = header_value(&answer, "Msgbus-Id");
+        let want = format!("id: {id}\ndata: {body}\n\n");
+        for sub in subs.iter_mut() {
+            assert_eq!(read_same_len(sub, &want), want);
+        }
+    }
+    for sub in subs.iter_mut() {
+        assert_silent(sub, std::time::Duration::from_millis(200));
+    }
+    let status = nodes[1].status();
+    assert!(
+        status.contains("\"cluster\":{\"connected\":true,\"forwarded\":1,\"received\":2,"),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_client_resumes_on_another_node() {
+    let nats = Nats::start(0);
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    let mut watcher = sse(&b, "");
+    let ids: Vec<u64> = (0..3)
+        .map(|i| a.publish_id("room", format!("m{i}").as_bytes()))
+        .collect();
+    // Once b has them all, a client that saw only the first resumes on b.
+    let last = format!("id: {}\ndata: m2\n\n", ids[2]);
+    let seen = String::from_utf8(read_until(&mut watcher, last.as_bytes())).unwrap();
+    assert!(seen.ends_with(&last), "{seen}");
+    let mut resumed = sse(&b, &format!("Last-Event-ID: {}\r\n", ids[0]));
+    let want = format!("id: {}\ndata: m1\n\nid: {}\ndata: m2\n\n", ids[1], ids[2]);
+    assert_eq!(read_same_len(&mut resumed, &want), want);
+    // Ids stay ordered across nodes: b's next local id comes after what it received.
+    assert!(b.publish_id("room", b"local") > ids[2]);
+}
+
+#[test]
+fn nats_going_away_keeps_local_delivery_and_reports_the_gap() {
+    let nats = Nats::start(0);
+    let port = nats.port;
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    let mut on_a = sse(&a, "");
+    let mut on_b = sse(&b, "");
+    let before = a.publish_id("room", b"before");
+    let want = format!("id: {before}\ndata: before\n\n");
+    assert_eq!(read_same_len(&mut on_b, &want), want);
+    assert_eq!(read_same_len(&mut on_a, &want), want);
+    nats.stop();
+    a.wait_for_log("cut off from NATS", 1);
+    let answer = a.publish("room", "text/plain", b"during");
+    assert_eq!(header_value(&answer, "Msgbus-Cluster"), "local-only");
+    let during = header_value(&answer, "Msgbus-Id");
+    let want = format!("id: {during}\ndata: during\n\n");
+    assert_eq!(read_same_len(&mut on_a, &want), want);
+    // Back on the same port: both nodes rejoin with backoff.
+    let _nats = Nats::start(port);
+    a.wait_for_log("joined the cluster", 2);
+    b.wait_for_log("joined the cluster", 2);
+    let after = a.publish_id("room", b"after");
+    let want = format!("id: {after}\ndata: after\n\n");
+    assert_eq!(read_same_len(&mut on_b, &want), want);
+    // b never got "during": a client resuming on b from before the outage is told so.
+    let request = format!("GET /msgbus/room?transport=longpoll&since={before} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let resumed = b.exchange(request.as_bytes());
+    assert!(
+        resumed.contains(&format!("\"missed\":{{\"after\":{before},")),
+        "{resumed}"
+    );
+    assert!(resumed.contains("\"data\":\"after\""), "{resumed}");
+    assert!(b.status().contains("\"disconnects\":1"));
+}
+
+#[test]
+fn a_restarted_node_rejoins() {
+    let nats = Nats::start(0);
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    assert!(b.terminate().success());
+    let b = node(&nats, "b");
+    let mut on_b = sse(&b, "");
+    let id = a.publish_id("room", b"welcome back");
+    let want = format!("id: {id}\ndata: welcome back\n\n");
+    assert_eq!(read_same_len(&mut on_b, &want), want);
+}
