@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn server_operations() {
-        let stream = b"INFO {\"server_id\":\"x\"}\r\nPING\r\n+OK\r\nMSG a.b 7 5\r\nhello\r\nHMSG a.c 7 reply 22 25\r\nNATS/1.0\r\nK: v\r\n\r\n\r\nhi!\r\n-ERR 'Authorization Violation'\r\npong\r\n";
+        let stream = b"INFO {\"server_id\":\"x\"}\r\nPING\r\n+OK\r\nMSG a.b 7 5\r\nhello\r\nHMSG a.c 7 reply 18 21\r\nNATS/1.0\r\nK: v\r\n\r\nhi!\r\n-ERR 'Authorization Violation'\r\npong\r\n";
         let ops = parse_all(stream);
         assert_eq!(
             ops,
@@ -251,7 +251,7 @@ mod tests {
                 ServerOp::Msg {
                     subject: "a.c".into(),
                     sid: 7,
-                    headers: b"NATS/1.0\r\nK: v\r\n\r\n\r\n".to_vec(),
+                    headers: b"NATS/1.0\r\nK: v\r\n\r\n".to_vec(),
                     payload: b"hi!".to_vec()
                 },
                 ServerOp::Err("Authorization Violation".into()),
@@ -299,7 +299,7 @@ mod tests {
         let hpub = encode_hpub("msgbus.a", &[("Msgbus-Id", "9")], b"body");
         assert_eq!(
             hpub,
-            b"HPUB msgbus.a 28 32\r\nNATS/1.0\r\nMsgbus-Id: 9\r\n\r\nbody\r\n"
+            b"HPUB msgbus.a 26 30\r\nNATS/1.0\r\nMsgbus-Id: 9\r\n\r\nbody\r\n"
         );
         // What the server delivers for it: the same block, as HMSG with a sid.
         let delivered =
