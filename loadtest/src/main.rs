@@ -1,0 +1,86 @@
+//! msgbus-load: command line → Config, one Runner, one report; nothing else.
+
+mod config;
+mod hist;
+mod http;
+mod marker;
+mod procfs;
+mod report;
+mod run;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use config::{Command, Config, USAGE};
+
+/// Descriptors kept for the poll, the publisher, stdio and /proc reads.
+const SPARE_FDS: u64 = 32;
+
+fn main() -> ExitCode {
+    let cfg = match Config::from_args(std::env::args_os().skip(1)) {
+        Ok(Command::Run(cfg)) => *cfg,
+        Ok(Command::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let limit = raise_fd_limit();
+    if cfg.subs as u64 + SPARE_FDS > limit {
+        return usage_error(&format!(
+            "--subs {} needs {} open files, the limit is {limit} (ulimit -n)",
+            cfg.subs,
+            cfg.subs as u64 + SPARE_FDS
+        ));
+    }
+    if let Some(pid) = cfg.server_pid {
+        if let Err(e) = procfs::rss_bytes(pid).and(procfs::cpu_seconds(pid)) {
+            return usage_error(&format!("--server-pid {pid}: cannot read /proc/{pid}: {e}"));
+        }
+    }
+    let origin = Instant::now();
+    let outcome = match run::Runner::new(&cfg, origin) {
+        Ok(r) => r.run(),
+        Err(e) => {
+            eprintln!("msgbus-load: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = report::Report::new(&cfg, &outcome);
+    if cfg.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.human());
+    }
+    if report.lost == 0 && report.duplicates == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("msgbus-load: error: {msg}");
+    ExitCode::from(2)
+}
+
+/// Raises the soft open-file limit to the hard one; returns the limit in force.
+fn raise_fd_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return 1024;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                rl.rlim_cur = rl.rlim_max;
+            }
+        }
+        rl.rlim_cur
+    }
+}
