@@ -166,3 +166,15 @@ fn a_large_file_is_streamed_whole_and_requests_after_it_wait_their_turn() {
         "{rest}"
     );
 }
+
+#[test]
+fn the_browser_client_is_built_in() {
+    let server = Server::start(&[]);
+    let got = server.exchange(b"GET /msgbus.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let js = include_str!("../static/msgbus.js");
+    let want = format!(
+        "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/javascript; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n{js}",
+        js.len()
+    );
+    assert_eq!(got, want);
+}

@@ -28,6 +28,8 @@ use crate::stats::{Limit, Reason, StatEvent, Stats, Transport};
 use crate::timer::TimerSlot;
 use crate::transport::{longpoll, sse};
 
+/// The browser client, served at /msgbus.js whatever the document root.
+const CLIENT_JS: &str = include_str!("../../static/msgbus.js");
 /// At shutdown SSE clients are asked to reconnect after this long, plus a spread so they do
 /// not all come back in the same instant.
 const SHUTDOWN_RETRY_MS: u64 = 1000;
@@ -501,6 +503,18 @@ impl Conn {
                 Some(Next::Status(reply, prometheus))
             }
             (Resource::Static, _) => self.serve_file(&path, &request, reply, ctx),
+            (Resource::ClientJs, _) => {
+                let answer = response::with_body(
+                    reply.minor_version,
+                    Status::OK,
+                    "text/javascript; charset=utf-8",
+                    CLIENT_JS.as_bytes(),
+                    reply.keep_alive,
+                    reply.head_only,
+                );
+                self.answer(answer, reply.keep_alive);
+                None
+            }
         }
     }
 

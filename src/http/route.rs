@@ -23,6 +23,8 @@ pub enum Resource {
     Status,
     /// `/metrics`: the same counters in Prometheus text format.
     Metrics,
+    /// `/msgbus.js`: the browser client, built in.
+    ClientJs,
     /// Anything else, from the document root if there is one.
     Static,
 }
@@ -60,6 +62,7 @@ pub fn route(path: &str) -> Result<Resource, RouteError> {
     Ok(match path {
         "/status.json" => Resource::Status,
         "/metrics" => Resource::Metrics,
+        "/msgbus.js" => Resource::ClientJs,
         _ => Resource::Static,
     })
 }
@@ -75,7 +78,7 @@ impl Resource {
                 Method::Delete,
                 Method::Options,
             ],
-            Resource::Status | Resource::Metrics | Resource::Static => {
+            Resource::Status | Resource::Metrics | Resource::ClientJs | Resource::Static => {
                 &[Method::Get, Method::Head, Method::Options]
             }
         }
