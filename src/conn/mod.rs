@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use log::{debug, info};
 
 mod subscribe;
+mod websocket;
+
+use websocket::WsState;
 
 use crate::auth::{Grant, JwtKey};
 use crate::bus::{constant_time_eq, Bus, BusError, PublishRequest, SubscriptionId};
@@ -81,6 +84,8 @@ pub struct Publish {
     pub reply: Reply,
     /// The client accepts JSON: answer with a body, not only headers.
     pub json_answer: bool,
+    /// Sent as a WebSocket message: no HTTP answer, a close frame if refused.
+    pub via_websocket: bool,
 }
 
 #[derive(Debug)]
@@ -125,6 +130,8 @@ enum Stream {
     Sse { next_ping: Instant },
     /// A held long-poll, answered by the first message or at `deadline`.
     LongPoll(Box<PollState>),
+    /// WebSocket frames; the client may publish and ping.
+    WebSocket(Box<WsState>),
 }
 
 struct PollState {
@@ -260,6 +267,7 @@ impl Conn {
             Phase::Streaming(Stream::Multipart { .. }) => Transport::Multipart,
             Phase::Streaming(Stream::Sse { .. }) => Transport::Sse,
             Phase::Streaming(Stream::LongPoll(_)) => Transport::LongPoll,
+            Phase::Streaming(Stream::WebSocket(_)) => Transport::WebSocket,
             _ => Transport::Http,
         }
     }
@@ -274,13 +282,17 @@ impl Conn {
         match self.phase {
             Phase::Head { .. } | Phase::Body(_) => self.outq.queued_bytes() < cfg.max_queue,
             Phase::File(_) => false,
+            Phase::Streaming(Stream::WebSocket(_)) => self.outq.queued_bytes() < cfg.max_queue,
             Phase::Streaming(_) | Phase::Closing | Phase::Lingering { .. } => true,
         }
     }
 
     /// Bytes read from the socket. Subscribers and closing connections discard theirs.
     pub fn on_input(&mut self, data: &[u8]) {
-        if matches!(self.phase, Phase::Head { .. } | Phase::Body(_)) {
+        if matches!(
+            self.phase,
+            Phase::Head { .. } | Phase::Body(_) | Phase::Streaming(Stream::WebSocket(_))
+        ) {
             self.input.buf.extend_from_slice(data);
         }
     }
@@ -359,6 +371,7 @@ impl Conn {
                     };
                     return Next::Publish(state.publish);
                 }
+                Phase::Streaming(Stream::WebSocket(_)) => return self.advance_websocket(ctx),
                 Phase::File(_) | Phase::Streaming(_) | Phase::Closing | Phase::Lingering { .. } => {
                     return Next::Wait
                 }
@@ -589,6 +602,7 @@ impl Conn {
             },
             reply,
             json_answer: accepts(request, "application/json"),
+            via_websocket: false,
         };
         if !request.has_body() {
             return Some(Next::Publish(publish));
@@ -608,6 +622,18 @@ impl Conn {
 
     /// Queues the answer to a publish the reactor has carried out.
     pub fn answer_publish(&mut self, publish: &Publish, outcome: Result<Published, BusError>) {
+        if publish.via_websocket {
+            if let Err(e) = outcome {
+                let reason = match e {
+                    BusError::WrongKey => "wrong or missing channel key",
+                    BusError::ChannelLimit => "too many channels",
+                    BusError::NoSuchChannel => "no such channel",
+                };
+                let code = crate::transport::ws::CLOSE_POLICY;
+                self.refuse_websocket_publish(&crate::transport::ws::CloseReason { code, reason });
+            }
+            return;
+        }
         let reply = publish.reply;
         let minor = reply.minor_version;
         let done = match outcome {
@@ -910,6 +936,13 @@ impl Conn {
                 self.answer_poll(&poll, &[], poll.cursor, None);
                 None
             }
+            Phase::Streaming(Stream::WebSocket(_)) => {
+                self.close_websocket(
+                    crate::transport::ws::CLOSE_GOING_AWAY,
+                    "server shutting down",
+                );
+                None
+            }
             Phase::Head { .. } | Phase::Body(_) if self.outq.is_empty() => Some(Reason::Shutdown),
             _ => None,
         }
@@ -993,6 +1026,10 @@ impl Conn {
                 let notice = sse::encode_notice(sse::DELETED_EVENT, "{}");
                 self.outq.push_own(notice);
             }
+            Stream::WebSocket(_) => {
+                self.close_websocket(crate::transport::ws::CLOSE_NORMAL, "channel deleted");
+                return;
+            }
             Stream::LongPoll(poll) => {
                 let reply = poll.reply;
                 let cors = self.cors_headers();
@@ -1052,6 +1089,7 @@ impl Conn {
             Phase::Streaming(Stream::Multipart { .. }) => None,
             Phase::Streaming(Stream::Sse { next_ping }) => Some(*next_ping),
             Phase::Streaming(Stream::LongPoll(poll)) => Some(poll.deadline),
+            Phase::Streaming(Stream::WebSocket(state)) => Some(state.next_ping),
             Phase::Lingering { deadline } => Some(*deadline),
             Phase::Body(state) => Some(state.deadline),
             Phase::Head {
@@ -1087,6 +1125,13 @@ impl Conn {
             Phase::Streaming(Stream::LongPoll(_)) => {
                 let poll = self.take_poll().expect("matched a long-poll");
                 self.answer_poll(&poll, &[], poll.cursor, None);
+                None
+            }
+            Phase::Streaming(Stream::WebSocket(state)) => {
+                state.next_ping = now + cfg.ping_interval;
+                let ping =
+                    crate::transport::ws::encode_frame(crate::transport::ws::Opcode::Ping, b"");
+                self.outq.push_own(ping);
                 None
             }
             _ => Some(Reason::Timeout),

@@ -9,21 +9,24 @@ use std::rc::Rc;
 
 use log::debug;
 
+use super::WsState;
 use super::{query_text, Conn, Ctx, Next, Phase, PollState, Reply, Stream};
 use crate::bus::{Filter, Message, Replay, Subscriber};
 use crate::http::query::Query;
+use crate::http::request::Method;
 use crate::http::request::Request;
 use crate::http::response::{Head, Status};
 use crate::http::route::Topic;
 use crate::stats::{Limit, StatEvent};
 use crate::transport::json::{self, Missed};
-use crate::transport::{multipart, sse, Wire};
+use crate::transport::{multipart, sse, ws, Wire};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transport {
     Multipart,
     Sse,
     LongPoll,
+    WebSocket,
 }
 
 impl Conn {
@@ -33,7 +36,7 @@ impl Conn {
         request: &Request,
         query: &Query,
         reply: Reply,
-        _sender: Option<String>,
+        sender: Option<String>,
         ctx: &mut Ctx,
     ) -> Option<Next> {
         if topics.len() > ctx.cfg.max_subscriptions {
@@ -42,9 +45,30 @@ impl Conn {
             let why = "too many channels in one subscription";
             return self.refuse(request, reply, Status::BAD_REQUEST, why, &[]);
         }
-        let transport = match choose_transport(request, query) {
-            Ok(transport) => transport,
-            Err(why) => return self.refuse(request, reply, Status::BAD_REQUEST, why, &[]),
+        let mut accept_key = None;
+        let transport = if ws::wants_upgrade(request.header("upgrade")) {
+            let is_get = request.method == Method::Get;
+            match ws::check_handshake(is_get, reply.minor_version, |name| request.header(name)) {
+                Ok(key) => accept_key = Some(key),
+                Err(e) if e.status() == 426 => {
+                    let status = Status::UPGRADE_REQUIRED;
+                    let version = [("Sec-WebSocket-Version", "13")];
+                    return self.refuse(request, reply, status, &e.to_string(), &version);
+                }
+                Err(e) => {
+                    return self.refuse(request, reply, Status::BAD_REQUEST, &e.to_string(), &[])
+                }
+            }
+            if !ctx.cfg.websocket_origin_ok(request.header("origin")) {
+                let why = "origin not allowed";
+                return self.refuse(request, reply, Status::FORBIDDEN, why, &[]);
+            }
+            Transport::WebSocket
+        } else {
+            match choose_transport(request, query) {
+                Ok(transport) => transport,
+                Err(why) => return self.refuse(request, reply, Status::BAD_REQUEST, why, &[]),
+            }
         };
         let several = topics.len() > 1 || topics[0].subtree;
         let as_json = match query.get("format") {
@@ -72,6 +96,8 @@ impl Conn {
             Transport::Sse if as_json => Wire::SseJson,
             Transport::Sse => Wire::Sse,
             Transport::LongPoll => Wire::Json,
+            Transport::WebSocket if as_json => Wire::WsJson,
+            Transport::WebSocket => Wire::Ws,
         };
         // A long-poll without a cursor waits for the next message; streams replay only when
         // asked to.
@@ -83,7 +109,7 @@ impl Conn {
             Some(after) => replay_topics(&topics, after, filter.as_deref(), ctx),
             None => Replay::default(),
         };
-        if reply.head_only && transport != Transport::LongPoll {
+        if reply.head_only && !matches!(transport, Transport::LongPoll | Transport::WebSocket) {
             let head = self.stream_head(transport, reply, replay.missed);
             let keep_alive = reply.keep_alive && transport == Transport::Multipart;
             self.answer(head, keep_alive && reply.minor_version >= 1);
@@ -141,10 +167,22 @@ impl Conn {
                 .join(","),
             query_text(query)
         );
-        if transport != Transport::LongPoll {
-            self.log_access(200, 0);
-            let head = self.stream_head(transport, reply, replay.missed);
-            self.outq.push_own(head);
+        match (transport, &accept_key) {
+            (Transport::WebSocket, Some(key)) => {
+                self.log_access(101, 0);
+                self.outq.push_own(ws::handshake_response(key));
+                if let Some(missed) = replay.missed {
+                    let notice = format!("{{\"missed\":{}}}", json::encode_missed(missed));
+                    self.outq
+                        .push_own(ws::encode_frame(ws::Opcode::Text, notice.as_bytes()));
+                }
+            }
+            (Transport::LongPoll, _) => {}
+            _ => {
+                self.log_access(200, 0);
+                let head = self.stream_head(transport, reply, replay.missed);
+                self.outq.push_own(head);
+            }
         }
         self.phase = Phase::Streaming(match transport {
             Transport::Multipart => Stream::Multipart {
@@ -158,6 +196,16 @@ impl Conn {
                 deadline: ctx.now + ctx.cfg.poll_timeout,
                 cursor: cursor.unwrap_or(0),
                 callback: callback.map(Into::into),
+            })),
+            Transport::WebSocket => Stream::WebSocket(Box::new(WsState {
+                decoder: ws::Decoder::new(ctx.cfg.max_ws_message()),
+                next_ping: ctx.now + ctx.cfg.ping_interval,
+                publish_to: match topics.as_slice() {
+                    [only] if !only.subtree => Some(only.name.clone()),
+                    _ => None,
+                },
+                key: query.get("key").map(Into::into),
+                sender,
             })),
         });
         for (frame, msg) in frames.into_iter().zip(&replay.messages) {
@@ -195,8 +243,8 @@ impl Conn {
                 }
                 out
             }
-            // A poll's head goes with its answer.
-            Transport::LongPoll => Vec::new(),
+            // A poll's head goes with its answer; a WebSocket's is the 101.
+            Transport::LongPoll | Transport::WebSocket => Vec::new(),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod json;
 pub mod longpoll;
 pub mod multipart;
 pub mod sse;
+pub mod ws;
 
 use crate::bus::Message;
 
@@ -25,10 +26,14 @@ pub enum Wire {
     SseJson,
     /// The message as a JSON object: an element of a long-poll answer.
     Json,
+    /// A WebSocket frame with the body: text for a textual type with a UTF-8 body, else binary.
+    Ws,
+    /// A WebSocket text frame with the message as a JSON object.
+    WsJson,
 }
 
 impl Wire {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 9;
     pub const ALL: [Wire; Wire::COUNT] = [
         Wire::Multipart,
         Wire::MultipartChunked,
@@ -37,6 +42,8 @@ impl Wire {
         Wire::Sse,
         Wire::SseJson,
         Wire::Json,
+        Wire::Ws,
+        Wire::WsJson,
     ];
 
     pub fn index(self) -> usize {
@@ -53,6 +60,8 @@ impl Wire {
             Wire::Sse => "sse",
             Wire::SseJson => "sse_json",
             Wire::Json => "json",
+            Wire::Ws => "websocket",
+            Wire::WsJson => "websocket_json",
         }
     }
 
@@ -77,5 +86,32 @@ pub fn encode(wire: Wire, msg: &Message) -> Vec<u8> {
         Wire::Sse => sse::encode_event(msg, false),
         Wire::SseJson => sse::encode_event(msg, true),
         Wire::Json => json::encode_message(msg),
+        Wire::Ws => {
+            let text = is_textual(&msg.content_type) && std::str::from_utf8(&msg.body).is_ok();
+            let opcode = if text {
+                ws::Opcode::Text
+            } else {
+                ws::Opcode::Binary
+            };
+            ws::encode_frame(opcode, &msg.body)
+        }
+        Wire::WsJson => ws::encode_frame(ws::Opcode::Text, &json::encode_message(msg)),
     }
+}
+
+/// Types whose bodies are text: sent as WebSocket text frames (when they are UTF-8).
+pub fn is_textual(content_type: &str) -> bool {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    media.starts_with("text/")
+        || media.ends_with("+json")
+        || media.ends_with("+xml")
+        || matches!(
+            media.as_str(),
+            "application/json" | "application/javascript" | "application/xml"
+        )
 }

@@ -97,7 +97,7 @@ test("a page survives a server restart and resumes with nothing lost or repeated
   }
 });
 
-for (const transport of ["sse", "longpoll"]) {
+for (const transport of ["sse", "ws", "longpoll"]) {
   test(`msgbus.js delivers over ${transport}`, async () => {
     const server = await startMsgbus(await freePort());
     const page = await browser.context.newPage();

@@ -1,0 +1,102 @@
+//! A WebSocket subscriber: after the handshake, the connection decodes the client's frames
+//! (pings answered, messages published to the channel when it may publish, the close handshake
+//! answered) and sends each message as one shared frame.
+
+use std::time::Instant;
+
+use super::{Conn, Ctx, Next, Phase, Publish, Reply, Stream};
+use crate::bus::PublishRequest;
+use crate::transport::ws::{self, CloseReason, Event, Opcode};
+
+/// What a WebSocket subscriber carries.
+pub(super) struct WsState {
+    pub(super) decoder: ws::Decoder,
+    pub(super) next_ping: Instant,
+    /// The channel the client's own messages go to: set when it subscribed to exactly one
+    /// channel; the key it gave, checked by the bus like any publisher's.
+    pub(super) publish_to: Option<String>,
+    pub(super) key: Option<String>,
+    pub(super) sender: Option<String>,
+}
+
+impl Conn {
+    /// Handles the frames that arrived. Returns what the reactor should do next.
+    pub(super) fn advance_websocket(&mut self, ctx: &mut Ctx) -> Next {
+        loop {
+            let Phase::Streaming(Stream::WebSocket(state)) = &mut self.phase else {
+                return Next::Wait;
+            };
+            let decoded = state.decoder.decode(self.input.unread());
+            let (used, event) = match decoded {
+                Ok(done) => done,
+                Err(reason) => {
+                    self.close_websocket(reason.code, reason.reason);
+                    return Next::Wait;
+                }
+            };
+            self.input.consume(used);
+            let Some(event) = event else {
+                if used == 0 {
+                    self.input.compact();
+                    return Next::Wait;
+                }
+                continue;
+            };
+            match event {
+                Event::Ping(payload) => {
+                    self.outq.push_own(ws::encode_frame(Opcode::Pong, &payload));
+                }
+                Event::Pong(_) => {}
+                Event::Close { code, .. } => {
+                    // Echo the client's code (RFC 6455 section 5.5.1), then close.
+                    self.close_websocket(code.unwrap_or(ws::CLOSE_NORMAL), "");
+                    return Next::Wait;
+                }
+                Event::Message { text, payload } => {
+                    let Some(channel) = state.publish_to.clone() else {
+                        self.close_websocket(
+                            ws::CLOSE_POLICY,
+                            "publishing needs a subscription to one channel",
+                        );
+                        return Next::Wait;
+                    };
+                    let content_type = if text {
+                        "text/plain; charset=utf-8"
+                    } else {
+                        "application/octet-stream"
+                    };
+                    ctx.stats.requests += 1;
+                    return Next::Publish(Publish {
+                        req: PublishRequest {
+                            channel,
+                            content_type: content_type.into(),
+                            sender: state.sender.clone(),
+                            body: payload,
+                            key: state.key.clone(),
+                            ..PublishRequest::default()
+                        },
+                        reply: Reply {
+                            minor_version: 1,
+                            keep_alive: true,
+                            head_only: false,
+                        },
+                        json_answer: false,
+                        via_websocket: true,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sends a close frame and ends the connection once it is out.
+    pub(super) fn close_websocket(&mut self, code: u16, reason: &str) {
+        self.outq.push_own(ws::encode_close(code, reason));
+        self.input = super::Input::default();
+        self.phase = Phase::Closing;
+    }
+
+    /// A publish from this WebSocket was refused: say why in a close frame.
+    pub(super) fn refuse_websocket_publish(&mut self, reason: &CloseReason) {
+        self.close_websocket(reason.code, reason.reason);
+    }
+}
