@@ -250,6 +250,11 @@ impl Conn {
         self.phase = Phase::Closing;
     }
 
+    /// Bytes read and kept but not yet handled (bounded by the head, body and message limits).
+    pub fn buffered_input(&self) -> usize {
+        self.input.buf.len()
+    }
+
     /// Hands over the connection's subscriptions, for the reactor to release.
     pub fn take_subscriptions(&mut self) -> Vec<SubscriptionId> {
         self.poll_done = false;

@@ -7,7 +7,7 @@
 use std::fmt;
 
 /// Size lines and trailer lines longer than this are refused: nothing legitimate needs more.
-const MAX_LINE: usize = 4096;
+pub const MAX_LINE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {

@@ -1,0 +1,71 @@
+#![no_main]
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use mio::net::UnixStream;
+use msgbus::bus::Bus;
+use msgbus::config::Config;
+use msgbus::conn::{Conn, Ctx, Next};
+use msgbus::io::{Socket, Stream};
+use msgbus::listener::Peer;
+use msgbus::server::Published;
+use msgbus::stats::Stats;
+
+const MAX_HEAD: usize = 512;
+const MAX_BODY: usize = 2048;
+const MAX_QUEUE: usize = 8192;
+const MAX_WS: usize = 1024;
+/// A chunked body's size or trailer line may wait whole in the input, up to this.
+const CHUNK_LINE: usize = msgbus::http::chunked::MAX_LINE;
+
+// Arbitrary bytes, in arbitrary pieces, through one connection's state machine as the reactor
+// drives it (no network: the socket is one end of a pair nobody reads): it never panics, keeps
+// no more input than its limits allow, and queues no more output than its limit and one answer.
+fuzz_target!(|input: (u8, &[u8])| {
+    let (step, data) = input;
+    let cfg = Config {
+        max_head: MAX_HEAD,
+        max_body: MAX_BODY,
+        max_queue: MAX_QUEUE,
+        max_ws_message: Some(MAX_WS),
+        ..Config::default()
+    };
+    let (sock, _peer_end) = UnixStream::pair().expect("socketpair");
+    let now = Instant::now();
+    let mut conn = Conn::new(Socket::new(Stream::Unix(sock)), Peer::Unix, now, &cfg);
+    let mut bus = Bus::new(1, cfg.retention(), Duration::from_secs(60));
+    let mut stats = Stats::default();
+    for piece in data.chunks(usize::from(step).max(1)) {
+        if !conn.wants_input(&cfg) {
+            // The client reads what was answered: the queue empties.
+            let _ = conn.outq.flush(usize::MAX, |iov| Ok(iov.iter().map(|s| s.len()).sum()));
+            let _ = conn.on_drained(now);
+        }
+        conn.on_input(piece);
+        for _ in 0..10_000 {
+            let mut ctx = Ctx { key: 0, now, cfg: &cfg, bus: &mut bus, stats: &mut stats, jwt: None };
+            match conn.advance(&mut ctx) {
+                Next::Wait => break,
+                Next::Close(_) => return,
+                Next::Publish(mut publish) => {
+                    let req = std::mem::take(&mut publish.req);
+                    assert!(req.body.len() <= MAX_BODY.max(MAX_WS));
+                    let outcome = bus.publish(req, now).map(|msg| Published {
+                        id: msg.id,
+                        recipients: 0,
+                        local_only: false,
+                    });
+                    conn.answer_publish(&publish, outcome);
+                }
+                Next::Status(reply, _) => conn.answer_status(reply, "application/json", "{}"),
+                Next::Delete(delete) => conn.answer_delete(delete.reply, Ok(0)),
+            }
+        }
+        assert!(
+            conn.buffered_input() <= MAX_HEAD.max(MAX_WS + 14).max(CHUNK_LINE) + piece.len(),
+            "{} bytes of input kept",
+            conn.buffered_input()
+        );
+        assert!(conn.outq.queued_bytes() <= MAX_QUEUE + 64 * 1024);
+    }
+});
