@@ -233,3 +233,26 @@ fn bad_certificate_files_are_named_at_start() {
         assert!(stderr.contains(&want), "{want} in {stderr}");
     }
 }
+
+#[test]
+fn websocket_and_long_poll_over_tls() {
+    let files = make_cert("ws", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let server = start(&files);
+    let mut ws = connect(&server, &files);
+    ws.write_all(b"GET /msgbus/tws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let switched = "HTTP/1.1 101 Switching Protocols\r\nServer: msgbus\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    assert_eq!(read_n(&mut ws, switched.len()), switched);
+    let id = server.publish_id("tws", b"secret");
+    let mut frame = [0u8; 8];
+    ws.read_exact(&mut frame).unwrap();
+    assert_eq!(&frame, b"\x81\x06secret");
+    let mut poll = connect(&server, &files);
+    let request = format!("GET /msgbus/tws?transport=longpoll&since={} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", id - 1);
+    poll.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = poll.read_to_string(&mut answer);
+    assert!(
+        answer.ends_with(&format!("\"data\":\"secret\"}}],\"cursor\":{id}}}\n")),
+        "{answer}"
+    );
+}
