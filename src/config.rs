@@ -115,6 +115,8 @@ pub struct Config {
     pub nats: Vec<crate::cluster::NatsUrl>,
     /// This node's name in the cluster (default msgbus-HOST-PID).
     pub node_name: Option<String>,
+    /// SO_REUSEPORT on TCP listeners: several processes share one port.
+    pub reuse_port: bool,
 }
 
 /// An address and prefix length (`127.0.0.1`, `10.0.0.0/8`, `::1`).
@@ -206,6 +208,7 @@ impl Default for Config {
             access_log: false,
             nats: Vec::new(),
             node_name: None,
+            reuse_port: false,
         }
     }
 }
@@ -291,6 +294,7 @@ Options:
   --nats URL              join other nodes through NATS (nats://[user:pass@|token@]host:port);
                           repeat for failover
   --node-name NAME        this node's name in the cluster (default: msgbus-HOST-PID)
+  --reuse-port            let several msgbus processes listen on the same port (SO_REUSEPORT)
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   -h, --help              this text
   -V, --version           the version
@@ -445,6 +449,7 @@ impl Config {
                     cfg.nats.push(url);
                 }
                 Long("node-name") => cfg.node_name = Some(string(&mut parser)?),
+                Long("reuse-port") => cfg.reuse_port = true,
                 Long("jwt-secret-file") => {
                     cfg.jwt_secret_file = Some(PathBuf::from(string(&mut parser)?))
                 }

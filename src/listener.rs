@@ -34,10 +34,15 @@ pub enum Listener {
 }
 
 impl Listener {
-    pub fn bind_tcp(addr: SocketAddr, tls: bool) -> io::Result<Listener> {
+    /// With `reuse_port`, several processes may bind the same address; the kernel spreads
+    /// new connections among them.
+    pub fn bind_tcp(addr: SocketAddr, tls: bool, reuse_port: bool) -> io::Result<Listener> {
         use socket2::{Domain, Socket as RawSocket, Type};
         let socket = RawSocket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
         if addr.is_ipv6() {
             socket.set_only_v6(true)?;
         }

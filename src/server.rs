@@ -919,7 +919,7 @@ fn bind_all(cfg: &Config, poll: &Poll) -> io::Result<Vec<Listener>> {
         .map(|addr| (*addr, false))
         .chain(cfg.tls_listen.iter().map(|addr| (*addr, true)));
     for (addr, tls) in tcp {
-        let listener = Listener::bind_tcp(addr, tls)
+        let listener = Listener::bind_tcp(addr, tls, cfg.reuse_port)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         listeners.push(listener);
     }

@@ -173,3 +173,39 @@ fn a_restarted_node_rejoins() {
     let want = format!("id: {id}\ndata: welcome back\n\n");
     assert_eq!(read_same_len(&mut on_b, &want), want);
 }
+
+#[test]
+fn nodes_can_share_one_port() {
+    let nats = Nats::start(0);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let port = port.to_string();
+    let shared = |name: &str| {
+        let server = Server::start_raw(&[
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--reuse-port",
+            "--nats",
+            &nats.url(),
+            "--node-name",
+            name,
+        ]);
+        server.wait_for_log("joined the cluster", 1);
+        server
+    };
+    let a = shared("a");
+    let b = shared("b");
+    assert_eq!(a.addr, b.addr);
+    // Whichever process the kernel hands each connection to, every subscriber gets the message.
+    let mut subs: Vec<_> = (0..8).map(|_| sse(&a, "")).collect();
+    let id = b.publish_id("room", b"shared");
+    let want = format!("id: {id}\ndata: shared\n\n");
+    for sub in subs.iter_mut() {
+        assert_eq!(read_same_len(sub, &want), want);
+    }
+}
