@@ -261,6 +261,8 @@ impl Server {
         }
         std::mem::swap(&mut self.flush_list, &mut self.flush_next);
         for key in std::mem::take(&mut self.read_again) {
+            // Input may already be buffered (a request pipelined behind a long-poll).
+            self.drive(key);
             self.on_readable(key);
         }
         for event in events.iter() {

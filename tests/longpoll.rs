@@ -114,3 +114,24 @@ fn a_deleted_channel_answers_its_held_polls_with_410() {
     assert_eq!(read_same_len(&mut poll, want), want);
     assert_silent(&mut poll, Duration::from_millis(100));
 }
+
+#[test]
+fn a_request_pipelined_behind_a_held_poll_is_answered_after_it() {
+    let server = Server::start(&[]);
+    let mut poll = server.connect();
+    poll.write_all(b"GET /msgbus/pp?transport=longpoll HTTP/1.1\r\nHost: t\r\n\r\nGET /status.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let deadline = Instant::now() + READ_TIMEOUT;
+    while server.counter("subscribers") == 0 {
+        assert!(Instant::now() < deadline, "poll never held");
+    }
+    let id = server.publish_id("pp", b"first");
+    let rest = String::from_utf8(read_to_end(&mut poll)).unwrap();
+    let (poll_answer, status) = rest
+        .split_once("}\nHTTP/1.1 200 OK\r\n")
+        .expect("two answers");
+    assert!(
+        poll_answer.ends_with(&format!("\"cursor\":{id}")),
+        "{poll_answer}"
+    );
+    assert!(status.contains("\"server\":\"msgbus\""), "{status}");
+}

@@ -288,6 +288,8 @@ impl Conn {
             Phase::Head { .. } | Phase::Body(_) => self.outq.queued_bytes() < cfg.max_queue,
             Phase::File(_) => false,
             Phase::Streaming(Stream::WebSocket(_)) => self.outq.queued_bytes() < cfg.max_queue,
+            // A request sent behind a held poll waits for the answer, up to one head's worth.
+            Phase::Streaming(Stream::LongPoll(_)) => self.input.buf.len() < cfg.max_head,
             Phase::Streaming(_) | Phase::Closing | Phase::Lingering { .. } => true,
         }
     }
@@ -296,7 +298,9 @@ impl Conn {
     pub fn on_input(&mut self, data: &[u8]) {
         if matches!(
             self.phase,
-            Phase::Head { .. } | Phase::Body(_) | Phase::Streaming(Stream::WebSocket(_))
+            Phase::Head { .. }
+                | Phase::Body(_)
+                | Phase::Streaming(Stream::WebSocket(_) | Stream::LongPoll(_))
         ) {
             self.input.buf.extend_from_slice(data);
         }
