@@ -638,8 +638,11 @@ impl Conn {
                     BusError::ChannelLimit => "too many channels",
                     BusError::NoSuchChannel => "no such channel",
                 };
-                let code = crate::transport::ws::CLOSE_POLICY;
-                self.refuse_websocket_publish(&crate::transport::ws::CloseReason { code, reason });
+                let code = crate::transport::websocket::CLOSE_POLICY;
+                self.refuse_websocket_publish(&crate::transport::websocket::CloseReason {
+                    code,
+                    reason,
+                });
             }
             return;
         }
@@ -947,7 +950,7 @@ impl Conn {
             }
             Phase::Streaming(Stream::WebSocket(_)) => {
                 self.close_websocket(
-                    crate::transport::ws::CLOSE_GOING_AWAY,
+                    crate::transport::websocket::CLOSE_GOING_AWAY,
                     "server shutting down",
                 );
                 None
@@ -1036,7 +1039,7 @@ impl Conn {
                 self.outq.push_own(notice);
             }
             Stream::WebSocket(_) => {
-                self.close_websocket(crate::transport::ws::CLOSE_NORMAL, "channel deleted");
+                self.close_websocket(crate::transport::websocket::CLOSE_NORMAL, "channel deleted");
                 return;
             }
             Stream::LongPoll(poll) => {
@@ -1138,8 +1141,10 @@ impl Conn {
             }
             Phase::Streaming(Stream::WebSocket(state)) => {
                 state.next_ping = now + cfg.ping_interval;
-                let ping =
-                    crate::transport::ws::encode_frame(crate::transport::ws::Opcode::Ping, b"");
+                let ping = crate::transport::websocket::encode_frame(
+                    crate::transport::websocket::Opcode::Ping,
+                    b"",
+                );
                 self.outq.push_own(ping);
                 None
             }

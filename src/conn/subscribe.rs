@@ -19,7 +19,8 @@ use crate::http::response::{Head, Status};
 use crate::http::route::Topic;
 use crate::stats::{Limit, StatEvent};
 use crate::transport::json::{self, Missed};
-use crate::transport::{multipart, sse, ws, Wire};
+use crate::transport::websocket as ws;
+use crate::transport::{multipart, sse, Wire};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transport {
@@ -49,7 +50,7 @@ impl Conn {
         let transport = if ws::wants_upgrade(request.header("upgrade")) {
             let is_get = request.method == Method::Get;
             match ws::check_handshake(is_get, reply.minor_version, |name| request.header(name)) {
-                Ok(key) => accept_key = Some(key),
+                Ok(ok) => accept_key = Some(ok.accept),
                 Err(e) if e.status() == 426 => {
                     let status = Status::UPGRADE_REQUIRED;
                     let version = [("Sec-WebSocket-Version", "13")];
@@ -170,7 +171,7 @@ impl Conn {
         match (transport, &accept_key) {
             (Transport::WebSocket, Some(key)) => {
                 self.log_access(101, 0);
-                self.outq.push_own(ws::handshake_response(key));
+                self.outq.push_own(ws::handshake_response(key, None));
                 if let Some(missed) = replay.missed {
                     let notice = format!("{{\"missed\":{}}}", json::encode_missed(missed));
                     self.outq
@@ -198,7 +199,7 @@ impl Conn {
                 callback: callback.map(Into::into),
             })),
             Transport::WebSocket => Stream::WebSocket(Box::new(WsState {
-                decoder: ws::Decoder::new(ctx.cfg.max_ws_message()),
+                decoder: ws::FrameDecoder::new(ctx.cfg.max_ws_message()),
                 next_ping: ctx.now + ctx.cfg.ping_interval,
                 publish_to: match topics.as_slice() {
                     [only] if !only.subtree => Some(only.name.clone()),

@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use super::{Conn, Ctx, Next, Phase, Publish, Reply, Stream};
 use crate::bus::PublishRequest;
-use crate::transport::ws::{self, CloseReason, Event, Opcode};
+use crate::transport::websocket::{self as ws, CloseReason, Event, Opcode};
 
 /// What a WebSocket subscriber carries.
 pub(super) struct WsState {
-    pub(super) decoder: ws::Decoder,
+    pub(super) decoder: ws::FrameDecoder,
     pub(super) next_ping: Instant,
     /// The channel the client's own messages go to: set when it subscribed to exactly one
     /// channel; the key it gave, checked by the bus like any publisher's.
@@ -26,21 +26,20 @@ impl Conn {
             let Phase::Streaming(Stream::WebSocket(state)) = &mut self.phase else {
                 return Next::Wait;
             };
-            let decoded = state.decoder.decode(self.input.unread());
-            let (used, event) = match decoded {
-                Ok(done) => done,
+            // The decoder takes what it is given (a partial frame's payload goes straight into
+            // the message), so the input never holds more than one call's bytes.
+            let (used, decoded) = state.decoder.decode(self.input.unread());
+            self.input.consume(used);
+            let event = match decoded {
+                Ok(Some(event)) => event,
+                Ok(None) => {
+                    self.input.compact();
+                    return Next::Wait;
+                }
                 Err(reason) => {
                     self.close_websocket(reason.code, reason.reason);
                     return Next::Wait;
                 }
-            };
-            self.input.consume(used);
-            let Some(event) = event else {
-                if used == 0 {
-                    self.input.compact();
-                    return Next::Wait;
-                }
-                continue;
             };
             match event {
                 Event::Ping(payload) => {

@@ -5,7 +5,7 @@ pub mod json;
 pub mod longpoll;
 pub mod multipart;
 pub mod sse;
-pub mod ws;
+pub mod websocket;
 
 use crate::bus::Message;
 
@@ -89,13 +89,15 @@ pub fn encode(wire: Wire, msg: &Message) -> Vec<u8> {
         Wire::Ws => {
             let text = is_textual(&msg.content_type) && std::str::from_utf8(&msg.body).is_ok();
             let opcode = if text {
-                ws::Opcode::Text
+                websocket::Opcode::Text
             } else {
-                ws::Opcode::Binary
+                websocket::Opcode::Binary
             };
-            ws::encode_frame(opcode, &msg.body)
+            websocket::encode_frame(opcode, &msg.body)
         }
-        Wire::WsJson => ws::encode_frame(ws::Opcode::Text, &json::encode_message(msg)),
+        Wire::WsJson => {
+            websocket::encode_frame(websocket::Opcode::Text, &json::encode_message(msg))
+        }
     }
 }
 
