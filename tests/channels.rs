@@ -108,7 +108,7 @@ fn one_subscription_to_several_channels_gets_each_message_once() {
 }
 
 #[test]
-fn a_message_published_once_reaches_every_transport() {
+fn a_message_published_once_reaches_every_transport_each_encoded_once() {
     let server = Server::start(&[]);
     let mut multipart = subscribe(
         &server,
@@ -123,8 +123,13 @@ fn a_message_published_once_reaches_every_transport() {
     let mut poll = server.connect();
     poll.write_all(b"GET /msgbus/all?transport=longpoll HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
+    let mut ws = subscribe(
+        &server,
+        "GET /msgbus/all HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nServer: msgbus\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+    );
     let deadline = Instant::now() + READ_TIMEOUT;
-    while server.counter("subscribers") < 3 {
+    while server.counter("subscribers") < 4 {
         assert!(Instant::now() < deadline, "subscribers never arrived");
     }
     let id = server.publish_id("all", b"to everyone");
@@ -135,6 +140,12 @@ fn a_message_published_once_reaches_every_transport() {
     let body = format!("{{\"messages\":[{{\"id\":{id},\"channel\":\"all\",\"type\":\"text/plain\",\"data\":\"to everyone\"}}],\"cursor\":{id}}}\n");
     let answer = String::from_utf8(read_until(&mut poll, b"}\n")).unwrap();
     assert!(answer.ends_with(&body), "{answer}");
+    assert_eq!(read_exact(&mut ws, 13), b"\x81\x0bto everyone");
+    // One encoding per wire format, shared by whoever uses it.
+    let status = server.status();
+    for wire in ["multipart_chunked", "sse", "json", "websocket"] {
+        assert_eq!(json_number(&status, wire), 1, "{wire}: {status}");
+    }
 }
 
 #[test]
