@@ -117,6 +117,8 @@ pub struct Config {
     pub node_name: Option<String>,
     /// SO_REUSEPORT on TCP listeners: several processes share one port.
     pub reuse_port: bool,
+    /// Opens the eventsource-broker door, with its users (`key:secret` lines).
+    pub esb_users: Option<PathBuf>,
 }
 
 /// An address and prefix length (`127.0.0.1`, `10.0.0.0/8`, `::1`).
@@ -209,6 +211,7 @@ impl Default for Config {
             nats: Vec::new(),
             node_name: None,
             reuse_port: false,
+            esb_users: None,
         }
     }
 }
@@ -295,6 +298,8 @@ Options:
                           repeat for failover
   --node-name NAME        this node's name in the cluster (default: msgbus-HOST-PID)
   --reuse-port            let several msgbus processes listen on the same port (SO_REUSEPORT)
+  --esb-users FILE        open the eventsource-broker door (/eventsource, /socket, /event);
+                          FILE has one key:secret per line
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   -h, --help              this text
   -V, --version           the version
@@ -450,6 +455,7 @@ impl Config {
                 }
                 Long("node-name") => cfg.node_name = Some(string(&mut parser)?),
                 Long("reuse-port") => cfg.reuse_port = true,
+                Long("esb-users") => cfg.esb_users = Some(PathBuf::from(string(&mut parser)?)),
                 Long("jwt-secret-file") => {
                     cfg.jwt_secret_file = Some(PathBuf::from(string(&mut parser)?))
                 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bus;
 pub mod client;
 pub mod cluster;
+pub mod compat;
 pub mod config;
 pub mod conn;
 pub mod http;

@@ -19,7 +19,7 @@ use crate::auth::JwtKey;
 use crate::bus::{Bus, BusError, Message, PublishRequest};
 use crate::cluster::Cluster;
 use crate::config::{Config, RESERVED_FDS};
-use crate::conn::{AfterDrain, Conn, Ctx, Next};
+use crate::conn::{AfterDrain, Conn, Ctx, EsbDoor, Next};
 use crate::io::{Socket, Stream};
 use crate::listener::{Listener, Peer};
 use crate::logfile::LogFile;
@@ -83,6 +83,8 @@ pub struct Server {
     per_address: HashMap<IpAddr, u32>,
     /// The NATS connection joining this node to others, with `--nats`.
     cluster: Option<Cluster>,
+    /// The eventsource-broker door, with `--esb-users`.
+    esb: Option<EsbDoor>,
 }
 
 /// A publish carried out.
@@ -118,6 +120,15 @@ impl Server {
             _ => None,
         };
         let jwt = load_jwt_key(&cfg)?;
+        let esb = match &cfg.esb_users {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+                info!("eventsource-broker door open ({})", path.display());
+                Some(EsbDoor::from_users_file(&text))
+            }
+            None => None,
+        };
         let cluster = (!cfg.nats.is_empty()).then(|| {
             let name = cfg.node_name.clone().unwrap_or_else(default_node_name);
             Cluster::new(cfg.nats.clone(), name, Instant::now())
@@ -174,6 +185,7 @@ impl Server {
             jwt,
             per_address: HashMap::new(),
             cluster,
+            esb,
         })
     }
 
@@ -439,6 +451,7 @@ impl Server {
                 bus: &mut self.bus,
                 stats: &mut self.stats,
                 jwt: self.jwt.as_ref(),
+                esb: self.esb.as_mut(),
             };
             let next = conn.advance(&mut ctx);
             for event in conn.stat_events.drain(..) {

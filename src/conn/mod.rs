@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
+mod esb;
 mod subscribe;
 mod websocket;
 
+pub use esb::EsbDoor;
 use websocket::WsState;
 
 use crate::auth::{Grant, JwtKey};
@@ -52,6 +54,8 @@ pub struct Ctx<'a> {
     pub stats: &'a mut Stats,
     /// Set when channels need signed tokens.
     pub jwt: Option<&'a JwtKey>,
+    /// The eventsource-broker door, when it is open.
+    pub esb: Option<&'a mut EsbDoor>,
 }
 
 /// What the reactor should do next for this connection.
@@ -86,6 +90,10 @@ pub struct Publish {
     pub json_answer: bool,
     /// Sent as a WebSocket message: no HTTP answer, a close frame if refused.
     pub via_websocket: bool,
+    /// A door's POST whose body is still to be read and interpreted.
+    pub door: Option<Box<esb::EsbPost>>,
+    /// The door's own answer to send once the message is published.
+    pub door_answer: Option<Box<crate::compat::eventsource_broker::Reply>>,
 }
 
 #[derive(Debug)]
@@ -132,6 +140,8 @@ enum Stream {
     LongPoll(Box<PollState>),
     /// WebSocket frames; the client may publish and ping.
     WebSocket(Box<WsState>),
+    /// eventsource-broker's event stream (or its one-event answer).
+    Esb { next_ping: Instant, one_shot: bool },
 }
 
 struct PollState {
@@ -270,7 +280,7 @@ impl Conn {
     pub fn transport(&self) -> Transport {
         match &self.phase {
             Phase::Streaming(Stream::Multipart { .. }) => Transport::Multipart,
-            Phase::Streaming(Stream::Sse { .. }) => Transport::Sse,
+            Phase::Streaming(Stream::Sse { .. } | Stream::Esb { .. }) => Transport::Sse,
             Phase::Streaming(Stream::LongPoll(_)) => Transport::LongPoll,
             Phase::Streaming(Stream::WebSocket(_)) => Transport::WebSocket,
             _ => Transport::Http,
@@ -378,6 +388,9 @@ impl Conn {
                     else {
                         unreachable!("matched above")
                     };
+                    if state.publish.door.is_some() {
+                        return self.finish_door_post(state.publish, ctx);
+                    }
                     return Next::Publish(state.publish);
                 }
                 Phase::Streaming(Stream::WebSocket(_)) => return self.advance_websocket(ctx),
@@ -424,6 +437,9 @@ impl Conn {
         let Ok(path) = String::from_utf8(path) else {
             return Some(self.fail(minor, Status::BAD_REQUEST, "path is not UTF-8", &[]));
         };
+        if let Some(next) = self.door_request(&request, raw_path, raw_query, reply, ctx) {
+            return next;
+        }
         let resource = match route(&path) {
             Ok(resource) => resource,
             Err(_) => return Some(self.fail(minor, Status::BAD_REQUEST, "bad channel name", &[])),
@@ -612,8 +628,18 @@ impl Conn {
             reply,
             json_answer: accepts(request, "application/json"),
             via_websocket: false,
+            door: None,
+            door_answer: None,
         };
+        self.read_body(request, publish, ctx)
+    }
+
+    /// Reads the request's body into `publish`, then hands it on.
+    fn read_body(&mut self, request: &Request, publish: Publish, ctx: &mut Ctx) -> Option<Next> {
         if !request.has_body() {
+            if publish.door.is_some() {
+                return Some(self.finish_door_post(publish, ctx));
+            }
             return Some(Next::Publish(publish));
         }
         if request.expect_continue {
@@ -631,6 +657,18 @@ impl Conn {
 
     /// Queues the answer to a publish the reactor has carried out.
     pub fn answer_publish(&mut self, publish: &Publish, outcome: Result<Published, BusError>) {
+        if let Some(answer) = &publish.door_answer {
+            let answer = match outcome {
+                Ok(_) => (**answer).clone(),
+                Err(e) => crate::compat::eventsource_broker::Reply {
+                    status: bus_error_status(e).0,
+                    content_type: None,
+                    body: e.to_string().into_bytes(),
+                },
+            };
+            self.answer_door(publish.reply, &answer);
+            return;
+        }
         if publish.via_websocket {
             if let Err(e) = outcome {
                 let reason = match e {
@@ -880,7 +918,15 @@ impl Conn {
             return Ok(()); // ended (a goodbye is queued): nothing more belongs on this stream
         };
         let droppable = matches!(stream, Stream::Multipart { .. });
+        let one_shot = matches!(stream, Stream::Esb { one_shot: true, .. });
         self.last_delivered = id;
+        if one_shot {
+            // eventsource-broker's XMLHttpRequest answer: one event, then the end.
+            self.outq.push_frame(frame);
+            stats.delivered += 1;
+            self.phase = Phase::Closing;
+            return Ok(());
+        }
         if let Some(poll) = self.take_poll() {
             stats.delivered += 1;
             self.answer_poll(&poll, &[frame], id, None);
@@ -928,6 +974,10 @@ impl Conn {
             return Some(Reason::Shutdown);
         }
         match &self.phase {
+            Phase::Streaming(Stream::Esb { .. }) => {
+                self.phase = Phase::Closing;
+                None
+            }
             Phase::Streaming(Stream::Multipart { chunked }) => {
                 if *chunked {
                     self.outq.push_own(b"0\r\n\r\n".to_vec());
@@ -1034,6 +1084,7 @@ impl Conn {
                     self.outq.push_own(b"0\r\n\r\n".to_vec());
                 }
             }
+            Stream::Esb { .. } => {}
             Stream::Sse { .. } => {
                 let notice = sse::encode_notice(sse::DELETED_EVENT, "{}");
                 self.outq.push_own(notice);
@@ -1102,6 +1153,7 @@ impl Conn {
             Phase::Streaming(Stream::Sse { next_ping }) => Some(*next_ping),
             Phase::Streaming(Stream::LongPoll(poll)) => Some(poll.deadline),
             Phase::Streaming(Stream::WebSocket(state)) => Some(state.next_ping),
+            Phase::Streaming(Stream::Esb { next_ping, .. }) => Some(*next_ping),
             Phase::Lingering { deadline } => Some(*deadline),
             Phase::Body(state) => Some(state.deadline),
             Phase::Head {
@@ -1132,6 +1184,12 @@ impl Conn {
             Phase::Streaming(Stream::Sse { next_ping }) => {
                 *next_ping = now + cfg.ping_interval;
                 self.outq.push_own(sse::PING.to_vec());
+                None
+            }
+            Phase::Streaming(Stream::Esb { next_ping, .. }) => {
+                use crate::compat::eventsource_broker as esb;
+                *next_ping = now + Duration::from_millis(esb::KEEPALIVE_MS);
+                self.outq.push_own(esb::PING.to_vec());
                 None
             }
             Phase::Streaming(Stream::LongPoll(_)) => {

@@ -81,6 +81,8 @@ impl Conn {
                         },
                         json_answer: false,
                         via_websocket: true,
+                        door: None,
+                        door_answer: None,
                     });
                 }
             }

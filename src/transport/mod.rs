@@ -30,10 +30,12 @@ pub enum Wire {
     Ws,
     /// A WebSocket text frame with the message as a JSON object.
     WsJson,
+    /// An event as eventsource-broker's clients read it.
+    Esb,
 }
 
 impl Wire {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     pub const ALL: [Wire; Wire::COUNT] = [
         Wire::Multipart,
         Wire::MultipartChunked,
@@ -44,6 +46,7 @@ impl Wire {
         Wire::Json,
         Wire::Ws,
         Wire::WsJson,
+        Wire::Esb,
     ];
 
     pub fn index(self) -> usize {
@@ -62,6 +65,7 @@ impl Wire {
             Wire::Json => "json",
             Wire::Ws => "websocket",
             Wire::WsJson => "websocket_json",
+            Wire::Esb => "eventsource_broker",
         }
     }
 
@@ -98,6 +102,7 @@ pub fn encode(wire: Wire, msg: &Message) -> Vec<u8> {
         Wire::WsJson => {
             websocket::encode_frame(websocket::Opcode::Text, &json::encode_message(msg))
         }
+        Wire::Esb => crate::compat::encode_esb_event(msg),
     }
 }
 

@@ -1,0 +1,342 @@
+//! The eventsource-broker door (`--esb-users FILE`): `POST /socket`, `POST /event`,
+//! `POST /socket/ID` and `GET /eventsource?socket=ID`, as eventsource-broker's clients send
+//! them, on msgbus channels of the same name. The codec in `compat::eventsource_broker` decides
+//! every reply; this module keeps the sockets and connects them to the bus.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{Conn, Ctx, Next, Phase, Publish, Reply, Stream};
+use crate::bus::{PublishRequest, Subscriber};
+use crate::compat::eventsource_broker as esb;
+use crate::http::request::Request;
+use crate::http::response::{Head, Status};
+use crate::transport::Wire;
+
+/// Sockets kept at most; the oldest is forgotten first.
+const MAX_SOCKETS: usize = 100_000;
+
+/// The door's state: who may publish, and the sockets handed out.
+pub struct EsbDoor {
+    users: HashMap<String, String>,
+    /// socket id -> channel
+    sockets: HashMap<String, String>,
+    order: VecDeque<String>,
+    next_socket: u64,
+}
+
+impl EsbDoor {
+    /// Reads `key:secret` lines (`#` starts a comment).
+    pub fn from_users_file(text: &str) -> EsbDoor {
+        let users = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .filter_map(|line| line.split_once(':'))
+            .map(|(key, secret)| (key.trim().to_string(), secret.trim().to_string()))
+            .collect();
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        EsbDoor {
+            users,
+            sockets: HashMap::new(),
+            order: VecDeque::new(),
+            next_socket: seed,
+        }
+    }
+
+    fn new_socket(&mut self, channel: &str) -> String {
+        self.next_socket = self
+            .next_socket
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let id = format!(
+            "{:016x}{:016x}",
+            self.next_socket,
+            self.sockets.len() as u64 ^ 0x9e37_79b9
+        );
+        if self.order.len() >= MAX_SOCKETS {
+            if let Some(old) = self.order.pop_front() {
+                self.sockets.remove(&old);
+            }
+        }
+        self.sockets.insert(id.clone(), channel.to_string());
+        self.order.push_back(id.clone());
+        id
+    }
+}
+
+/// The paths this door answers.
+pub(super) fn is_door_path(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    matches!(first, "event" | "socket" | "eventsource")
+}
+
+/// What a door POST carries until its body has arrived.
+#[derive(Debug)]
+pub struct EsbPost {
+    path: String,
+    query: String,
+    form: bool,
+}
+
+fn now_for_codec() -> esb::Now {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    esb::Now {
+        secs: since.as_secs() as i64,
+        nanos: since.subsec_nanos(),
+    }
+}
+
+impl Conn {
+    /// A request on one of the door's paths. None: not the door's (or the door is off).
+    pub(super) fn door_request(
+        &mut self,
+        request: &Request,
+        raw_path: &str,
+        raw_query: &str,
+        reply: Reply,
+        ctx: &mut Ctx,
+    ) -> Option<Option<Next>> {
+        if ctx.esb.is_none() || !is_door_path(raw_path) {
+            return None;
+        }
+        if request.method == crate::http::request::Method::Post {
+            let form = request.header("content-type").is_some_and(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+            let publish = Publish {
+                req: PublishRequest::default(),
+                reply,
+                json_answer: false,
+                via_websocket: false,
+                door_answer: None,
+                door: Some(Box::new(EsbPost {
+                    path: raw_path.to_string(),
+                    query: raw_query.to_string(),
+                    form,
+                })),
+            };
+            return Some(self.read_body(request, publish, ctx));
+        }
+        let codec_request = esb::Request {
+            method: request.method.as_str(),
+            path: raw_path.as_bytes(),
+            query: raw_query.as_bytes(),
+            form_body: None,
+            last_event_id: request.header("last-event-id").map(str::as_bytes),
+            x_requested_with: request.header("x-requested-with").map(str::as_bytes),
+        };
+        let door = ctx.esb.as_deref_mut().expect("checked above");
+        let operation = match esb::route(&codec_request, &door.users, now_for_codec()) {
+            Ok(operation) => operation,
+            Err(answer) => return Some(self.answer_door(reply, &answer)),
+        };
+        let esb::Operation::Subscribe {
+            socket,
+            transport,
+            last_event_id,
+        } = operation
+        else {
+            return Some(self.answer_door(
+                reply,
+                &esb::Reply {
+                    status: 404,
+                    content_type: None,
+                    body: Vec::new(),
+                },
+            ));
+        };
+        let Some(channel) = door.sockets.get(&socket).cloned() else {
+            return Some(self.answer_door(reply, &esb::Reply::socket_not_found()));
+        };
+        let one_shot = match transport {
+            esb::Transport::Stream => false,
+            esb::Transport::OneShot => true,
+            esb::Transport::Iframe | esb::Transport::Script => {
+                let answer = esb::Reply {
+                    status: 501,
+                    content_type: Some("text/plain"),
+                    body: b"iframe and script transports are not supported\n".to_vec(),
+                };
+                return Some(self.answer_door(reply, &answer));
+            }
+        };
+        Some(self.door_subscribe(&channel, one_shot, last_event_id, reply, ctx))
+    }
+
+    fn door_subscribe(
+        &mut self,
+        channel: &str,
+        one_shot: bool,
+        last_event_id: Option<esb::LastEventId>,
+        reply: Reply,
+        ctx: &mut Ctx,
+    ) -> Option<Next> {
+        // Ids are msgbus ids written as 24 hex digits; an id from elsewhere replays nothing.
+        let after = match last_event_id {
+            Some(esb::LastEventId::ObjectId(bytes)) if bytes[..4] == [0; 4] => {
+                Some(u64::from_be_bytes(bytes[4..].try_into().expect("8 bytes")))
+            }
+            _ => None,
+        };
+        let mut replay = match after {
+            Some(after) => ctx.bus.replay(channel, false, after, ctx.now).messages,
+            None => Vec::new(),
+        };
+        if replay.len() > esb::REPLAY_LIMIT {
+            replay.drain(..replay.len() - esb::REPLAY_LIMIT);
+        }
+        let mut head = Head::new(reply.minor_version, Status::OK);
+        for (name, value) in esb::SSE_HEADERS {
+            head = head.header(name, value);
+        }
+        self.log_access(200, 0);
+        self.outq.push_own(head.finish(reply.minor_version, false));
+        if replay.is_empty() {
+            if !one_shot {
+                self.outq.push_own(esb::PING.to_vec());
+            }
+        } else {
+            for msg in &replay {
+                self.outq.push_frame(msg.frame(Wire::Esb, ctx.stats));
+                self.last_delivered = msg.id;
+            }
+            if one_shot {
+                self.phase = Phase::Closing;
+                return None;
+            }
+        }
+        let subscriber = Subscriber {
+            conn: ctx.key,
+            wire: Wire::Esb,
+            filter: None,
+        };
+        match ctx.bus.subscribe(channel, false, subscriber, ctx.now) {
+            Ok(id) => self.subscriptions.push(id),
+            Err(_) => {
+                self.phase = Phase::Closing;
+                return None;
+            }
+        }
+        self.phase = Phase::Streaming(Stream::Esb {
+            next_ping: ctx.now + std::time::Duration::from_millis(esb::KEEPALIVE_MS),
+            one_shot,
+        });
+        Some(Next::Wait)
+    }
+
+    /// The door's POST body has arrived: carry out what it asks.
+    pub(super) fn finish_door_post(&mut self, mut publish: Publish, ctx: &mut Ctx) -> Next {
+        let post = publish.door.take().expect("a door POST");
+        let body = std::mem::take(&mut publish.req.body);
+        let codec_request = esb::Request {
+            method: "POST",
+            path: post.path.as_bytes(),
+            query: post.query.as_bytes(),
+            form_body: post.form.then_some(body.as_slice()),
+            last_event_id: None,
+            x_requested_with: None,
+        };
+        let reply = publish.reply;
+        let Some(door) = ctx.esb.as_deref_mut() else {
+            return self
+                .answer_door(
+                    reply,
+                    &esb::Reply {
+                        status: 404,
+                        content_type: None,
+                        body: Vec::new(),
+                    },
+                )
+                .unwrap_or(Next::Wait);
+        };
+        let operation = match esb::route(&codec_request, &door.users, now_for_codec()) {
+            Ok(operation) => operation,
+            Err(answer) => return self.answer_door(reply, &answer).unwrap_or(Next::Wait),
+        };
+        let (channel, data, name, answer) = match operation {
+            esb::Operation::Publish {
+                channel,
+                data,
+                name,
+                ..
+            } => (channel, data, name, esb::Reply::event_published()),
+            esb::Operation::PublishFromSocket { socket, data, name } => {
+                let Some(channel) = door.sockets.get(&socket).cloned() else {
+                    return self
+                        .answer_door(reply, &esb::Reply::socket_not_found())
+                        .unwrap_or(Next::Wait);
+                };
+                let Some(data) = data else {
+                    return self
+                        .answer_door(reply, &esb::Reply::missing_param("data"))
+                        .unwrap_or(Next::Wait);
+                };
+                (channel, data, name, esb::Reply::socket_event_published())
+            }
+            esb::Operation::CreateSocket {
+                channel,
+                presence_id,
+                ..
+            } => {
+                let socket = door.new_socket(&channel);
+                let answer = esb::Reply::socket_created(&socket, &channel, presence_id.as_deref());
+                return self.answer_door(reply, &answer).unwrap_or(Next::Wait);
+            }
+            _ => {
+                let answer = esb::Reply {
+                    status: 404,
+                    content_type: None,
+                    body: Vec::new(),
+                };
+                return self.answer_door(reply, &answer).unwrap_or(Next::Wait);
+            }
+        };
+        publish.req = PublishRequest {
+            channel,
+            content_type: "text/plain; charset=utf-8".into(),
+            event: name.filter(|n| crate::transport::sse::valid_event_name(n)),
+            body: data.into_bytes(),
+            ..PublishRequest::default()
+        };
+        publish.door_answer = Some(Box::new(answer));
+        Next::Publish(publish)
+    }
+
+    /// Writes one of the codec's replies: its status, its Content-Type if it set one, its body.
+    pub(super) fn answer_door(&mut self, reply: Reply, answer: &esb::Reply) -> Option<Next> {
+        let mut head = Head::new(
+            reply.minor_version,
+            Status(answer.status, reason_phrase(answer.status)),
+        );
+        if let Some(content_type) = answer.content_type {
+            head = head.header("Content-Type", content_type);
+        }
+        let mut out = head
+            .header("Content-Length", answer.body.len())
+            .finish(reply.minor_version, reply.keep_alive);
+        out.extend_from_slice(&answer.body);
+        self.answer(out, reply.keep_alive);
+        None
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        _ => "Unknown",
+    }
+}

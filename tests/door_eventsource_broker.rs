@@ -1,0 +1,191 @@
+//! The eventsource-broker door: the requests its clients (the eshq gem, es.js) send, the replies
+//! they expect, and messages crossing between it and the native doors.
+
+mod common;
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::*;
+
+const HEAD: &str = "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+const PING: &str = "event:ping\ndata:{}\n\n";
+
+fn start(test: &str) -> (Server, std::path::PathBuf) {
+    let users =
+        std::env::temp_dir().join(format!("msgbus-esb-users-{test}-{}", std::process::id()));
+    std::fs::write(&users, "# key:secret\nk1:s3cret\n").unwrap();
+    let server = Server::start(&["--esb-users", &users.display().to_string()]);
+    (server, users)
+}
+
+/// key, token and timestamp as the eshq gem makes them: sha1("key:secret:timestamp") in hex.
+fn credentials(key: &str, secret: &str) -> String {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let input = format!("{key}:{secret}:{timestamp}");
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, input.as_bytes());
+    let token: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("key={key}&token={token}&timestamp={timestamp}")
+}
+
+fn form_post(server: &Server, path: &str, form: &str) -> String {
+    server.post(
+        path,
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        form.as_bytes(),
+    )
+}
+
+fn body(answer: &str) -> &str {
+    answer.split_once("\r\n\r\n").unwrap().1
+}
+
+fn create_socket(server: &Server, channel: &str) -> String {
+    let answer = form_post(
+        server,
+        "/socket",
+        &format!("{}&channel={channel}", credentials("k1", "s3cret")),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert_eq!(header_value(&answer, "Content-Type"), "application/json");
+    let json = body(&answer);
+    let socket = json
+        .split("\"socket\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        json,
+        format!("{{\"channel\":\"{channel}\",\"presence_id\":null,\"socket\":\"{socket}\"}}")
+    );
+    socket
+}
+
+#[test]
+fn sockets_streams_and_publishing_as_the_original_answered() {
+    let (server, users) = start("stream");
+    let socket = create_socket(&server, "news");
+    let mut stream = subscribe(
+        &server,
+        &format!("GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\n\r\n"),
+        &format!("{HEAD}{PING}"),
+    );
+    let answer = form_post(
+        &server,
+        "/event",
+        &format!(
+            "{}&channel=news&data=hello&name=greet",
+            credentials("k1", "s3cret")
+        ),
+    );
+    assert_eq!(
+        answer,
+        "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    );
+    let event = String::from_utf8(read_until(&mut stream, b"\n\n")).unwrap();
+    assert!(event.starts_with("event:greet\nid:"), "{event}");
+    assert!(event.ends_with("\ndata:hello\n\n"), "{event}");
+    assert_eq!(
+        event.len(),
+        "event:greet\nid:".len() + 24 + "\ndata:hello\n\n".len()
+    );
+    let answer = form_post(&server, &format!("/socket/{socket}"), "data=from+the+page");
+    assert_eq!(body(&answer), "Ok");
+    let event = String::from_utf8(read_until(&mut stream, b"\n\n")).unwrap();
+    assert!(event.ends_with("\ndata:from the page\n\n"), "{event}");
+    // A message published through the native door arrives here too, and the other way round.
+    let id = server.publish_id("news", b"native");
+    let want = format!("id:{id:024x}\ndata:native\n\n");
+    assert_eq!(read_same_len(&mut stream, &want), want);
+    let mut native = subscribe(
+        &server,
+        "GET /msgbus/news HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n",
+    );
+    form_post(&server, &format!("/socket/{socket}"), "data=both+ways");
+    let event = String::from_utf8(read_until(&mut native, b"\n\n")).unwrap();
+    assert!(event.ends_with("\ndata: both ways\n\n"), "{event}");
+    let _ = std::fs::remove_file(users);
+}
+
+#[test]
+fn refusals_are_the_originals() {
+    let (server, users) = start("refusals");
+    let cases = [
+        (
+            "/socket",
+            "channel=x".to_string(),
+            "HTTP/1.1 401 Unauthorized",
+            "Access Denied - Missing Credentials",
+        ),
+        (
+            "/socket",
+            format!("{}&channel=x", credentials("nobody", "x")),
+            "HTTP/1.1 404 Not Found",
+            "User not found",
+        ),
+        (
+            "/event",
+            format!("{}&channel=x&data=y", credentials("k1", "wrong")),
+            "HTTP/1.1 401 Unauthorized",
+            "Access Denied - Bad Credentials",
+        ),
+        (
+            "/event",
+            format!("{}&channel=x", credentials("k1", "s3cret")),
+            "HTTP/1.1 400 Bad Request",
+            "Missing param: data",
+        ),
+        (
+            "/socket/nope",
+            "data=x".to_string(),
+            "HTTP/1.1 404 Not Found",
+            "Socket Not Found",
+        ),
+    ];
+    for (path, form, status, reason) in cases {
+        let answer = form_post(&server, path, &form);
+        assert!(
+            answer.starts_with(&format!("{status}\r\n")),
+            "{path}: {answer}"
+        );
+        assert_eq!(body(&answer), reason, "{path}");
+    }
+    let answer = server
+        .exchange(b"GET /eventsource?socket=nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(body(&answer), "Socket Not Found");
+    let _ = std::fs::remove_file(users);
+}
+
+#[test]
+fn one_event_for_xhr_and_replay_from_last_event_id() {
+    let (server, users) = start("xhr");
+    let socket = create_socket(&server, "r");
+    let first = server.publish_id("r", b"one");
+    let second = server.publish_id("r", b"two");
+    // Replay after the first: the second, then live.
+    let request = format!("GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {first:024x}\r\n\r\n");
+    let mut stream = subscribe(&server, &request, HEAD);
+    let want = format!("id:{second:024x}\ndata:two\n\n");
+    assert_eq!(read_same_len(&mut stream, &want), want);
+    // XMLHttpRequest: one event, then the end of the response.
+    let mut xhr = server.connect();
+    xhr.write_all(format!("GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\nX-Requested-With: XMLHttpRequest\r\n\r\n").as_bytes()).unwrap();
+    assert_eq!(read_same_len(&mut xhr, HEAD), HEAD);
+    let id = loop {
+        // The request must be subscribed before the publish: the server says so in its count.
+        if server.counter("subscribers") >= 2 {
+            break server.publish_id("r", b"three");
+        }
+    };
+    let rest = String::from_utf8(read_to_end(&mut xhr)).unwrap();
+    assert_eq!(rest, format!("id:{id:024x}\ndata:three\n\n"));
+    let _ = std::fs::remove_file(users);
+}
