@@ -3,6 +3,9 @@
 //! other door and every native subscriber.
 
 pub mod eventsource_broker;
+pub mod lhttp;
+pub mod martd;
+pub mod simple_comet;
 
 use crate::bus::Message;
 
