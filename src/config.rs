@@ -119,6 +119,8 @@ pub struct Config {
     pub reuse_port: bool,
     /// Opens the eventsource-broker door, with its users (`key:secret` lines).
     pub esb_users: Option<PathBuf>,
+    /// Opens the martd door (`/pub`, `/sub`).
+    pub martd: bool,
 }
 
 /// An address and prefix length (`127.0.0.1`, `10.0.0.0/8`, `::1`).
@@ -212,6 +214,7 @@ impl Default for Config {
             node_name: None,
             reuse_port: false,
             esb_users: None,
+            martd: false,
         }
     }
 }
@@ -300,6 +303,7 @@ Options:
   --reuse-port            let several msgbus processes listen on the same port (SO_REUSEPORT)
   --esb-users FILE        open the eventsource-broker door (/eventsource, /socket, /event);
                           FILE has one key:secret per line
+  --martd                 open the martd door (/pub, /sub)
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   -h, --help              this text
   -V, --version           the version
@@ -456,6 +460,7 @@ impl Config {
                 Long("node-name") => cfg.node_name = Some(string(&mut parser)?),
                 Long("reuse-port") => cfg.reuse_port = true,
                 Long("esb-users") => cfg.esb_users = Some(PathBuf::from(string(&mut parser)?)),
+                Long("martd") => cfg.martd = true,
                 Long("jwt-secret-file") => {
                     cfg.jwt_secret_file = Some(PathBuf::from(string(&mut parser)?))
                 }

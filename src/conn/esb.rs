@@ -118,11 +118,11 @@ impl Conn {
                 json_answer: false,
                 via_websocket: false,
                 door_answer: None,
-                door: Some(Box::new(EsbPost {
+                door: Some(Box::new(super::DoorPost::Esb(EsbPost {
                     path: raw_path.to_string(),
                     query: raw_query.to_string(),
                     form,
-                })),
+                }))),
             };
             return Some(self.read_body(request, publish, ctx));
         }
@@ -234,8 +234,11 @@ impl Conn {
     }
 
     /// The door's POST body has arrived: carry out what it asks.
-    pub(super) fn finish_door_post(&mut self, mut publish: Publish, ctx: &mut Ctx) -> Next {
-        let post = publish.door.take().expect("a door POST");
+    pub(super) fn finish_any_door_post(&mut self, mut publish: Publish, ctx: &mut Ctx) -> Next {
+        let post = match *publish.door.take().expect("a door POST") {
+            super::DoorPost::Esb(post) => post,
+            super::DoorPost::Martd { query } => return self.finish_martd_pub(publish, &query, ctx),
+        };
         let body = std::mem::take(&mut publish.req.body);
         let codec_request = esb::Request {
             method: "POST",
@@ -307,7 +310,7 @@ impl Conn {
             body: data.into_bytes(),
             ..PublishRequest::default()
         };
-        publish.door_answer = Some(Box::new(answer));
+        publish.door_answer = Some(Box::new(super::DoorAnswer::Esb(answer)));
         Next::Publish(publish)
     }
 

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use log::{debug, info};
 
 mod esb;
+mod martd;
 mod subscribe;
 mod websocket;
 
 pub use esb::EsbDoor;
+pub use martd::encode_held_answer as encode_martd_answer;
 use websocket::WsState;
 
 use crate::auth::{Grant, JwtKey};
@@ -91,9 +93,27 @@ pub struct Publish {
     /// Sent as a WebSocket message: no HTTP answer, a close frame if refused.
     pub via_websocket: bool,
     /// A door's POST whose body is still to be read and interpreted.
-    pub door: Option<Box<esb::EsbPost>>,
-    /// The door's own answer to send once the message is published.
-    pub door_answer: Option<Box<crate::compat::eventsource_broker::Reply>>,
+    pub door: Option<Box<DoorPost>>,
+    /// How the door that took the publish answers it.
+    pub door_answer: Option<Box<DoorAnswer>>,
+}
+
+/// A request body one of the older servers' doors reads.
+#[derive(Debug)]
+pub enum DoorPost {
+    Esb(esb::EsbPost),
+    /// martd's `/pub?...`: the query, the body being the message.
+    Martd {
+        query: String,
+    },
+}
+
+/// How a door answers a publish once it is carried out.
+#[derive(Debug)]
+pub enum DoorAnswer {
+    Esb(crate::compat::eventsource_broker::Reply),
+    /// `{"etag": "ID"}`, or martd's "invalid key".
+    Martd,
 }
 
 #[derive(Debug)]
@@ -140,6 +160,8 @@ enum Stream {
     LongPoll(Box<PollState>),
     /// WebSocket frames; the client may publish and ping.
     WebSocket(Box<WsState>),
+    /// A held martd `/sub`: answered by the first message, which is its whole answer.
+    Martd { reply: Reply },
     /// eventsource-broker's event stream (or its one-event answer).
     Esb { next_ping: Instant, one_shot: bool },
 }
@@ -281,7 +303,7 @@ impl Conn {
         match &self.phase {
             Phase::Streaming(Stream::Multipart { .. }) => Transport::Multipart,
             Phase::Streaming(Stream::Sse { .. } | Stream::Esb { .. }) => Transport::Sse,
-            Phase::Streaming(Stream::LongPoll(_)) => Transport::LongPoll,
+            Phase::Streaming(Stream::LongPoll(_) | Stream::Martd { .. }) => Transport::LongPoll,
             Phase::Streaming(Stream::WebSocket(_)) => Transport::WebSocket,
             _ => Transport::Http,
         }
@@ -389,7 +411,7 @@ impl Conn {
                         unreachable!("matched above")
                     };
                     if state.publish.door.is_some() {
-                        return self.finish_door_post(state.publish, ctx);
+                        return self.finish_any_door_post(state.publish, ctx);
                     }
                     return Next::Publish(state.publish);
                 }
@@ -438,6 +460,9 @@ impl Conn {
             return Some(self.fail(minor, Status::BAD_REQUEST, "path is not UTF-8", &[]));
         };
         if let Some(next) = self.door_request(&request, raw_path, raw_query, reply, ctx) {
+            return next;
+        }
+        if let Some(next) = self.martd_request(&request, raw_path, raw_query, reply, ctx) {
             return next;
         }
         let resource = match route(&path) {
@@ -638,7 +663,7 @@ impl Conn {
     fn read_body(&mut self, request: &Request, publish: Publish, ctx: &mut Ctx) -> Option<Next> {
         if !request.has_body() {
             if publish.door.is_some() {
-                return Some(self.finish_door_post(publish, ctx));
+                return Some(self.finish_any_door_post(publish, ctx));
             }
             return Some(Next::Publish(publish));
         }
@@ -657,17 +682,24 @@ impl Conn {
 
     /// Queues the answer to a publish the reactor has carried out.
     pub fn answer_publish(&mut self, publish: &Publish, outcome: Result<Published, BusError>) {
-        if let Some(answer) = &publish.door_answer {
-            let answer = match outcome {
-                Ok(_) => (**answer).clone(),
-                Err(e) => crate::compat::eventsource_broker::Reply {
-                    status: bus_error_status(e).0,
-                    content_type: None,
-                    body: e.to_string().into_bytes(),
-                },
-            };
-            self.answer_door(publish.reply, &answer);
-            return;
+        match publish.door_answer.as_deref() {
+            Some(DoorAnswer::Esb(answer)) => {
+                let answer = match outcome {
+                    Ok(_) => answer.clone(),
+                    Err(e) => crate::compat::eventsource_broker::Reply {
+                        status: bus_error_status(e).0,
+                        content_type: None,
+                        body: e.to_string().into_bytes(),
+                    },
+                };
+                self.answer_door(publish.reply, &answer);
+                return;
+            }
+            Some(DoorAnswer::Martd) => {
+                self.answer_martd_publish(publish.reply, outcome);
+                return;
+            }
+            None => {}
         }
         if publish.via_websocket {
             if let Err(e) = outcome {
@@ -919,6 +951,12 @@ impl Conn {
         };
         let droppable = matches!(stream, Stream::Multipart { .. });
         let one_shot = matches!(stream, Stream::Esb { one_shot: true, .. });
+        if let Stream::Martd { reply } = stream {
+            let reply = *reply;
+            stats.delivered += 1;
+            self.answer_martd_held(reply, frame);
+            return Ok(());
+        }
         self.last_delivered = id;
         if one_shot {
             // eventsource-broker's XMLHttpRequest answer: one event, then the end.
@@ -974,7 +1012,7 @@ impl Conn {
             return Some(Reason::Shutdown);
         }
         match &self.phase {
-            Phase::Streaming(Stream::Esb { .. }) => {
+            Phase::Streaming(Stream::Esb { .. } | Stream::Martd { .. }) => {
                 self.phase = Phase::Closing;
                 None
             }
@@ -1084,7 +1122,7 @@ impl Conn {
                     self.outq.push_own(b"0\r\n\r\n".to_vec());
                 }
             }
-            Stream::Esb { .. } => {}
+            Stream::Esb { .. } | Stream::Martd { .. } => {}
             Stream::Sse { .. } => {
                 let notice = sse::encode_notice(sse::DELETED_EVENT, "{}");
                 self.outq.push_own(notice);
@@ -1149,7 +1187,7 @@ impl Conn {
     /// The deadline this connection's phase calls for.
     pub fn deadline(&self, now: Instant, cfg: &Config) -> Option<Instant> {
         match &self.phase {
-            Phase::Streaming(Stream::Multipart { .. }) => None,
+            Phase::Streaming(Stream::Multipart { .. } | Stream::Martd { .. }) => None,
             Phase::Streaming(Stream::Sse { next_ping }) => Some(*next_ping),
             Phase::Streaming(Stream::LongPoll(poll)) => Some(poll.deadline),
             Phase::Streaming(Stream::WebSocket(state)) => Some(state.next_ping),
@@ -1180,7 +1218,7 @@ impl Conn {
                 None
             }
             Phase::Lingering { .. } => Some(Reason::Done),
-            Phase::Streaming(Stream::Multipart { .. }) => None,
+            Phase::Streaming(Stream::Multipart { .. } | Stream::Martd { .. }) => None,
             Phase::Streaming(Stream::Sse { next_ping }) => {
                 *next_ping = now + cfg.ping_interval;
                 self.outq.push_own(sse::PING.to_vec());

@@ -32,10 +32,12 @@ pub enum Wire {
     WsJson,
     /// An event as eventsource-broker's clients read it.
     Esb,
+    /// A whole martd `/sub` answer carrying this one message.
+    Martd,
 }
 
 impl Wire {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     pub const ALL: [Wire; Wire::COUNT] = [
         Wire::Multipart,
         Wire::MultipartChunked,
@@ -47,6 +49,7 @@ impl Wire {
         Wire::Ws,
         Wire::WsJson,
         Wire::Esb,
+        Wire::Martd,
     ];
 
     pub fn index(self) -> usize {
@@ -66,6 +69,7 @@ impl Wire {
             Wire::Ws => "websocket",
             Wire::WsJson => "websocket_json",
             Wire::Esb => "eventsource_broker",
+            Wire::Martd => "martd",
         }
     }
 
@@ -103,6 +107,7 @@ pub fn encode(wire: Wire, msg: &Message) -> Vec<u8> {
             websocket::encode_frame(websocket::Opcode::Text, &json::encode_message(msg))
         }
         Wire::Esb => crate::compat::encode_esb_event(msg),
+        Wire::Martd => crate::conn::encode_martd_answer(msg),
     }
 }
 
