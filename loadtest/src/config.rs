@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const DEFAULT_TARGET: &str = "127.0.0.1:8888";
@@ -13,12 +14,19 @@ pub const DEFAULT_SIZE: usize = 128;
 pub const DEFAULT_PIPELINE: usize = 64;
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(120);
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(1);
+/// With everything published (or, with --no-publish, after the first delivery), the run ends
+/// after this long with no delivery.
+pub const DEFAULT_QUIET: Duration = Duration::from_secs(2);
+/// The receive buffer of a stalled subscriber. Small, so that the server's queue, not the
+/// kernel's socket buffers (megabytes on loopback), holds what the subscriber does not read.
+pub const DEFAULT_STALL_RCVBUF: usize = 4096;
 /// Bounds that keep a typo from asking for a terabyte of bitsets.
 pub const MAX_SUBS: usize = 1_000_000;
 pub const MAX_MESSAGES: usize = 10_000_000;
 pub const MAX_SIZE: usize = 1024 * 1024;
 pub const MAX_PIPELINE: usize = 4096;
 pub const MAX_SOURCE_ADDRS: usize = 254;
+pub const MAX_SERVER_PIDS: usize = 64;
 
 pub const USAGE: &str = "\
 usage: msgbus-load [OPTIONS]
@@ -28,21 +36,31 @@ subscriber got every message exactly once; reports latency and, with --server-pi
 and memory.
 
   --target HOST:PORT      server address (default 127.0.0.1:8888)
+  --publish-target HOST:PORT  where the publisher connects (default --target), e.g. another node
   --flavor msgbus|nchan   URL layout: /msgbus/CH, or Nchan's /sub/CH and /pub/CH (default msgbus)
   --transport multipart|sse   subscriber wire format (default multipart)
   --channel NAME          channel (default load)
-  --subs N                subscribers (default 1000)
+  --subs N                subscribers (default 1000; 0 = a publisher only)
   --messages M            messages to publish (default 1000)
+  --no-publish            subscribers only: another process publishes
+  --expect N              with --no-publish: messages each subscriber waits for; the run ends when
+                          all arrived, --quiet-secs after the last delivery, or at --duration
+  --ready-file PATH       written once the subscribers are connected and idled: a line
+                          READY <ready subscribers>; with --no-publish it also goes to stderr
   --size BYTES            message body size (default 128)
   --rate PER_SEC          publish rate, 0 = as fast as possible (default 0)
   --one-at-a-time         publish the next message only after every subscriber has the previous one
   --pipeline W            publishes in flight on the one keep-alive connection (default 64)
   --source-addrs K        spread subscribers over source addresses 127.0.0.1..127.0.0.K (default 1)
   --server-pid PID        read the server's CPU and RSS from /proc/PID (Nchan: the worker pid,
-                          `pgrep -P MASTERPID`)
+                          `pgrep -P MASTERPID`); repeat for several servers (CPU summed)
+  --stall-fraction F      this fraction of the subscribers connects and then never reads
+                          (default 0); readers and stalled ones are reported apart
+  --stall-rcvbuf BYTES    a stalled subscriber's SO_RCVBUF (default 4096)
   --duration SECS         hard bound on the whole run (default 120)
   --idle-secs S           wait this long with all subscribers connected before measuring RSS
                           and publishing (default 1)
+  --quiet-secs S          end the drain this long after the last delivery (default 2)
   --json                  print one JSON object instead of the report
   -h, --help              this text
 
@@ -64,12 +82,19 @@ pub enum Transport {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub target: SocketAddr,
-    /// What the user typed, for the Host header.
+    /// What the user typed, for the subscribers' Host header.
     pub host: String,
+    pub publish_target: SocketAddr,
+    /// The publisher's Host header.
+    pub publish_host: String,
+    /// False with --no-publish: another process publishes, this one only counts.
+    pub publish: bool,
+    pub ready_file: Option<PathBuf>,
     pub flavor: Flavor,
     pub transport: Transport,
     pub channel: String,
     pub subs: usize,
+    /// Messages to publish, or with --no-publish (--expect) to wait for.
     pub messages: usize,
     pub size: usize,
     /// Messages per second; 0.0 means as fast as the pipeline allows.
@@ -77,9 +102,13 @@ pub struct Config {
     pub one_at_a_time: bool,
     pub pipeline: usize,
     pub source_addrs: usize,
-    pub server_pid: Option<u32>,
+    pub server_pids: Vec<u32>,
+    /// Subscribers that connect and never read: `subs × stall_fraction`, rounded.
+    pub stalled: usize,
+    pub stall_rcvbuf: usize,
     pub duration: Duration,
     pub idle: Duration,
+    pub quiet: Duration,
     pub json: bool,
 }
 
@@ -139,9 +168,16 @@ impl Config {
         use lexopt::prelude::*;
         let mut p = lexopt::Parser::from_args(args);
         let mut host = DEFAULT_TARGET.to_string();
+        let mut publish_host: Option<String> = None;
+        let mut expect: Option<usize> = None;
+        let mut stall_fraction = 0.0;
         let mut cfg = Config {
             target: DEFAULT_TARGET.parse().expect("default target"),
             host: String::new(),
+            publish_target: DEFAULT_TARGET.parse().expect("default target"),
+            publish_host: String::new(),
+            publish: true,
+            ready_file: None,
             flavor: Flavor::Msgbus,
             transport: Transport::Multipart,
             channel: DEFAULT_CHANNEL.to_string(),
@@ -152,14 +188,25 @@ impl Config {
             one_at_a_time: false,
             pipeline: DEFAULT_PIPELINE,
             source_addrs: 1,
-            server_pid: None,
+            server_pids: Vec::new(),
+            stalled: 0,
+            stall_rcvbuf: DEFAULT_STALL_RCVBUF,
             duration: DEFAULT_DURATION,
             idle: DEFAULT_IDLE,
+            quiet: DEFAULT_QUIET,
             json: false,
         };
         while let Some(arg) = p.next()? {
             match arg {
                 Long("target") => host = text(&mut p, "--target")?,
+                Long("publish-target") => {
+                    publish_host = Some(text(&mut p, "--publish-target")?);
+                }
+                Long("no-publish") => cfg.publish = false,
+                Long("expect") => expect = Some(number(&mut p, "--expect", 1, MAX_MESSAGES)?),
+                Long("ready-file") => {
+                    cfg.ready_file = Some(PathBuf::from(p.value()?));
+                }
                 Long("flavor") => {
                     cfg.flavor = match text(&mut p, "--flavor")?.as_str() {
                         "msgbus" => Flavor::Msgbus,
@@ -181,7 +228,7 @@ impl Config {
                     }
                 }
                 Long("channel") => cfg.channel = text(&mut p, "--channel")?,
-                Long("subs") => cfg.subs = number(&mut p, "--subs", 1, MAX_SUBS)?,
+                Long("subs") => cfg.subs = number(&mut p, "--subs", 0, MAX_SUBS)?,
                 Long("messages") => cfg.messages = number(&mut p, "--messages", 1, MAX_MESSAGES)?,
                 Long("size") => cfg.size = number(&mut p, "--size", 1, MAX_SIZE)?,
                 Long("rate") => cfg.rate = number(&mut p, "--rate", 0.0, 1e9)?,
@@ -191,13 +238,27 @@ impl Config {
                     cfg.source_addrs = number(&mut p, "--source-addrs", 1, MAX_SOURCE_ADDRS)?
                 }
                 Long("server-pid") => {
-                    cfg.server_pid = Some(number(&mut p, "--server-pid", 1, u32::MAX)?)
+                    let pid = number(&mut p, "--server-pid", 1, u32::MAX)?;
+                    if cfg.server_pids.len() == MAX_SERVER_PIDS {
+                        return Err(bad(format!("--server-pid: at most {MAX_SERVER_PIDS}")));
+                    }
+                    cfg.server_pids.push(pid);
+                }
+                Long("stall-fraction") => {
+                    stall_fraction = number(&mut p, "--stall-fraction", 0.0, 1.0)?;
+                }
+                Long("stall-rcvbuf") => {
+                    cfg.stall_rcvbuf = number(&mut p, "--stall-rcvbuf", 1, 64 * 1024 * 1024)?;
                 }
                 Long("duration") => {
                     cfg.duration = Duration::from_secs(number(&mut p, "--duration", 1, 86_400)?)
                 }
                 Long("idle-secs") => {
                     cfg.idle = Duration::from_secs_f64(number(&mut p, "--idle-secs", 0.0, 3600.0)?)
+                }
+                Long("quiet-secs") => {
+                    cfg.quiet =
+                        Duration::from_secs_f64(number(&mut p, "--quiet-secs", 0.1, 3600.0)?)
                 }
                 Long("json") => cfg.json = true,
                 Short('h') | Long("help") => return Ok(Command::Help),
@@ -215,16 +276,37 @@ impl Config {
         if cfg.idle >= cfg.duration {
             return Err(bad("--idle-secs must be shorter than --duration"));
         }
-        cfg.target = host
-            .to_socket_addrs()
-            .map_err(|e| bad(format!("--target {host}: {e}")))?
-            .find(SocketAddr::is_ipv4)
-            .ok_or_else(|| bad(format!("--target {host}: no IPv4 address")))?;
+        match (cfg.publish, expect) {
+            (true, Some(_)) => return Err(bad("--expect goes with --no-publish")),
+            (false, None) => return Err(bad("--no-publish needs --expect N")),
+            (false, Some(n)) => cfg.messages = n,
+            (true, None) => {}
+        }
+        if !cfg.publish && cfg.subs == 0 {
+            return Err(bad("--no-publish needs subscribers (--subs 0)"));
+        }
+        cfg.stalled = (cfg.subs as f64 * stall_fraction).round() as usize;
+        cfg.target = resolve("--target", &host)?;
         if cfg.source_addrs > 1 && !cfg.target.ip().is_loopback() {
             return Err(bad("--source-addrs needs a loopback --target"));
         }
+        let publish_host = publish_host.unwrap_or_else(|| host.clone());
+        cfg.publish_target = resolve("--publish-target", &publish_host)?;
         cfg.host = host;
+        cfg.publish_host = publish_host;
         Ok(Command::Run(Box::new(cfg)))
+    }
+
+    /// Readers: the subscribers that read (and are counted for loss and latency).
+    pub fn readers(&self) -> usize {
+        self.subs - self.stalled
+    }
+
+    /// Whether subscriber `i` is one of the `stalled`, spread evenly over the indices (and so
+    /// over source addresses).
+    pub fn is_stalled(&self, i: usize) -> bool {
+        let (k, n) = (self.stalled, self.subs);
+        (i + 1) * k / n > i * k / n
     }
 
     /// The subscriber's request, sent once per connection.
@@ -250,10 +332,17 @@ impl Config {
         };
         format!(
             "POST /{path}/{} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {body_len}\r\n\r\n",
-            self.channel, self.host
+            self.channel, self.publish_host
         )
         .into_bytes()
     }
+}
+
+fn resolve(flag: &str, host: &str) -> Result<SocketAddr, UsageError> {
+    host.to_socket_addrs()
+        .map_err(|e| bad(format!("{flag} {host}: {e}")))?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| bad(format!("{flag} {host}: no IPv4 address")))
 }
 
 #[cfg(test)]
@@ -285,22 +374,65 @@ mod tests {
                 &["--target", "127.0.0.1:9201", "--source-addrs", "3"],
                 |c| c.target.port() == 9201 && c.source_addrs == 3,
             ),
+            (&["--target", "127.0.0.1:9201"], |c| {
+                c.publish_target.port() == 9201 && c.publish_host == "127.0.0.1:9201"
+            }),
+            (
+                &["--publish-target", "127.0.0.1:9301", "--subs", "0"],
+                |c| c.target.port() == 8888 && c.publish_target.port() == 9301 && c.subs == 0,
+            ),
+            (&["--no-publish", "--expect", "200"], |c| {
+                !c.publish && c.messages == 200
+            }),
+            (&["--server-pid", "7", "--server-pid", "9"], |c| {
+                c.server_pids == [7, 9]
+            }),
+            (&["--subs", "1000", "--stall-fraction", "0.1"], |c| {
+                c.stalled == 100 && c.readers() == 900
+            }),
+            (&["--ready-file", "/tmp/r", "--quiet-secs", "30"], |c| {
+                c.ready_file.as_deref() == Some(std::path::Path::new("/tmp/r"))
+                    && c.quiet == Duration::from_secs(30)
+            }),
         ];
         for (args, check) in ok {
             let c = parse(args).unwrap();
             assert!(check(&c), "{args:?}");
         }
         let bad: &[&[&str]] = &[
-            &["--subs", "0"],
+            &["--subs", "-1"],
             &["--subs", "x"],
             &["--flavor", "redis"],
             &["--channel", "a/b"],
             &["--bogus"],
             &["--duration", "1", "--idle-secs", "2"],
             &["--target", "nowhere"],
+            &["--no-publish"],
+            &["--expect", "5"],
+            &["--no-publish", "--expect", "5", "--subs", "0"],
+            &["--stall-fraction", "1.5"],
         ];
         for args in bad {
             assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+
+    /// Exactly `stalled` subscribers stall, spread over the indices.
+    #[test]
+    fn stalled_spread() {
+        for (subs, frac, want) in [
+            (1000, "0.1", 100),
+            (7, "0.5", 4),
+            (10, "1", 10),
+            (10, "0", 0),
+        ] {
+            let n = subs.to_string();
+            let c = parse(&["--subs", &n, "--stall-fraction", frac]).unwrap();
+            let got: Vec<usize> = (0..subs).filter(|&i| c.is_stalled(i)).collect();
+            assert_eq!(got.len(), want, "{subs} {frac}");
+            if want == 100 {
+                assert!(got.windows(2).all(|w| w[1] - w[0] == 10), "{got:?}");
+            }
         }
     }
 

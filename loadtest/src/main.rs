@@ -33,7 +33,7 @@ fn main() -> ExitCode {
             cfg.subs as u64 + SPARE_FDS
         ));
     }
-    if let Some(pid) = cfg.server_pid {
+    for &pid in &cfg.server_pids {
         if let Err(e) = procfs::rss_bytes(pid).and(procfs::cpu_seconds(pid)) {
             return usage_error(&format!("--server-pid {pid}: cannot read /proc/{pid}: {e}"));
         }

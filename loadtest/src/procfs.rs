@@ -12,9 +12,53 @@ pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
 
 /// VmRSS in bytes, from /proc/PID/status.
 pub fn rss_bytes(pid: u32) -> io::Result<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// VmHWM (the peak of VmRSS) in bytes, from /proc/PID/status.
+pub fn peak_rss_bytes(pid: u32) -> io::Result<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// Open file descriptors: the entries of /proc/PID/fd.
+pub fn fd_count(pid: u32) -> io::Result<usize> {
+    Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+fn status_bytes(pid: u32, field: &str) -> io::Result<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    rss_from_status(&status)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS in /proc/PID/status"))
+    kb_from_status(&status, field).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("no {field} in /proc/PID/status"),
+        )
+    })
+}
+
+/// Memory the kernel holds for every TCP socket of the machine, in bytes: /proc/net/sockstat's
+/// "TCP: ... mem PAGES". On loopback both ends' buffers are counted.
+pub fn tcp_mem_bytes() -> io::Result<u64> {
+    let sockstat = fs::read_to_string("/proc/net/sockstat")?;
+    tcp_mem_pages(&sockstat)
+        .map(|p| p * page_size())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no TCP mem in sockstat"))
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u64
+    } else {
+        4096
+    }
+}
+
+fn tcp_mem_pages(sockstat: &str) -> Option<u64> {
+    let line = sockstat.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut words = line.split_whitespace();
+    words.find(|&w| w == "mem")?;
+    words.next()?.parse().ok()
 }
 
 /// This process's own CPU time (user + system), in seconds.
@@ -48,9 +92,9 @@ fn cpu_from_stat(stat: &str, ticks: f64) -> Option<f64> {
     Some((utime + stime) as f64 / ticks)
 }
 
-fn rss_from_status(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line["VmRSS:".len()..]
+fn kb_from_status(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line[field.len()..]
         .trim()
         .strip_suffix("kB")?
         .trim()
@@ -68,8 +112,14 @@ mod tests {
         let stat = "1234 (a (b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0";
         assert_eq!(cpu_from_stat(stat, 100.0), Some(3.0));
         assert_eq!(cpu_from_stat("garbage", 100.0), None);
-        let status = "Name:\tmsgbus\nVmPeak:\t 9000 kB\nVmRSS:\t    2048 kB\n";
-        assert_eq!(rss_from_status(status), Some(2048 * 1024));
+        let status = "Name:\tmsgbus\nVmPeak:\t 9000 kB\nVmHWM:\t 4096 kB\nVmRSS:\t    2048 kB\n";
+        assert_eq!(kb_from_status(status, "VmRSS:"), Some(2048 * 1024));
+        assert_eq!(kb_from_status(status, "VmHWM:"), Some(4096 * 1024));
+        assert_eq!(kb_from_status(status, "VmSwap:"), None);
+        let sockstat =
+            "sockets: used 9\nTCP: inuse 5 orphan 0 tw 2 alloc 7 mem 321\nUDP: inuse 1 mem 3\n";
+        assert_eq!(tcp_mem_pages(sockstat), Some(321));
+        assert_eq!(tcp_mem_pages("TCP: inuse 5\n"), None);
     }
 
     #[test]
@@ -77,5 +127,8 @@ mod tests {
         let pid = std::process::id();
         assert!(cpu_seconds(pid).is_ok());
         assert!(rss_bytes(pid).unwrap() > 0);
+        assert!(peak_rss_bytes(pid).unwrap() >= rss_bytes(pid).unwrap() / 2);
+        assert!(fd_count(pid).unwrap() >= 3);
+        assert!(tcp_mem_bytes().is_ok());
     }
 }

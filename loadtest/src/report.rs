@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::config::{Config, Flavor, Transport};
-use crate::run::Outcome;
+use crate::run::{Outcome, ServerFigures};
 
 pub struct Report<'a> {
     cfg: &'a Config,
@@ -57,15 +57,28 @@ fn json_str(s: &str) -> String {
     out
 }
 
+/// The sum of one figure over every server, or None if one of them is missing.
+fn total<T: std::iter::Sum<T>>(
+    o: &Outcome,
+    figure: impl Fn(&ServerFigures) -> Option<T>,
+) -> Option<T> {
+    if o.servers.is_empty() {
+        return None;
+    }
+    o.servers.iter().map(figure).sum()
+}
+
 impl<'a> Report<'a> {
     pub fn new(cfg: &'a Config, o: &'a Outcome) -> Self {
-        let expected = cfg.subs as u64 * cfg.messages as u64;
+        // Stalled subscribers are not expected to receive anything: loss is the readers'.
+        let expected = cfg.readers() as u64 * cfg.messages as u64;
         let d = &o.deliveries;
         let wall_s = o.wall.as_secs_f64();
         // /proc counts in clock ticks (10 ms): a zero is below resolution, not free.
         let cpu = o.server_cpu.filter(|&c| d.unique > 0 && c > 0.0);
-        let rss_per_sub = match (o.rss_before, o.rss_idle, o.subs.ready) {
-            (Some(a), Some(b), n) if n > 0 => Some((b as f64 - a as f64) / n as f64),
+        let connected = o.subs.ready + o.subs.stalled_ready;
+        let rss_per_sub = match (total(o, |s| s.rss_before), total(o, |s| s.rss_idle)) {
+            (Some(a), Some(b)) if connected > 0 => Some((b as f64 - a as f64) / connected as f64),
             _ => None,
         };
         Report {
@@ -119,24 +132,51 @@ impl<'a> Report<'a> {
         );
         let _ = writeln!(
             r,
-            "subscribers   ready {} of {} (connect failed {}, bad response {}, timed out {}, not started {}, closed during run {})",
-            s.ready, c.subs, s.connect_failed, s.bad_response, s.timed_out, s.not_started, s.closed_during_run
+            "subscribers   ready {} of {}{} (connect failed {}, bad response {}, timed out {}, not started {}, closed during run {})",
+            s.ready,
+            c.readers(),
+            if c.stalled > 0 { " readers" } else { "" },
+            s.connect_failed,
+            s.bad_response,
+            s.timed_out,
+            s.not_started,
+            s.closed_during_run
         );
-        let _ = writeln!(
-            r,
-            "messages      published {} of {}, {} bytes, {}; answered {}, errors {}{}",
-            o.published,
-            c.messages,
-            c.size,
-            self.mode(),
-            o.answered,
-            o.publish_errors,
-            if c.one_at_a_time {
-                format!(", stalls {}", o.stalls)
-            } else {
+        if c.stalled > 0 {
+            let _ = writeln!(
+                r,
+                "stalled       {} of {} connected and never read (SO_RCVBUF {}); {} seen closed by the server",
+                s.stalled_ready, c.stalled, c.stall_rcvbuf, s.stalled_closed
+            );
+        }
+        if c.publish {
+            let to = if c.publish_target == c.target {
                 String::new()
-            }
-        );
+            } else {
+                format!(" to {}", c.publish_target)
+            };
+            let _ = writeln!(
+                r,
+                "messages      published {} of {}{to}, {} bytes, {}; answered {}, errors {}{}",
+                o.published,
+                c.messages,
+                c.size,
+                self.mode(),
+                o.answered,
+                o.publish_errors,
+                if c.one_at_a_time {
+                    format!(", stalls {}", o.stalls)
+                } else {
+                    String::new()
+                }
+            );
+        } else {
+            let _ = writeln!(
+                r,
+                "messages      expected {} per subscriber from another publisher (--no-publish)",
+                c.messages
+            );
+        }
         let _ = writeln!(
             r,
             "deliveries    expected {}, received {}, lost {}, duplicates {}, stale {}",
@@ -164,21 +204,44 @@ impl<'a> Report<'a> {
         if let Some(cpu) = o.server_cpu {
             let _ = writeln!(
                 r,
-                "server cpu    {:.2} s, {} µs/delivery, {} deliveries/cpu-s",
+                "server cpu    {:.2} s{}, {} µs/delivery, {} deliveries/cpu-s",
                 cpu,
+                if o.servers.len() > 1 {
+                    format!(" over {} servers", o.servers.len())
+                } else {
+                    String::new()
+                },
                 self.cpu_us_per_delivery
                     .map_or("-".into(), |v| format!("{v:.3}")),
                 self.deliveries_per_cpu_s
                     .map_or("-".into(), |v| format!("{v:.0}"))
             );
         }
-        if let (Some(a), Some(b)) = (o.rss_before, o.rss_idle) {
+        let m = |v: Option<u64>| v.map_or("-".into(), mb);
+        for sv in &o.servers {
             let _ = writeln!(
                 r,
-                "server rss    before {}, idle with subscribers {}, {} bytes per subscriber",
+                "server rss    pid {}: before {}, idle with subscribers {}, end {}, peak {}; {} fds at end",
+                sv.pid,
+                m(sv.rss_before),
+                m(sv.rss_idle),
+                m(sv.rss_end),
+                m(sv.rss_peak),
+                sv.fds_end.map_or("-".into(), |n| n.to_string())
+            );
+        }
+        if let (Some(a), Some(b)) = (o.tcp_mem_idle, o.tcp_mem_end) {
+            let _ = writeln!(
+                r,
+                "kernel tcp    buffers {} idle, {} at end (every TCP socket of the machine)",
                 mb(a),
-                mb(b),
-                self.rss_per_sub.map_or("-".into(), |v| format!("{v:.0}"))
+                mb(b)
+            );
+        }
+        if let Some(v) = self.rss_per_sub {
+            let _ = writeln!(
+                r,
+                "server rss    {v:.0} bytes per connected subscriber (idle - before, all servers)"
             );
         }
         let _ = writeln!(
@@ -196,20 +259,45 @@ impl<'a> Report<'a> {
         let (c, o, d, s) = (self.cfg, self.o, &self.o.deliveries, &self.o.subs);
         let notes: Vec<String> = o.notes.iter().map(|n| json_str(n)).collect();
         let f = |v: Option<f64>| opt(v.map(|v| format!("{v:.3}")));
+        // Per server, first in the object: a greedy `sed 's/.*"NAME":...'` on the line (as in
+        // compare.sh) then still finds the top-level figure of the same name.
+        let servers: Vec<String> = o
+            .servers
+            .iter()
+            .map(|sv| {
+                format!(
+                    "{{\"pid\":{},\"rss_before\":{},\"rss_idle\":{},\"rss_end\":{},\"rss_peak\":{},\"fds_end\":{}}}",
+                    sv.pid,
+                    opt(sv.rss_before),
+                    opt(sv.rss_idle),
+                    opt(sv.rss_end),
+                    opt(sv.rss_peak),
+                    opt(sv.fds_end)
+                )
+            })
+            .collect();
         format!(
             concat!(
-                "{{\"target\":{},\"flavor\":\"{}\",\"transport\":\"{}\",\"channel\":{},",
-                "\"mode\":{},\"subs\":{},\"ready\":{},\"connect_failed\":{},\"bad_response\":{},",
+                "{{\"servers\":[{}],",
+                "\"target\":{},\"publish_target\":{},\"publish\":{},",
+                "\"flavor\":\"{}\",\"transport\":\"{}\",\"channel\":{},",
+                "\"mode\":{},\"subs\":{},\"readers\":{},\"ready\":{},\"stalled\":{},",
+                "\"stalled_ready\":{},\"stalled_closed\":{},\"connect_failed\":{},\"bad_response\":{},",
                 "\"timed_out\":{},\"not_started\":{},\"closed_during_run\":{},",
                 "\"messages\":{},\"size\":{},\"published\":{},\"answered\":{},\"publish_errors\":{},",
                 "\"stalls\":{},\"expected\":{},\"received\":{},\"unique\":{},\"lost\":{},",
-                "\"duplicates\":{},\"stale\":{},\"wall_s\":{:.6},\"deliveries_per_s\":{:.1},",
+                "\"duplicates\":{},\"stale\":{},\"wall_s\":{:.6},\"first_ns\":{},\"last_ns\":{},",
+                "\"deliveries_per_s\":{:.1},",
                 "\"latency_ns\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}},",
                 "\"server_cpu_s\":{},\"server_cpu_us_per_delivery\":{},",
                 "\"deliveries_per_server_cpu_s\":{},\"rss_before\":{},\"rss_idle\":{},",
+                "\"rss_end\":{},\"rss_peak\":{},\"fds_end\":{},\"tcp_mem_idle\":{},\"tcp_mem_end\":{},",
                 "\"rss_per_sub\":{},\"tool_cpu_s\":{:.3},\"hit_duration\":{},\"notes\":[{}]}}"
             ),
+            servers.join(","),
             json_str(&c.host),
+            json_str(&c.publish_host),
+            c.publish,
             match c.flavor {
                 Flavor::Msgbus => "msgbus",
                 Flavor::Nchan => "nchan",
@@ -221,7 +309,11 @@ impl<'a> Report<'a> {
             json_str(&c.channel),
             json_str(&self.mode()),
             c.subs,
+            c.readers(),
             s.ready,
+            c.stalled,
+            s.stalled_ready,
+            s.stalled_closed,
             s.connect_failed,
             s.bad_response,
             s.timed_out,
@@ -240,6 +332,8 @@ impl<'a> Report<'a> {
             self.duplicates,
             d.stale,
             self.wall_s,
+            opt(o.first_ns),
+            opt(o.last_ns),
             self.per_sec,
             self.p50,
             self.p90,
@@ -248,8 +342,13 @@ impl<'a> Report<'a> {
             f(o.server_cpu),
             f(self.cpu_us_per_delivery),
             f(self.deliveries_per_cpu_s),
-            opt(o.rss_before),
-            opt(o.rss_idle),
+            opt(total(o, |s| s.rss_before)),
+            opt(total(o, |s| s.rss_idle)),
+            opt(total(o, |s| s.rss_end)),
+            opt(total(o, |s| s.rss_peak)),
+            opt(total(o, |s| s.fds_end)),
+            opt(o.tcp_mem_idle),
+            opt(o.tcp_mem_end),
             f(self.rss_per_sub),
             o.tool_cpu,
             o.hit_duration,

@@ -1,12 +1,15 @@
 //! One run, on one thread and one mio loop: connect the subscribers (a bounded number at a time),
-//! let them idle, then publish on one keep-alive connection while the same loop reads every
-//! subscriber, and stop when every message has reached every subscriber, when deliveries stop
-//! coming, or at --duration.
+//! let them idle, then publish on one keep-alive connection (or, with --no-publish, wait for
+//! another process to) while the same loop reads every subscriber, and stop when every message
+//! has reached every subscriber, when deliveries stop coming, or at --duration.
+//!
+//! Markers carry CLOCK_REALTIME nanoseconds, so a subscriber in one process can time a message
+//! published by another.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -25,8 +28,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reads per subscriber per readiness event before it yields to the others.
 const READS_PER_EVENT: usize = 64;
 const READ_BUF: usize = 256 * 1024;
-/// With everything published and answered, the run ends after this long with no delivery.
-const DRAIN_QUIET: Duration = Duration::from_secs(2);
 /// --one-at-a-time publishes the next message anyway if the previous one has not reached every
 /// subscriber within this time (it is then counted as a stall; the loss shows in the totals).
 const ONE_AT_A_TIME_WAIT: Duration = Duration::from_secs(2);
@@ -47,6 +48,8 @@ enum Phase {
 struct Sub {
     stream: Option<TcpStream>,
     phase: Phase,
+    /// Connects, reads its response head, and then never reads again (--stall-fraction).
+    stalled: bool,
     written: usize,
     /// The response head so far; empty once streaming.
     head: Vec<u8>,
@@ -67,17 +70,28 @@ pub struct Deliveries {
     /// Unique deliveries per seq, for --one-at-a-time.
     per_seq: Vec<u32>,
     last: Option<Instant>,
+    /// The earliest publish stamp among delivered markers (wall clock, ns): where a --no-publish
+    /// run's publish phase began.
+    pub first_stamp_ns: Option<u64>,
+    /// The wall clock of the last unique delivery, ns.
+    pub last_ns: Option<u64>,
 }
 
 #[derive(Default)]
 pub struct SubCounts {
+    /// Readers that got their response head.
     pub ready: usize,
+    /// Stalled subscribers that got their response head.
+    pub stalled_ready: usize,
+    /// Stalled subscribers whose connection the server ended (as far as this side can tell
+    /// without reading: a reset, or a FIN that got through).
+    pub stalled_closed: usize,
     pub connect_failed: usize,
     pub bad_response: usize,
     pub timed_out: usize,
     pub not_started: usize,
     pub closed_during_run: usize,
-    /// Subscribers currently streaming.
+    /// Readers currently streaming.
     streaming: usize,
     in_flight: usize,
 }
@@ -90,15 +104,36 @@ pub struct Outcome {
     pub answered: usize,
     pub publish_errors: usize,
     pub stalls: usize,
-    /// First publish to last delivery.
+    /// First publish (with --no-publish: the earliest stamp seen) to last delivery.
     pub wall: Duration,
+    /// The same two ends, wall clock ns, for scripts that combine several processes.
+    pub first_ns: Option<u64>,
+    pub last_ns: Option<u64>,
     pub hit_duration: bool,
+    /// utime + stime of every --server-pid, summed, over the publish (or wait) phase.
     pub server_cpu: Option<f64>,
-    pub rss_before: Option<u64>,
-    pub rss_idle: Option<u64>,
+    pub servers: Vec<ServerFigures>,
+    /// The kernel's TCP buffer memory (the whole machine) with every subscriber connected after
+    /// the idle, and at the end of the drain: what the servers' RSS does not show.
+    pub tcp_mem_idle: Option<u64>,
+    pub tcp_mem_end: Option<u64>,
     pub tool_cpu: f64,
     /// One line each: the first error of each kind.
     pub notes: Vec<String>,
+}
+
+/// One --server-pid's memory and descriptors; None where /proc could not be read.
+pub struct ServerFigures {
+    pub pid: u32,
+    /// Before the subscribers connect.
+    pub rss_before: Option<u64>,
+    /// With every subscriber connected, after --idle-secs.
+    pub rss_idle: Option<u64>,
+    /// At the end of the drain, subscribers still connected.
+    pub rss_end: Option<u64>,
+    /// VmHWM at the end: the highest RSS of the server's life.
+    pub rss_peak: Option<u64>,
+    pub fds_end: Option<usize>,
 }
 
 struct Publisher {
@@ -115,6 +150,7 @@ struct Publisher {
     failed: bool,
     started: Instant,
     first_sent: Option<Instant>,
+    first_sent_ns: Option<u64>,
     last_sent: Instant,
     last_answer: Instant,
 }
@@ -127,6 +163,8 @@ pub struct Runner<'a> {
     request: Vec<u8>,
     origin: Instant,
     deadline: Instant,
+    /// Wall clock at start: a marker stamped earlier is from another run.
+    not_before_ns: u64,
     buf: Vec<u8>,
     /// Subscribers left with unread data by READS_PER_EVENT.
     again: Vec<usize>,
@@ -135,8 +173,10 @@ pub struct Runner<'a> {
     pending: VecDeque<(Instant, usize)>,
     next_connect: usize,
     publisher: Option<Publisher>,
-    /// Messages stamped so far; a marker with a higher seq is stale.
+    /// Messages stamped so far (with --no-publish: --expect); a marker with a higher seq is
+    /// stale.
     published: usize,
+    /// Markers count from here on (with --no-publish: from the start).
     publishing: bool,
     counts: SubCounts,
     deliveries: Deliveries,
@@ -148,12 +188,28 @@ fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
+/// CLOCK_REALTIME in ns: the one clock every process on the machine shares.
+pub fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The sum of every pid's CPU seconds, or None if one cannot be read.
+fn cpu_sum(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| procfs::cpu_seconds(p).ok()).sum()
+}
+
 impl<'a> Runner<'a> {
     pub fn new(cfg: &'a Config, origin: Instant) -> io::Result<Self> {
         let subs = (0..cfg.subs)
-            .map(|_| Sub {
+            .map(|i| Sub {
                 stream: None,
                 phase: Phase::Unstarted,
+                stalled: cfg.is_stalled(i),
                 written: 0,
                 head: Vec::new(),
                 tail: Tail::default(),
@@ -168,13 +224,14 @@ impl<'a> Runner<'a> {
             request: cfg.subscribe_request(),
             origin,
             deadline: origin + cfg.duration,
+            not_before_ns: wall_ns(),
             buf: vec![0; marker::MARKER_MAX + READ_BUF],
             again: Vec::new(),
             pending: VecDeque::new(),
             next_connect: 0,
             publisher: None,
-            published: 0,
-            publishing: false,
+            published: if cfg.publish { 0 } else { cfg.messages },
+            publishing: !cfg.publish,
             counts: SubCounts::default(),
             deliveries: Deliveries {
                 per_seq: vec![0; cfg.messages],
@@ -187,23 +244,51 @@ impl<'a> Runner<'a> {
 
     /// The whole run; never takes longer than --duration (plus one poll).
     pub fn run(mut self) -> Outcome {
-        let pid = self.cfg.server_pid;
-        let rss_before = pid.and_then(|p| procfs::rss_bytes(p).ok());
+        let pids = &self.cfg.server_pids;
+        let mut servers: Vec<ServerFigures> = pids
+            .iter()
+            .map(|&pid| ServerFigures {
+                pid,
+                rss_before: procfs::rss_bytes(pid).ok(),
+                rss_idle: None,
+                rss_end: None,
+                rss_peak: None,
+                fds_end: None,
+            })
+            .collect();
         self.connect_all();
         let idle_end = (Instant::now() + self.cfg.idle).min(self.deadline);
         while Instant::now() < idle_end {
             self.turn(idle_end.saturating_duration_since(Instant::now()));
         }
-        let rss_idle = pid.and_then(|p| procfs::rss_bytes(p).ok());
-        let cpu0 = pid.and_then(|p| procfs::cpu_seconds(p).ok());
+        for s in &mut servers {
+            s.rss_idle = procfs::rss_bytes(s.pid).ok();
+        }
+        let tcp_mem_idle = procfs::tcp_mem_bytes().ok();
+        let cpu0 = cpu_sum(pids);
         let tool0 = procfs::self_cpu_seconds();
-        let hit_duration = self.publish_all();
-        let cpu1 = pid.and_then(|p| procfs::cpu_seconds(p).ok());
+        self.announce_ready();
+        let hit_duration = if self.cfg.publish {
+            self.publish_all()
+        } else {
+            self.wait_for_all()
+        };
+        let cpu1 = cpu_sum(pids);
+        let tcp_mem_end = procfs::tcp_mem_bytes().ok();
         let tool_cpu = procfs::self_cpu_seconds() - tool0;
+        for s in &mut servers {
+            s.rss_end = procfs::rss_bytes(s.pid).ok();
+            s.rss_peak = procfs::peak_rss_bytes(s.pid).ok();
+            s.fds_end = procfs::fd_count(s.pid).ok();
+        }
         let p = self.publisher.as_ref();
-        let first = p.and_then(|p| p.first_sent);
-        let wall = match (first, self.deliveries.last) {
-            (Some(f), Some(l)) => l.saturating_duration_since(f),
+        let first_ns = match p {
+            Some(p) => p.first_sent_ns,
+            None => self.deliveries.first_stamp_ns,
+        };
+        let last_ns = self.deliveries.last_ns;
+        let wall = match (first_ns, last_ns) {
+            (Some(f), Some(l)) => Duration::from_nanos(l.saturating_sub(f)),
             _ => Duration::ZERO,
         };
         Outcome {
@@ -212,15 +297,35 @@ impl<'a> Runner<'a> {
             publish_errors: p.map_or(0, |p| p.errors),
             stalls: p.map_or(0, |p| p.stalls),
             wall,
+            first_ns,
+            last_ns,
             hit_duration,
             server_cpu: cpu0.zip(cpu1).map(|(a, b)| b - a),
-            rss_before,
-            rss_idle,
+            servers,
+            tcp_mem_idle,
+            tcp_mem_end,
             tool_cpu,
             subs: self.counts,
             deliveries: self.deliveries,
             latency: self.latency,
             notes: self.notes,
+        }
+    }
+
+    /// Tells a script that every subscriber is connected: `READY <n>` on stderr (with
+    /// --no-publish) and in --ready-file (written aside, then renamed, so it is whole when seen).
+    fn announce_ready(&mut self) {
+        let line = format!("READY {}\n", self.counts.ready + self.counts.stalled_ready);
+        if !self.cfg.publish {
+            eprint!("{line}");
+        }
+        if let Some(path) = &self.cfg.ready_file {
+            let mut tmp = path.clone().into_os_string();
+            tmp.push(".tmp");
+            let result = std::fs::write(&tmp, &line).and_then(|()| std::fs::rename(&tmp, path));
+            if let Err(e) = result {
+                self.note(format!("ready file: {}: {e}", path.display()));
+            }
         }
     }
 
@@ -286,6 +391,10 @@ impl<'a> Runner<'a> {
             Type::STREAM.nonblocking(),
             Some(Protocol::TCP),
         )?;
+        if self.subs[i].stalled {
+            // Before connect(), so that the window it advertises is small from the start.
+            sock.set_recv_buffer_size(self.cfg.stall_rcvbuf)?;
+        }
         if self.cfg.source_addrs > 1 {
             // Let connect() pick the port, so each source address has a full port range per
             // destination rather than one shared by every bind().
@@ -376,29 +485,46 @@ impl<'a> Runner<'a> {
         }
         let again = std::mem::take(&mut self.again);
         for i in again {
-            self.on_subscriber(i);
+            self.on_subscriber(i, false);
         }
-        let ready: Vec<(Token, bool)> = self
+        let ready: Vec<(Token, bool, bool)> = self
             .events
             .iter()
-            .map(|e| (e.token(), e.is_writable() || e.is_error()))
+            .map(|e| {
+                let ended = e.is_read_closed() || e.is_error();
+                (e.token(), e.is_writable() || e.is_error(), ended)
+            })
             .collect();
-        for (token, writable) in ready {
+        for (token, writable, ended) in ready {
             if token == TOKEN_PUBLISHER {
                 self.on_publisher(writable);
             } else if token.0 < self.subs.len() {
-                self.on_subscriber(token.0);
+                self.on_subscriber(token.0, ended);
             }
         }
     }
 
-    fn on_subscriber(&mut self, i: usize) {
-        match self.subs[i].phase {
+    fn on_subscriber(&mut self, i: usize, ended: bool) {
+        let sub = &self.subs[i];
+        match sub.phase {
+            Phase::Streaming if sub.stalled => {
+                if ended {
+                    self.on_stalled_closed(i);
+                }
+            }
             Phase::Connecting => self.on_connected(i),
             Phase::Requesting => self.send_request(i),
             Phase::ReadingHead | Phase::Streaming => self.read_subscriber(i),
             Phase::Unstarted | Phase::Failed | Phase::Closed => {}
         }
+    }
+
+    /// A stalled subscriber's connection ended without it reading: the server gave up on it.
+    fn on_stalled_closed(&mut self, i: usize) {
+        let sub = &mut self.subs[i];
+        sub.stream = None;
+        sub.phase = Phase::Closed;
+        self.counts.stalled_closed += 1;
     }
 
     fn on_connected(&mut self, i: usize) {
@@ -466,6 +592,9 @@ impl<'a> Runner<'a> {
             if matches!(sub.phase, Phase::ReadingHead) {
                 sub.head.extend_from_slice(&self.buf[tl..tl + n]);
                 self.on_head(i, now);
+                if self.subs[i].stalled {
+                    return; // it reads no further, whatever the head's outcome
+                }
             } else {
                 let keep = {
                     let data = &self.buf[..tl + n];
@@ -475,8 +604,9 @@ impl<'a> Runner<'a> {
                         latency: &mut self.latency,
                         publishing: self.publishing,
                         published: self.published,
+                        not_before_ns: self.not_before_ns,
                         now,
-                        now_ns: now.saturating_duration_since(self.origin).as_nanos() as u64,
+                        now_ns: wall_ns(),
                     };
                     marker::scan(data, |seq, t| ctx.on_marker(seq, t))
                 };
@@ -504,8 +634,12 @@ impl<'a> Runner<'a> {
         let rest = sub.head.split_off(head.len);
         sub.head = Vec::new();
         sub.phase = Phase::Streaming;
-        sub.seen = vec![0; self.cfg.messages.div_ceil(64)];
         self.counts.in_flight -= 1;
+        if sub.stalled {
+            self.counts.stalled_ready += 1;
+            return;
+        }
+        sub.seen = vec![0; self.cfg.messages.div_ceil(64)];
         self.counts.ready += 1;
         self.counts.streaming += 1;
         let mut ctx = MarkerCtx {
@@ -514,8 +648,9 @@ impl<'a> Runner<'a> {
             latency: &mut self.latency,
             publishing: self.publishing,
             published: self.published,
+            not_before_ns: self.not_before_ns,
             now,
-            now_ns: now.saturating_duration_since(self.origin).as_nanos() as u64,
+            now_ns: wall_ns(),
         };
         let keep = marker::scan(&rest, |seq, t| ctx.on_marker(seq, t));
         sub.tail.set(&rest[keep..]);
@@ -537,22 +672,45 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// With --no-publish: reads until every reader has --expect messages, --quiet-secs after
+    /// the last delivery (none yet: keep waiting), or --duration. Returns whether --duration
+    /// cut it short.
+    fn wait_for_all(&mut self) -> bool {
+        let expected = self.counts.ready as u64 * self.cfg.messages as u64;
+        loop {
+            let now = Instant::now();
+            if self.deliveries.unique >= expected {
+                return false;
+            }
+            if let Some(last) = self.deliveries.last {
+                if now.saturating_duration_since(last) >= self.cfg.quiet {
+                    return false;
+                }
+            }
+            if now >= self.deadline {
+                self.note(format!("stopped at --duration {:?}", self.cfg.duration));
+                return true;
+            }
+            self.turn(MAX_POLL.min(self.deadline.saturating_duration_since(now)));
+        }
+    }
+
     /// Publishes every message, paced by --rate / --one-at-a-time / --pipeline, and drains the
     /// deliveries. Returns whether --duration cut it short.
     fn publish_all(&mut self) -> bool {
-        let stream =
-            match std::net::TcpStream::connect_timeout(&self.cfg.target, Duration::from_secs(5))
-                .and_then(|s| {
-                    s.set_nodelay(true)?;
-                    s.set_nonblocking(true)?;
-                    Ok(TcpStream::from_std(s))
-                }) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.note(format!("publisher: connect: {e}"));
-                    return false;
-                }
-            };
+        let target = self.cfg.publish_target;
+        let stream = match std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))
+            .and_then(|s| {
+                s.set_nodelay(true)?;
+                s.set_nonblocking(true)?;
+                Ok(TcpStream::from_std(s))
+            }) {
+            Ok(s) => s,
+            Err(e) => {
+                self.note(format!("publisher: connect: {e}"));
+                return false;
+            }
+        };
         let now = Instant::now();
         let mut p = Publisher {
             stream,
@@ -568,6 +726,7 @@ impl<'a> Runner<'a> {
             failed: false,
             started: now,
             first_sent: None,
+            first_sent_ns: None,
             last_sent: now,
             last_answer: now,
         };
@@ -595,7 +754,7 @@ impl<'a> Runner<'a> {
                 let expected = self.counts.ready as u64 * self.published as u64;
                 let last = self.deliveries.last.unwrap_or(p.started).max(p.last_answer);
                 if self.deliveries.unique >= expected
-                    || now.saturating_duration_since(last) >= DRAIN_QUIET
+                    || now.saturating_duration_since(last) >= self.cfg.quiet
                 {
                     return false;
                 }
@@ -640,7 +799,7 @@ impl<'a> Runner<'a> {
                 }
             }
             let stamp = Instant::now();
-            let t_ns = stamp.saturating_duration_since(self.origin).as_nanos() as u64;
+            let t_ns = wall_ns();
             body.clear();
             marker::encode_body(p.next_seq as u64, t_ns, cfg.size, &mut body);
             p.out.extend_from_slice(&cfg.publish_head(body.len()));
@@ -649,6 +808,7 @@ impl<'a> Runner<'a> {
             p.in_flight += 1;
             p.last_sent = stamp;
             p.first_sent.get_or_insert(stamp);
+            p.first_sent_ns.get_or_insert(t_ns);
             added += 1;
         }
         self.published = p.next_seq;
@@ -744,13 +904,15 @@ struct MarkerCtx<'s> {
     latency: &'s mut Histogram,
     publishing: bool,
     published: usize,
+    not_before_ns: u64,
     now: Instant,
+    /// Wall clock, comparable with the stamps of another process.
     now_ns: u64,
 }
 
 impl MarkerCtx<'_> {
     fn on_marker(&mut self, seq: u64, t_ns: u64) {
-        if !self.publishing || seq >= self.published as u64 || t_ns > self.now_ns {
+        if !self.publishing || seq >= self.published as u64 || t_ns < self.not_before_ns {
             self.d.stale += 1;
             return;
         }
@@ -764,6 +926,9 @@ impl MarkerCtx<'_> {
         self.d.unique += 1;
         self.d.per_seq[seq as usize] += 1;
         self.d.last = Some(self.now);
-        self.latency.record(self.now_ns - t_ns);
+        self.d.last_ns = Some(self.now_ns);
+        self.d.first_stamp_ns = Some(self.d.first_stamp_ns.map_or(t_ns, |f| f.min(t_ns)));
+        // One clock, so only a step of it between stamp and read could make this negative.
+        self.latency.record(self.now_ns.saturating_sub(t_ns));
     }
 }
