@@ -133,7 +133,10 @@ mod tests {
     fn stray_trailing_bits_are_tolerated() {
         assert_eq!(decode(b"Zh").unwrap(), b"f");
         assert_eq!(encode(b"f"), "Zg==");
-        assert_eq!(decode(encode(&decode(b"Zh").unwrap()).as_bytes()).unwrap(), b"f");
+        assert_eq!(
+            decode(encode(&decode(b"Zh").unwrap()).as_bytes()).unwrap(),
+            b"f"
+        );
     }
 
     #[test]
