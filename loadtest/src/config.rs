@@ -38,7 +38,7 @@ and memory.
   --target HOST:PORT      server address (default 127.0.0.1:8888)
   --publish-target HOST:PORT  where the publisher connects (default --target), e.g. another node
   --flavor msgbus|nchan   URL layout: /msgbus/CH, or Nchan's /sub/CH and /pub/CH (default msgbus)
-  --transport multipart|sse   subscriber wire format (default multipart)
+  --transport multipart|sse|ws   subscriber wire format (default multipart)
   --channel NAME          channel (default load)
   --subs N                subscribers (default 1000; 0 = a publisher only)
   --messages M            messages to publish (default 1000)
@@ -73,10 +73,25 @@ pub enum Flavor {
     Nchan,
 }
 
+/// The upgrade request headers of a WebSocket subscriber (RFC 6455's sample key).
+const WS_UPGRADE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+impl Transport {
+    /// The status of a subscription that worked.
+    pub fn ready_status(self) -> u16 {
+        match self {
+            Transport::Ws => 101,
+            _ => 200,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     Multipart,
     Sse,
+    /// WebSocket: the server's frames are unmasked, so markers show in the byte stream.
+    Ws,
 }
 
 #[derive(Clone, Debug)]
@@ -220,9 +235,10 @@ impl Config {
                     cfg.transport = match text(&mut p, "--transport")?.as_str() {
                         "multipart" => Transport::Multipart,
                         "sse" => Transport::Sse,
+                        "ws" => Transport::Ws,
                         other => {
                             return Err(bad(format!(
-                                "--transport: multipart or sse, not {other:?}"
+                                "--transport: multipart, sse or ws, not {other:?}"
                             )))
                         }
                     }
@@ -316,6 +332,8 @@ impl Config {
             (Flavor::Msgbus, Transport::Sse) => ("msgbus", "Accept: text/event-stream\r\n"),
             (Flavor::Nchan, Transport::Multipart) => ("sub", "Accept: multipart/mixed\r\n"),
             (Flavor::Nchan, Transport::Sse) => ("sub", "Accept: text/event-stream\r\n"),
+            (Flavor::Msgbus, Transport::Ws) => ("msgbus", WS_UPGRADE),
+            (Flavor::Nchan, Transport::Ws) => ("sub", WS_UPGRADE),
         };
         format!(
             "GET /{path}/{} HTTP/1.1\r\nHost: {}\r\n{accept}\r\n",

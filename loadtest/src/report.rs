@@ -123,6 +123,7 @@ impl<'a> Report<'a> {
         let transport = match c.transport {
             Transport::Multipart => "multipart",
             Transport::Sse => "sse",
+            Transport::Ws => "ws",
         };
         let mut r = String::new();
         let _ = writeln!(
@@ -305,6 +306,7 @@ impl<'a> Report<'a> {
             match c.transport {
                 Transport::Multipart => "multipart",
                 Transport::Sse => "sse",
+                Transport::Ws => "ws",
             },
             json_str(&c.channel),
             json_str(&self.mode()),

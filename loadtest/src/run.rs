@@ -626,8 +626,9 @@ impl<'a> Runner<'a> {
             }
             Parsed::Complete(h) => h,
         };
-        if head.status != 200 {
-            let msg = format!("bad response: status {} (want 200)", head.status);
+        let want = self.cfg.transport.ready_status();
+        if head.status != want {
+            let msg = format!("bad response: status {} (want {want})", head.status);
             self.fail(i, |c| &mut c.bad_response, msg);
             return;
         }
