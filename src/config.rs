@@ -121,6 +121,8 @@ pub struct Config {
     pub esb_users: Option<PathBuf>,
     /// Opens the martd door (`/pub`, `/sub`).
     pub martd: bool,
+    /// Opens the Simple-Comet door (`/channels...`, `/clients...`).
+    pub simple_comet: bool,
 }
 
 /// An address and prefix length (`127.0.0.1`, `10.0.0.0/8`, `::1`).
@@ -215,6 +217,7 @@ impl Default for Config {
             reuse_port: false,
             esb_users: None,
             martd: false,
+            simple_comet: false,
         }
     }
 }
@@ -304,6 +307,7 @@ Options:
   --esb-users FILE        open the eventsource-broker door (/eventsource, /socket, /event);
                           FILE has one key:secret per line
   --martd                 open the martd door (/pub, /sub)
+  --simple-comet          open the Simple-Comet door (/channels.json, /clients.json, ...)
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   -h, --help              this text
   -V, --version           the version
@@ -461,6 +465,7 @@ impl Config {
                 Long("reuse-port") => cfg.reuse_port = true,
                 Long("esb-users") => cfg.esb_users = Some(PathBuf::from(string(&mut parser)?)),
                 Long("martd") => cfg.martd = true,
+                Long("simple-comet") => cfg.simple_comet = true,
                 Long("jwt-secret-file") => {
                     cfg.jwt_secret_file = Some(PathBuf::from(string(&mut parser)?))
                 }

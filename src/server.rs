@@ -19,7 +19,7 @@ use crate::auth::JwtKey;
 use crate::bus::{Bus, BusError, Message, PublishRequest};
 use crate::cluster::Cluster;
 use crate::config::{Config, RESERVED_FDS};
-use crate::conn::{AfterDrain, Conn, Ctx, EsbDoor, Next};
+use crate::conn::{AfterDrain, CometDoor, Conn, Ctx, EsbDoor, Next};
 use crate::io::{Socket, Stream};
 use crate::listener::{Listener, Peer};
 use crate::logfile::LogFile;
@@ -85,6 +85,8 @@ pub struct Server {
     cluster: Option<Cluster>,
     /// The eventsource-broker door, with `--esb-users`.
     esb: Option<EsbDoor>,
+    /// The Simple-Comet door, with `--simple-comet`.
+    comet: Option<CometDoor>,
 }
 
 /// A publish carried out.
@@ -120,6 +122,7 @@ impl Server {
             _ => None,
         };
         let jwt = load_jwt_key(&cfg)?;
+        let comet = cfg.simple_comet.then(CometDoor::default);
         let esb = match &cfg.esb_users {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -186,6 +189,7 @@ impl Server {
             per_address: HashMap::new(),
             cluster,
             esb,
+            comet,
         })
     }
 
@@ -452,6 +456,7 @@ impl Server {
                 stats: &mut self.stats,
                 jwt: self.jwt.as_ref(),
                 esb: self.esb.as_mut(),
+                comet: self.comet.as_mut(),
             };
             let next = conn.advance(&mut ctx);
             for event in conn.stat_events.drain(..) {

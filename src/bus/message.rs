@@ -17,6 +17,8 @@ pub struct Message {
     pub body: Box<[u8]>,
     /// The SSE event name given at publish time.
     pub event: Option<Box<str>>,
+    /// When it was published here, seconds since 1970 (Simple-Comet shows it as `ts`).
+    pub published: u64,
     frames: [OnceCell<Rc<[u8]>>; Wire::COUNT],
 }
 
@@ -35,6 +37,9 @@ impl Message {
             sender,
             body,
             event: None,
+            published: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             frames: Default::default(),
         }
     }

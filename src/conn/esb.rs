@@ -238,6 +238,16 @@ impl Conn {
         let post = match *publish.door.take().expect("a door POST") {
             super::DoorPost::Esb(post) => post,
             super::DoorPost::Martd { query } => return self.finish_martd_pub(publish, &query, ctx),
+            super::DoorPost::Comet {
+                path,
+                query,
+                content_type,
+            } => {
+                let body = std::mem::take(&mut publish.req.body);
+                let reply = publish.reply;
+                let next = self.comet_op("POST", &path, &query, &content_type, &body, reply, ctx);
+                return next.unwrap_or(Next::Wait);
+            }
         };
         let body = std::mem::take(&mut publish.req.body);
         let codec_request = esb::Request {

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
+mod comet;
 mod esb;
 mod martd;
 mod subscribe;
 mod websocket;
 
+pub use comet::{encode_message_entry as encode_comet_entry, CometDoor};
 pub use esb::EsbDoor;
 pub use martd::encode_held_answer as encode_martd_answer;
 use websocket::WsState;
@@ -58,6 +60,8 @@ pub struct Ctx<'a> {
     pub jwt: Option<&'a JwtKey>,
     /// The eventsource-broker door, when it is open.
     pub esb: Option<&'a mut EsbDoor>,
+    /// The Simple-Comet door, when it is open.
+    pub comet: Option<&'a mut CometDoor>,
 }
 
 /// What the reactor should do next for this connection.
@@ -106,6 +110,12 @@ pub enum DoorPost {
     Martd {
         query: String,
     },
+    /// A Simple-Comet POST: its parameters may be in the form body.
+    Comet {
+        path: String,
+        query: String,
+        content_type: String,
+    },
 }
 
 /// How a door answers a publish once it is carried out.
@@ -114,6 +124,8 @@ pub enum DoorAnswer {
     Esb(crate::compat::eventsource_broker::Reply),
     /// `{"etag": "ID"}`, or martd's "invalid key".
     Martd,
+    /// `{"message_id": ID, ...}` in the request's format.
+    Comet(crate::compat::simple_comet::Format),
 }
 
 #[derive(Debug)]
@@ -162,6 +174,8 @@ enum Stream {
     WebSocket(Box<WsState>),
     /// A held martd `/sub`: answered by the first message, which is its whole answer.
     Martd { reply: Reply },
+    /// A held Simple-Comet read, answered by the first message.
+    Comet(Box<comet::CometPoll>),
     /// eventsource-broker's event stream (or its one-event answer).
     Esb { next_ping: Instant, one_shot: bool },
 }
@@ -303,7 +317,9 @@ impl Conn {
         match &self.phase {
             Phase::Streaming(Stream::Multipart { .. }) => Transport::Multipart,
             Phase::Streaming(Stream::Sse { .. } | Stream::Esb { .. }) => Transport::Sse,
-            Phase::Streaming(Stream::LongPoll(_) | Stream::Martd { .. }) => Transport::LongPoll,
+            Phase::Streaming(Stream::LongPoll(_) | Stream::Martd { .. } | Stream::Comet(_)) => {
+                Transport::LongPoll
+            }
             Phase::Streaming(Stream::WebSocket(_)) => Transport::WebSocket,
             _ => Transport::Http,
         }
@@ -463,6 +479,9 @@ impl Conn {
             return next;
         }
         if let Some(next) = self.martd_request(&request, raw_path, raw_query, reply, ctx) {
+            return next;
+        }
+        if let Some(next) = self.comet_request(&request, raw_path, raw_query, reply, ctx) {
             return next;
         }
         let resource = match route(&path) {
@@ -697,6 +716,10 @@ impl Conn {
             }
             Some(DoorAnswer::Martd) => {
                 self.answer_martd_publish(publish.reply, outcome);
+                return;
+            }
+            Some(DoorAnswer::Comet(format)) => {
+                self.answer_comet_publish(publish.reply, *format, outcome);
                 return;
             }
             None => {}
@@ -951,6 +974,16 @@ impl Conn {
         };
         let droppable = matches!(stream, Stream::Multipart { .. });
         let one_shot = matches!(stream, Stream::Esb { one_shot: true, .. });
+        if let Stream::Comet(_) = stream {
+            let Phase::Streaming(Stream::Comet(poll)) =
+                std::mem::replace(&mut self.phase, Phase::Closing)
+            else {
+                unreachable!("matched above")
+            };
+            stats.delivered += 1;
+            self.answer_comet_held(&poll, frame, id);
+            return Ok(());
+        }
         if let Stream::Martd { reply } = stream {
             let reply = *reply;
             stats.delivered += 1;
@@ -1012,7 +1045,7 @@ impl Conn {
             return Some(Reason::Shutdown);
         }
         match &self.phase {
-            Phase::Streaming(Stream::Esb { .. } | Stream::Martd { .. }) => {
+            Phase::Streaming(Stream::Esb { .. } | Stream::Martd { .. } | Stream::Comet(_)) => {
                 self.phase = Phase::Closing;
                 None
             }
@@ -1122,7 +1155,7 @@ impl Conn {
                     self.outq.push_own(b"0\r\n\r\n".to_vec());
                 }
             }
-            Stream::Esb { .. } | Stream::Martd { .. } => {}
+            Stream::Esb { .. } | Stream::Martd { .. } | Stream::Comet(_) => {}
             Stream::Sse { .. } => {
                 let notice = sse::encode_notice(sse::DELETED_EVENT, "{}");
                 self.outq.push_own(notice);
@@ -1187,7 +1220,9 @@ impl Conn {
     /// The deadline this connection's phase calls for.
     pub fn deadline(&self, now: Instant, cfg: &Config) -> Option<Instant> {
         match &self.phase {
-            Phase::Streaming(Stream::Multipart { .. } | Stream::Martd { .. }) => None,
+            Phase::Streaming(
+                Stream::Multipart { .. } | Stream::Martd { .. } | Stream::Comet(_),
+            ) => None,
             Phase::Streaming(Stream::Sse { next_ping }) => Some(*next_ping),
             Phase::Streaming(Stream::LongPoll(poll)) => Some(poll.deadline),
             Phase::Streaming(Stream::WebSocket(state)) => Some(state.next_ping),
@@ -1218,7 +1253,9 @@ impl Conn {
                 None
             }
             Phase::Lingering { .. } => Some(Reason::Done),
-            Phase::Streaming(Stream::Multipart { .. } | Stream::Martd { .. }) => None,
+            Phase::Streaming(
+                Stream::Multipart { .. } | Stream::Martd { .. } | Stream::Comet(_),
+            ) => None,
             Phase::Streaming(Stream::Sse { next_ping }) => {
                 *next_ping = now + cfg.ping_interval;
                 self.outq.push_own(sse::PING.to_vec());

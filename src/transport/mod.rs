@@ -34,10 +34,12 @@ pub enum Wire {
     Esb,
     /// A whole martd `/sub` answer carrying this one message.
     Martd,
+    /// A Simple-Comet read's entry for this message, under its channel's name.
+    Comet,
 }
 
 impl Wire {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     pub const ALL: [Wire; Wire::COUNT] = [
         Wire::Multipart,
         Wire::MultipartChunked,
@@ -50,6 +52,7 @@ impl Wire {
         Wire::WsJson,
         Wire::Esb,
         Wire::Martd,
+        Wire::Comet,
     ];
 
     pub fn index(self) -> usize {
@@ -70,6 +73,7 @@ impl Wire {
             Wire::WsJson => "websocket_json",
             Wire::Esb => "eventsource_broker",
             Wire::Martd => "martd",
+            Wire::Comet => "simple_comet",
         }
     }
 
@@ -108,6 +112,7 @@ pub fn encode(wire: Wire, msg: &Message) -> Vec<u8> {
         }
         Wire::Esb => crate::compat::encode_esb_event(msg),
         Wire::Martd => crate::conn::encode_martd_answer(msg),
+        Wire::Comet => crate::conn::encode_comet_entry(msg),
     }
 }
 
