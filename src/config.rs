@@ -123,6 +123,8 @@ pub struct Config {
     pub martd: bool,
     /// Opens the Simple-Comet door (`/channels...`, `/clients...`).
     pub simple_comet: bool,
+    /// Opens the lhttp door (WebSocket outside `/msgbus/`, `POST /publish`).
+    pub lhttp: bool,
 }
 
 /// An address and prefix length (`127.0.0.1`, `10.0.0.0/8`, `::1`).
@@ -218,6 +220,7 @@ impl Default for Config {
             esb_users: None,
             martd: false,
             simple_comet: false,
+            lhttp: false,
         }
     }
 }
@@ -308,6 +311,7 @@ Options:
                           FILE has one key:secret per line
   --martd                 open the martd door (/pub, /sub)
   --simple-comet          open the Simple-Comet door (/channels.json, /clients.json, ...)
+  --lhttp                 open the lhttp door (WebSocket outside /msgbus/, POST /publish)
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   -h, --help              this text
   -V, --version           the version
@@ -466,6 +470,7 @@ impl Config {
                 Long("esb-users") => cfg.esb_users = Some(PathBuf::from(string(&mut parser)?)),
                 Long("martd") => cfg.martd = true,
                 Long("simple-comet") => cfg.simple_comet = true,
+                Long("lhttp") => cfg.lhttp = true,
                 Long("jwt-secret-file") => {
                     cfg.jwt_secret_file = Some(PathBuf::from(string(&mut parser)?))
                 }

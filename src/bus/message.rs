@@ -19,6 +19,8 @@ pub struct Message {
     pub event: Option<Box<str>>,
     /// When it was published here, seconds since 1970 (Simple-Comet shows it as `ts`).
     pub published: u64,
+    /// The whole lhttp message it came in, for lhttp subscribers.
+    pub lhttp_frame: Option<Box<[u8]>>,
     frames: [OnceCell<Rc<[u8]>>; Wire::COUNT],
 }
 
@@ -40,6 +42,7 @@ impl Message {
             published: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            lhttp_frame: None,
             frames: Default::default(),
         }
     }

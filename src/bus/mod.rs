@@ -98,6 +98,8 @@ pub struct PublishRequest {
     pub body: Vec<u8>,
     /// The publish key given, if any.
     pub key: Option<String>,
+    /// The whole lhttp message, when it came through the lhttp door: what lhttp subscribers get.
+    pub lhttp_frame: Option<Vec<u8>>,
     /// Per-channel retention overrides (`?size=`, `?life=`).
     pub size: Option<usize>,
     pub lifetime: Option<Duration>,
@@ -283,6 +285,7 @@ impl Bus {
             req.body.into_boxed_slice(),
         );
         msg.event = req.event.map(String::into_boxed_str);
+        msg.lhttp_frame = req.lhttp_frame.map(Vec::into_boxed_slice);
         let msg = Rc::new(msg);
         self.next_id += 1;
         channel.last_used = now;

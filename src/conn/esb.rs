@@ -238,6 +238,7 @@ impl Conn {
         let post = match *publish.door.take().expect("a door POST") {
             super::DoorPost::Esb(post) => post,
             super::DoorPost::Martd { query } => return self.finish_martd_pub(publish, &query, ctx),
+            super::DoorPost::Lhttp => return self.finish_lhttp_publish(publish),
             super::DoorPost::Comet {
                 path,
                 query,

@@ -11,12 +11,14 @@ use log::{debug, info};
 
 mod comet;
 mod esb;
+mod lhttp;
 mod martd;
 mod subscribe;
 mod websocket;
 
 pub use comet::{encode_message_entry as encode_comet_entry, CometDoor};
 pub use esb::EsbDoor;
+pub use lhttp::encode_lhttp_frame;
 pub use martd::encode_held_answer as encode_martd_answer;
 use websocket::WsState;
 
@@ -110,6 +112,8 @@ pub enum DoorPost {
     Martd {
         query: String,
     },
+    /// lhttp's `POST /publish`: the body is a whole lhttp message.
+    Lhttp,
     /// A Simple-Comet POST: its parameters may be in the form body.
     Comet {
         path: String,
@@ -257,6 +261,8 @@ pub struct Conn {
     pub stat_events: Vec<StatEvent>,
     /// Refused as it was accepted (a limit): answered, then closed.
     pub refused_at_once: bool,
+    /// Publishes a door asked for, handed to the reactor one by one.
+    pending_publishes: Vec<Publish>,
     /// The request being answered, kept for the access log when it is on.
     request_line: Option<Box<str>>,
     /// Dropping frames for slowness; logged once per episode.
@@ -285,6 +291,7 @@ impl Conn {
             stat_events: Vec::new(),
             refused_at_once: false,
             request_line: None,
+            pending_publishes: Vec::new(),
             dropping: false,
         }
     }
@@ -370,6 +377,9 @@ impl Conn {
 
     /// Handles as much buffered input as possible.
     pub fn advance(&mut self, ctx: &mut Ctx) -> Next {
+        if !self.pending_publishes.is_empty() {
+            return Next::Publish(self.pending_publishes.remove(0));
+        }
         loop {
             match &mut self.phase {
                 Phase::Head { deadline } => {
@@ -483,6 +493,14 @@ impl Conn {
         }
         if let Some(next) = self.comet_request(&request, raw_path, raw_query, reply, ctx) {
             return next;
+        }
+        if ctx.cfg.lhttp && !raw_path.starts_with(crate::http::route::MSGBUS_PREFIX) {
+            if raw_path == "/publish" && request.method == Method::Post {
+                return self.lhttp_publish_request(&request, reply, ctx);
+            }
+            if crate::transport::websocket::wants_upgrade(request.header("upgrade")) {
+                return self.lhttp_handshake(&request, reply, ctx);
+            }
         }
         let resource = match route(&path) {
             Ok(resource) => resource,
@@ -668,6 +686,7 @@ impl Conn {
                 key: options.key,
                 size: options.size,
                 lifetime: options.lifetime,
+                lhttp_frame: None,
             },
             reply,
             json_answer: accepts(request, "application/json"),
@@ -723,6 +742,9 @@ impl Conn {
                 return;
             }
             None => {}
+        }
+        if publish.via_websocket && publish.req.lhttp_frame.is_some() {
+            return; // lhttp answered nothing to a publish
         }
         if publish.via_websocket {
             if let Err(e) = outcome {

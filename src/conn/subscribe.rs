@@ -207,6 +207,7 @@ impl Conn {
                 },
                 key: query.get("key").map(Into::into),
                 sender,
+                lhttp: None,
             })),
         });
         for (frame, msg) in frames.into_iter().zip(&replay.messages) {

@@ -17,12 +17,17 @@ pub(super) struct WsState {
     pub(super) publish_to: Option<String>,
     pub(super) key: Option<String>,
     pub(super) sender: Option<String>,
+    /// Set when the socket speaks lhttp's protocol instead of msgbus's.
+    pub(super) lhttp: Option<super::lhttp::LhttpSession>,
 }
 
 impl Conn {
     /// Handles the frames that arrived. Returns what the reactor should do next.
     pub(super) fn advance_websocket(&mut self, ctx: &mut Ctx) -> Next {
         loop {
+            if !self.pending_publishes.is_empty() {
+                return Next::Publish(self.pending_publishes.remove(0));
+            }
             let Phase::Streaming(Stream::WebSocket(state)) = &mut self.phase else {
                 return Next::Wait;
             };
@@ -50,6 +55,12 @@ impl Conn {
                     // Echo the client's code (RFC 6455 section 5.5.1), then close.
                     self.close_websocket(code.unwrap_or(ws::CLOSE_NORMAL), "");
                     return Next::Wait;
+                }
+                Event::Message { .. } if state.lhttp.is_some() => {
+                    let Event::Message { payload, .. } = event else {
+                        unreachable!("matched above")
+                    };
+                    self.on_lhttp_message(&payload, ctx);
                 }
                 Event::Message { text, payload } => {
                     let Some(channel) = state.publish_to.clone() else {

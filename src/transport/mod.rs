@@ -36,10 +36,12 @@ pub enum Wire {
     Martd,
     /// A Simple-Comet read's entry for this message, under its channel's name.
     Comet,
+    /// A WebSocket text frame with the lhttp message.
+    Lhttp,
 }
 
 impl Wire {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     pub const ALL: [Wire; Wire::COUNT] = [
         Wire::Multipart,
         Wire::MultipartChunked,
@@ -53,6 +55,7 @@ impl Wire {
         Wire::Esb,
         Wire::Martd,
         Wire::Comet,
+        Wire::Lhttp,
     ];
 
     pub fn index(self) -> usize {
@@ -74,6 +77,7 @@ impl Wire {
             Wire::Esb => "eventsource_broker",
             Wire::Martd => "martd",
             Wire::Comet => "simple_comet",
+            Wire::Lhttp => "lhttp",
         }
     }
 
@@ -113,6 +117,7 @@ pub fn encode(wire: Wire, msg: &Message) -> Vec<u8> {
         Wire::Esb => crate::compat::encode_esb_event(msg),
         Wire::Martd => crate::conn::encode_martd_answer(msg),
         Wire::Comet => crate::conn::encode_comet_entry(msg),
+        Wire::Lhttp => crate::conn::encode_lhttp_frame(msg),
     }
 }
 
