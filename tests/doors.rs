@@ -11,6 +11,9 @@ use msgbus::transport::websocket::{encode_client_frame, Opcode};
 
 const CHANNEL: &str = "crossroads";
 
+/// Publishes a body through one door.
+type Publisher = dyn Fn(&Server, &str);
+
 fn esb_credentials() -> String {
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -117,7 +120,7 @@ fn a_message_through_any_door_reaches_every_other() {
         .next()
         .unwrap()
         .to_string();
-    let publishers: [(&str, Box<dyn Fn(&Server, &str)>); 5] = [
+    let publishers: [(&str, Box<Publisher>); 5] = [
         (
             "native",
             Box::new(|s, body| {
