@@ -112,7 +112,7 @@ impl Conn {
                         json_answer: false,
                         via_websocket: true,
                         door: None,
-                        door_answer: None,
+                        door_answer: Some(Box::new(super::DoorAnswer::Silent)),
                     });
                 }
                 lhttp::Op::Unsubscribe(channel) => {
@@ -154,9 +154,9 @@ impl Conn {
                     },
                     reply,
                     json_answer: false,
-                    via_websocket: true,
+                    via_websocket: false,
                     door: None,
-                    door_answer: None,
+                    door_answer: Some(Box::new(super::DoorAnswer::Silent)),
                 });
             }
         }
@@ -167,7 +167,12 @@ impl Conn {
         .header("Content-Length", 0)
         .finish(reply.minor_version, reply.keep_alive);
         self.answer(head, reply.keep_alive);
-        Next::Wait
+        // The publishes go to the reactor now, not once the answer has been sent.
+        if self.pending_publishes.is_empty() {
+            Next::Wait
+        } else {
+            Next::Publish(self.pending_publishes.remove(0))
+        }
     }
 
     /// Starts a POST /publish body read.

@@ -130,6 +130,8 @@ pub enum DoorAnswer {
     Martd,
     /// `{"message_id": ID, ...}` in the request's format.
     Comet(crate::compat::simple_comet::Format),
+    /// Nothing (lhttp answered no publish).
+    Silent,
 }
 
 #[derive(Debug)]
@@ -741,10 +743,8 @@ impl Conn {
                 self.answer_comet_publish(publish.reply, *format, outcome);
                 return;
             }
+            Some(DoorAnswer::Silent) => return,
             None => {}
-        }
-        if publish.via_websocket && publish.req.lhttp_frame.is_some() {
-            return; // lhttp answered nothing to a publish
         }
         if publish.via_websocket {
             if let Err(e) = outcome {
