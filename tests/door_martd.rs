@@ -117,3 +117,10 @@ fn refusals_are_martds() {
     let got = plain.exchange(b"GET /sub?room=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert!(got.starts_with("HTTP/1.1 404 Not Found\r\n"), "{got}");
 }
+
+#[test]
+fn list_answers_ok_as_martd_did() {
+    let server = Server::start(&["--martd"]);
+    let got = server.exchange(b"GET /list HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(got, "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
+}

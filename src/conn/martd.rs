@@ -34,8 +34,12 @@ impl Conn {
         reply: Reply,
         ctx: &mut Ctx,
     ) -> Option<Option<Next>> {
-        if !ctx.cfg.martd || !matches!(raw_path, "/pub" | "/sub") {
+        if !ctx.cfg.martd || !matches!(raw_path, "/pub" | "/sub" | "/list") {
             return None;
+        }
+        if raw_path == "/list" {
+            // martd dumped its store to its own log; its client saw only this.
+            return Some(self.answer_martd(reply, &martd::encode_list()));
         }
         if raw_path == "/pub" {
             let publish = Publish {
