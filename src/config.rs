@@ -123,8 +123,41 @@ pub struct Config {
     pub martd: bool,
     /// Opens the Simple-Comet door (`/channels...`, `/clients...`).
     pub simple_comet: bool,
+    /// The Simple-Comet door's own settings, under the original's flag names.
+    pub comet: CometOptions,
     /// Opens the lhttp door (WebSocket outside `/msgbus/`, `POST /publish`).
     pub lhttp: bool,
+}
+
+/// Simple-Comet-Server's settings, with its defaults.
+#[derive(Debug, Clone)]
+pub struct CometOptions {
+    /// A held read is answered with no messages after this (`--http-timeout`).
+    pub http_timeout: Duration,
+    /// A registered client is forgotten this long after its last read (`--session-timeout`).
+    pub session_timeout: Duration,
+    /// A session channel no client reads is removed after this (`--inactive-channel-timeout`).
+    pub inactive_channel_timeout: Duration,
+    /// Messages a channel keeps when created without `max_messages`.
+    pub max_messages_per_channel: u64,
+    /// JSON (not JSON-P) answers wrapped in `/*-secure- ... */` (`--quote-json`).
+    pub quote_json: bool,
+    /// `GET /status.json` answered in Simple-Comet's format (`--enable-status`).
+    pub enable_status: bool,
+}
+
+impl Default for CometOptions {
+    fn default() -> Self {
+        use crate::compat::simple_comet as sc;
+        CometOptions {
+            http_timeout: Duration::from_secs(sc::HTTP_TIMEOUT_SECS),
+            session_timeout: Duration::from_secs(sc::SESSION_TIMEOUT_SECS),
+            inactive_channel_timeout: Duration::from_secs(sc::INACTIVE_CHANNEL_TIMEOUT_SECS),
+            max_messages_per_channel: sc::DEFAULT_MAX_MESSAGES_PER_CHANNEL,
+            quote_json: false,
+            enable_status: false,
+        }
+    }
 }
 
 /// An address and prefix length (`127.0.0.1`, `10.0.0.0/8`, `::1`).
@@ -220,6 +253,7 @@ impl Default for Config {
             esb_users: None,
             martd: false,
             simple_comet: false,
+            comet: CometOptions::default(),
             lhttp: false,
         }
     }
@@ -310,7 +344,16 @@ Options:
   --esb-users FILE        open the eventsource-broker door (/eventsource, /socket, /event);
                           FILE has one key:secret per line
   --martd                 open the martd door (/pub, /sub)
-  --simple-comet          open the Simple-Comet door (/channels.json, /clients.json, ...)
+  --simple-comet          open the Simple-Comet door (/channels.json, /clients.json, ...);
+                          its own settings keep the original's names:
+  --http-timeout SECS       a held read is answered empty after this (default: 30)
+  --session-timeout SECS    a client is forgotten this long after its last read (default: 60)
+  --inactive-channel-timeout SECS
+                            a session channel nobody reads is removed after this (default: 90)
+  --max-messages-per-channel N
+                            messages a channel keeps by default (default: 100)
+  --quote-json              wrap JSON answers in /*-secure- ... */
+  --enable-status           answer /status.json in Simple-Comet's format
   --lhttp                 open the lhttp door (WebSocket outside /msgbus/, POST /publish)
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   -h, --help              this text
@@ -470,6 +513,22 @@ impl Config {
                 Long("esb-users") => cfg.esb_users = Some(PathBuf::from(string(&mut parser)?)),
                 Long("martd") => cfg.martd = true,
                 Long("simple-comet") => cfg.simple_comet = true,
+                Long("http-timeout") => {
+                    cfg.comet.http_timeout = seconds(&mut parser, "--http-timeout")?
+                }
+                Long("session-timeout") => {
+                    cfg.comet.session_timeout = seconds(&mut parser, "--session-timeout")?
+                }
+                Long("inactive-channel-timeout") => {
+                    cfg.comet.inactive_channel_timeout =
+                        seconds(&mut parser, "--inactive-channel-timeout")?
+                }
+                Long("max-messages-per-channel") => {
+                    let n = positive(&mut parser, "--max-messages-per-channel")?;
+                    cfg.comet.max_messages_per_channel = n as u64;
+                }
+                Long("quote-json") => cfg.comet.quote_json = true,
+                Long("enable-status") => cfg.comet.enable_status = true,
                 Long("lhttp") => cfg.lhttp = true,
                 Long("jwt-secret-file") => {
                     cfg.jwt_secret_file = Some(PathBuf::from(string(&mut parser)?))

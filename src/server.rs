@@ -122,7 +122,7 @@ impl Server {
             _ => None,
         };
         let jwt = load_jwt_key(&cfg)?;
-        let comet = cfg.simple_comet.then(CometDoor::default);
+        let comet = cfg.simple_comet.then(|| CometDoor::new(cfg.comet.clone()));
         let esb = match &cfg.esb_users {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -582,6 +582,11 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        if std::mem::take(&mut conn.comet_held) {
+            if let Some(door) = self.comet.as_mut() {
+                door.release_hold();
+            }
+        }
         for id in conn.take_subscriptions() {
             self.bus.unsubscribe(id, self.now);
         }
@@ -644,6 +649,9 @@ impl Server {
         }
         if self.now >= self.next_sweep {
             let freed = self.bus.sweep(self.now);
+            if let Some(door) = self.comet.as_mut() {
+                door.sweep(self.now);
+            }
             if freed > 0 {
                 debug!("freed {freed} idle channels");
             }
@@ -776,6 +784,11 @@ impl Server {
             let Some(mut conn) = self.conns.try_remove(key) else {
                 continue;
             };
+            if conn.comet_held {
+                if let Some(door) = self.comet.as_mut() {
+                    door.release_hold();
+                }
+            }
             for id in conn.take_subscriptions() {
                 self.bus.unsubscribe(id, self.now);
             }

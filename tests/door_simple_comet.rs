@@ -152,3 +152,167 @@ fn a_held_read_is_woken_by_a_message_from_any_door() {
     assert_eq!(header_value(&answer, "Content-Type"), "application/json");
     assert_eq!(server.counter("subscribers"), 0);
 }
+
+/// The `cb=` callback, `--quote-json`, `--enable-status` and `--max-messages-per-channel`.
+#[test]
+fn callbacks_quoting_status_and_kept_messages() {
+    let server = Server::start(&[
+        "--simple-comet",
+        "--quote-json",
+        "--enable-status",
+        "--max-messages-per-channel",
+        "2",
+    ]);
+    let quoted = |json: &str| format!("/*-secure- {json} */");
+    assert_eq!(
+        body(&form(&server, "/channels.json", "channel_id=a")),
+        quoted(r#"{"channel_id": "a", "return_code": 1, "error_message": ""}"#)
+    );
+    form(&server, "/channels.json", "channel_id=b");
+    form(&server, "/clients.json", "client_id=c1");
+    let status = get(&server, "/status.json");
+    assert_eq!(header_value(&status, "Content-Type"), "application/json");
+    assert_eq!(
+        body(&status),
+        quoted(
+            r#"{"status": {"channels": ["a", "b"], "clients": ["c1"], "held_connections_count": 0}, "return_code": 1, "error_message": ""}"#
+        )
+    );
+    assert_eq!(
+        body(&get(&server, "/status.xml")),
+        quoted(r#"{"return_code": -1, "error_message": "Unknown output format"}"#)
+    );
+    for content in ["one", "two", "three"] {
+        form(&server, "/channels/a.json", &format!("content={content}"));
+    }
+    // JSON-P is never quoted; the callback named with cb= wraps it; only two messages are kept.
+    let read = body(&get(
+        &server,
+        "/channels/a%7Cb.jsonp?since=0&cb=_JSONP_mine",
+    ))
+    .to_string();
+    assert!(
+        read.starts_with(r#"_JSONP_mine({"messages": {"a": [{"id": "#),
+        "{read}"
+    );
+    assert!(
+        read.contains(r#"}], "b": []}, "since": 0, "last_id": "#),
+        "{read}"
+    );
+    assert!(
+        read.ends_with(r#", "return_code": 1, "error_message": ""});"#),
+        "{read}"
+    );
+    let contents: Vec<&str> = read
+        .split("\"content\": \"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert_eq!(contents, ["two", "three"]);
+    assert_eq!(
+        body(&get(&server, "/channels/a.jsonp?cb=mine")),
+        "/* incomplete JSONP callback name */"
+    );
+    assert_eq!(
+        body(&get(&server, "/channels/a.jsonp?cb=_JSONP_a-b")),
+        "/* invalid JSONP callback name */"
+    );
+    // A held read is counted while it waits.
+    let last: u64 = read
+        .split("\"last_id\": ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut held = server.connect();
+    held.write_all(
+        format!("GET /channels/b.json?since={last} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + READ_TIMEOUT;
+    while !body(&get(&server, "/status.json")).contains("\"held_connections_count\": 1}") {
+        assert!(Instant::now() < deadline, "read never held");
+    }
+    form(&server, "/channels/b.json", "content=wake");
+    let answer = String::from_utf8(read_until(&mut held, b"\"error_message\": \"\"} */")).unwrap();
+    assert!(
+        body(&answer).starts_with(r#"/*-secure- {"messages": {"b": [{"id": "#),
+        "{answer}"
+    );
+    assert!(body(&get(&server, "/status.json")).contains("\"held_connections_count\": 0}"));
+}
+
+/// `--http-timeout` answers a held read with its channels empty; `--session-timeout` forgets a
+/// client that stops reading; `--inactive-channel-timeout` removes the session channels it
+/// leaves unread; a deleted channel takes its messages with it. A held read of one second
+/// serves as the test's clock.
+#[test]
+fn timeouts_sessions_and_deletion() {
+    let server = Server::start(&[
+        "--simple-comet",
+        "--enable-status",
+        "--http-timeout",
+        "1",
+        "--session-timeout",
+        "1",
+        "--inactive-channel-timeout",
+        "1",
+    ]);
+    form(&server, "/channels.json", "channel_id=open");
+    form(&server, "/channels.json", "channel_id=sess&use_sessions=1");
+    form(&server, "/clients.json", "client_id=c1");
+    let wait_one_timeout = |target: &str| {
+        let started = Instant::now();
+        let answer = get(&server, target);
+        assert!(
+            started.elapsed().as_millis() >= 900,
+            "answered early: {answer}"
+        );
+        answer
+    };
+    let answer = wait_one_timeout("/channels/open%7Csess.json?since=0&client_id=c1");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert_eq!(
+        body(&answer),
+        r#"{"messages": {"open": [], "sess": []}, "since": 0, "last_id": 0, "return_code": 1, "error_message": ""}"#
+    );
+    // The session ran out while the read was held (it was the client's last).
+    assert_eq!(
+        body(&get(&server, "/channels/sess.json?client_id=c1")),
+        r#"{"return_code": -3, "error_message": "Unregistered client_id"}"#
+    );
+    assert_eq!(
+        body(&get(&server, "/status.json")),
+        r#"{"status": {"channels": ["open", "sess"], "clients": [], "held_connections_count": 0}, "return_code": 1, "error_message": ""}"#
+    );
+    wait_one_timeout("/channels/open.json?since=0");
+    assert_eq!(
+        body(&get(&server, "/status.json")),
+        r#"{"status": {"channels": ["open"], "clients": [], "held_connections_count": 0}, "return_code": 1, "error_message": ""}"#
+    );
+    // The client may register again.
+    assert_eq!(
+        body(&form(&server, "/clients.json", "client_id=c1")),
+        r#"{"client_id": "c1", "return_code": 1, "error_message": ""}"#
+    );
+    form(&server, "/channels/open.json", "content=old");
+    assert_eq!(
+        body(&http_delete(&server, "/channels/open.json")),
+        r#"{"channel_id": "open", "removed": true, "return_code": 2, "error_message": ""}"#
+    );
+    form(&server, "/channels.json", "channel_id=open");
+    let answer = wait_one_timeout("/channels/open.json?since=0");
+    assert_eq!(
+        body(&answer),
+        r#"{"messages": {"open": []}, "since": 0, "last_id": 0, "return_code": 1, "error_message": ""}"#
+    );
+}
+
+fn http_delete(server: &Server, target: &str) -> String {
+    server.exchange(
+        format!("DELETE {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}

@@ -382,6 +382,24 @@ impl Bus {
         Ok(gone.collect())
     }
 
+    /// Drops retained messages of channel `name` with ids up to `upto` (all of them with
+    /// `u64::MAX`), keeping its subscribers: a door whose protocol consumes or deletes messages
+    /// without ending anyone. A cursor from before them is then told it missed something.
+    /// Returns how many were dropped.
+    pub fn forget(&mut self, name: &str, upto: u64) -> usize {
+        let Some(&index) = self.by_name.get(name) else {
+            return 0;
+        };
+        let channel = &mut self.channels[index];
+        let count = channel.history.partition_point(|r| r.msg.id <= upto);
+        if let Some(last) = channel.history.get(count.wrapping_sub(1)) {
+            channel.forgotten_upto = channel.forgotten_upto.max(last.msg.id);
+        }
+        channel.history.drain(..count);
+        self.retained -= count;
+        count
+    }
+
     /// Retained messages of channel `name` (or of every channel under prefix `name` with
     /// `subtree`) with ids after `after`, oldest first, and whether any are already gone.
     pub fn replay(&mut self, name: &str, subtree: bool, after: u64, now: Instant) -> Replay {
@@ -739,5 +757,39 @@ mod tests {
             ),
             (0, 0, 0)
         );
+    }
+
+    #[test]
+    fn forgetting_drops_the_front_of_the_history_and_reports_a_gap() {
+        let now = Instant::now();
+        let mut bus = Bus::new(
+            1,
+            Retention {
+                size: 10,
+                lifetime: Duration::from_secs(60),
+            },
+            Duration::from_secs(30),
+        );
+        for body in ["a", "b", "c"] {
+            let req = PublishRequest {
+                channel: "ch".into(),
+                body: body.into(),
+                ..PublishRequest::default()
+            };
+            bus.publish(req, now).unwrap();
+        }
+        assert_eq!(bus.forget("ch", 2), 2);
+        assert_eq!(bus.retained_count(), 1);
+        let replay = bus.replay("ch", false, 1, now);
+        assert_eq!(replay.messages.len(), 1);
+        assert_eq!(&*replay.messages[0].body, b"c");
+        assert!(
+            replay.missed.is_some(),
+            "message 2 was forgotten after cursor 1"
+        );
+        assert!(bus.replay("ch", false, 2, now).missed.is_none());
+        assert_eq!(bus.forget("ch", u64::MAX), 1);
+        assert_eq!(bus.forget("nope", u64::MAX), 0);
+        assert_eq!(bus.retained_count(), 0);
     }
 }

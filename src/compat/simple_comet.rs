@@ -429,6 +429,13 @@ fn parse_get(
     })
 }
 
+/// The JSON-P callback asked for with `cb=NAME` (a form field wins over the query, as for every
+/// argument); None when absent or not UTF-8. [`Style::honor_cb`] decides whether it is used.
+pub fn callback(req: &Request) -> Option<String> {
+    let args = args(req);
+    arg(&args, "cb").and_then(|v| String::from_utf8(v[0].to_vec()).ok())
+}
+
 /// A kept message: `{"id": ID, "ts": UNIX_SECONDS, "content": TEXT}` in that key order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {

@@ -5,26 +5,151 @@
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::{Conn, Ctx, DoorAnswer, DoorPost, Next, Phase, Publish, Reply, Stream};
 use crate::bus::{BusError, PublishRequest, Subscriber};
 use crate::compat::simple_comet as sc;
+use crate::config::CometOptions;
 use crate::http::request::Request;
 use crate::http::response::{Head, Status};
 use crate::server::Published;
 use crate::transport::Wire;
 
 /// Channels created and clients registered through the door.
-#[derive(Default)]
 pub struct CometDoor {
+    options: CometOptions,
+    style: sc::Style,
     channels: HashMap<String, CometChannel>,
-    clients: HashSet<String>,
+    clients: HashMap<String, CometClient>,
+    /// Creation order, so /status.json lists channels and clients as the original did.
+    next_seq: u64,
+    /// Reads held open now, for /status.json.
+    held: usize,
 }
 
 struct CometChannel {
+    seq: u64,
     use_sessions: bool,
     max_messages: u64,
+    /// Registered clients that have read it.
+    members: HashSet<String>,
+    /// A session channel without members is removed at this time.
+    unclaimed_until: Option<Instant>,
+}
+
+struct CometClient {
+    seq: u64,
+    /// Forgotten at this time unless it reads again.
+    expires: Instant,
+    /// The channels it has read, to leave when it expires.
+    channels: HashSet<String>,
+}
+
+impl CometDoor {
+    pub fn new(options: CometOptions) -> CometDoor {
+        // `?cb=` is honoured: the original meant to, and only a str/bytes slip stopped it.
+        let style = sc::Style {
+            quote_json: options.quote_json,
+            honor_cb: true,
+        };
+        CometDoor {
+            options,
+            style,
+            channels: HashMap::new(),
+            clients: HashMap::new(),
+            next_seq: 0,
+            held: 0,
+        }
+    }
+
+    /// Forgets clients whose session ran out and session channels nobody has read for the
+    /// inactive-channel timeout. The reactor calls it about once a second; reads check their
+    /// client themselves, so nothing depends on when it runs.
+    pub fn sweep(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .clients
+            .iter()
+            .filter(|(_, client)| client.expires <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.expire_client(&id, now);
+        }
+        self.channels.retain(|_, channel| {
+            !channel
+                .unclaimed_until
+                .is_some_and(|at| at <= now && channel.members.is_empty())
+        });
+    }
+
+    /// Removes channel `name` now if nobody has claimed it in time.
+    fn sweep_channel(&mut self, name: &str, now: Instant) {
+        let unclaimed = self.channels.get(name).is_some_and(|channel| {
+            channel
+                .unclaimed_until
+                .is_some_and(|at| at <= now && channel.members.is_empty())
+        });
+        if unclaimed {
+            self.channels.remove(name);
+        }
+    }
+
+    fn expire_client(&mut self, id: &str, now: Instant) {
+        let Some(client) = self.clients.remove(id) else {
+            return;
+        };
+        let timeout = self.options.inactive_channel_timeout;
+        for name in client.channels {
+            if let Some(channel) = self.channels.get_mut(&name) {
+                channel.members.remove(id);
+                if channel.members.is_empty() && channel.use_sessions {
+                    channel.unclaimed_until = Some(now + timeout);
+                }
+            }
+        }
+    }
+
+    /// Whether `id` is registered and its session still runs (an expired one is forgotten now).
+    fn client_alive(&mut self, id: &str, now: Instant) -> bool {
+        match self.clients.get(id) {
+            Some(client) if client.expires > now => true,
+            Some(_) => {
+                self.expire_client(id, now);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// A held read ended (answered, timed out or its connection closed).
+    pub fn release_hold(&mut self) {
+        self.held = self.held.saturating_sub(1);
+    }
+
+    fn status(&self, format: sc::Format, cb: Option<&str>) -> sc::Reply {
+        let mut channels: Vec<(&String, u64)> =
+            self.channels.iter().map(|(n, c)| (n, c.seq)).collect();
+        channels.sort_by_key(|&(_, seq)| seq);
+        let mut clients: Vec<(&String, u64)> =
+            self.clients.iter().map(|(n, c)| (n, c.seq)).collect();
+        clients.sort_by_key(|&(_, seq)| seq);
+        let channels: Vec<&str> = channels.iter().map(|(n, _)| n.as_str()).collect();
+        let clients: Vec<&str> = clients.iter().map(|(n, _)| n.as_str()).collect();
+        sc::encode_status(
+            format,
+            &channels,
+            &clients,
+            self.held as u64,
+            self.style,
+            cb,
+        )
+    }
 }
 
 /// A held read: what its answer needs besides the message that wakes it.
@@ -32,6 +157,12 @@ pub struct CometPoll {
     pub(super) reply: Reply,
     format: sc::Format,
     since: i64,
+    style: sc::Style,
+    /// `?cb=`, for JSON-P.
+    callback: Option<String>,
+    /// The channels it waits on, listed empty if the timeout answers it.
+    channels: Vec<String>,
+    pub(super) deadline: Instant,
 }
 
 /// One message as a Simple-Comet read lists it under its channel:
@@ -50,19 +181,63 @@ pub fn encode_message_entry(msg: &crate::bus::Message) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// A read as asked: how to answer it and from where.
+struct CometRead {
+    format: sc::Format,
+    style: sc::Style,
+    callback: Option<String>,
+    since: i64,
+    client_id: Option<String>,
+}
+
+impl CometRead {
+    fn messages(
+        &self,
+        channels: &[(String, Vec<sc::Message>)],
+        since: i64,
+        last_id: u64,
+        now: u64,
+    ) -> sc::Reply {
+        let channels: Vec<(&str, &[sc::Message])> = channels
+            .iter()
+            .map(|(n, m)| (n.as_str(), m.as_slice()))
+            .collect();
+        sc::encode_messages(
+            self.format,
+            &channels,
+            since,
+            last_id,
+            sc::Delivery::Immediate,
+            now,
+            self.style,
+            self.callback.as_deref(),
+        )
+    }
+}
+
+/// The answer to a publish the reactor carried out.
+pub(super) fn published(
+    format: sc::Format,
+    style: sc::Style,
+    callback: Option<&str>,
+    outcome: Result<Published, BusError>,
+) -> sc::Reply {
+    match outcome {
+        Ok(done) => sc::encode_published(format, done.id, style, callback),
+        Err(_) => sc::encode_processing_failed(),
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-const STYLE: sc::Style = sc::Style {
-    quote_json: false,
-    honor_cb: false,
-};
-
-pub(super) fn is_door_path(path: &str) -> bool {
-    path.starts_with("/channels") || path.starts_with("/clients")
+pub(super) fn is_door_path(path: &str, enable_status: bool) -> bool {
+    path.starts_with("/channels")
+        || path.starts_with("/clients")
+        || (enable_status && path.starts_with("/status"))
 }
 
 impl Conn {
@@ -75,7 +250,7 @@ impl Conn {
         reply: Reply,
         ctx: &mut Ctx,
     ) -> Option<Option<Next>> {
-        if ctx.comet.is_none() || !is_door_path(raw_path) {
+        if ctx.comet.is_none() || !is_door_path(raw_path, ctx.cfg.comet.enable_status) {
             return None;
         }
         let content_type = request.header("content-type").unwrap_or("").to_string();
@@ -116,19 +291,20 @@ impl Conn {
         } else {
             Vec::new()
         };
-        let parsed = sc::parse(
-            &sc::Request {
-                method,
-                path: path.as_bytes(),
-                query: &query_pairs,
-                form: &form,
-            },
-            false,
-        );
-        let op = match parsed {
+        let request = sc::Request {
+            method,
+            path: path.as_bytes(),
+            query: &query_pairs,
+            form: &form,
+        };
+        let callback = sc::callback(&request);
+        let cb = callback.as_deref();
+        let door = ctx.comet.as_deref_mut().expect("the door is open");
+        let style = door.style;
+        let op = match sc::parse(&request, ctx.cfg.comet.enable_status) {
             Ok(op) => op,
             Err(sc::Reject::Protocol(format, kind)) => {
-                return self.answer_comet(reply, &sc::encode_error(format, &kind, STYLE, None))
+                return self.answer_comet(reply, &sc::encode_error(format, &kind, style, cb))
             }
             Err(sc::Reject::ProcessingFailed) => {
                 return self.answer_comet(reply, &sc::encode_processing_failed())
@@ -137,14 +313,20 @@ impl Conn {
                 return self.answer_comet(reply, &sc::encode_not_implemented(method))
             }
         };
-        let door = ctx.comet.as_deref_mut().expect("the door is open");
-        let error = |format, kind: sc::ErrorKind| sc::encode_error(format, &kind, STYLE, None);
+        let now = ctx.now;
+        let error = |format, kind: sc::ErrorKind| sc::encode_error(format, &kind, style, cb);
         let answer = match op {
             sc::Op::RegisterClient { format, client_id } => {
-                if door.clients.insert(client_id.clone()) {
-                    sc::encode_client_registered(format, &client_id, STYLE, None)
-                } else {
+                if door.client_alive(&client_id, now) {
                     error(format, sc::ErrorKind::ClientExists)
+                } else {
+                    let client = CometClient {
+                        seq: door.seq(),
+                        expires: now + door.options.session_timeout,
+                        channels: HashSet::new(),
+                    };
+                    door.clients.insert(client_id.clone(), client);
+                    sc::encode_client_registered(format, &client_id, style, cb)
                 }
             }
             sc::Op::CreateChannel {
@@ -153,27 +335,42 @@ impl Conn {
                 use_sessions,
                 max_messages,
             } => {
+                door.sweep_channel(&channel_id, now);
                 if door.channels.contains_key(&channel_id) {
                     error(format, sc::ErrorKind::ChannelExists)
                 } else {
-                    let max_messages = max_messages.unwrap_or(sc::DEFAULT_MAX_MESSAGES_PER_CHANNEL);
-                    door.channels.insert(
-                        channel_id.clone(),
-                        CometChannel {
-                            use_sessions,
-                            max_messages,
-                        },
-                    );
-                    sc::encode_channel_created(format, &channel_id, STYLE, None)
+                    let max_messages =
+                        max_messages.unwrap_or(door.options.max_messages_per_channel);
+                    let channel = CometChannel {
+                        seq: door.seq(),
+                        use_sessions,
+                        max_messages,
+                        members: HashSet::new(),
+                        unclaimed_until: use_sessions
+                            .then(|| now + door.options.inactive_channel_timeout),
+                    };
+                    door.channels.insert(channel_id.clone(), channel);
+                    // A channel made anew starts empty, whatever an earlier one of that name
+                    // left in the bus.
+                    ctx.bus.forget(&channel_id, u64::MAX);
+                    sc::encode_channel_created(format, &channel_id, style, cb)
                 }
             }
             sc::Op::Delete { format, channel_id } => {
                 let removed = channel_id
                     .as_ref()
                     .is_some_and(|id| door.channels.remove(id).is_some());
-                sc::encode_deleted(format, channel_id.as_deref(), removed, STYLE, None)
+                if let (true, Some(id)) = (removed, &channel_id) {
+                    // Its messages go with it; held reads stay held, as in the original, until
+                    // --http-timeout answers them.
+                    ctx.bus.forget(id, u64::MAX);
+                }
+                sc::encode_deleted(format, channel_id.as_deref(), removed, style, cb)
             }
-            sc::Op::Status { format } => error(format, sc::ErrorKind::UnknownFormat),
+            sc::Op::Status { format } => {
+                door.sweep(now);
+                door.status(format, cb)
+            }
             sc::Op::Publish {
                 format,
                 channel_id,
@@ -184,7 +381,8 @@ impl Conn {
                         .answer_comet(reply, &error(format, sc::ErrorKind::NonexistentChannel));
                 };
                 let Some(content) = content else {
-                    return self.answer_comet(reply, &error(format, sc::ErrorKind::MissingContent));
+                    let answer = error(format, sc::ErrorKind::MissingContent);
+                    return self.answer_comet(reply, &answer);
                 };
                 let size = usize::try_from(channel.max_messages).unwrap_or(usize::MAX);
                 return Some(Next::Publish(Publish {
@@ -199,7 +397,7 @@ impl Conn {
                     json_answer: false,
                     via_websocket: false,
                     door: None,
-                    door_answer: Some(Box::new(DoorAnswer::Comet(format))),
+                    door_answer: Some(Box::new(DoorAnswer::Comet(format, style, callback))),
                 }));
             }
             sc::Op::Subscribe {
@@ -208,7 +406,14 @@ impl Conn {
                 since,
                 client_id,
             } => {
-                return self.comet_subscribe(format, &channels, since, client_id, reply, ctx);
+                let read = CometRead {
+                    format,
+                    style,
+                    callback,
+                    since,
+                    client_id,
+                };
+                return self.comet_subscribe(read, &channels, reply, ctx);
             }
         };
         self.answer_comet(reply, &answer)
@@ -216,71 +421,75 @@ impl Conn {
 
     fn comet_subscribe(
         &mut self,
-        format: sc::Format,
+        read: CometRead,
         names: &[String],
-        since: i64,
-        client_id: Option<String>,
         reply: Reply,
         ctx: &mut Ctx,
     ) -> Option<Next> {
+        let now = ctx.now;
         let door = ctx.comet.as_deref_mut().expect("the door is open");
-        let error = |kind: sc::ErrorKind| sc::encode_error(format, &kind, STYLE, None);
-        let registered = match &client_id {
-            Some(id) if !door.clients.contains(id) => {
+        let error = |kind: sc::ErrorKind| {
+            sc::encode_error(read.format, &kind, read.style, read.callback.as_deref())
+        };
+        let registered = match &read.client_id {
+            Some(id) if !door.client_alive(id, now) => {
                 return self.answer_comet(reply, &error(sc::ErrorKind::UnregisteredClient))
             }
-            Some(_) => true,
+            Some(id) => {
+                let client = door.clients.get_mut(id).expect("alive");
+                client.expires = now + door.options.session_timeout;
+                true
+            }
             None => false,
         };
-        // Session channels are for registered clients only.
-        let valid: Vec<&String> = names
-            .iter()
-            .filter(|name| {
-                door.channels
-                    .get(*name)
-                    .is_some_and(|c| !c.use_sessions || registered)
-            })
-            .collect();
+        // Session channels are for registered clients only. Duplicates collapse, as the
+        // original's dict keys did.
+        let mut valid: Vec<String> = Vec::new();
+        for name in names {
+            let readable = door
+                .channels
+                .get(name)
+                .is_some_and(|c| !c.use_sessions || registered);
+            if readable && !valid.contains(name) {
+                valid.push(name.clone());
+            }
+        }
         if valid.is_empty() {
             return self.answer_comet(reply, &error(sc::ErrorKind::NoValidChannels));
         }
+        if let Some(id) = &read.client_id {
+            // A client is a member of every channel it reads (as in the original).
+            for name in &valid {
+                let channel = door.channels.get_mut(name).expect("checked");
+                channel.members.insert(id.clone());
+                channel.unclaimed_until = None;
+            }
+            let client = door.clients.get_mut(id).expect("alive");
+            client.channels.extend(valid.iter().cloned());
+        }
         let last_id = ctx.bus.next_id() - 1;
-        let since = sc::clamp_since(since, last_id);
+        let since = sc::clamp_since(read.since, last_id);
         let after = u64::try_from(since).unwrap_or(0);
         let mut found: Vec<(String, Vec<sc::Message>)> = Vec::new();
+        let mut any = false;
         for name in &valid {
             let messages = ctx.bus.replay(name, false, after, ctx.now).messages;
-            if !messages.is_empty() {
-                let list = messages
-                    .iter()
-                    .map(|m| sc::Message {
-                        id: m.id,
-                        ts: m.published,
-                        content: String::from_utf8_lossy(&m.body).into_owned(),
-                    })
-                    .collect();
-                found.push(((*name).clone(), list));
-            }
-        }
-        if !found.is_empty() {
-            let channels: Vec<(&str, &[sc::Message])> = found
+            any |= !messages.is_empty();
+            let list = messages
                 .iter()
-                .map(|(n, m)| (n.as_str(), m.as_slice()))
+                .map(|m| sc::Message {
+                    id: m.id,
+                    ts: m.published,
+                    content: String::from_utf8_lossy(&m.body).into_owned(),
+                })
                 .collect();
-            let answer = sc::encode_messages(
-                format,
-                &channels,
-                since,
-                last_id,
-                sc::Delivery::Immediate,
-                unix_now(),
-                STYLE,
-                None,
-            );
+            found.push((name.clone(), list));
+        }
+        if any {
+            let answer = read.messages(&found, since, last_id, unix_now());
             return self.answer_comet(reply, &answer);
         }
-        let names: Vec<String> = valid.into_iter().cloned().collect();
-        for name in &names {
+        for name in &valid {
             let subscriber = Subscriber {
                 conn: ctx.key,
                 wire: Wire::Comet,
@@ -290,10 +499,16 @@ impl Conn {
                 self.subscriptions.push(id);
             }
         }
+        door.held += 1;
+        self.comet_held = true;
         self.phase = Phase::Streaming(Stream::Comet(Box::new(CometPoll {
             reply,
-            format,
+            format: read.format,
             since,
+            style: read.style,
+            callback: read.callback,
+            channels: valid,
+            deadline: now + door.options.http_timeout,
         })));
         Some(Next::Wait)
     }
@@ -308,15 +523,22 @@ impl Conn {
             id,
             sc::Delivery::Woken,
             unix_now(),
-            STYLE,
-            None,
+            poll.style,
+            poll.callback.as_deref(),
         );
+        self.poll_done = true;
         let marker = b"{\"messages\": {";
-        let at = empty
+        let Some(at) = empty
             .body
             .windows(marker.len())
             .position(|w| w == marker)
-            .map_or(0, |i| i + marker.len());
+            .map(|i| i + marker.len())
+        else {
+            // No JSON to put it in: the callback name was refused, and that is the answer.
+            self.phase = Phase::Head { deadline: None };
+            self.answer_comet(poll.reply, &empty);
+            return;
+        };
         let (prefix, suffix) = empty.body.split_at(at);
         let reply = poll.reply;
         let mut head = Head::new(reply.minor_version, Status::OK);
@@ -330,7 +552,6 @@ impl Conn {
         self.outq.push_own(out);
         self.outq.push_pinned(entry);
         self.outq.push_own(suffix.to_vec());
-        self.poll_done = true;
         self.phase = if reply.keep_alive {
             Phase::Head { deadline: None }
         } else {
@@ -338,20 +559,29 @@ impl Conn {
         };
     }
 
-    pub(super) fn answer_comet_publish(
-        &mut self,
-        reply: Reply,
-        format: sc::Format,
-        outcome: Result<Published, BusError>,
-    ) {
-        let answer = match outcome {
-            Ok(done) => sc::encode_published(format, done.id, STYLE, None),
-            Err(_) => sc::encode_processing_failed(),
+    /// `--http-timeout` passed with nothing to say: every channel it waited on, empty, and the
+    /// cursor it came with. (The original never answered; its own client gave up after 30 s and
+    /// asked again.)
+    pub(super) fn answer_comet_timeout(&mut self, poll: &CometPoll) {
+        let channels: Vec<(String, Vec<sc::Message>)> = poll
+            .channels
+            .iter()
+            .map(|n| (n.clone(), Vec::new()))
+            .collect();
+        let read = CometRead {
+            format: poll.format,
+            style: poll.style,
+            callback: poll.callback.clone(),
+            since: poll.since,
+            client_id: None,
         };
-        self.answer_comet(reply, &answer);
+        let cursor = u64::try_from(poll.since).unwrap_or(0);
+        let answer = read.messages(&channels, poll.since, cursor, unix_now());
+        self.poll_done = true;
+        self.answer_comet(poll.reply, &answer);
     }
 
-    fn answer_comet(&mut self, reply: Reply, answer: &sc::Reply) -> Option<Next> {
+    pub(super) fn answer_comet(&mut self, reply: Reply, answer: &sc::Reply) -> Option<Next> {
         let phrase = match answer.status {
             200 => "OK",
             500 => "Internal Server Error",

@@ -128,8 +128,12 @@ pub enum DoorAnswer {
     Esb(crate::compat::eventsource_broker::Reply),
     /// `{"etag": "ID"}`, or martd's "invalid key".
     Martd,
-    /// `{"message_id": ID, ...}` in the request's format.
-    Comet(crate::compat::simple_comet::Format),
+    /// `{"message_id": ID, ...}` in the request's format, style and JSON-P callback.
+    Comet(
+        crate::compat::simple_comet::Format,
+        crate::compat::simple_comet::Style,
+        Option<String>,
+    ),
     /// Nothing (lhttp answered no publish).
     Silent,
 }
@@ -259,6 +263,8 @@ pub struct Conn {
     cors: Option<Box<str>>,
     /// A long-poll was answered: its subscriptions are to be released.
     pub poll_done: bool,
+    /// Holds (or held, until the reactor notes its end) a Simple-Comet read.
+    pub comet_held: bool,
     /// Refusals and limits hit, for the reactor to count.
     pub stat_events: Vec<StatEvent>,
     /// Refused as it was accepted (a limit): answered, then closed.
@@ -290,6 +296,7 @@ impl Conn {
             last_delivered: 0,
             cors: None,
             poll_done: false,
+            comet_held: false,
             stat_events: Vec::new(),
             refused_at_once: false,
             request_line: None,
@@ -739,8 +746,9 @@ impl Conn {
                 self.answer_martd_publish(publish.reply, outcome);
                 return;
             }
-            Some(DoorAnswer::Comet(format)) => {
-                self.answer_comet_publish(publish.reply, *format, outcome);
+            Some(DoorAnswer::Comet(format, style, callback)) => {
+                let answer = comet::published(*format, *style, callback.as_deref(), outcome);
+                self.answer_comet(publish.reply, &answer);
                 return;
             }
             Some(DoorAnswer::Silent) => return,
@@ -1242,9 +1250,8 @@ impl Conn {
     /// The deadline this connection's phase calls for.
     pub fn deadline(&self, now: Instant, cfg: &Config) -> Option<Instant> {
         match &self.phase {
-            Phase::Streaming(
-                Stream::Multipart { .. } | Stream::Martd { .. } | Stream::Comet(_),
-            ) => None,
+            Phase::Streaming(Stream::Multipart { .. } | Stream::Martd { .. }) => None,
+            Phase::Streaming(Stream::Comet(poll)) => Some(poll.deadline),
             Phase::Streaming(Stream::Sse { next_ping }) => Some(*next_ping),
             Phase::Streaming(Stream::LongPoll(poll)) => Some(poll.deadline),
             Phase::Streaming(Stream::WebSocket(state)) => Some(state.next_ping),
@@ -1275,9 +1282,16 @@ impl Conn {
                 None
             }
             Phase::Lingering { .. } => Some(Reason::Done),
-            Phase::Streaming(
-                Stream::Multipart { .. } | Stream::Martd { .. } | Stream::Comet(_),
-            ) => None,
+            Phase::Streaming(Stream::Multipart { .. } | Stream::Martd { .. }) => None,
+            Phase::Streaming(Stream::Comet(_)) => {
+                let Phase::Streaming(Stream::Comet(poll)) =
+                    std::mem::replace(&mut self.phase, Phase::Head { deadline: None })
+                else {
+                    unreachable!("matched above")
+                };
+                self.answer_comet_timeout(&poll);
+                None
+            }
             Phase::Streaming(Stream::Sse { next_ping }) => {
                 *next_ping = now + cfg.ping_interval;
                 self.outq.push_own(sse::PING.to_vec());
