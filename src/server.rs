@@ -19,7 +19,7 @@ use crate::auth::JwtKey;
 use crate::bus::{Bus, BusError, Message, PublishRequest};
 use crate::cluster::Cluster;
 use crate::config::{Config, RESERVED_FDS};
-use crate::conn::{AfterDrain, CometDoor, Conn, Ctx, EsbDoor, Next};
+use crate::conn::{AfterDrain, CometDoor, Conn, Ctx, EsbDoor, MartdDoor, Next};
 use crate::io::{Socket, Stream};
 use crate::listener::{Listener, Peer};
 use crate::logfile::LogFile;
@@ -87,6 +87,8 @@ pub struct Server {
     esb: Option<EsbDoor>,
     /// The Simple-Comet door, with `--simple-comet`.
     comet: Option<CometDoor>,
+    /// The martd door, with `--martd`.
+    martd: Option<MartdDoor>,
 }
 
 /// A publish carried out.
@@ -123,6 +125,7 @@ impl Server {
         };
         let jwt = load_jwt_key(&cfg)?;
         let comet = cfg.simple_comet.then(|| CometDoor::new(cfg.comet.clone()));
+        let martd = cfg.martd.then(MartdDoor::default);
         let esb = match &cfg.esb_users {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -190,6 +193,7 @@ impl Server {
             cluster,
             esb,
             comet,
+            martd,
         })
     }
 
@@ -457,6 +461,7 @@ impl Server {
                 jwt: self.jwt.as_ref(),
                 esb: self.esb.as_mut(),
                 comet: self.comet.as_mut(),
+                martd: self.martd.as_mut(),
             };
             let next = conn.advance(&mut ctx);
             for event in conn.stat_events.drain(..) {
@@ -553,6 +558,15 @@ impl Server {
         );
         for key in std::mem::take(&mut self.polls_done) {
             self.release_poll(key);
+        }
+        // martd's one2one: a message someone received is consumed.
+        if recipients > 0
+            && self
+                .martd
+                .as_ref()
+                .is_some_and(|d| d.is_one2one(&msg.channel))
+        {
+            self.bus.forget(&msg.channel, msg.id);
         }
         recipients
     }
@@ -651,6 +665,9 @@ impl Server {
             let freed = self.bus.sweep(self.now);
             if let Some(door) = self.comet.as_mut() {
                 door.sweep(self.now);
+            }
+            if let Some(door) = self.martd.as_mut() {
+                door.sweep(&self.bus);
             }
             if freed > 0 {
                 debug!("freed {freed} idle channels");

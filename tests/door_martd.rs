@@ -124,3 +124,101 @@ fn list_answers_ok_as_martd_did() {
     let got = server.exchange(b"GET /list HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(got, "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
 }
+
+fn etag_of(answer: &str) -> u64 {
+    answer
+        .split("\"etag\": \"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no etag in {answer}"))
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn sub(server: &Server, query: &str) -> String {
+    server.exchange(
+        format!("GET /sub?{query} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// `one2one=true`: the first delivery, at once or to a held /sub, empties the channel.
+#[test]
+fn one2one_messages_are_consumed_once() {
+    let server = Server::start(&["--martd"]);
+    let first = etag_of(&server.post("/pub?channel=job&one2one=true", "", b"a"));
+    let second = etag_of(&server.post("/pub?channel=job&one2one=true", "", b"b"));
+    let body =
+        format!("{{\"channels\":{{\"job\":{{\"etag\":\"{second}\",\"payload\":[\"a\",\"b\"]}}}}}}");
+    assert_eq!(sub(&server, "cid=w1&job=0"), answer("200 OK", &body));
+    assert!(first < second);
+    // Consumed: a second worker from the start waits, and gets only what comes next.
+    let mut worker = server.connect();
+    worker
+        .write_all(b"GET /sub?cid=w2&job=0 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let deadline = Instant::now() + READ_TIMEOUT;
+    while server.counter("subscribers") == 0 {
+        assert!(Instant::now() < deadline, "sub never held");
+    }
+    let third = etag_of(&server.post("/pub?channel=job", "", b"c"));
+    let body = format!("{{\"channels\":{{\"job\":{{\"etag\":\"{third}\",\"payload\":[\"c\"]}}}}}}");
+    let want = answer("200 OK", &body).replace("Connection: close\r\n", "");
+    assert_eq!(read_same_len(&mut worker, &want), want);
+    // Delivered to the held worker, so consumed too: nothing left for the next one.
+    let mut late = server.connect();
+    late.write_all(b"GET /sub?cid=w3&job=0 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_silent(&mut late, std::time::Duration::from_millis(300));
+    // A channel without one2one keeps its messages for every reader.
+    server.post("/pub?channel=feed", "", b"x");
+    for cid in ["r1", "r2"] {
+        assert!(sub(&server, &format!("cid={cid}&feed=0")).ends_with("\"payload\":[\"x\"]}}}"));
+    }
+}
+
+/// The first /pub fixes size and key; later ones' attributes are ignored, and a channel first
+/// published without a key never needs one.
+#[test]
+fn the_first_publish_fixes_the_attributes() {
+    let server = Server::start(&["--martd"]);
+    server.post("/pub?channel=small&size=2", "", b"1");
+    server.post("/pub?channel=small&size=10", "", b"2");
+    let last = etag_of(&server.post("/pub?channel=small&size=10", "", b"3"));
+    let body =
+        format!("{{\"channels\":{{\"small\":{{\"etag\":\"{last}\",\"payload\":[\"2\",\"3\"]}}}}}}");
+    assert_eq!(sub(&server, "cid=c&small=0"), answer("200 OK", &body));
+    server.post("/pub?channel=open", "", b"1");
+    let got = server.post("/pub?channel=open&key=late", "", b"2");
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(server
+        .post("/pub?channel=open", "", b"3")
+        .starts_with("HTTP/1.1 200 OK\r\n"));
+    server.post("/pub?channel=locked&key=k1", "", b"1");
+    assert_eq!(
+        server.post("/pub?channel=locked", "", b"2"),
+        answer("400 Bad Request", "{\"error\":\"invalid key\"}\n")
+    );
+}
+
+/// `/client.js`: the martd-compatible browser client, served as martd served its own.
+#[test]
+fn the_client_script_is_served() {
+    let server = Server::start(&["--martd"]);
+    let got = server.exchange(b"GET /client.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let script = include_str!("../static/martd-client.js");
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert_eq!(
+        header_value(&got, "Content-Type"),
+        "text/javascript; charset=utf-8"
+    );
+    assert!(got.ends_with(script));
+    for api in [
+        "martd.sub = function",
+        "martd.pub = function",
+        "cancel: function",
+    ] {
+        assert!(script.contains(api), "{api}");
+    }
+}

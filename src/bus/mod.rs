@@ -496,6 +496,10 @@ impl Bus {
         idle.len()
     }
 
+    pub fn has_channel(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
     pub fn channel_count(&self) -> usize {
         self.channels.len()
     }

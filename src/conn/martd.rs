@@ -3,6 +3,7 @@
 //! follows each etag or held until the next publish. The codec in `compat::martd` writes every
 //! reply as martd did; etags are msgbus message ids.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -13,6 +14,37 @@ use crate::http::request::Request;
 use crate::http::response::{Head, Status};
 use crate::server::Published;
 use crate::transport::Wire;
+
+/// The martd-compatible browser client, served at `/client.js` as martd served its own.
+const MARTD_CLIENT_JS: &str = include_str!("../../static/martd-client.js");
+
+/// What the first `/pub` of each channel fixed: martd ignores the attributes of later ones.
+#[derive(Default)]
+pub struct MartdDoor {
+    channels: HashMap<String, MartdChannel>,
+}
+
+struct MartdChannel {
+    size: usize,
+    lifetime: Duration,
+    /// Consumed once: the first delivery empties the channel.
+    one2one: bool,
+    /// Later publishes must give the same key.
+    keyed: bool,
+}
+
+impl MartdDoor {
+    /// Whether a delivery on `channel` should empty it.
+    pub fn is_one2one(&self, channel: &str) -> bool {
+        self.channels.get(channel).is_some_and(|c| c.one2one)
+    }
+
+    /// Forgets the attributes of channels the bus has freed (no messages, no subscribers): the
+    /// next `/pub` initialises them afresh, as a new martd channel.
+    pub fn sweep(&mut self, bus: &crate::bus::Bus) {
+        self.channels.retain(|name, _| bus.has_channel(name));
+    }
+}
 
 /// One message as a whole martd `/sub` answer body: the one message that woke a held request.
 pub fn encode_held_answer(msg: &crate::bus::Message) -> Vec<u8> {
@@ -34,8 +66,20 @@ impl Conn {
         reply: Reply,
         ctx: &mut Ctx,
     ) -> Option<Option<Next>> {
-        if !ctx.cfg.martd || !matches!(raw_path, "/pub" | "/sub" | "/list") {
+        if !ctx.cfg.martd || !matches!(raw_path, "/pub" | "/sub" | "/list" | "/client.js") {
             return None;
+        }
+        if raw_path == "/client.js" {
+            let answer = crate::http::response::with_body(
+                reply.minor_version,
+                Status::OK,
+                "text/javascript; charset=utf-8",
+                MARTD_CLIENT_JS.as_bytes(),
+                reply.keep_alive,
+                reply.head_only,
+            );
+            self.answer(answer, reply.keep_alive);
+            return Some(None);
         }
         if raw_path == "/list" {
             // martd dumped its store to its own log; its client saw only this.
@@ -85,7 +129,15 @@ impl Conn {
                     payload: messages.iter().map(|m| &*m.body).collect(),
                 })
                 .collect();
-            return Some(self.answer_martd(reply, &martd::encode_channels(&data)));
+            let answer = martd::encode_channels(&data);
+            // A one2one channel is consumed by the first delivery.
+            let door = ctx.martd.as_deref().expect("the door is open");
+            for (name, _, _) in &ready {
+                if door.is_one2one(name) {
+                    ctx.bus.forget(name, u64::MAX);
+                }
+            }
+            return Some(self.answer_martd(reply, &answer));
         }
         for (name, _) in &channels {
             let subscriber = Subscriber {
@@ -119,15 +171,15 @@ impl Conn {
             body: &body,
         });
         let reply = publish.reply;
-        let (channel, size, life_ns, key, body) = match parsed {
+        let (channel, size, life_ns, one2one, key, body) = match parsed {
             Ok(martd::Op::Publish {
                 channel,
                 size,
                 life_ns,
+                one2one,
                 key,
                 body,
-                ..
-            }) => (channel, size, life_ns, key, body),
+            }) => (channel, size, life_ns, one2one, key, body),
             Ok(_) => {
                 return self
                     .answer_martd(reply, &martd::encode_not_found())
@@ -150,17 +202,29 @@ impl Conn {
         } else {
             "application/octet-stream"
         };
-        // martd's ring is bounded only by memory; here by the largest history allowed.
+        // The first publish fixes the channel's attributes; martd's ring is bounded only by
+        // memory, here by the largest history allowed.
         let max_history = ctx.cfg.max_history;
+        let door = ctx.martd.as_deref_mut().expect("the door is open");
+        let attributes = door
+            .channels
+            .entry(channel.clone())
+            .or_insert_with(|| MartdChannel {
+                size: usize::try_from(size).unwrap_or(usize::MAX).min(max_history),
+                lifetime: Duration::from_nanos(
+                    u64::try_from(life_ns).unwrap_or(0).max(1_000_000_000),
+                ),
+                one2one,
+                keyed: !key.is_empty(),
+            });
         publish.req = PublishRequest {
             channel,
             content_type: content_type.into(),
             body,
-            key: (!key.is_empty()).then_some(key),
-            size: Some(usize::try_from(size).unwrap_or(usize::MAX).min(max_history)),
-            lifetime: Some(Duration::from_nanos(
-                u64::try_from(life_ns).unwrap_or(0).max(1_000_000_000),
-            )),
+            // Without a key at first, the channel never needs one (martd ignored later keys).
+            key: attributes.keyed.then_some(key),
+            size: Some(attributes.size),
+            lifetime: Some(attributes.lifetime),
             ..PublishRequest::default()
         };
         publish.door_answer = Some(Box::new(DoorAnswer::Martd));

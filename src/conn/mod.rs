@@ -20,6 +20,7 @@ pub use comet::{encode_message_entry as encode_comet_entry, CometDoor};
 pub use esb::EsbDoor;
 pub use lhttp::encode_lhttp_frame;
 pub use martd::encode_held_answer as encode_martd_answer;
+pub use martd::MartdDoor;
 use websocket::WsState;
 
 use crate::auth::{Grant, JwtKey};
@@ -64,6 +65,8 @@ pub struct Ctx<'a> {
     pub esb: Option<&'a mut EsbDoor>,
     /// The Simple-Comet door, when it is open.
     pub comet: Option<&'a mut CometDoor>,
+    /// The martd door, when it is open.
+    pub martd: Option<&'a mut MartdDoor>,
 }
 
 /// What the reactor should do next for this connection.
