@@ -127,6 +127,8 @@ pub struct Config {
     pub comet: CometOptions,
     /// Opens the lhttp door (WebSocket outside `/msgbus/`, `POST /publish`).
     pub lhttp: bool,
+    /// Where lhttp's `upstream:` calls may go, and their limits.
+    pub upstream: crate::upstream::UpstreamOptions,
 }
 
 /// Simple-Comet-Server's settings, with its defaults.
@@ -255,6 +257,7 @@ impl Default for Config {
             simple_comet: false,
             comet: CometOptions::default(),
             lhttp: false,
+            upstream: crate::upstream::UpstreamOptions::default(),
         }
     }
 }
@@ -355,6 +358,11 @@ Options:
   --quote-json              wrap JSON answers in /*-secure- ... */
   --enable-status           answer /status.json in Simple-Comet's format
   --lhttp                 open the lhttp door (WebSocket outside /msgbus/, POST /publish)
+  --lhttp-upstream URL    lhttp upstream: calls may go to URLs under this http:// prefix;
+                          repeat for more (default: none, calls are refused)
+  --upstream-timeout SECS an upstream call is given up after this (default: 10)
+  --upstream-connections N  upstream calls running at once (default: 16)
+  --upstream-queue N      upstream calls waiting or running; more are refused (default: 256)
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   -h, --help              this text
   -V, --version           the version
@@ -530,6 +538,16 @@ impl Config {
                 Long("quote-json") => cfg.comet.quote_json = true,
                 Long("enable-status") => cfg.comet.enable_status = true,
                 Long("lhttp") => cfg.lhttp = true,
+                Long("lhttp-upstream") => cfg.upstream.allow.push(string(&mut parser)?),
+                Long("upstream-timeout") => {
+                    cfg.upstream.timeout = seconds(&mut parser, "--upstream-timeout")?
+                }
+                Long("upstream-connections") => {
+                    cfg.upstream.connections = positive(&mut parser, "--upstream-connections")?
+                }
+                Long("upstream-queue") => {
+                    cfg.upstream.queue = positive(&mut parser, "--upstream-queue")?
+                }
                 Long("jwt-secret-file") => {
                     cfg.jwt_secret_file = Some(PathBuf::from(string(&mut parser)?))
                 }

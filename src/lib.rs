@@ -23,3 +23,4 @@ pub mod stats;
 pub mod timer;
 pub mod tls;
 pub mod transport;
+pub mod upstream;

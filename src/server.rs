@@ -26,6 +26,7 @@ use crate::logfile::LogFile;
 use crate::signals::{Signal, Signals};
 use crate::stats::{ClusterGauges, Gauges, Limit, Reason, Stats, Transport};
 use crate::timer::Timers;
+use crate::upstream::Upstream;
 use crate::{privileges, tls};
 
 /// Tokens above every slab key: the signal fd, then the listeners.
@@ -33,6 +34,9 @@ const SIGNAL_TOKEN: Token = Token(usize::MAX);
 /// The NATS connection, below the listeners' tokens.
 const CLUSTER_TOKEN: Token = Token(usize::MAX - 1 - MAX_LISTENERS);
 const LISTENER_TOKEN_BASE: usize = usize::MAX - 1;
+/// lhttp upstream calls: `UPSTREAM_TOKEN_TOP - slot`, below the cluster's token.
+const UPSTREAM_TOKEN_TOP: usize = CLUSTER_TOKEN.0 - 1;
+const MAX_UPSTREAM_TOKENS: usize = 1 << 20;
 const MAX_LISTENERS: usize = 64;
 /// Bytes read from one connection per turn before others get their go.
 const READ_BYTES_PER_TURN: usize = 256 * 1024;
@@ -89,6 +93,8 @@ pub struct Server {
     comet: Option<CometDoor>,
     /// The martd door, with `--martd`.
     martd: Option<MartdDoor>,
+    /// lhttp's upstream calls, with `--lhttp` and `--lhttp-upstream`.
+    upstream: Option<Upstream>,
 }
 
 /// A publish carried out.
@@ -103,7 +109,15 @@ pub struct Published {
 impl Server {
     pub fn new(cfg: Config) -> io::Result<Server> {
         let open_files = raise_open_files_limit();
-        let capacity = open_files.saturating_sub(RESERVED_FDS).max(1);
+        // lhttp upstream calls need sockets of their own.
+        let upstream_fds = if cfg.lhttp && !cfg.upstream.allow.is_empty() {
+            cfg.upstream.connections
+        } else {
+            0
+        };
+        let capacity = open_files
+            .saturating_sub(RESERVED_FDS.saturating_add(upstream_fds))
+            .max(1);
         let max_connections = match cfg.max_connections {
             Some(n) if n > capacity => {
                 warn!("--max-connections {n} is over what {open_files} open files allow; using {capacity}");
@@ -126,6 +140,13 @@ impl Server {
         let jwt = load_jwt_key(&cfg)?;
         let comet = cfg.simple_comet.then(|| CometDoor::new(cfg.comet.clone()));
         let martd = cfg.martd.then(MartdDoor::default);
+        let upstream = if cfg.lhttp && !cfg.upstream.allow.is_empty() {
+            let upstream = Upstream::new(cfg.upstream.clone())
+                .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
+            Some(upstream)
+        } else {
+            None
+        };
         let esb = match &cfg.esb_users {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -194,6 +215,7 @@ impl Server {
             esb,
             comet,
             martd,
+            upstream,
         })
     }
 
@@ -209,6 +231,11 @@ impl Server {
         loop {
             self.poll_events()?;
             self.expire_timers();
+            if let Some(upstream) = self.upstream.as_mut() {
+                upstream.start(self.poll.registry(), |slot| {
+                    Token(UPSTREAM_TOKEN_TOP - slot)
+                });
+            }
             self.flush_pending();
             if let Some(deadline) = self.shutdown_deadline {
                 self.reap_finished();
@@ -291,6 +318,13 @@ impl Server {
                 CLUSTER_TOKEN => self.on_cluster(false),
                 Token(t) if t > LISTENER_TOKEN_BASE - MAX_LISTENERS => {
                     self.accept_all();
+                }
+                Token(t)
+                    if t <= UPSTREAM_TOKEN_TOP && t > UPSTREAM_TOKEN_TOP - MAX_UPSTREAM_TOKENS =>
+                {
+                    if let Some(upstream) = self.upstream.as_mut() {
+                        upstream.on_event(UPSTREAM_TOKEN_TOP - t, self.poll.registry(), self.now);
+                    }
                 }
                 Token(key) => {
                     let Some(conn) = self.conns.get_mut(key) else {
@@ -462,6 +496,7 @@ impl Server {
                 esb: self.esb.as_mut(),
                 comet: self.comet.as_mut(),
                 martd: self.martd.as_mut(),
+                upstream: self.upstream.as_mut(),
             };
             let next = conn.advance(&mut ctx);
             for event in conn.stat_events.drain(..) {
@@ -668,6 +703,9 @@ impl Server {
             }
             if let Some(door) = self.martd.as_mut() {
                 door.sweep(&self.bus);
+            }
+            if let Some(upstream) = self.upstream.as_mut() {
+                upstream.expire(self.poll.registry(), self.now);
             }
             if freed > 0 {
                 debug!("freed {freed} idle channels");

@@ -108,3 +108,115 @@ fn lhttp_clients_meet_each_other_and_the_native_doors() {
     server.publish("room", "text/plain", b"after");
     assert_silent(&mut alice, Duration::from_millis(100));
 }
+
+/// Reads one HTTP request (head and Content-Length body) from an accepted upstream socket.
+fn read_request(stream: &mut TcpStream) -> String {
+    let head = String::from_utf8(read_until(stream, b"\r\n\r\n")).unwrap();
+    let (head_only, already) = head.split_once("\r\n\r\n").unwrap();
+    let length: usize = head_only
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map_or(0, |n| n.parse().unwrap());
+    let mut body = already.to_string();
+    if body.len() < length {
+        body.push_str(&String::from_utf8(read_exact(stream, length - body.len())).unwrap());
+    }
+    format!("{head_only}\r\n\r\n{body}")
+}
+
+/// `upstream:` calls go out from the reactor, only under an allowed prefix, with the message's
+/// headers and body; nothing comes back to the client, and the answer is logged.
+#[test]
+fn upstream_calls_reach_allowed_urls_only() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = backend.local_addr().unwrap().port();
+    let allowed = format!("http://127.0.0.1:{port}/api");
+    let server = Server::start(&[
+        "--lhttp",
+        "--lhttp-upstream",
+        &allowed,
+        "--upstream-timeout",
+        "1",
+        "--upstream-queue",
+        "1",
+    ]);
+    let mut ws = open(&server, "/");
+    send(
+        &mut ws,
+        &format!(
+            "LHTTP/1.0 store\r\nupstream:POST http://127.0.0.1:{port}/api/items?x=1\r\nx-user:7\r\n\r\nhello"
+        ),
+    );
+    let (mut call, _) = backend.accept().unwrap();
+    call.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    assert_eq!(
+        read_request(&mut call),
+        format!(
+            "POST /api/items?x=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-User: 7\r\nUpstream: POST http://127.0.0.1:{port}/api/items?x=1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+        )
+    );
+    call.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+        .unwrap();
+    drop(call);
+    server.wait_for_log(
+        &format!("upstream POST http://127.0.0.1:{port}/api/items?x=1 answered 201 (45 bytes)"),
+        1,
+    );
+    // GET sends no body.
+    send(
+        &mut ws,
+        &format!("LHTTP/1.0 q\r\nupstream:GET http://127.0.0.1:{port}/api\r\n\r\nignored"),
+    );
+    let (mut call, _) = backend.accept().unwrap();
+    call.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let request = read_request(&mut call);
+    assert!(request.starts_with("GET /api HTTP/1.1\r\n"), "{request}");
+    assert!(request.ends_with("Connection: close\r\n\r\n"), "{request}");
+    // While it runs, the queue (of one) is full.
+    send(
+        &mut ws,
+        &format!("LHTTP/1.0 q\r\nupstream:GET http://127.0.0.1:{port}/api\r\n\r\n"),
+    );
+    assert_eq!(
+        receive(&mut ws),
+        "LHTTP/1.0 error\r\nerror:too many upstream calls waiting; try again later\r\n\r\n"
+    );
+    // A backend that never answers: the call is given up at the timeout.
+    server.wait_for_log("timed out after 1 s", 1);
+    drop(call);
+    // Refused calls are said, and the connection goes on.
+    for (value, why) in [
+        (
+            format!("POST http://127.0.0.1:{port}/apix"),
+            "upstream URL is not allowed on this server",
+        ),
+        (
+            format!("POST http://127.0.0.1:{port}/api/../admin"),
+            "bad upstream URL: a . or .. path segment",
+        ),
+        (
+            "POST http://10.0.0.1/api".to_string(),
+            "upstream URL is not allowed on this server",
+        ),
+        (
+            format!("P(ST http://127.0.0.1:{port}/api"),
+            "upstream method is not an HTTP method",
+        ),
+        (
+            format!("POST https://127.0.0.1:{port}/api"),
+            "bad upstream URL: only http:// URLs are supported",
+        ),
+    ] {
+        send(
+            &mut ws,
+            &format!("LHTTP/1.0 go\r\nupstream:{value}\r\n\r\nb"),
+        );
+        assert_eq!(
+            receive(&mut ws),
+            format!("LHTTP/1.0 error\r\nerror:{why}\r\n\r\n"),
+            "{value}"
+        );
+    }
+    backend.set_nonblocking(true).unwrap();
+    assert!(backend.accept().is_err(), "a refused call went out");
+}

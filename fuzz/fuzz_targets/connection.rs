@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 use mio::net::UnixStream;
 use msgbus::bus::Bus;
 use msgbus::config::Config;
-use msgbus::conn::{Conn, Ctx, Next};
+use msgbus::conn::{CometDoor, Conn, Ctx, EsbDoor, MartdDoor, Next};
 use msgbus::io::{Socket, Stream};
 use msgbus::listener::Peer;
 use msgbus::server::Published;
@@ -28,6 +28,10 @@ fuzz_target!(|input: (u8, &[u8])| {
         max_body: MAX_BODY,
         max_queue: MAX_QUEUE,
         max_ws_message: Some(MAX_WS),
+        // Every door open, so their parsers and state are driven too.
+        martd: true,
+        simple_comet: true,
+        lhttp: true,
         ..Config::default()
     };
     let (sock, _peer_end) = UnixStream::pair().expect("socketpair");
@@ -35,6 +39,9 @@ fuzz_target!(|input: (u8, &[u8])| {
     let mut conn = Conn::new(Socket::new(Stream::Unix(sock)), Peer::Unix, now, &cfg);
     let mut bus = Bus::new(1, cfg.retention(), Duration::from_secs(60));
     let mut stats = Stats::default();
+    let mut esb = EsbDoor::from_users_file("key:secret\n");
+    let mut comet = CometDoor::new(cfg.comet.clone());
+    let mut martd = MartdDoor::default();
     for piece in data.chunks(usize::from(step).max(1)) {
         if !conn.wants_input(&cfg) {
             // The client reads what was answered: the queue empties.
@@ -43,7 +50,18 @@ fuzz_target!(|input: (u8, &[u8])| {
         }
         conn.on_input(piece);
         for _ in 0..10_000 {
-            let mut ctx = Ctx { key: 0, now, cfg: &cfg, bus: &mut bus, stats: &mut stats, jwt: None };
+            let mut ctx = Ctx {
+                key: 0,
+                now,
+                cfg: &cfg,
+                bus: &mut bus,
+                stats: &mut stats,
+                jwt: None,
+                esb: Some(&mut esb),
+                comet: Some(&mut comet),
+                martd: Some(&mut martd),
+                upstream: None,
+            };
             match conn.advance(&mut ctx) {
                 Next::Wait => break,
                 Next::Close(_) => return,

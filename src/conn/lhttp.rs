@@ -125,10 +125,19 @@ impl Conn {
                         self.subscriptions.retain(|s| *s != id);
                     }
                 }
-                lhttp::Op::Upstream(_) => {
-                    self.outq.push_own(error_frame(
-                        "upstream forwarding is not enabled on this server",
-                    ));
+                lhttp::Op::Upstream(call) => {
+                    let body = call.sends_body.then_some(msg.body.as_slice());
+                    let outcome = match ctx.upstream.as_deref_mut() {
+                        Some(upstream) => {
+                            upstream.submit(call.method, call.url, &msg.headers, body, ctx.now)
+                        }
+                        None => Err(crate::upstream::Refusal::Disabled),
+                    };
+                    // As in lhttp, a call that goes out is not acknowledged; one that cannot
+                    // is (lhttp dropped the connection).
+                    if let Err(refusal) = outcome {
+                        self.outq.push_own(error_frame(&refusal.to_string()));
+                    }
                 }
             }
         }

@@ -67,6 +67,8 @@ pub struct Ctx<'a> {
     pub comet: Option<&'a mut CometDoor>,
     /// The martd door, when it is open.
     pub martd: Option<&'a mut MartdDoor>,
+    /// lhttp's upstream calls, when some URL is allowed.
+    pub upstream: Option<&'a mut crate::upstream::Upstream>,
 }
 
 /// What the reactor should do next for this connection.

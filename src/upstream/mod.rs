@@ -1,0 +1,321 @@
+//! lhttp's `upstream:` calls: HTTP requests made from inside the reactor, non-blocking like
+//! every other socket, and only to URLs under a prefix the operator allowed
+//! (`--lhttp-upstream`), so the door is never an open proxy. Each call has a deadline; at most
+//! `--upstream-connections` run at once and `--upstream-queue` wait or run. As in lhttp, the
+//! answer is logged and nothing goes back to the client.
+
+pub mod request;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+
+use request::{HttpUrl, UrlError};
+
+/// How much of an answer is read before the call is ended anyway: only its status is used.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// What the operator allowed, with the address each prefix's host resolved to at start.
+struct Allowed {
+    prefix: HttpUrl,
+    addr: SocketAddr,
+}
+
+/// The limits and allow-list, from the command line.
+#[derive(Debug, Clone)]
+pub struct UpstreamOptions {
+    /// URL prefixes calls may go to; empty: no calls at all.
+    pub allow: Vec<String>,
+    pub timeout: Duration,
+    /// Calls running at once.
+    pub connections: usize,
+    /// Calls waiting or running; past it a call is refused.
+    pub queue: usize,
+}
+
+impl Default for UpstreamOptions {
+    fn default() -> Self {
+        UpstreamOptions {
+            allow: Vec::new(),
+            timeout: Duration::from_secs(10),
+            connections: 16,
+            queue: 256,
+        }
+    }
+}
+
+/// Why a call was not made; the client is told in an lhttp error reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Disabled,
+    BadMethod,
+    BadUrl(UrlError),
+    NotAllowed,
+    QueueFull,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Disabled => f.write_str("upstream forwarding is not enabled on this server"),
+            Refusal::BadMethod => f.write_str("upstream method is not an HTTP method"),
+            Refusal::BadUrl(e) => write!(f, "bad upstream URL: {e}"),
+            Refusal::NotAllowed => f.write_str("upstream URL is not allowed on this server"),
+            Refusal::QueueFull => f.write_str("too many upstream calls waiting; try again later"),
+        }
+    }
+}
+
+struct Call {
+    addr: SocketAddr,
+    request: Vec<u8>,
+    /// `METHOD URL`, for the log.
+    label: String,
+    /// The deadline runs from when the call was accepted, queueing included.
+    deadline: Instant,
+    started: Instant,
+}
+
+struct Running {
+    call: Call,
+    stream: TcpStream,
+    connected: bool,
+    written: usize,
+    /// The start of the answer, up to its status line.
+    head: Vec<u8>,
+    received: usize,
+}
+
+pub struct Upstream {
+    allowed: Vec<Allowed>,
+    options: UpstreamOptions,
+    waiting: VecDeque<Call>,
+    running: Slab<Running>,
+}
+
+enum Progress {
+    Pending,
+    Done,
+    Failed(String),
+}
+
+impl Upstream {
+    /// Reads the allow-list, resolving each prefix's host once, here at start-up: the reactor
+    /// never waits on DNS.
+    pub fn new(options: UpstreamOptions) -> Result<Upstream, String> {
+        let mut allowed = Vec::new();
+        for text in &options.allow {
+            let prefix =
+                HttpUrl::parse(text).map_err(|e| format!("--lhttp-upstream {text}: {e}"))?;
+            let host = prefix.host.trim_start_matches('[').trim_end_matches(']');
+            let addr = (host, prefix.port)
+                .to_socket_addrs()
+                .map_err(|e| format!("--lhttp-upstream {text}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("--lhttp-upstream {text}: host has no address"))?;
+            allowed.push(Allowed { prefix, addr });
+        }
+        Ok(Upstream {
+            allowed,
+            options,
+            waiting: VecDeque::new(),
+            running: Slab::new(),
+        })
+    }
+
+    /// Accepts a call, to be started by [`Upstream::start`].
+    pub fn submit(
+        &mut self,
+        method: &[u8],
+        url: &[u8],
+        headers: &[(Vec<u8>, Vec<u8>)],
+        body: Option<&[u8]>,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        if self.allowed.is_empty() {
+            return Err(Refusal::Disabled);
+        }
+        if !request::is_token(method) {
+            return Err(Refusal::BadMethod);
+        }
+        let text = std::str::from_utf8(url).map_err(|_| Refusal::BadUrl(UrlError::BadCharacter))?;
+        let url = HttpUrl::parse(text).map_err(Refusal::BadUrl)?;
+        let allowed = self
+            .allowed
+            .iter()
+            .find(|a| url.is_under(&a.prefix))
+            .ok_or(Refusal::NotAllowed)?;
+        if self.waiting.len() + self.running.len() >= self.options.queue {
+            return Err(Refusal::QueueFull);
+        }
+        self.waiting.push_back(Call {
+            addr: allowed.addr,
+            request: request::encode_request(method, &url, headers, body),
+            label: format!("{} {text}", String::from_utf8_lossy(method)),
+            deadline: now + self.options.timeout,
+            started: now,
+        });
+        Ok(())
+    }
+
+    /// Starts waiting calls while fewer than the limit run. `token` names a call's socket.
+    pub fn start(&mut self, registry: &Registry, token: impl Fn(usize) -> Token) {
+        while self.running.len() < self.options.connections {
+            let Some(call) = self.waiting.pop_front() else {
+                return;
+            };
+            let mut stream = match TcpStream::connect(call.addr) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    warn!("upstream {}: {e}", call.label);
+                    continue;
+                }
+            };
+            let entry = self.running.vacant_entry();
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = registry.register(&mut stream, token(entry.key()), interest) {
+                warn!("upstream {}: {e}", call.label);
+                continue;
+            }
+            entry.insert(Running {
+                call,
+                stream,
+                connected: false,
+                written: 0,
+                head: Vec::new(),
+                received: 0,
+            });
+        }
+    }
+
+    /// The socket of call `slot` is ready.
+    pub fn on_event(&mut self, slot: usize, registry: &Registry, now: Instant) {
+        let Some(running) = self.running.get_mut(slot) else {
+            return;
+        };
+        match running.advance() {
+            Progress::Pending => {}
+            Progress::Done => {
+                let running = self.running.remove(slot);
+                let elapsed = now.duration_since(running.call.started);
+                match request::response_status(&running.head) {
+                    request::AnswerHead::Status(status) => info!(
+                        "upstream {} answered {status} ({} bytes) in {} ms",
+                        running.call.label,
+                        running.received,
+                        elapsed.as_millis()
+                    ),
+                    _ => warn!("upstream {}: no HTTP answer", running.call.label),
+                }
+                finish(running, registry);
+            }
+            Progress::Failed(why) => {
+                let running = self.running.remove(slot);
+                warn!("upstream {}: {why}", running.call.label);
+                finish(running, registry);
+            }
+        }
+    }
+
+    /// Ends the calls whose deadline passed, waiting or running.
+    pub fn expire(&mut self, registry: &Registry, now: Instant) {
+        let timeout = self.options.timeout.as_secs_f64();
+        self.waiting.retain(|call| {
+            let live = call.deadline > now;
+            if !live {
+                warn!(
+                    "upstream {}: timed out after {timeout} s (queued)",
+                    call.label
+                );
+            }
+            live
+        });
+        let late: Vec<usize> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.call.deadline <= now)
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in late {
+            let running = self.running.remove(slot);
+            match request::response_status(&running.head) {
+                // Answered, but the server kept the connection open past the deadline.
+                request::AnswerHead::Status(status) => info!(
+                    "upstream {} answered {status} ({} bytes, connection held open)",
+                    running.call.label, running.received
+                ),
+                _ => warn!(
+                    "upstream {}: timed out after {timeout} s",
+                    running.call.label
+                ),
+            }
+            finish(running, registry);
+        }
+    }
+
+    /// Calls waiting or running.
+    pub fn len(&self) -> usize {
+        self.waiting.len() + self.running.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn finish(mut running: Running, registry: &Registry) {
+    let _ = registry.deregister(&mut running.stream);
+}
+
+impl Running {
+    /// Connects, writes what is left of the request, reads what has arrived. Edge-triggered:
+    /// goes until the socket would block.
+    fn advance(&mut self) -> Progress {
+        if !self.connected {
+            match self.stream.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => return Progress::Failed(e.to_string()),
+            }
+            match self.stream.peer_addr() {
+                Ok(_) => self.connected = true,
+                Err(e) if e.kind() == ErrorKind::NotConnected => return Progress::Pending,
+                Err(e) => return Progress::Failed(e.to_string()),
+            }
+        }
+        while self.written < self.call.request.len() {
+            match self.stream.write(&self.call.request[self.written..]) {
+                Ok(0) => return Progress::Failed("connection closed".into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Progress::Pending,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Progress::Failed(e.to_string()),
+            }
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Progress::Done,
+                Ok(n) => {
+                    self.received += n;
+                    if self.head.len() < 1024 {
+                        let keep = n.min(1024 - self.head.len());
+                        self.head.extend_from_slice(&buf[..keep]);
+                    }
+                    if self.received >= MAX_ANSWER {
+                        return Progress::Done;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Progress::Pending,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Progress::Failed(e.to_string()),
+            }
+        }
+    }
+}
