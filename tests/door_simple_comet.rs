@@ -316,3 +316,25 @@ fn http_delete(server: &Server, target: &str) -> String {
         format!("DELETE {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
     )
 }
+
+/// SIGTERM answers a held read (its channels empty) instead of cutting it off.
+#[test]
+fn shutdown_answers_held_reads() {
+    let server = Server::start(&["--simple-comet"]);
+    form(&server, "/channels.json", "channel_id=c");
+    let mut read = server.connect();
+    read.write_all(b"GET /channels/c.jsonp?since=0&cb=_JSONP_x HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let deadline = Instant::now() + READ_TIMEOUT;
+    while server.counter("subscribers") == 0 {
+        assert!(Instant::now() < deadline, "read never held");
+    }
+    assert!(server.terminate().success());
+    let answer = String::from_utf8(read_to_end(&mut read)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert_eq!(header_value(&answer, "Connection"), "close");
+    assert_eq!(
+        body(&answer),
+        r#"_JSONP_x({"messages": {"c": []}, "since": 0, "last_id": 0, "return_code": 1, "error_message": ""});"#
+    );
+}

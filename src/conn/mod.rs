@@ -1080,8 +1080,19 @@ impl Conn {
             return Some(Reason::Shutdown);
         }
         match &self.phase {
-            Phase::Streaming(Stream::Esb { .. } | Stream::Martd { .. } | Stream::Comet(_)) => {
+            Phase::Streaming(Stream::Esb { .. } | Stream::Martd { .. }) => {
                 self.phase = Phase::Closing;
+                None
+            }
+            Phase::Streaming(Stream::Comet(_)) => {
+                // Answered as at --http-timeout: its client asks again, elsewhere or later.
+                let Phase::Streaming(Stream::Comet(mut poll)) =
+                    std::mem::replace(&mut self.phase, Phase::Closing)
+                else {
+                    unreachable!("matched above")
+                };
+                poll.reply.keep_alive = false;
+                self.answer_comet_timeout(&poll);
                 None
             }
             Phase::Streaming(Stream::Multipart { chunked }) => {
