@@ -140,6 +140,9 @@ impl Server {
         let jwt = load_jwt_key(&cfg)?;
         let comet = cfg.simple_comet.then(|| CometDoor::new(cfg.comet.clone()));
         let martd = cfg.martd.then(MartdDoor::default);
+        if !cfg.lhttp && !cfg.upstream.allow.is_empty() {
+            warn!("--lhttp-upstream has no effect without --lhttp");
+        }
         let upstream = if cfg.lhttp && !cfg.upstream.allow.is_empty() {
             let upstream = Upstream::new(cfg.upstream.clone())
                 .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
