@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::*;
 
@@ -19,36 +18,14 @@ fn start(test: &str) -> (Server, std::path::PathBuf) {
     (server, users)
 }
 
-/// key, token and timestamp as the eshq gem makes them: sha1("key:secret:timestamp") in hex.
-fn credentials(key: &str, secret: &str) -> String {
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let input = format!("{key}:{secret}:{timestamp}");
-    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, input.as_bytes());
-    let token: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("key={key}&token={token}&timestamp={timestamp}")
-}
-
-fn form_post(server: &Server, path: &str, form: &str) -> String {
-    server.post(
-        path,
-        "Content-Type: application/x-www-form-urlencoded\r\n",
-        form.as_bytes(),
-    )
-}
-
 fn body(answer: &str) -> &str {
     answer.split_once("\r\n\r\n").unwrap().1
 }
 
 fn create_socket(server: &Server, channel: &str) -> String {
-    let answer = form_post(
-        server,
+    let answer = server.post_form(
         "/socket",
-        &format!("{}&channel={channel}", credentials("k1", "s3cret")),
+        &format!("{}&channel={channel}", esb_credentials("k1", "s3cret")),
     );
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert_eq!(header_value(&answer, "Content-Type"), "application/json");
@@ -77,12 +54,11 @@ fn sockets_streams_and_publishing_as_the_original_answered() {
         &format!("GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\n\r\n"),
         &format!("{HEAD}{PING}"),
     );
-    let answer = form_post(
-        &server,
+    let answer = server.post_form(
         "/event",
         &format!(
             "{}&channel=news&data=hello&name=greet",
-            credentials("k1", "s3cret")
+            esb_credentials("k1", "s3cret")
         ),
     );
     assert_eq!(
@@ -96,7 +72,7 @@ fn sockets_streams_and_publishing_as_the_original_answered() {
         event.len(),
         "event:greet\nid:".len() + 24 + "\ndata:hello\n\n".len()
     );
-    let answer = form_post(&server, &format!("/socket/{socket}"), "data=from+the+page");
+    let answer = server.post_form(&format!("/socket/{socket}"), "data=from+the+page");
     assert_eq!(body(&answer), "Ok");
     let event = String::from_utf8(read_until(&mut stream, b"\n\n")).unwrap();
     assert!(event.ends_with("\ndata:from the page\n\n"), "{event}");
@@ -109,7 +85,7 @@ fn sockets_streams_and_publishing_as_the_original_answered() {
         "GET /msgbus/news HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n",
         "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n",
     );
-    form_post(&server, &format!("/socket/{socket}"), "data=both+ways");
+    server.post_form(&format!("/socket/{socket}"), "data=both+ways");
     let event = String::from_utf8(read_until(&mut native, b"\n\n")).unwrap();
     assert!(event.ends_with("\ndata: both ways\n\n"), "{event}");
     let _ = std::fs::remove_file(users);
@@ -127,19 +103,19 @@ fn refusals_are_the_originals() {
         ),
         (
             "/socket",
-            format!("{}&channel=x", credentials("nobody", "x")),
+            format!("{}&channel=x", esb_credentials("nobody", "x")),
             "HTTP/1.1 404 Not Found",
             "User not found",
         ),
         (
             "/event",
-            format!("{}&channel=x&data=y", credentials("k1", "wrong")),
+            format!("{}&channel=x&data=y", esb_credentials("k1", "wrong")),
             "HTTP/1.1 401 Unauthorized",
             "Access Denied - Bad Credentials",
         ),
         (
             "/event",
-            format!("{}&channel=x", credentials("k1", "s3cret")),
+            format!("{}&channel=x", esb_credentials("k1", "s3cret")),
             "HTTP/1.1 400 Bad Request",
             "Missing param: data",
         ),
@@ -151,7 +127,7 @@ fn refusals_are_the_originals() {
         ),
     ];
     for (path, form, status, reason) in cases {
-        let answer = form_post(&server, path, &form);
+        let answer = server.post_form(path, &form);
         assert!(
             answer.starts_with(&format!("{status}\r\n")),
             "{path}: {answer}"

@@ -20,29 +20,13 @@ fn answer(status: &str, body: &str) -> String {
 fn publish_then_subscribe_from_an_etag() {
     let server = Server::start(&["--martd"]);
     let got = server.post("/pub?channel=room&key=k", "", b"hello");
-    let etag: u64 = got
-        .split("\"etag\": \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let etag: u64 = etag_of(&got);
     assert_eq!(
         got,
         answer("200 OK", &format!("{{\n     \"etag\": \"{etag}\"\n }}"))
     );
     let second = server.post("/pub?channel=room&key=k", "", b"again");
-    let etag2: u64 = second
-        .split("\"etag\": \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let etag2: u64 = etag_of(&second);
     // Everything after etag 0, then only what follows the first etag.
     let all =
         server.exchange(b"GET /sub?cid=c1&room=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
@@ -126,15 +110,7 @@ fn list_answers_ok_as_martd_did() {
 }
 
 fn etag_of(answer: &str) -> u64 {
-    answer
-        .split("\"etag\": \"")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no etag in {answer}"))
-        .split('"')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    json_number(answer, "etag")
 }
 
 fn sub(server: &Server, query: &str) -> String {

@@ -8,14 +8,6 @@ use std::time::Instant;
 
 use common::*;
 
-fn form(server: &Server, path: &str, body: &str) -> String {
-    server.post(
-        path,
-        "Content-Type: application/x-www-form-urlencoded\r\n",
-        body.as_bytes(),
-    )
-}
-
 fn get(server: &Server, target: &str) -> String {
     server.exchange(
         format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -29,7 +21,7 @@ fn body(answer: &str) -> &str {
 #[test]
 fn channels_clients_publish_and_read() {
     let server = Server::start(&["--simple-comet"]);
-    let created = form(&server, "/channels.json", "channel_id=chat");
+    let created = server.post_form("/channels.json", "channel_id=chat");
     assert!(created.starts_with("HTTP/1.1 200 OK\r\n"), "{created}");
     assert_eq!(header_value(&created, "Content-Type"), "application/json");
     assert_eq!(
@@ -37,19 +29,11 @@ fn channels_clients_publish_and_read() {
         r#"{"channel_id": "chat", "return_code": 1, "error_message": ""}"#
     );
     assert_eq!(
-        body(&form(&server, "/channels.json", "channel_id=chat")),
+        body(&server.post_form("/channels.json", "channel_id=chat")),
         r#"{"return_code": -2, "error_message": "Channel already exists"}"#
     );
-    let published = form(&server, "/channels/chat.json", "content=hello+%C3%A9");
-    let id: u64 = body(&published)
-        .split("\"message_id\": ")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let published = server.post_form("/channels/chat.json", "content=hello+%C3%A9");
+    let id: u64 = json_number(body(&published), "message_id");
     assert_eq!(
         body(&published),
         format!(r#"{{"message_id": {id}, "return_code": 1, "error_message": ""}}"#)
@@ -60,13 +44,7 @@ fn channels_clients_publish_and_read() {
         "{read}"
     );
     let text = body(&read);
-    let ts = text
-        .split("\"ts\": ")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap();
+    let ts = json_number(text, "ts");
     assert_eq!(
         text,
         format!(
@@ -81,11 +59,11 @@ fn channels_clients_publish_and_read() {
     assert_eq!(body(&jsonp), format!("_JSONP_comet_cb({text});"));
     for (request, want) in [
         (
-            form(&server, "/channels/nope.json", "content=x"),
+            server.post_form("/channels/nope.json", "content=x"),
             r#"{"return_code": -2, "error_message": "Nonexistent channel"}"#,
         ),
         (
-            form(&server, "/channels/chat.json", ""),
+            server.post_form("/channels/chat.json", ""),
             r#"{"return_code": -1, "error_message": "Missing content"}"#,
         ),
         (
@@ -97,11 +75,11 @@ fn channels_clients_publish_and_read() {
             r#"{"return_code": -3, "error_message": "Unregistered client_id"}"#,
         ),
         (
-            form(&server, "/clients.json", "client_id=c1"),
+            server.post_form("/clients.json", "client_id=c1"),
             r#"{"client_id": "c1", "return_code": 1, "error_message": ""}"#,
         ),
         (
-            form(&server, "/clients.json", "client_id=c1"),
+            server.post_form("/clients.json", "client_id=c1"),
             r#"{"return_code": -2, "error_message": "Client already exists"}"#,
         ),
     ] {
@@ -113,17 +91,9 @@ fn channels_clients_publish_and_read() {
 #[test]
 fn a_held_read_is_woken_by_a_message_from_any_door() {
     let server = Server::start(&["--simple-comet"]);
-    form(&server, "/channels.json", "channel_id=live");
-    let first = form(&server, "/channels/live.json", "content=one");
-    let since: u64 = body(&first)
-        .split("\"message_id\": ")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    server.post_form("/channels.json", "channel_id=live");
+    let first = server.post_form("/channels/live.json", "content=one");
+    let since: u64 = json_number(body(&first), "message_id");
     let mut read = server.connect();
     read.write_all(
         format!("GET /channels/live.json?since={since} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
@@ -136,13 +106,7 @@ fn a_held_read_is_woken_by_a_message_from_any_door() {
     let id = server.publish_id("live", b"from msgbus");
     let answer = String::from_utf8(read_until(&mut read, b"\"error_message\": \"\"}")).unwrap();
     let text = body(&answer);
-    let ts = text
-        .split("\"ts\": ")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap();
+    let ts = json_number(text, "ts");
     assert_eq!(
         text,
         format!(
@@ -165,11 +129,11 @@ fn callbacks_quoting_status_and_kept_messages() {
     ]);
     let quoted = |json: &str| format!("/*-secure- {json} */");
     assert_eq!(
-        body(&form(&server, "/channels.json", "channel_id=a")),
+        body(&server.post_form("/channels.json", "channel_id=a")),
         quoted(r#"{"channel_id": "a", "return_code": 1, "error_message": ""}"#)
     );
-    form(&server, "/channels.json", "channel_id=b");
-    form(&server, "/clients.json", "client_id=c1");
+    server.post_form("/channels.json", "channel_id=b");
+    server.post_form("/clients.json", "client_id=c1");
     let status = get(&server, "/status.json");
     assert_eq!(header_value(&status, "Content-Type"), "application/json");
     assert_eq!(
@@ -183,7 +147,7 @@ fn callbacks_quoting_status_and_kept_messages() {
         quoted(r#"{"return_code": -1, "error_message": "Unknown output format"}"#)
     );
     for content in ["one", "two", "three"] {
-        form(&server, "/channels/a.json", &format!("content={content}"));
+        server.post_form("/channels/a.json", &format!("content={content}"));
     }
     // JSON-P is never quoted; the callback named with cb= wraps it; only two messages are kept.
     let read = body(&get(
@@ -218,15 +182,7 @@ fn callbacks_quoting_status_and_kept_messages() {
         "/* invalid JSONP callback name */"
     );
     // A held read is counted while it waits.
-    let last: u64 = read
-        .split("\"last_id\": ")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let last: u64 = json_number(&read, "last_id");
     let mut held = server.connect();
     held.write_all(
         format!("GET /channels/b.json?since={last} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
@@ -236,7 +192,7 @@ fn callbacks_quoting_status_and_kept_messages() {
     while !body(&get(&server, "/status.json")).contains("\"held_connections_count\": 1}") {
         assert!(Instant::now() < deadline, "read never held");
     }
-    form(&server, "/channels/b.json", "content=wake");
+    server.post_form("/channels/b.json", "content=wake");
     let answer = String::from_utf8(read_until(&mut held, b"\"error_message\": \"\"} */")).unwrap();
     assert!(
         body(&answer).starts_with(r#"/*-secure- {"messages": {"b": [{"id": "#),
@@ -261,9 +217,9 @@ fn timeouts_sessions_and_deletion() {
         "--inactive-channel-timeout",
         "1",
     ]);
-    form(&server, "/channels.json", "channel_id=open");
-    form(&server, "/channels.json", "channel_id=sess&use_sessions=1");
-    form(&server, "/clients.json", "client_id=c1");
+    server.post_form("/channels.json", "channel_id=open");
+    server.post_form("/channels.json", "channel_id=sess&use_sessions=1");
+    server.post_form("/clients.json", "client_id=c1");
     let wait_one_timeout = |target: &str| {
         let started = Instant::now();
         let answer = get(&server, target);
@@ -295,15 +251,15 @@ fn timeouts_sessions_and_deletion() {
     );
     // The client may register again.
     assert_eq!(
-        body(&form(&server, "/clients.json", "client_id=c1")),
+        body(&server.post_form("/clients.json", "client_id=c1")),
         r#"{"client_id": "c1", "return_code": 1, "error_message": ""}"#
     );
-    form(&server, "/channels/open.json", "content=old");
+    server.post_form("/channels/open.json", "content=old");
     assert_eq!(
         body(&http_delete(&server, "/channels/open.json")),
         r#"{"channel_id": "open", "removed": true, "return_code": 2, "error_message": ""}"#
     );
-    form(&server, "/channels.json", "channel_id=open");
+    server.post_form("/channels.json", "channel_id=open");
     let answer = wait_one_timeout("/channels/open.json?since=0");
     assert_eq!(
         body(&answer),
@@ -321,7 +277,7 @@ fn http_delete(server: &Server, target: &str) -> String {
 #[test]
 fn shutdown_answers_held_reads() {
     let server = Server::start(&["--simple-comet"]);
-    form(&server, "/channels.json", "channel_id=c");
+    server.post_form("/channels.json", "channel_id=c");
     let mut read = server.connect();
     read.write_all(b"GET /channels/c.jsonp?since=0&cb=_JSONP_x HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();

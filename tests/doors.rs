@@ -4,7 +4,7 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use common::*;
 use msgbus::transport::websocket::{encode_client_frame, Opcode};
@@ -13,26 +13,6 @@ const CHANNEL: &str = "crossroads";
 
 /// Publishes a body through one door.
 type Publisher = dyn Fn(&Server, &str);
-
-fn esb_credentials() -> String {
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let input = format!("k1:s3cret:{timestamp}");
-    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, input.as_bytes());
-    let token: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("key=k1&token={token}&timestamp={timestamp}")
-}
-
-fn form(server: &Server, path: &str, body: &str) -> String {
-    server.post(
-        path,
-        "Content-Type: application/x-www-form-urlencoded\r\n",
-        body.as_bytes(),
-    )
-}
 
 /// A subscriber at every door, each waiting for the next message on the channel.
 fn receivers(server: &Server, esb_socket: &str) -> Vec<(&'static str, TcpStream)> {
@@ -106,13 +86,12 @@ fn a_message_through_any_door_reaches_every_other() {
         "--simple-comet",
         "--lhttp",
     ]);
-    form(&server, "/channels.json", &format!("channel_id={CHANNEL}"));
-    let socket_answer = form(
-        &server,
+    server.post_form("/channels.json", &format!("channel_id={CHANNEL}"));
+    let socket_answer = server.post_form(
         "/socket",
-        &format!("{}&channel={CHANNEL}", esb_credentials()),
+        &format!("{}&channel={CHANNEL}", esb_credentials("k1", "s3cret")),
     );
-    let socket = socket_answer
+    let esb_socket = socket_answer
         .split("\"socket\":\"")
         .nth(1)
         .unwrap()
@@ -129,8 +108,11 @@ fn a_message_through_any_door_reaches_every_other() {
         ),
         (
             "eventsource-broker",
-            Box::new(move |s, body| {
-                form(s, &format!("/socket/{socket}"), &format!("data={body}"));
+            Box::new({
+                let socket = esb_socket.clone();
+                move |s, body| {
+                    s.post_form(&format!("/socket/{socket}"), &format!("data={body}"));
+                }
             }),
         ),
         (
@@ -142,8 +124,7 @@ fn a_message_through_any_door_reaches_every_other() {
         (
             "simple-comet",
             Box::new(|s, body| {
-                form(
-                    s,
+                s.post_form(
                     &format!("/channels/{CHANNEL}.json"),
                     &format!("content={body}"),
                 );
@@ -160,14 +141,6 @@ fn a_message_through_any_door_reaches_every_other() {
             }),
         ),
     ];
-    let esb_socket = socket_answer
-        .split("\"socket\":\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
     for (door, publish) in &publishers {
         let body = format!("sent-through-{door}");
         let mut at = receivers(&server, &esb_socket);

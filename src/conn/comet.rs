@@ -38,6 +38,14 @@ struct CometChannel {
     unclaimed_until: Option<Instant>,
 }
 
+impl CometChannel {
+    /// A session channel no member has read since its time ran out.
+    fn is_unclaimed(&self, now: Instant) -> bool {
+        self.unclaimed_until
+            .is_some_and(|at| at <= now && self.members.is_empty())
+    }
+}
+
 struct CometClient {
     seq: u64,
     /// Forgotten at this time unless it reads again.
@@ -76,21 +84,13 @@ impl CometDoor {
         for id in expired {
             self.expire_client(&id, now);
         }
-        self.channels.retain(|_, channel| {
-            !channel
-                .unclaimed_until
-                .is_some_and(|at| at <= now && channel.members.is_empty())
-        });
+        self.channels
+            .retain(|_, channel| !channel.is_unclaimed(now));
     }
 
     /// Removes channel `name` now if nobody has claimed it in time.
     fn sweep_channel(&mut self, name: &str, now: Instant) {
-        let unclaimed = self.channels.get(name).is_some_and(|channel| {
-            channel
-                .unclaimed_until
-                .is_some_and(|at| at <= now && channel.members.is_empty())
-        });
-        if unclaimed {
+        if self.channels.get(name).is_some_and(|c| c.is_unclaimed(now)) {
             self.channels.remove(name);
         }
     }
@@ -179,6 +179,27 @@ pub fn encode_message_entry(msg: &crate::bus::Message) -> Vec<u8> {
     sc::py_json_str(&mut out, &body);
     out.push_str("}]");
     out.into_bytes()
+}
+
+impl CometPoll {
+    /// Its answer with these messages, in its format, style and callback.
+    fn encode(
+        &self,
+        channels: &[(&str, &[sc::Message])],
+        last_id: u64,
+        delivery: sc::Delivery,
+    ) -> sc::Reply {
+        sc::encode_messages(
+            self.format,
+            channels,
+            self.since,
+            last_id,
+            delivery,
+            unix_now(),
+            self.style,
+            self.callback.as_deref(),
+        )
+    }
 }
 
 /// A read as asked: how to answer it and from where.
@@ -516,16 +537,7 @@ impl Conn {
     /// A held read woken by a message: the codec's answer with the shared entry inside.
     pub(super) fn answer_comet_held(&mut self, poll: &CometPoll, entry: Rc<[u8]>, id: u64) {
         // The codec's own answer with no messages gives the exact glue around the entry.
-        let empty = sc::encode_messages(
-            poll.format,
-            &[],
-            poll.since,
-            id,
-            sc::Delivery::Woken,
-            unix_now(),
-            poll.style,
-            poll.callback.as_deref(),
-        );
+        let empty = poll.encode(&[], id, sc::Delivery::Woken);
         self.poll_done = true;
         let marker = b"{\"messages\": {";
         let Some(at) = empty
@@ -563,40 +575,19 @@ impl Conn {
     /// cursor it came with. (The original never answered; its own client gave up after 30 s and
     /// asked again.)
     pub(super) fn answer_comet_timeout(&mut self, poll: &CometPoll) {
-        let channels: Vec<(String, Vec<sc::Message>)> = poll
+        let channels: Vec<(&str, &[sc::Message])> = poll
             .channels
             .iter()
-            .map(|n| (n.clone(), Vec::new()))
+            .map(|n| (n.as_str(), &[][..]))
             .collect();
-        let read = CometRead {
-            format: poll.format,
-            style: poll.style,
-            callback: poll.callback.clone(),
-            since: poll.since,
-            client_id: None,
-        };
         let cursor = u64::try_from(poll.since).unwrap_or(0);
-        let answer = read.messages(&channels, poll.since, cursor, unix_now());
+        let answer = poll.encode(&channels, cursor, sc::Delivery::Immediate);
         self.poll_done = true;
         self.answer_comet(poll.reply, &answer);
     }
 
     pub(super) fn answer_comet(&mut self, reply: Reply, answer: &sc::Reply) -> Option<Next> {
-        let phrase = match answer.status {
-            200 => "OK",
-            500 => "Internal Server Error",
-            501 => "Not Implemented",
-            _ => "Unknown",
-        };
-        let mut head = Head::new(reply.minor_version, Status(answer.status, phrase));
-        for (name, value) in &answer.headers {
-            head = head.header(name, value);
-        }
-        let mut out = head
-            .header("Content-Length", answer.body.len())
-            .finish(reply.minor_version, reply.keep_alive);
-        out.extend_from_slice(&answer.body);
-        self.answer(out, reply.keep_alive);
-        None
+        let headers = answer.headers.iter().map(|(n, v)| (*n, v.as_str()));
+        self.answer_framed(reply, answer.status, headers, &answer.body)
     }
 }

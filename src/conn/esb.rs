@@ -327,30 +327,7 @@ impl Conn {
 
     /// Writes one of the codec's replies: its status, its Content-Type if it set one, its body.
     pub(super) fn answer_door(&mut self, reply: Reply, answer: &esb::Reply) -> Option<Next> {
-        let mut head = Head::new(
-            reply.minor_version,
-            Status(answer.status, reason_phrase(answer.status)),
-        );
-        if let Some(content_type) = answer.content_type {
-            head = head.header("Content-Type", content_type);
-        }
-        let mut out = head
-            .header("Content-Length", answer.body.len())
-            .finish(reply.minor_version, reply.keep_alive);
-        out.extend_from_slice(&answer.body);
-        self.answer(out, reply.keep_alive);
-        None
-    }
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        _ => "Unknown",
+        let content_type = answer.content_type.map(|value| ("Content-Type", value));
+        self.answer_framed(reply, answer.status, content_type, &answer.body)
     }
 }

@@ -96,24 +96,16 @@ impl Conn {
                     }
                 }
                 lhttp::Op::Publish(channel) => {
-                    self.pending_publishes.push(Publish {
-                        req: PublishRequest {
-                            channel: text(channel),
-                            content_type: content_type.clone(),
-                            body: msg.body.clone(),
-                            lhttp_frame: Some(frame.clone()),
-                            ..PublishRequest::default()
-                        },
-                        reply: Reply {
-                            minor_version: 1,
-                            keep_alive: true,
-                            head_only: false,
-                        },
-                        json_answer: false,
-                        via_websocket: true,
-                        door: None,
-                        door_answer: Some(Box::new(super::DoorAnswer::Silent)),
-                    });
+                    let req = PublishRequest {
+                        channel: text(channel),
+                        content_type: content_type.clone(),
+                        body: msg.body.clone(),
+                        lhttp_frame: Some(frame.clone()),
+                        ..PublishRequest::default()
+                    };
+                    let silent = Some(Box::new(super::DoorAnswer::Silent));
+                    self.pending_publishes
+                        .push(Publish::over_websocket(req, silent));
                 }
                 lhttp::Op::Unsubscribe(channel) => {
                     let Phase::Streaming(Stream::WebSocket(state)) = &mut self.phase else {

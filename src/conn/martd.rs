@@ -266,21 +266,7 @@ impl Conn {
     }
 
     fn answer_martd(&mut self, reply: Reply, answer: &martd::Reply) -> Option<Next> {
-        let phrase = match answer.status {
-            200 => "OK",
-            400 => "Bad Request",
-            404 => "Not Found",
-            _ => "Service Unavailable",
-        };
-        let mut head = Head::new(reply.minor_version, Status(answer.status, phrase));
-        for (name, value) in &answer.headers {
-            head = head.header(name, value);
-        }
-        let mut out = head
-            .header("Content-Length", answer.body.len())
-            .finish(reply.minor_version, reply.keep_alive);
-        out.extend_from_slice(&answer.body);
-        self.answer(out, reply.keep_alive);
-        None
+        let headers = answer.headers.iter().map(|(n, v)| (*n, v.as_str()));
+        self.answer_framed(reply, answer.status, headers, &answer.body)
     }
 }

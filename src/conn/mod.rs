@@ -109,6 +109,24 @@ pub struct Publish {
     pub door_answer: Option<Box<DoorAnswer>>,
 }
 
+impl Publish {
+    /// A message a WebSocket client sent: no HTTP answer goes back for it.
+    fn over_websocket(req: PublishRequest, door_answer: Option<Box<DoorAnswer>>) -> Publish {
+        Publish {
+            req,
+            reply: Reply {
+                minor_version: 1,
+                keep_alive: true,
+                head_only: false,
+            },
+            json_answer: false,
+            via_websocket: true,
+            door: None,
+            door_answer,
+        }
+    }
+}
+
 /// A request body one of the older servers' doors reads.
 #[derive(Debug)]
 pub enum DoorPost {
@@ -882,6 +900,26 @@ impl Conn {
         if !keep_alive {
             self.phase = Phase::Closing;
         }
+    }
+
+    /// A door's own reply: its status and headers, then Content-Length and the body.
+    fn answer_framed<'h>(
+        &mut self,
+        reply: Reply,
+        code: u16,
+        headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+        body: &[u8],
+    ) -> Option<Next> {
+        let mut head = Head::new(reply.minor_version, Status::from_code(code));
+        for (name, value) in headers {
+            head = head.header(name, value);
+        }
+        let mut out = head
+            .header("Content-Length", body.len())
+            .finish(reply.minor_version, reply.keep_alive);
+        out.extend_from_slice(body);
+        self.answer(out, reply.keep_alive);
+        None
     }
 
     fn serve_file(

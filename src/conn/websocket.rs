@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Conn, Ctx, Next, Phase, Publish, Reply, Stream};
+use super::{Conn, Ctx, Next, Phase, Publish, Stream};
 use crate::bus::PublishRequest;
 use crate::transport::websocket::{self as ws, CloseReason, Event, Opcode};
 
@@ -76,25 +76,15 @@ impl Conn {
                         "application/octet-stream"
                     };
                     ctx.stats.requests += 1;
-                    return Next::Publish(Publish {
-                        req: PublishRequest {
-                            channel,
-                            content_type: content_type.into(),
-                            sender: state.sender.clone(),
-                            body: payload,
-                            key: state.key.clone(),
-                            ..PublishRequest::default()
-                        },
-                        reply: Reply {
-                            minor_version: 1,
-                            keep_alive: true,
-                            head_only: false,
-                        },
-                        json_answer: false,
-                        via_websocket: true,
-                        door: None,
-                        door_answer: None,
-                    });
+                    let req = PublishRequest {
+                        channel,
+                        content_type: content_type.into(),
+                        sender: state.sender.clone(),
+                        body: payload,
+                        key: state.key.clone(),
+                        ..PublishRequest::default()
+                    };
+                    return Next::Publish(Publish::over_websocket(req, None));
                 }
             }
         }

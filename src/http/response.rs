@@ -26,6 +26,35 @@ impl Status {
     pub const INTERNAL_ERROR: Status = Status(500, "Internal Server Error");
     pub const NOT_IMPLEMENTED: Status = Status(501, "Not Implemented");
     pub const SERVICE_UNAVAILABLE: Status = Status(503, "Service Unavailable");
+
+    /// The status for `code` with its phrase, "Unknown" for a code not listed here (a door
+    /// answering with its original's codes).
+    pub fn from_code(code: u16) -> Status {
+        [
+            Status::CONTINUE,
+            Status::OK,
+            Status::NO_CONTENT,
+            Status::NOT_MODIFIED,
+            Status::BAD_REQUEST,
+            Status::SWITCHING_PROTOCOLS,
+            Status::UNAUTHORIZED,
+            Status::FORBIDDEN,
+            Status::NOT_FOUND,
+            Status::METHOD_NOT_ALLOWED,
+            Status::REQUEST_TIMEOUT,
+            Status::GONE,
+            Status::PAYLOAD_TOO_LARGE,
+            Status::EXPECTATION_FAILED,
+            Status::UPGRADE_REQUIRED,
+            Status::HEADERS_TOO_LARGE,
+            Status::INTERNAL_ERROR,
+            Status::NOT_IMPLEMENTED,
+            Status::SERVICE_UNAVAILABLE,
+        ]
+        .into_iter()
+        .find(|status| status.0 == code)
+        .unwrap_or(Status(code, "Unknown"))
+    }
 }
 
 /// Builds a response head line by line.

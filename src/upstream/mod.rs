@@ -259,15 +259,6 @@ impl Upstream {
             finish(running, registry);
         }
     }
-
-    /// Calls waiting or running.
-    pub fn len(&self) -> usize {
-        self.waiting.len() + self.running.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn finish(mut running: Running, registry: &Registry) {

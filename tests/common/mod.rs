@@ -128,6 +128,15 @@ impl Server {
         self.exchange(&[head.as_bytes(), body].concat())
     }
 
+    /// POSTs an `application/x-www-form-urlencoded` body to `target`; returns the answer.
+    pub fn post_form(&self, target: &str, form: &str) -> String {
+        self.post(
+            target,
+            "Content-Type: application/x-www-form-urlencoded\r\n",
+            form.as_bytes(),
+        )
+    }
+
     /// Publishes and returns the new message's id.
     pub fn publish_id(&self, channel: &str, body: &[u8]) -> u64 {
         let answer = self.publish(channel, "text/plain", body);
@@ -170,6 +179,7 @@ impl Drop for Server {
     }
 }
 
+/// The first number under `key` in a JSON text, compact or spaced, bare or quoted (an etag).
 pub fn json_number(json: &str, key: &str) -> u64 {
     let needle = format!("\"{key}\":");
     let start = json
@@ -177,6 +187,7 @@ pub fn json_number(json: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("{key} not in {json}"))
         + needle.len();
     json[start..]
+        .trim_start_matches([' ', '"'])
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect::<String>()
@@ -265,4 +276,18 @@ pub fn header_value<'a>(head: &'a str, name: &str) -> &'a str {
             n.eq_ignore_ascii_case(name).then_some(v.trim())
         })
         .unwrap_or_else(|| panic!("no {name} in {head}"))
+}
+
+/// eventsource-broker's credentials as the eshq gem makes them: `key=K&token=T&timestamp=S`,
+/// the token being hex(sha1("key:secret:timestamp")) at the current time.
+pub fn esb_credentials(key: &str, secret: &str) -> String {
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let input = format!("{key}:{secret}:{timestamp}");
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, input.as_bytes());
+    let token: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("key={key}&token={token}&timestamp={timestamp}")
 }
