@@ -75,6 +75,27 @@ impl Channel {
         }
     }
 
+    /// Takes a message in: kept in id order (once: a message from the cluster may come back),
+    /// or, when the channel keeps nothing, noted as gone; then expires what is due.
+    fn keep(&mut self, msg: &Rc<Message>, now: Instant) {
+        self.last_used = now;
+        if self.retention.size > 0 && !self.retention.lifetime.is_zero() {
+            // A local message has the newest id: this is the end of the history.
+            let at = self.history.partition_point(|r| r.msg.id < msg.id);
+            let duplicate = self.history.get(at).is_some_and(|r| r.msg.id == msg.id);
+            if !duplicate {
+                let retained = Retained {
+                    expires: now + self.retention.lifetime,
+                    msg: msg.clone(),
+                };
+                self.history.insert(at, retained);
+            }
+        } else {
+            self.forgotten_upto = self.forgotten_upto.max(msg.id);
+        }
+        self.expire(now);
+    }
+
     fn is_idle(&self) -> bool {
         self.subscribers.is_empty() && self.history.is_empty()
     }
@@ -288,17 +309,8 @@ impl Bus {
         msg.lhttp_frame = req.lhttp_frame.map(Vec::into_boxed_slice);
         let msg = Rc::new(msg);
         self.next_id += 1;
-        channel.last_used = now;
         let before = channel.history.len();
-        if channel.retention.size > 0 && !channel.retention.lifetime.is_zero() {
-            channel.history.push_back(Retained {
-                expires: now + channel.retention.lifetime,
-                msg: msg.clone(),
-            });
-        } else {
-            channel.forgotten_upto = msg.id;
-        }
-        channel.expire(now);
+        channel.keep(&msg, now);
         self.retained = self.retained + channel.history.len() - before;
         Ok(msg)
     }
@@ -327,22 +339,8 @@ impl Bus {
         // at the lowest id it received, not at its own first id. (A cursor from a node whose ids
         // run far behind may then pass as known: ids order messages per node, not globally.)
         self.first_id = self.first_id.min(remote.id);
-        channel.last_used = now;
         let before = channel.history.len();
-        if channel.retention.size > 0 && !channel.retention.lifetime.is_zero() {
-            let at = channel.history.partition_point(|r| r.msg.id < msg.id);
-            let duplicate = channel.history.get(at).is_some_and(|r| r.msg.id == msg.id);
-            if !duplicate {
-                let retained = Retained {
-                    expires: now + channel.retention.lifetime,
-                    msg: msg.clone(),
-                };
-                channel.history.insert(at, retained);
-            }
-        } else {
-            channel.forgotten_upto = channel.forgotten_upto.max(msg.id);
-        }
-        channel.expire(now);
+        channel.keep(&msg, now);
         self.retained = self.retained + channel.history.len() - before;
         Ok(msg)
     }
