@@ -5,7 +5,8 @@
 //! - `sub`: shown to subscribers as the sender (`From`) of what the holder publishes, when no
 //!   HTTP Basic user is given;
 //! - `subscribe` and `publish`: lists of channel patterns (the `?type=` glob syntax: `*`, `?`,
-//!   `!` to deny). A missing list grants nothing.
+//!   `!` to deny). A missing list, or one with no allowing pattern, grants nothing. A subtree
+//!   or all-channels subscription is granted only when the list covers every channel under it.
 //!
 //! Only HS256 is accepted, whatever the header says otherwise (`alg: none` is the classic hole).
 
@@ -14,7 +15,7 @@ use std::fmt;
 use ring::hmac;
 use serde_json::Value;
 
-use crate::bus::filter::GlobList;
+use crate::glob::GlobList;
 use crate::http::base64;
 
 /// Tokens longer than this are refused unread.
@@ -123,13 +124,20 @@ impl Grant {
     pub fn may_subscribe(&self, topic: &str) -> bool {
         self.subscribe
             .as_ref()
-            .is_some_and(|list| list.matches(topic))
+            .is_some_and(|list| list.allows_anything() && list.matches(topic))
+    }
+
+    /// Every channel whose name starts with `prefix`, present and future ("" for all).
+    pub fn may_subscribe_under(&self, prefix: &str) -> bool {
+        self.subscribe
+            .as_ref()
+            .is_some_and(|list| list.covers_prefix(prefix))
     }
 
     pub fn may_publish(&self, channel: &str) -> bool {
         self.publish
             .as_ref()
-            .is_some_and(|list| list.matches(channel))
+            .is_some_and(|list| list.allows_anything() && list.matches(channel))
     }
 }
 
@@ -173,8 +181,14 @@ mod tests {
         assert!(!grant.may_subscribe("chat"));
         assert!(grant.may_publish("chat"));
         assert!(!grant.may_publish("news/today"));
+        assert!(grant.may_subscribe_under("news/public/"));
+        assert!(!grant.may_subscribe_under("news/"));
+        assert!(!grant.may_subscribe_under(""));
         let nothing = key.verify(&key.sign("{}"), NOW).unwrap();
         assert!(!nothing.may_subscribe("x") && !nothing.may_publish("x"));
+        let only_denials = key.verify(&key.sign(r#"{"subscribe":["!x"],"publish":[]}"#), NOW);
+        let only_denials = only_denials.unwrap();
+        assert!(!only_denials.may_subscribe("y") && !only_denials.may_publish("y"));
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 64;
 /// Channels that may exist at once.
 pub const DEFAULT_MAX_CHANNELS: usize = 1_000_000;
+/// Bytes all channels' histories may hold together; past it the oldest messages go first.
+pub const DEFAULT_MAX_RETAINED_BYTES: usize = 256 * 1024 * 1024;
 /// File descriptors kept for listeners, logs and files being served.
 pub const RESERVED_FDS: usize = 32;
 
@@ -105,6 +107,9 @@ pub struct Config {
     pub max_per_address: Option<usize>,
     pub max_subscriptions: usize,
     pub max_channels: usize,
+    pub max_retained_bytes: usize,
+    /// Channels one publish may name (lhttp's `publish:` header).
+    pub max_publish_channels: usize,
     /// Who may read /status.json and /metrics: client networks, and/or a bearer token.
     /// Neither set: everyone.
     pub status_allow: Option<Vec<IpNet>>,
@@ -246,6 +251,8 @@ impl Default for Config {
             max_per_address: None,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_channels: DEFAULT_MAX_CHANNELS,
+            max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
+            max_publish_channels: crate::gate::DEFAULT_MAX_PUBLISH_CHANNELS,
             status_allow: None,
             status_token: None,
             access_log: false,
@@ -337,6 +344,8 @@ Options:
   --max-per-address N     connections one client address may hold (default: no limit)
   --max-subscriptions N   channels one subscription may name (default: 64)
   --max-channels N        channels that may exist at once (default: 1000000)
+  --max-retained-bytes N  bytes all histories may hold; oldest go first (default: 268435456)
+  --max-publish-channels N  channels one publish may name (default: 64)
   --status-allow LIST     networks that may read /status.json and /metrics (e.g. 127.0.0.1,10.0.0.0/8)
   --status-token TOKEN    or a bearer token that may (neither: everyone may)
   --access-log            log one line per request
@@ -491,6 +500,12 @@ impl Config {
                     cfg.max_subscriptions = positive(&mut parser, "--max-subscriptions")?
                 }
                 Long("max-channels") => cfg.max_channels = positive(&mut parser, "--max-channels")?,
+                Long("max-retained-bytes") => {
+                    cfg.max_retained_bytes = positive(&mut parser, "--max-retained-bytes")?
+                }
+                Long("max-publish-channels") => {
+                    cfg.max_publish_channels = positive(&mut parser, "--max-publish-channels")?
+                }
                 Long("status-allow") => {
                     let value = string(&mut parser)?;
                     let nets: Option<Vec<IpNet>> = value

@@ -11,6 +11,8 @@ pub mod cluster;
 pub mod compat;
 pub mod config;
 pub mod conn;
+pub mod gate;
+pub mod glob;
 pub mod http;
 pub mod io;
 pub mod listener;

@@ -16,10 +16,12 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::auth::JwtKey;
-use crate::bus::{Bus, BusError, Message, PublishRequest};
+use crate::bus::{Bus, BusError, BusLimits, Message};
 use crate::cluster::Cluster;
 use crate::config::{Config, RESERVED_FDS};
 use crate::conn::{AfterDrain, CometDoor, Conn, Ctx, EsbDoor, MartdDoor, Next};
+use crate::conn::{PublishRequest, Publisher, Refused};
+use crate::gate::Gate;
 use crate::io::{Socket, Stream};
 use crate::listener::{Listener, Peer};
 use crate::logfile::LogFile;
@@ -50,6 +52,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const PER_ADDRESS_REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 39\r\nConnection: close\r\n\r\ntoo many connections from your address\n";
 /// How often expired messages and idle channels are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Channel slots one sweep visits: a million channels are swept in about a minute, and no
+/// sweep holds the loop for more than a fraction of a millisecond.
+const SWEEP_BUDGET: usize = 16 * 1024;
 
 pub struct Server {
     poll: Poll,
@@ -82,7 +87,8 @@ pub struct Server {
     shutdown_deadline: Option<Instant>,
     log_file: Option<LogFile>,
     /// The key tokens are checked with, when channels need tokens.
-    jwt: Option<JwtKey>,
+    /// Every operation on a channel passes it; it holds the secrets and limits it checks.
+    gate: Gate,
     /// Connections held per client address, when `--max-per-address` is set.
     per_address: HashMap<IpAddr, u32>,
     /// The NATS connection joining this node to others, with `--nats`.
@@ -138,6 +144,12 @@ impl Server {
             _ => None,
         };
         let jwt = load_jwt_key(&cfg)?;
+        let gate = Gate::new(
+            cfg.secret.clone(),
+            jwt,
+            cfg.max_subscriptions,
+            cfg.max_publish_channels,
+        );
         let comet = cfg.simple_comet.then(|| CometDoor::new(cfg.comet.clone()));
         let martd = cfg.martd.then(MartdDoor::default);
         if !cfg.lhttp && !cfg.upstream.allow.is_empty() {
@@ -192,7 +204,10 @@ impl Server {
             conns: Slab::with_capacity(1024),
             bus: {
                 let mut bus = Bus::new(first_message_id(), cfg.retention(), cfg.channel_timeout);
-                bus.set_max_channels(cfg.max_channels);
+                bus.set_limits(BusLimits {
+                    max_channels: cfg.max_channels,
+                    max_retained_bytes: cfg.max_retained_bytes,
+                });
                 bus
             },
             timers: Timers::new(),
@@ -212,7 +227,7 @@ impl Server {
             now,
             shutdown_deadline: None,
             log_file: None,
-            jwt,
+            gate,
             per_address: HashMap::new(),
             cluster,
             esb,
@@ -495,7 +510,7 @@ impl Server {
                 cfg: &self.cfg,
                 bus: &mut self.bus,
                 stats: &mut self.stats,
-                jwt: self.jwt.as_ref(),
+                gate: &self.gate,
                 esb: self.esb.as_mut(),
                 comet: self.comet.as_mut(),
                 martd: self.martd.as_mut(),
@@ -509,11 +524,11 @@ impl Server {
                 Next::Wait => break,
                 Next::Publish(mut publish) => {
                     let req = std::mem::take(&mut publish.req);
-                    let outcome = self.publish(req);
+                    let outcome = self.publish(req, &publish.who);
                     self.conns[key].answer_publish(&publish, outcome);
                 }
                 Next::Delete(delete) => {
-                    let outcome = self.delete_channel(&delete.channel, delete.key.as_deref());
+                    let outcome = self.delete_channel(&delete.admitted);
                     self.conns[key].answer_delete(delete.reply, outcome);
                 }
                 Next::Status(reply, prometheus) => {
@@ -540,8 +555,19 @@ impl Server {
 
     /// Hands a message to every subscriber it matches: one shared frame per wire format,
     /// queued by reference. Nothing is written here; the flush comes at the end of the turn.
-    fn publish(&mut self, req: PublishRequest) -> Result<Published, BusError> {
-        let msg = self.bus.publish(req, self.now)?;
+    /// A publish passes the gate here (one admitted publish per channel it names, sharing one
+    /// body), then reaches the bus. The answer is the last channel's.
+    fn publish(&mut self, req: PublishRequest, who: &Publisher) -> Result<Published, Refused> {
+        let admitted = req.admit(who, &self.gate).map_err(Refused::Gate)?;
+        let mut outcome = Err(Refused::Bus(BusError::NoSuchChannel));
+        for publish in admitted {
+            outcome = self.publish_admitted(publish);
+        }
+        outcome
+    }
+
+    fn publish_admitted(&mut self, publish: crate::gate::Publish) -> Result<Published, Refused> {
+        let msg = self.bus.publish(publish, self.now).map_err(Refused::Bus)?;
         self.stats.published += 1;
         let local_only = match &mut self.cluster {
             Some(cluster) => !cluster.forward(&msg, self.poll.registry(), self.now),
@@ -557,6 +583,21 @@ impl Server {
 
     /// A message published on another node, to this node's subscribers.
     fn deliver_remote(&mut self, remote: crate::cluster::Remote) {
+        let admitted = self.gate.admit_remote(
+            remote.id,
+            &remote.channel,
+            &remote.content_type,
+            remote.sender.as_deref(),
+            remote.event.as_deref(),
+            remote.body.into(),
+        );
+        let remote = match admitted {
+            Ok(remote) => remote,
+            Err(refusal) => {
+                warn!("message from the cluster refused: {refusal}");
+                return;
+            }
+        };
         match self.bus.publish_remote(remote, self.now) {
             Ok(msg) => {
                 self.deliver(&msg);
@@ -597,14 +638,9 @@ impl Server {
         for key in std::mem::take(&mut self.polls_done) {
             self.release_poll(key);
         }
-        // martd's one2one: a message someone received is consumed.
-        if recipients > 0
-            && self
-                .martd
-                .as_ref()
-                .is_some_and(|d| d.is_one2one(&msg.channel))
-        {
-            self.bus.forget(&msg.channel, msg.id);
+        // A one-to-one channel's message someone received is consumed.
+        if recipients > 0 {
+            self.bus.delivered(msg);
         }
         recipients
     }
@@ -647,8 +683,10 @@ impl Server {
     }
 
     /// Deletes a channel and ends the streams of its subscribers.
-    fn delete_channel(&mut self, name: &str, key: Option<&str>) -> Result<usize, BusError> {
-        let gone = self.bus.delete(name, key)?;
+    fn delete_channel(&mut self, delete: &crate::gate::Delete) -> Result<usize, BusError> {
+        use crate::gate::KeyedChannel;
+        let name = delete.channel();
+        let gone = self.bus.delete(delete)?;
         for &(conn_key, id) in &gone {
             let Some(conn) = self.conns.get_mut(conn_key) else {
                 continue;
@@ -700,7 +738,7 @@ impl Server {
             }
         }
         if self.now >= self.next_sweep {
-            let freed = self.bus.sweep(self.now);
+            let freed = self.bus.sweep(self.now, SWEEP_BUDGET);
             if let Some(door) = self.comet.as_mut() {
                 door.sweep(self.now);
             }
@@ -942,7 +980,7 @@ impl Server {
         if self.cfg.jwt_secret_file.is_some() {
             match load_jwt_key(&self.cfg) {
                 Ok(key) => {
-                    self.jwt = key;
+                    self.gate.set_jwt(key);
                     info!("SIGHUP: token key reloaded");
                 }
                 Err(e) => warn!("SIGHUP: keeping the old token key: {e}"),

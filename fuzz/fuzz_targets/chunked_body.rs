@@ -12,7 +12,9 @@ fn decode_in_steps(input: &[u8], step: usize) -> Option<(usize, Progress, Vec<u8
     let mut end = 0;
     loop {
         end = (end + step).min(input.len());
-        let (used, progress) = decoder.decode(&input[consumed..end], &mut body, MAX_BODY).ok()?;
+        let (used, progress) = decoder
+            .decode(&input[consumed..end], &mut body, MAX_BODY)
+            .ok()?;
         consumed += used;
         assert!(body.len() <= MAX_BODY);
         if progress == Progress::Done || end == input.len() {

@@ -5,7 +5,8 @@ use libfuzzer_sys::fuzz_target;
 use mio::net::UnixStream;
 use msgbus::bus::Bus;
 use msgbus::config::Config;
-use msgbus::conn::{CometDoor, Conn, Ctx, EsbDoor, MartdDoor, Next};
+use msgbus::conn::{CometDoor, Conn, Ctx, EsbDoor, MartdDoor, Next, Refused};
+use msgbus::gate::{is_clean_line, Gate};
 use msgbus::io::{Socket, Stream};
 use msgbus::listener::Peer;
 use msgbus::server::Published;
@@ -42,10 +43,13 @@ fuzz_target!(|input: (u8, &[u8])| {
     let mut esb = EsbDoor::from_users_file("key:secret\n");
     let mut comet = CometDoor::new(cfg.comet.clone());
     let mut martd = MartdDoor::default();
+    let gate = Gate::new(None, None, cfg.max_subscriptions, cfg.max_publish_channels);
     for piece in data.chunks(usize::from(step).max(1)) {
         if !conn.wants_input(&cfg) {
             // The client reads what was answered: the queue empties.
-            let _ = conn.outq.flush(usize::MAX, |iov| Ok(iov.iter().map(|s| s.len()).sum()));
+            let _ = conn
+                .outq
+                .flush(usize::MAX, |iov| Ok(iov.iter().map(|s| s.len()).sum()));
             let _ = conn.on_drained(now);
         }
         conn.on_input(piece);
@@ -56,7 +60,7 @@ fuzz_target!(|input: (u8, &[u8])| {
                 cfg: &cfg,
                 bus: &mut bus,
                 stats: &mut stats,
-                jwt: None,
+                gate: &gate,
                 esb: Some(&mut esb),
                 comet: Some(&mut comet),
                 martd: Some(&mut martd),
@@ -68,7 +72,25 @@ fuzz_target!(|input: (u8, &[u8])| {
                 Next::Publish(mut publish) => {
                     let req = std::mem::take(&mut publish.req);
                     assert!(req.body.len() <= MAX_BODY.max(MAX_WS));
-                    let outcome = bus.publish(req, now).map(|msg| Published {
+                    let outcome = match req.admit(&publish.who, &gate) {
+                        Err(refusal) => Err(Refused::Gate(refusal)),
+                        Ok(admitted) => admitted
+                            .into_iter()
+                            .map(|p| bus.publish(p, now).map_err(Refused::Bus))
+                            .last()
+                            .expect("one channel at least"),
+                    };
+                    // Whatever a client sent, no line break reaches a value that becomes a
+                    // header line on a subscriber's stream.
+                    if let Ok(msg) = &outcome {
+                        let lines = [
+                            Some(&*msg.content_type),
+                            msg.sender.as_deref(),
+                            msg.event.as_deref(),
+                        ];
+                        assert!(lines.iter().flatten().all(|v| is_clean_line(v.as_bytes())));
+                    }
+                    let outcome = outcome.map(|msg| Published {
                         id: msg.id,
                         recipients: 0,
                         local_only: false,

@@ -7,6 +7,9 @@ use msgbus::http::request::{parse_head, Parsed};
 fuzz_target!(|data: &[u8]| {
     if let Ok(Parsed::Complete(request, len)) = parse_head(data, 4096, 1 << 20) {
         assert!(len <= data.len() && len <= 4096);
-        assert_eq!(parse_head(&data[..len], 4096, 1 << 20), Ok(Parsed::Complete(request, len)));
+        assert_eq!(
+            parse_head(&data[..len], 4096, 1 << 20),
+            Ok(Parsed::Complete(request, len))
+        );
     }
 });

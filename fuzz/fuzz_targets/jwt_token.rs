@@ -15,6 +15,9 @@ fuzz_target!(|input: (&str, &str)| {
     let signed = key.sign(claims);
     if let Err(e) = key.verify(&signed, 1_800_000_000) {
         let why = e.to_string();
-        assert!(why != "bad token signature" && why != "token algorithm must be HS256", "{why}");
+        assert!(
+            why != "bad token signature" && why != "token algorithm must be HS256",
+            "{why}"
+        );
     }
 });

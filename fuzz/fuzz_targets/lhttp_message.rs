@@ -1,6 +1,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use msgbus::compat::lhttp::{encode, parse, parse_lenient, parse_multipart, parse_offsets, plan, split_parts};
+use msgbus::compat::lhttp::{
+    encode, parse, parse_lenient, parse_multipart, parse_offsets, plan, split_parts,
+};
 
 // Nothing a client sends panics the lhttp parser or the multipart offsets; re-encoding what
 // parsed is safe to parse again; parts never leave the body. (Exact round trips do not hold:

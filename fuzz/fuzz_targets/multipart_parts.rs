@@ -7,7 +7,13 @@ use msgbus::transport::multipart::{encode_part, PartDecoder};
 fuzz_target!(|input: (Vec<u8>, Option<String>, u8)| {
     let (body, sender, split) = input;
     let sender = sender.filter(|s| !s.contains(['\n', '\r']) && s.trim() == s && !s.is_empty());
-    let msg = Message::new(1, "c".into(), "text/plain".into(), sender.as_deref().map(Into::into), body.into());
+    let msg = Message::new(
+        1,
+        "c".into(),
+        "text/plain".into(),
+        sender.as_deref().map(Into::into),
+        body.into(),
+    );
     let stream = [b"--00MsgBus00\n".to_vec(), encode_part(&msg, true, false)].concat();
     let mut decoder = PartDecoder::new(1 << 20);
     let split = usize::from(split).min(stream.len());

@@ -14,5 +14,8 @@ fuzz_target!(|data: &str| {
     let _ = percent_decode(data.as_bytes(), true);
     let encoded = percent_encode_path(data);
     assert!(!encoded.contains(['?', '#', ' ']));
-    assert_eq!(percent_decode(encoded.as_bytes(), false).unwrap(), data.as_bytes());
+    assert_eq!(
+        percent_decode(encoded.as_bytes(), false).unwrap(),
+        data.as_bytes()
+    );
 });

@@ -6,7 +6,9 @@ use msgbus::transport::sse::encode_event;
 /// What an EventSource makes of one event: its fields, with `data` lines joined by LF.
 fn parse_event(text: &str) -> (Option<String>, Option<String>, String) {
     let (mut id, mut event, mut data) = (None, None, Vec::new());
-    let body = text.strip_suffix("\n\n").expect("an event ends with a blank line");
+    let body = text
+        .strip_suffix("\n\n")
+        .expect("an event ends with a blank line");
     for line in body.split('\n') {
         let (field, value) = line.split_once(": ").expect("field: value");
         match field {
@@ -24,7 +26,13 @@ fn parse_event(text: &str) -> (Option<String>, Option<String>, String) {
 fuzz_target!(|input: (u64, Option<String>, String)| {
     let (id, event, body) = input;
     let event = event.filter(|e| msgbus::transport::sse::valid_event_name(e));
-    let mut msg = Message::new(id, "c".into(), "text/plain".into(), None, body.as_bytes().into());
+    let mut msg = Message::new(
+        id,
+        "c".into(),
+        "text/plain".into(),
+        None,
+        body.as_bytes().into(),
+    );
     msg.event = event.as_deref().map(Into::into);
     let encoded = String::from_utf8(encode_event(&msg, false)).expect("an event is UTF-8");
     let (got_id, got_event, got_data) = parse_event(&encoded);

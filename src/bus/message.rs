@@ -12,15 +12,16 @@ pub struct Message {
     pub id: u64,
     pub channel: Rc<str>,
     pub content_type: Box<str>,
-    /// The publisher's HTTP Basic user name, shown to subscribers as `From`.
+    /// The publisher's HTTP Basic user name, shown to subscribers as `From`. The body (and the
+    /// lhttp frame) may be shared by the same message published to several channels.
     pub sender: Option<Box<str>>,
-    pub body: Box<[u8]>,
+    pub body: Rc<[u8]>,
     /// The SSE event name given at publish time.
     pub event: Option<Box<str>>,
     /// When it was published here, seconds since 1970 (Simple-Comet shows it as `ts`).
     pub published: u64,
     /// The whole lhttp message it came in, for lhttp subscribers.
-    pub lhttp_frame: Option<Box<[u8]>>,
+    pub lhttp_frame: Option<Rc<[u8]>>,
     frames: [OnceCell<Rc<[u8]>>; Wire::COUNT],
 }
 
@@ -30,7 +31,7 @@ impl Message {
         channel: Rc<str>,
         content_type: Box<str>,
         sender: Option<Box<str>>,
-        body: Box<[u8]>,
+        body: Rc<[u8]>,
     ) -> Message {
         Message {
             id,

@@ -1,6 +1,10 @@
 //! Channels, their retained messages, and their subscribers. The bus knows subscribers only as
 //! (connection key, wire, filter); it never touches a socket. Publishing returns the message;
 //! the reactor walks `for_each_recipient` and queues the shared frame on each connection.
+//!
+//! The bus takes only what the gate admitted (`gate::Topic`, `gate::Publish`, ...): a door or
+//! transport cannot reach a channel without passing the gate's checks. What only the bus knows,
+//! each channel's key, is compared here.
 
 pub mod filter;
 mod message;
@@ -15,8 +19,17 @@ use slab::Slab;
 pub use filter::Filter;
 pub use message::Message;
 
+pub use crate::gate::constant_time_eq;
+use crate::gate::{self, KeyedChannel};
 use crate::transport::json::Missed;
 use crate::transport::Wire;
+
+/// What a retained message costs besides its body and type: the message, its history slot and
+/// a frame or two, roughly. Counted against `--max-retained-bytes`.
+const RETAINED_OVERHEAD: usize = 256;
+/// What a replayed message costs besides its body, counted against a replay's byte budget (the
+/// frame's headers).
+const REPLAY_OVERHEAD: usize = 128;
 
 /// One subscription of one connection.
 #[derive(Debug)]
@@ -54,31 +67,65 @@ struct Channel {
     name: Rc<str>,
     retention: Retention,
     history: VecDeque<Retained>,
+    /// Bytes the history holds (`retained_cost` of each message).
+    bytes: usize,
     /// The highest id that left the history (evicted or expired): a client resuming from
     /// before it has missed something.
     forgotten_upto: u64,
     /// SHA-256 of the publish key, when the channel has one. Never shown anywhere.
     key: Option<[u8; 32]>,
+    /// Each message is consumed by its first delivery (martd's `one2one`).
+    one2one: bool,
+    /// Something was published on it: its attributes are fixed now, save with its key.
+    published: bool,
     subscribers: Slab<Subscriber>,
     /// When it last had a subscriber or a publish; idle channels are freed by `sweep`.
     last_used: Instant,
 }
 
+/// What one retained message counts against `--max-retained-bytes`.
+fn retained_cost(msg: &Message) -> usize {
+    msg.body.len() + msg.content_type.len() + RETAINED_OVERHEAD
+}
+
 impl Channel {
+    fn new(name: Rc<str>, retention: Retention, now: Instant) -> Channel {
+        Channel {
+            name,
+            retention,
+            history: VecDeque::new(),
+            bytes: 0,
+            forgotten_upto: 0,
+            key: None,
+            one2one: false,
+            published: false,
+            subscribers: Slab::new(),
+            last_used: now,
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Retained> {
+        let front = self.history.pop_front()?;
+        self.forgotten_upto = self.forgotten_upto.max(front.msg.id);
+        self.bytes -= retained_cost(&front.msg);
+        Some(front)
+    }
+
     fn expire(&mut self, now: Instant) {
         while let Some(front) = self.history.front() {
             if front.expires > now && self.history.len() <= self.retention.size {
                 break;
             }
-            self.forgotten_upto = self.forgotten_upto.max(front.msg.id);
-            self.history.pop_front();
+            self.pop_front();
         }
     }
 
     /// Takes a message in: kept in id order (once: a message from the cluster may come back),
-    /// or, when the channel keeps nothing, noted as gone; then expires what is due.
-    fn keep(&mut self, msg: &Rc<Message>, now: Instant) {
+    /// or, when the channel keeps nothing, noted as gone; then expires what is due. Returns
+    /// whether it was kept.
+    fn keep(&mut self, msg: &Rc<Message>, now: Instant) -> bool {
         self.last_used = now;
+        let mut kept = false;
         if self.retention.size > 0 && !self.retention.lifetime.is_zero() {
             // A local message has the newest id: this is the end of the history.
             let at = self.history.partition_point(|r| r.msg.id < msg.id);
@@ -88,12 +135,31 @@ impl Channel {
                     expires: now + self.retention.lifetime,
                     msg: msg.clone(),
                 };
+                self.bytes += retained_cost(msg);
                 self.history.insert(at, retained);
+                kept = true;
             }
         } else {
             self.forgotten_upto = self.forgotten_upto.max(msg.id);
         }
         self.expire(now);
+        kept
+    }
+
+    /// Drops retained messages with ids up to `upto`; returns how many.
+    fn forget_upto(&mut self, upto: u64) -> usize {
+        let count = self.history.partition_point(|r| r.msg.id <= upto);
+        for _ in 0..count {
+            self.pop_front();
+        }
+        count
+    }
+
+    fn key_matches(&self, given: Option<&str>) -> bool {
+        match &self.key {
+            None => true,
+            Some(key) => given.is_some_and(|k| constant_time_eq(key, &digest(k))),
+        }
     }
 
     fn is_idle(&self) -> bool {
@@ -106,24 +172,6 @@ impl Channel {
 struct Subtree {
     prefix: Box<str>,
     subscribers: Slab<Subscriber>,
-}
-
-/// A publish, as the connection hands it over.
-#[derive(Debug, Clone, Default)]
-pub struct PublishRequest {
-    pub channel: String,
-    pub content_type: String,
-    pub sender: Option<String>,
-    /// The SSE event name.
-    pub event: Option<String>,
-    pub body: Vec<u8>,
-    /// The publish key given, if any.
-    pub key: Option<String>,
-    /// The whole lhttp message, when it came through the lhttp door: what lhttp subscribers get.
-    pub lhttp_frame: Option<Vec<u8>>,
-    /// Per-channel retention overrides (`?size=`, `?life=`).
-    pub size: Option<usize>,
-    pub lifetime: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +200,49 @@ pub struct Replay {
     pub missed: Option<Missed>,
 }
 
+impl Replay {
+    /// Keeps the newest messages that fit in `budget` bytes; when older ones are cut, the client
+    /// is told it missed them, as for any other gap.
+    pub fn bound(&mut self, after: u64, budget: usize) {
+        let mut used = 0;
+        let keep_from = self
+            .messages
+            .iter()
+            .rposition(|m| {
+                used += m.body.len() + REPLAY_OVERHEAD;
+                used > budget
+            })
+            .map_or(0, |cut| cut + 1);
+        if keep_from == 0 {
+            return;
+        }
+        let oldest = match self.messages.get(keep_from) {
+            Some(first_kept) => first_kept.id,
+            None => self.messages[keep_from - 1].id + 1,
+        };
+        self.messages.drain(..keep_from);
+        let oldest = self.missed.map_or(oldest, |m| m.oldest.max(oldest));
+        self.missed = Some(Missed { after, oldest });
+    }
+}
+
+/// Limits on what the bus holds, counted as it goes.
+#[derive(Debug, Clone, Copy)]
+pub struct BusLimits {
+    pub max_channels: usize,
+    /// Bytes all histories together may hold; past it the oldest messages go first.
+    pub max_retained_bytes: usize,
+}
+
+impl Default for BusLimits {
+    fn default() -> BusLimits {
+        BusLimits {
+            max_channels: usize::MAX,
+            max_retained_bytes: usize::MAX,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Bus {
     channels: Slab<Channel>,
@@ -167,7 +258,16 @@ pub struct Bus {
     next_id: u64,
     subscribers: usize,
     retained: usize,
-    max_channels: usize,
+    retained_bytes: usize,
+    limits: BusLimits,
+    /// Retained messages in the order they were kept, for evicting the oldest when the bytes
+    /// limit is reached. Entries whose message already left are skipped, and dropped in bulk
+    /// when they outnumber the live ones.
+    kept_order: VecDeque<(Rc<str>, u64)>,
+    /// Messages dropped for `--max-retained-bytes`.
+    pub evicted: u64,
+    /// Where the incremental sweep goes on from.
+    sweep_cursor: usize,
     /// Cursors before this may have missed messages published while this node was cut off.
     gap_upto: u64,
 }
@@ -186,7 +286,11 @@ impl Bus {
             next_id: first_id,
             subscribers: 0,
             retained: 0,
-            max_channels: usize::MAX,
+            retained_bytes: 0,
+            limits: BusLimits::default(),
+            kept_order: VecDeque::new(),
+            evicted: 0,
+            sweep_cursor: 0,
             gap_upto: 0,
         }
     }
@@ -195,38 +299,36 @@ impl Bus {
         if let Some(&index) = self.by_name.get(name) {
             return Ok(index);
         }
-        if self.channels.len() >= self.max_channels {
+        if self.channels.len() >= self.limits.max_channels {
             return Err(BusError::ChannelLimit);
         }
         let name: Rc<str> = name.into();
-        let index = self.channels.insert(Channel {
-            name: name.clone(),
-            retention: self.default_retention,
-            history: VecDeque::new(),
-            forgotten_upto: 0,
-            key: None,
-            subscribers: Slab::new(),
-            last_used: now,
-        });
+        let index = self
+            .channels
+            .insert(Channel::new(name.clone(), self.default_retention, now));
         self.by_name.insert(name, index);
         Ok(index)
     }
 
-    /// Channels beyond this many are not created (publish and subscribe get `ChannelLimit`).
-    pub fn set_max_channels(&mut self, max: usize) {
-        self.max_channels = max;
+    pub fn set_limits(&mut self, limits: BusLimits) {
+        self.limits = limits;
+        self.evict_over_limit();
     }
 
-    /// Subscribes to channel `name`, or with `subtree` to every channel whose name starts with
-    /// `name` (which is then "" or ends in '/').
+    /// Channels beyond this many are not created (publish and subscribe get `ChannelLimit`).
+    pub fn set_max_channels(&mut self, max: usize) {
+        self.limits.max_channels = max;
+    }
+
+    /// Subscribes to an admitted topic: a channel, or every channel under a prefix.
     pub fn subscribe(
         &mut self,
-        name: &str,
-        subtree: bool,
+        topic: &gate::Topic,
         sub: Subscriber,
         now: Instant,
     ) -> Result<SubscriptionId, BusError> {
-        if subtree {
+        let name = topic.name();
+        if topic.is_subtree() {
             self.subscribers += 1;
             let index = match self.by_prefix.get(name) {
                 Some(&index) => index,
@@ -241,7 +343,7 @@ impl Bus {
             };
             let slot = self.subtrees[index].subscribers.insert(sub);
             return Ok(SubscriptionId {
-                subtree,
+                subtree: true,
                 index,
                 slot,
             });
@@ -252,7 +354,7 @@ impl Bus {
         let slot = channel.subscribers.insert(sub);
         self.subscribers += 1;
         Ok(SubscriptionId {
-            subtree,
+            subtree: false,
             index,
             slot,
         })
@@ -281,38 +383,94 @@ impl Bus {
         }
     }
 
-    /// Checks the key, applies retention overrides, assigns the next id and retains the
-    /// message.
-    pub fn publish(&mut self, req: PublishRequest, now: Instant) -> Result<Rc<Message>, BusError> {
-        let index = self.channel_index(&req.channel, now)?;
+    /// Checks the key, applies the publish's attributes where it may (to a channel nothing was
+    /// published on yet, or with its key), assigns the next id and retains the message.
+    pub fn publish(
+        &mut self,
+        publish: gate::Publish,
+        now: Instant,
+    ) -> Result<Rc<Message>, BusError> {
+        let parts = publish.into_parts();
+        let index = self.channel_index(&parts.channel, now)?;
         let channel = &mut self.channels[index];
-        let given = req.key.as_deref().map(digest);
-        match (&channel.key, given) {
-            (Some(key), Some(given)) if constant_time_eq(key, &given) => {}
-            (Some(_), _) => return Err(BusError::WrongKey),
-            (None, given) => channel.key = given,
+        if !channel.key_matches(parts.key.as_deref()) {
+            return Err(BusError::WrongKey);
         }
-        if let Some(size) = req.size {
-            channel.retention.size = size;
+        // A channel's attributes are set by its first publish, or later by its key holder.
+        if !channel.published || channel.key.is_some() {
+            if !channel.published {
+                channel.key = parts.key.as_deref().map(digest);
+                channel.one2one = parts.attributes.one2one;
+            }
+            if let Some(size) = parts.attributes.size {
+                channel.retention.size = size;
+            }
+            if let Some(lifetime) = parts.attributes.lifetime {
+                channel.retention.lifetime = lifetime;
+            }
         }
-        if let Some(lifetime) = req.lifetime {
-            channel.retention.lifetime = lifetime;
-        }
+        channel.published = true;
         let mut msg = Message::new(
             self.next_id,
             channel.name.clone(),
-            req.content_type.into_boxed_str(),
-            req.sender.map(String::into_boxed_str),
-            req.body.into_boxed_slice(),
+            parts.content_type,
+            parts.sender,
+            parts.body,
         );
-        msg.event = req.event.map(String::into_boxed_str);
-        msg.lhttp_frame = req.lhttp_frame.map(Vec::into_boxed_slice);
+        msg.event = parts.event;
+        msg.lhttp_frame = parts.lhttp_frame;
         let msg = Rc::new(msg);
         self.next_id += 1;
-        let before = channel.history.len();
-        channel.keep(&msg, now);
-        self.retained = self.retained + channel.history.len() - before;
+        self.keep(index, &msg, now);
         Ok(msg)
+    }
+
+    /// Keeps `msg` in channel `index`, counting it, and evicts the oldest messages anywhere when
+    /// the bytes limit is passed.
+    fn keep(&mut self, index: usize, msg: &Rc<Message>, now: Instant) {
+        let channel = &mut self.channels[index];
+        let (len, bytes) = (channel.history.len(), channel.bytes);
+        if channel.keep(msg, now) {
+            self.kept_order.push_back((channel.name.clone(), msg.id));
+        }
+        self.retained = self.retained + channel.history.len() - len;
+        self.retained_bytes = self.retained_bytes + channel.bytes - bytes;
+        self.evict_over_limit();
+    }
+
+    /// Drops the oldest retained messages, across channels, until the bytes limit holds.
+    fn evict_over_limit(&mut self) {
+        while self.retained_bytes > self.limits.max_retained_bytes {
+            let Some((name, id)) = self.kept_order.pop_front() else {
+                break;
+            };
+            let Some(&index) = self.by_name.get(&name) else {
+                continue;
+            };
+            let channel = &mut self.channels[index];
+            let at = channel.history.partition_point(|r| r.msg.id < id);
+            if channel.history.get(at).is_none_or(|r| r.msg.id != id) {
+                continue;
+            }
+            let (len, bytes) = (channel.history.len(), channel.bytes);
+            // Everything before it in this channel is older still.
+            channel.forget_upto(id);
+            self.retained -= len - channel.history.len();
+            self.retained_bytes -= bytes - channel.bytes;
+            self.evicted += (len - channel.history.len()) as u64;
+        }
+        // Entries of messages that left by other ways pile up; drop them when they outnumber
+        // the live ones, so the list costs O(1) amortised per message.
+        if self.kept_order.len() > 2 * self.retained + 1024 {
+            let (by_name, channels) = (&self.by_name, &self.channels);
+            self.kept_order.retain(|(name, id)| {
+                by_name.get(name).is_some_and(|&index| {
+                    let history = &channels[index].history;
+                    let at = history.partition_point(|r| r.msg.id < *id);
+                    history.get(at).is_some_and(|r| r.msg.id == *id)
+                })
+            });
+        }
     }
 
     /// Takes in a message another node published, under the id it was given there. It is kept
@@ -320,28 +478,28 @@ impl Bus {
     /// moves past it so ids stay ordered across the cluster. Keys were checked at the origin.
     pub fn publish_remote(
         &mut self,
-        remote: crate::cluster::Remote,
+        remote: gate::Remote,
         now: Instant,
     ) -> Result<Rc<Message>, BusError> {
-        let index = self.channel_index(&remote.channel, now)?;
+        let (id, parts) = remote.into_parts();
+        let index = self.channel_index(&parts.channel, now)?;
         let channel = &mut self.channels[index];
+        channel.published = true;
         let mut msg = Message::new(
-            remote.id,
+            id,
             channel.name.clone(),
-            remote.content_type.into_boxed_str(),
-            remote.sender.map(String::into_boxed_str),
-            remote.body.into_boxed_slice(),
+            parts.content_type,
+            parts.sender,
+            parts.body,
         );
-        msg.event = remote.event.map(String::into_boxed_str);
+        msg.event = parts.event;
         let msg = Rc::new(msg);
-        self.next_id = self.next_id.max(remote.id + 1);
+        self.next_id = self.next_id.max(id + 1);
         // Other nodes' ids may run behind ours: what this node has seen since it joined starts
         // at the lowest id it received, not at its own first id. (A cursor from a node whose ids
         // run far behind may then pass as known: ids order messages per node, not globally.)
-        self.first_id = self.first_id.min(remote.id);
-        let before = channel.history.len();
-        channel.keep(&msg, now);
-        self.retained = self.retained + channel.history.len() - before;
+        self.first_id = self.first_id.min(id);
+        self.keep(index, &msg, now);
         Ok(msg)
     }
 
@@ -356,18 +514,13 @@ impl Bus {
     /// subscribed to it with their (now void) subscription ids, for the reactor to end them.
     pub fn delete(
         &mut self,
-        name: &str,
-        key: Option<&str>,
+        delete: &gate::Delete,
     ) -> Result<Vec<(usize, SubscriptionId)>, BusError> {
-        let &index = self.by_name.get(name).ok_or(BusError::NoSuchChannel)?;
-        if let Some(expected) = &self.channels[index].key {
-            if !key.is_some_and(|k| constant_time_eq(expected, &digest(k))) {
-                return Err(BusError::WrongKey);
-            }
-        }
+        let index = self.keyed_channel(delete)?;
         let channel = self.channels.remove(index);
         self.by_name.remove(&channel.name);
         self.retained -= channel.history.len();
+        self.retained_bytes -= channel.bytes;
         self.subscribers -= channel.subscribers.len();
         let gone = channel.subscribers.iter().map(|(slot, sub)| {
             let id = SubscriptionId {
@@ -380,58 +533,101 @@ impl Bus {
         Ok(gone.collect())
     }
 
-    /// Drops retained messages of channel `name` with ids up to `upto` (all of them with
-    /// `u64::MAX`), keeping its subscribers: a door whose protocol consumes or deletes messages
-    /// without ending anyone. A cursor from before them is then told it missed something.
-    /// Returns how many were dropped.
-    pub fn forget(&mut self, name: &str, upto: u64) -> usize {
-        let Some(&index) = self.by_name.get(name) else {
-            return 0;
-        };
-        let channel = &mut self.channels[index];
-        let count = channel.history.partition_point(|r| r.msg.id <= upto);
-        if let Some(last) = channel.history.get(count.wrapping_sub(1)) {
-            channel.forgotten_upto = channel.forgotten_upto.max(last.msg.id);
+    /// The channel a keyed operation names, once its key is checked.
+    fn keyed_channel(&self, op: &impl KeyedChannel) -> Result<usize, BusError> {
+        let &index = self
+            .by_name
+            .get(op.channel())
+            .ok_or(BusError::NoSuchChannel)?;
+        if !self.channels[index].key_matches(op.key()) {
+            return Err(BusError::WrongKey);
         }
-        channel.history.drain(..count);
+        Ok(index)
+    }
+
+    /// Drops every retained message of a channel, keeping its subscribers (a door whose protocol
+    /// resets a channel). A cursor from before them is then told it missed something. Returns
+    /// how many were dropped; a channel that does not exist has none.
+    pub fn forget(&mut self, forget: &gate::Forget) -> Result<usize, BusError> {
+        match self.keyed_channel(forget) {
+            Ok(index) => Ok(self.forget_in(index, u64::MAX)),
+            Err(BusError::NoSuchChannel) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn forget_in(&mut self, index: usize, upto: u64) -> usize {
+        let channel = &mut self.channels[index];
+        let bytes = channel.bytes;
+        let count = channel.forget_upto(upto);
         self.retained -= count;
+        self.retained_bytes -= bytes - channel.bytes;
         count
     }
 
-    /// Retained messages of channel `name` (or of every channel under prefix `name` with
-    /// `subtree`) with ids after `after`, oldest first, and whether any are already gone.
-    pub fn replay(&mut self, name: &str, subtree: bool, after: u64, now: Instant) -> Replay {
+    /// A message was delivered: on a one-to-one channel it is consumed (with everything before
+    /// it). Returns whether the channel is one-to-one.
+    pub fn delivered(&mut self, msg: &Message) -> bool {
+        let Some(&index) = self.by_name.get(&*msg.channel) else {
+            return false;
+        };
+        if !self.channels[index].one2one {
+            return false;
+        }
+        self.forget_in(index, msg.id);
+        true
+    }
+
+    /// Whether messages of channel `name` are consumed by their first delivery.
+    pub fn is_one2one(&self, name: &str) -> bool {
+        self.by_name
+            .get(name)
+            .is_some_and(|&index| self.channels[index].one2one)
+    }
+
+    /// Retained messages of an admitted topic (a channel, or every channel under a prefix) with
+    /// ids after `after`, oldest first, and whether any are already gone. A cursor of 0 means
+    /// "from the start": it has missed only what was dropped.
+    pub fn replay(&mut self, topic: &gate::Topic, after: u64, now: Instant) -> Replay {
+        let (name, subtree) = (topic.name(), topic.is_subtree());
         let mut replay = Replay::default();
         let mut forgotten_upto = 0;
         let mut oldest_retained = None::<u64>;
-        let mut visit = |channel: &mut Channel, retained: &mut usize| {
-            let before = channel.history.len();
-            channel.expire(now);
-            *retained -= before - channel.history.len();
-            forgotten_upto = forgotten_upto.max(channel.forgotten_upto);
-            if let Some(front) = channel.history.front() {
-                let id = front.msg.id;
-                oldest_retained = Some(oldest_retained.map_or(id, |o| o.min(id)));
-            }
-            let start = channel.history.partition_point(|r| r.msg.id <= after);
-            replay
-                .messages
-                .extend(channel.history.range(start..).map(|r| r.msg.clone()));
-        };
+        let mut visit =
+            |channel: &mut Channel, retained: &mut usize, retained_bytes: &mut usize| {
+                let (len, bytes) = (channel.history.len(), channel.bytes);
+                channel.expire(now);
+                *retained -= len - channel.history.len();
+                *retained_bytes -= bytes - channel.bytes;
+                forgotten_upto = forgotten_upto.max(channel.forgotten_upto);
+                if let Some(front) = channel.history.front() {
+                    let id = front.msg.id;
+                    oldest_retained = Some(oldest_retained.map_or(id, |o| o.min(id)));
+                }
+                let start = channel.history.partition_point(|r| r.msg.id <= after);
+                replay
+                    .messages
+                    .extend(channel.history.range(start..).map(|r| r.msg.clone()));
+            };
         if subtree {
             for (_, channel) in self.channels.iter_mut() {
                 if channel.name.starts_with(name) {
-                    visit(channel, &mut self.retained);
+                    visit(channel, &mut self.retained, &mut self.retained_bytes);
                 }
             }
             replay.messages.sort_by_key(|m| m.id);
         } else if let Some(&index) = self.by_name.get(name) {
-            visit(&mut self.channels[index], &mut self.retained);
+            visit(
+                &mut self.channels[index],
+                &mut self.retained,
+                &mut self.retained_bytes,
+            );
         }
         // Before this process started nothing is known, so a cursor from then may have missed
         // messages; otherwise only if something after the cursor has been forgotten.
         let unknown_before = self.gap_upto.max(self.first_id.saturating_sub(1));
-        if after < forgotten_upto || after < unknown_before {
+        let from_the_start = after == 0;
+        if after < forgotten_upto || (after < unknown_before && !from_the_start) {
             replay.missed = Some(Missed {
                 after,
                 oldest: oldest_retained.unwrap_or(self.next_id),
@@ -474,24 +670,32 @@ impl Bus {
     }
 
     /// Expires messages and frees channels with no subscribers and no messages that have been
-    /// idle for the idle timeout. Called every second or so; returns how many were freed.
-    pub fn sweep(&mut self, now: Instant) -> usize {
-        let mut idle = Vec::new();
-        let mut expired = 0;
-        for (index, channel) in self.channels.iter_mut() {
-            let before = channel.history.len();
+    /// idle for the idle timeout, visiting at most `budget` channel slots from where the last
+    /// call stopped, so no call stalls the loop however many channels there are. Returns how
+    /// many channels were freed.
+    pub fn sweep(&mut self, now: Instant, budget: usize) -> usize {
+        let capacity = self.channels.capacity();
+        if capacity == 0 {
+            return 0;
+        }
+        let mut freed = 0;
+        for _ in 0..budget.min(capacity) {
+            let index = self.sweep_cursor % capacity;
+            self.sweep_cursor = (index + 1) % capacity;
+            let Some(channel) = self.channels.get_mut(index) else {
+                continue;
+            };
+            let (len, bytes) = (channel.history.len(), channel.bytes);
             channel.expire(now);
-            expired += before - channel.history.len();
+            self.retained -= len - channel.history.len();
+            self.retained_bytes -= bytes - channel.bytes;
             if channel.is_idle() && now.duration_since(channel.last_used) >= self.idle_timeout {
-                idle.push(index);
+                let channel = self.channels.remove(index);
+                self.by_name.remove(&channel.name);
+                freed += 1;
             }
         }
-        self.retained -= expired;
-        for &index in &idle {
-            let channel = self.channels.remove(index);
-            self.by_name.remove(&channel.name);
-        }
-        idle.len()
+        freed
     }
 
     pub fn has_channel(&self, name: &str) -> bool {
@@ -510,16 +714,16 @@ impl Bus {
     pub fn retained_count(&self) -> usize {
         self.retained
     }
+
+    /// Bytes held in histories, as counted against `--max-retained-bytes`.
+    pub fn retained_bytes(&self) -> usize {
+        self.retained_bytes
+    }
 }
 
 fn digest(key: &str) -> [u8; 32] {
     let hash = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
     hash.as_ref().try_into().expect("SHA-256 is 32 bytes")
-}
-
-/// Compares secrets in time that does not depend on where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The subtree prefixes containing `channel`: "", then each prefix ending in '/'.
@@ -530,6 +734,8 @@ fn subtree_prefixes(channel: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gate::{Credentials, Draft, Gate, Identity};
+    use crate::http::base64;
 
     const KEEP_10: Retention = Retention {
         size: 10,
@@ -548,13 +754,40 @@ mod tests {
         }
     }
 
-    fn req(channel: &str, content_type: &str, sender: Option<&str>) -> PublishRequest {
-        PublishRequest {
-            channel: channel.into(),
-            content_type: content_type.into(),
-            sender: sender.map(Into::into),
-            ..PublishRequest::default()
+    fn gate() -> Gate {
+        Gate::new(None, None, 1000, 64)
+    }
+
+    fn who(sender: Option<&str>) -> Identity {
+        let basic = sender.map(|s| format!("Basic {}", base64::encode(format!("{s}:").as_bytes())));
+        let credentials = Credentials {
+            authorization: basic.as_deref(),
+            token: None,
+        };
+        gate().identify(credentials, 0).unwrap()
+    }
+
+    fn topic(name: &str, subtree: bool) -> gate::Topic {
+        let mut topics = gate().admit_subscribe(&who(None), [(name, subtree)], 0);
+        topics.as_mut().unwrap().remove(0)
+    }
+
+    fn draft<'a>(channel: &'a str, content_type: &'a str) -> Draft<'a> {
+        Draft {
+            channel,
+            content_type,
+            ..Draft::default()
         }
+    }
+
+    fn req(channel: &str, content_type: &str, sender: Option<&str>) -> gate::Publish {
+        gate()
+            .admit_publish(&who(sender), draft(channel, content_type))
+            .unwrap()
+    }
+
+    fn with(d: Draft) -> gate::Publish {
+        gate().admit_publish(&who(None), d).unwrap()
     }
 
     fn recipients(bus: &Bus, msg: &Message) -> Vec<usize> {
@@ -585,12 +818,15 @@ mod tests {
     fn channels_subtrees_and_everything() {
         let now = Instant::now();
         let mut bus = bus(1);
-        bus.subscribe("foo", false, sub(1, None), now).unwrap();
-        bus.subscribe("", true, sub(2, None), now).unwrap();
-        bus.subscribe("sensors/", true, sub(3, None), now).unwrap();
-        bus.subscribe("sensors/t1", false, sub(4, None), now)
+        bus.subscribe(&topic("foo", false), sub(1, None), now)
             .unwrap();
-        bus.subscribe("bar", false, sub(5, None), now).unwrap();
+        bus.subscribe(&topic("", true), sub(2, None), now).unwrap();
+        bus.subscribe(&topic("sensors/", true), sub(3, None), now)
+            .unwrap();
+        bus.subscribe(&topic("sensors/t1", false), sub(4, None), now)
+            .unwrap();
+        bus.subscribe(&topic("bar", false), sub(5, None), now)
+            .unwrap();
         let cases: &[(&str, &[usize])] = &[
             ("foo", &[1, 2]),
             ("sensors/t1", &[2, 3, 4]),
@@ -609,12 +845,13 @@ mod tests {
         let now = Instant::now();
         let mut bus = bus(1);
         let text_only = Filter::new(Some("text/*"), None);
-        bus.subscribe("c", false, sub(1, Some(text_only)), now)
+        bus.subscribe(&topic("c", false), sub(1, Some(text_only)), now)
             .unwrap();
         let alice_only = Filter::new(None, Some("alice"));
-        bus.subscribe("c", false, sub(2, Some(alice_only)), now)
+        bus.subscribe(&topic("c", false), sub(2, Some(alice_only)), now)
             .unwrap();
-        bus.subscribe("c", false, sub(3, None), now).unwrap();
+        bus.subscribe(&topic("c", false), sub(3, None), now)
+            .unwrap();
         let text = bus
             .publish(req("c", "text/plain", Some("bob")), now)
             .unwrap();
@@ -633,8 +870,12 @@ mod tests {
             Retention { size: 0, ..KEEP_10 },
             Duration::from_secs(30),
         );
-        let a = bus.subscribe("x", false, sub(1, None), now).unwrap();
-        let b = bus.subscribe("x", false, sub(2, None), now).unwrap();
+        let a = bus
+            .subscribe(&topic("x", false), sub(1, None), now)
+            .unwrap();
+        let b = bus
+            .subscribe(&topic("x", false), sub(2, None), now)
+            .unwrap();
         assert_eq!((bus.channel_count(), bus.subscriber_count()), (1, 2));
         bus.unsubscribe(a, now);
         bus.unsubscribe(a, now); // twice is harmless
@@ -644,8 +885,8 @@ mod tests {
             .map(|_| bus.publish(req("x", "t", None), now).unwrap().id)
             .collect();
         assert_eq!(ids, [100, 101, 102]);
-        assert_eq!(bus.sweep(now + Duration::from_secs(29)), 0);
-        assert_eq!(bus.sweep(now + Duration::from_secs(30)), 1);
+        assert_eq!(bus.sweep(now + Duration::from_secs(29), usize::MAX), 0);
+        assert_eq!(bus.sweep(now + Duration::from_secs(30), usize::MAX), 1);
         assert_eq!(bus.channel_count(), 0);
     }
 
@@ -656,7 +897,7 @@ mod tests {
         for _ in 0..15 {
             bus.publish(req("h", "t", None), now).unwrap();
         }
-        let all = bus.replay("h", false, 0, now);
+        let all = bus.replay(&topic("h", false), 0, now);
         assert_eq!(ids(&all), (6..=15).collect::<Vec<_>>());
         assert_eq!(
             all.missed,
@@ -665,12 +906,12 @@ mod tests {
                 oldest: 6
             })
         );
-        let recent = bus.replay("h", false, 12, now);
+        let recent = bus.replay(&topic("h", false), 12, now);
         assert_eq!(ids(&recent), [13, 14, 15]);
         assert_eq!(recent.missed, None);
         assert_eq!(bus.retained_count(), 10);
         let later = now + Duration::from_secs(61);
-        let gone = bus.replay("h", false, 12, later);
+        let gone = bus.replay(&topic("h", false), 12, later);
         assert!(gone.messages.is_empty());
         assert_eq!(
             gone.missed,
@@ -680,23 +921,26 @@ mod tests {
             })
         );
         assert_eq!(bus.retained_count(), 0);
-        assert_eq!(bus.sweep(later + Duration::from_secs(30)), 1);
+        assert_eq!(bus.sweep(later + Duration::from_secs(30), usize::MAX), 1);
     }
 
     #[test]
     fn per_channel_retention_and_subtree_replay() {
         let now = Instant::now();
         let mut bus = bus(1);
-        let small = PublishRequest {
-            size: Some(2),
-            ..req("s/a", "t", None)
-        };
+        let small = with(Draft {
+            attributes: gate::Attributes {
+                size: Some(2),
+                ..Default::default()
+            },
+            ..draft("s/a", "t")
+        });
         bus.publish(small, now).unwrap(); // 1
         bus.publish(req("s/b", "t", None), now).unwrap(); // 2
         bus.publish(req("s/a", "t", None), now).unwrap(); // 3
         bus.publish(req("s/a", "t", None), now).unwrap(); // 4: evicts 1 from s/a
         bus.publish(req("other", "t", None), now).unwrap(); // 5
-        let replay = bus.replay("s/", true, 0, now);
+        let replay = bus.replay(&topic("s/", true), 0, now);
         assert_eq!(ids(&replay), [2, 3, 4]);
         assert_eq!(
             replay.missed,
@@ -705,7 +949,7 @@ mod tests {
                 oldest: 2
             })
         );
-        assert_eq!(bus.replay("s/", true, 1, now).missed, None);
+        assert_eq!(bus.replay(&topic("s/", true), 1, now).missed, None);
     }
 
     #[test]
@@ -713,7 +957,7 @@ mod tests {
         let now = Instant::now();
         let mut bus = bus(1000);
         bus.publish(req("c", "t", None), now).unwrap();
-        let replay = bus.replay("c", false, 500, now);
+        let replay = bus.replay(&topic("c", false), 500, now);
         assert_eq!(ids(&replay), [1000]);
         assert_eq!(
             replay.missed,
@@ -722,17 +966,20 @@ mod tests {
                 oldest: 1000
             })
         );
-        assert_eq!(bus.replay("c", false, 999, now).missed, None);
+        assert_eq!(bus.replay(&topic("c", false), 999, now).missed, None);
     }
 
     #[test]
     fn keys_guard_publish_and_delete() {
         let now = Instant::now();
         let mut bus = bus(1);
-        let keyed = |key: Option<&str>| PublishRequest {
-            key: key.map(Into::into),
-            ..req("k", "t", None)
+        let keyed = |key: Option<&str>| {
+            with(Draft {
+                key,
+                ..draft("k", "t")
+            })
         };
+        let delete = |key: Option<&str>| gate().admit_delete(&who(None), "k", key).unwrap();
         bus.publish(keyed(Some("s3cret")), now).unwrap();
         assert_eq!(
             bus.publish(keyed(None), now).unwrap_err(),
@@ -743,12 +990,13 @@ mod tests {
             BusError::WrongKey
         );
         bus.publish(keyed(Some("s3cret")), now).unwrap();
-        bus.subscribe("k", false, sub(7, None), now).unwrap();
-        assert_eq!(bus.delete("k", None), Err(BusError::WrongKey));
-        let gone = bus.delete("k", Some("s3cret")).unwrap();
+        bus.subscribe(&topic("k", false), sub(7, None), now)
+            .unwrap();
+        assert_eq!(bus.delete(&delete(None)), Err(BusError::WrongKey));
+        let gone = bus.delete(&delete(Some("s3cret"))).unwrap();
         assert_eq!(gone.iter().map(|(conn, _)| *conn).collect::<Vec<_>>(), [7]);
         assert_eq!(
-            bus.delete("k", Some("s3cret")),
+            bus.delete(&delete(Some("s3cret"))),
             Err(BusError::NoSuchChannel)
         );
         assert_eq!(
@@ -762,36 +1010,150 @@ mod tests {
     }
 
     #[test]
-    fn forgetting_drops_the_front_of_the_history_and_reports_a_gap() {
+    fn forgetting_needs_the_key_and_reports_a_gap() {
         let now = Instant::now();
-        let mut bus = Bus::new(
-            1,
-            Retention {
-                size: 10,
-                lifetime: Duration::from_secs(60),
-            },
-            Duration::from_secs(30),
-        );
+        let mut bus = bus(1);
         for body in ["a", "b", "c"] {
-            let req = PublishRequest {
-                channel: "ch".into(),
-                body: body.into(),
-                ..PublishRequest::default()
-            };
-            bus.publish(req, now).unwrap();
+            let key = Some("k");
+            let body: Rc<[u8]> = body.as_bytes().into();
+            bus.publish(
+                with(Draft {
+                    key,
+                    body,
+                    ..draft("ch", "t")
+                }),
+                now,
+            )
+            .unwrap();
         }
-        assert_eq!(bus.forget("ch", 2), 2);
-        assert_eq!(bus.retained_count(), 1);
-        let replay = bus.replay("ch", false, 1, now);
-        assert_eq!(replay.messages.len(), 1);
-        assert_eq!(&*replay.messages[0].body, b"c");
-        assert!(
-            replay.missed.is_some(),
-            "message 2 was forgotten after cursor 1"
-        );
-        assert!(bus.replay("ch", false, 2, now).missed.is_none());
-        assert_eq!(bus.forget("ch", u64::MAX), 1);
-        assert_eq!(bus.forget("nope", u64::MAX), 0);
+        let forget = |key| gate().admit_forget(&who(None), "ch", key).unwrap();
+        assert_eq!(bus.forget(&forget(None)), Err(BusError::WrongKey));
+        assert_eq!(bus.forget(&forget(Some("k"))), Ok(3));
         assert_eq!(bus.retained_count(), 0);
+        assert!(bus.replay(&topic("ch", false), 1, now).missed.is_some());
+        let nothing = gate().admit_forget(&who(None), "nope", None).unwrap();
+        assert_eq!(bus.forget(&nothing), Ok(0));
+    }
+
+    #[test]
+    fn one2one_is_set_at_creation_only_and_consumes_on_delivery() {
+        let now = Instant::now();
+        let mut bus = bus(1);
+        let one2one = gate::Attributes {
+            one2one: true,
+            ..Default::default()
+        };
+        let first = bus.publish(
+            with(Draft {
+                attributes: one2one,
+                ..draft("o", "t")
+            }),
+            now,
+        );
+        assert!(bus.is_one2one("o"));
+        bus.publish(req("o", "t", None), now).unwrap();
+        assert!(bus.delivered(&first.unwrap()));
+        assert_eq!(bus.retained_count(), 1, "only the delivered message went");
+        // A channel that already had a publish cannot be made one-to-one by a later one.
+        bus.publish(req("native", "t", None), now).unwrap();
+        bus.publish(
+            with(Draft {
+                attributes: one2one,
+                ..draft("native", "t")
+            }),
+            now,
+        )
+        .unwrap();
+        assert!(!bus.is_one2one("native"));
+    }
+
+    #[test]
+    fn a_key_is_set_by_the_first_publish_only() {
+        let now = Instant::now();
+        let mut bus = bus(1);
+        bus.publish(req("open", "t", None), now).unwrap();
+        let claim = with(Draft {
+            key: Some("mine"),
+            ..draft("open", "t")
+        });
+        bus.publish(claim, now).unwrap();
+        bus.publish(req("open", "t", None), now)
+            .expect("a later publish cannot lock the channel");
+    }
+
+    #[test]
+    fn retained_bytes_are_bounded_oldest_first_across_channels() {
+        let now = Instant::now();
+        let mut bus = bus(1);
+        let cost = 100 + 1 + RETAINED_OVERHEAD;
+        bus.set_limits(BusLimits {
+            max_channels: usize::MAX,
+            max_retained_bytes: 3 * cost,
+        });
+        for channel in ["a", "b", "a", "c", "b"] {
+            let body: Rc<[u8]> = vec![b'x'; 100].into();
+            bus.publish(
+                with(Draft {
+                    body,
+                    ..draft(channel, "t")
+                }),
+                now,
+            )
+            .unwrap();
+        }
+        assert_eq!(bus.retained_bytes(), 3 * cost);
+        assert_eq!(bus.evicted, 2);
+        assert_eq!(ids(&bus.replay(&topic("", true), 0, now)), [3, 4, 5]);
+    }
+
+    #[test]
+    fn replays_are_cut_to_a_budget_and_say_so() {
+        let now = Instant::now();
+        let mut bus = bus(1);
+        for _ in 0..5 {
+            let body: Rc<[u8]> = vec![b'x'; 72].into();
+            bus.publish(
+                with(Draft {
+                    body,
+                    ..draft("r", "t")
+                }),
+                now,
+            )
+            .unwrap();
+        }
+        let mut replay = bus.replay(&topic("r", false), 0, now);
+        assert_eq!(replay.missed, None);
+        replay.bound(0, 2 * (72 + REPLAY_OVERHEAD));
+        assert_eq!(ids(&replay), [4, 5]);
+        assert_eq!(
+            replay.missed,
+            Some(Missed {
+                after: 0,
+                oldest: 4
+            })
+        );
+    }
+
+    #[test]
+    fn since_zero_means_from_the_start() {
+        let now = Instant::now();
+        let mut bus = bus(1000);
+        assert_eq!(bus.replay(&topic("empty", false), 0, now).missed, None);
+        assert!(bus.replay(&topic("empty", false), 5, now).missed.is_some());
+    }
+
+    #[test]
+    fn the_sweep_visits_a_bounded_number_of_channels() {
+        let now = Instant::now();
+        let mut bus = bus(1);
+        for i in 0..10 {
+            let sub = bus.subscribe(&topic(&format!("c{i}"), false), sub(1, None), now);
+            bus.unsubscribe(sub.unwrap(), now);
+        }
+        let later = now + Duration::from_secs(30);
+        assert_eq!(bus.sweep(later, 4), 4);
+        assert_eq!(bus.sweep(later, 4), 4);
+        assert_eq!(bus.sweep(later, 4), 2);
+        assert_eq!(bus.channel_count(), 0);
     }
 }

@@ -7,10 +7,14 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::{Conn, Ctx, DoorAnswer, DoorPost, Next, Phase, Publish, Reply, Stream};
-use crate::bus::{BusError, PublishRequest, Subscriber};
+use super::{
+    Conn, Ctx, DoorAnswer, DoorPost, Next, Phase, Publish, PublishRequest, Publisher, Refused,
+    Reply, Stream,
+};
+use crate::bus::Subscriber;
 use crate::compat::simple_comet as sc;
 use crate::config::CometOptions;
+use crate::gate::Identity;
 use crate::http::request::Request;
 use crate::http::response::{Head, Status};
 use crate::server::Published;
@@ -241,7 +245,7 @@ pub(super) fn published(
     format: sc::Format,
     style: sc::Style,
     callback: Option<&str>,
-    outcome: Result<Published, BusError>,
+    outcome: Result<Published, Refused>,
 ) -> sc::Reply {
     match outcome {
         Ok(done) => sc::encode_published(format, done.id, style, callback),
@@ -274,10 +278,23 @@ impl Conn {
         if ctx.comet.is_none() || !is_door_path(raw_path, ctx.cfg.comet.enable_status) {
             return None;
         }
+        let query = crate::http::query::Query::parse(raw_query).unwrap_or_default();
+        let who = match self.identify(request, &query, ctx) {
+            Ok(who) => who,
+            Err(refusal) => return Some(self.refuse_gate(request, reply, &refusal)),
+        };
+        // The door's status lists clients and channels: it answers only whom /status.json does.
+        if raw_path.starts_with("/status")
+            && !super::status_allowed(request, &query, self.peer, ctx.cfg)
+        {
+            let why = "not allowed to read the status";
+            return Some(self.refuse(request, reply, Status::FORBIDDEN, why, &[]));
+        }
         let content_type = request.header("content-type").unwrap_or("").to_string();
         if request.method == crate::http::request::Method::Post {
             let publish = Publish {
                 req: PublishRequest::default(),
+                who: Publisher::Client(who),
                 reply,
                 json_answer: false,
                 via_websocket: false,
@@ -291,13 +308,14 @@ impl Conn {
             return Some(self.read_body(request, publish, ctx));
         }
         let method = request.method.as_str();
-        Some(self.comet_op(method, raw_path, raw_query, "", &[], reply, ctx))
+        Some(self.comet_op(&who, method, raw_path, raw_query, "", &[], reply, ctx))
     }
 
     /// Carries out one request once its body (if any) has arrived.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn comet_op(
         &mut self,
+        who: &Identity,
         method: &str,
         path: &str,
         query: &str,
@@ -357,8 +375,20 @@ impl Conn {
                 max_messages,
             } => {
                 door.sweep_channel(&channel_id, now);
+                // A channel made anew starts empty, whatever an earlier one of that name left in
+                // the bus; emptying it asks what deleting it would (grant and key).
+                let forget = ctx.gate.admit_forget(who, &channel_id, None);
+                let forget = forget.map_err(Refused::Gate);
+                let forget = forget.and_then(|f| ctx.bus.forget(&f).map_err(Refused::Bus));
                 if door.channels.contains_key(&channel_id) {
                     error(format, sc::ErrorKind::ChannelExists)
+                } else if door.channels.len() >= ctx.cfg.max_channels {
+                    self.stat_events.push(crate::stats::StatEvent::Limited(
+                        crate::stats::Limit::Channels,
+                    ));
+                    sc::encode_processing_failed()
+                } else if let Err(refused) = forget {
+                    return self.refuse_comet(reply, &refused);
                 } else {
                     let max_messages =
                         max_messages.unwrap_or(door.options.max_messages_per_channel);
@@ -371,21 +401,24 @@ impl Conn {
                             .then(|| now + door.options.inactive_channel_timeout),
                     };
                     door.channels.insert(channel_id.clone(), channel);
-                    // A channel made anew starts empty, whatever an earlier one of that name
-                    // left in the bus.
-                    ctx.bus.forget(&channel_id, u64::MAX);
                     sc::encode_channel_created(format, &channel_id, style, cb)
                 }
             }
             sc::Op::Delete { format, channel_id } => {
+                if let Some(id) = &channel_id {
+                    // Its messages go with it: only for whom may change the channel.
+                    let forget = ctx.gate.admit_forget(who, id, None);
+                    let forget = forget.map_err(Refused::Gate);
+                    if let Err(refused) =
+                        forget.and_then(|f| ctx.bus.forget(&f).map_err(Refused::Bus))
+                    {
+                        return self.refuse_comet(reply, &refused);
+                    }
+                }
                 let removed = channel_id
                     .as_ref()
                     .is_some_and(|id| door.channels.remove(id).is_some());
-                if let (true, Some(id)) = (removed, &channel_id) {
-                    // Its messages go with it; held reads stay held, as in the original, until
-                    // --http-timeout answers them.
-                    ctx.bus.forget(id, u64::MAX);
-                }
+                // Held reads stay held, as in the original, until --http-timeout answers them.
                 sc::encode_deleted(format, channel_id.as_deref(), removed, style, cb)
             }
             sc::Op::Status { format } => {
@@ -406,20 +439,24 @@ impl Conn {
                     return self.answer_comet(reply, &answer);
                 };
                 let size = usize::try_from(channel.max_messages).unwrap_or(usize::MAX);
-                return Some(Next::Publish(Publish {
+                return Some(Next::Publish(Box::new(Publish {
                     req: PublishRequest {
                         channel: channel_id,
                         content_type: "text/plain; charset=utf-8".into(),
                         body: content.into_bytes(),
-                        size: Some(size.min(ctx.cfg.max_history)),
+                        attributes: crate::gate::Attributes {
+                            size: Some(size.min(ctx.cfg.max_history)),
+                            ..Default::default()
+                        },
                         ..PublishRequest::default()
                     },
+                    who: Publisher::Client(who.clone()),
                     reply,
                     json_answer: false,
                     via_websocket: false,
                     door: None,
                     door_answer: Some(Box::new(DoorAnswer::Comet(format, style, callback))),
-                }));
+                })));
             }
             sc::Op::Subscribe {
                 format,
@@ -434,7 +471,7 @@ impl Conn {
                     since,
                     client_id,
                 };
-                return self.comet_subscribe(read, &channels, reply, ctx);
+                return self.comet_subscribe(who, read, &channels, reply, ctx);
             }
         };
         self.answer_comet(reply, &answer)
@@ -442,6 +479,7 @@ impl Conn {
 
     fn comet_subscribe(
         &mut self,
+        who: &Identity,
         read: CometRead,
         names: &[String],
         reply: Reply,
@@ -478,6 +516,14 @@ impl Conn {
         if valid.is_empty() {
             return self.answer_comet(reply, &error(sc::ErrorKind::NoValidChannels));
         }
+        let names = valid.iter().map(|name| (name.as_str(), false));
+        let topics = match ctx
+            .gate
+            .admit_subscribe(who, names, self.subscriptions.len())
+        {
+            Ok(topics) => topics,
+            Err(refusal) => return self.refuse_comet(reply, &Refused::Gate(refusal)),
+        };
         if let Some(id) = &read.client_id {
             // A client is a member of every channel it reads (as in the original).
             for name in &valid {
@@ -493,8 +539,10 @@ impl Conn {
         let after = u64::try_from(since).unwrap_or(0);
         let mut found: Vec<(String, Vec<sc::Message>)> = Vec::new();
         let mut any = false;
-        for name in &valid {
-            let messages = ctx.bus.replay(name, false, after, ctx.now).messages;
+        for (name, topic) in valid.iter().zip(&topics) {
+            let mut replay = ctx.bus.replay(topic, after, ctx.now);
+            replay.bound(after, ctx.cfg.max_queue);
+            let messages = replay.messages;
             any |= !messages.is_empty();
             let list = messages
                 .iter()
@@ -510,13 +558,13 @@ impl Conn {
             let answer = read.messages(&found, since, last_id, unix_now());
             return self.answer_comet(reply, &answer);
         }
-        for name in &valid {
+        for topic in &topics {
             let subscriber = Subscriber {
                 conn: ctx.key,
                 wire: Wire::Comet,
                 filter: None,
             };
-            if let Ok(id) = ctx.bus.subscribe(name, false, subscriber, ctx.now) {
+            if let Ok(id) = ctx.bus.subscribe(topic, subscriber, ctx.now) {
                 self.subscriptions.push(id);
             }
         }
@@ -584,6 +632,17 @@ impl Conn {
         let answer = poll.encode(&channels, cursor, sc::Delivery::Immediate);
         self.poll_done = true;
         self.answer_comet(poll.reply, &answer);
+    }
+
+    /// The gate or the bus refused: the status and reason as plain text (the original had no
+    /// auth, so its clients have no shape of their own for this).
+    fn refuse_comet(&mut self, reply: Reply, refused: &Refused) -> Option<Next> {
+        if let Refused::Gate(refusal) = refused {
+            self.count_refusal(refusal);
+        }
+        let body = format!("{refused}\n");
+        let headers = [("Content-Type", "text/plain; charset=utf-8")];
+        self.answer_framed(reply, refused.status().0, headers, body.as_bytes())
     }
 
     pub(super) fn answer_comet(&mut self, reply: Reply, answer: &sc::Reply) -> Option<Next> {

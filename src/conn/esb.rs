@@ -7,7 +7,8 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Conn, Ctx, Next, Phase, Publish, Reply, Stream};
-use crate::bus::{PublishRequest, Subscriber};
+use super::{PublishRequest, Publisher};
+use crate::bus::Subscriber;
 use crate::compat::eventsource_broker as esb;
 use crate::http::request::Request;
 use crate::http::response::{Head, Status};
@@ -112,8 +113,10 @@ impl Conn {
                     .trim()
                     .eq_ignore_ascii_case("application/x-www-form-urlencoded")
             });
+            // The door's own signed tokens identify the publisher (checked by its codec).
             let publish = Publish {
                 req: PublishRequest::default(),
+                who: Publisher::Door(None),
                 reply,
                 json_answer: false,
                 via_websocket: false,
@@ -187,8 +190,20 @@ impl Conn {
             }
             _ => None,
         };
+        // The socket's signature (checked by the codec) is what admits it to its channel.
+        let topic = match ctx.gate.admit_door_subscribe(channel) {
+            Ok(topic) => topic,
+            Err(refusal) => {
+                let answer = esb::Reply {
+                    status: refusal.status,
+                    content_type: None,
+                    body: refusal.reason.as_bytes().to_vec(),
+                };
+                return self.answer_door(reply, &answer);
+            }
+        };
         let mut replay = match after {
-            Some(after) => ctx.bus.replay(channel, false, after, ctx.now).messages,
+            Some(after) => ctx.bus.replay(&topic, after, ctx.now).messages,
             None => Vec::new(),
         };
         if replay.len() > esb::REPLAY_LIMIT {
@@ -219,7 +234,7 @@ impl Conn {
             wire: Wire::Esb,
             filter: None,
         };
-        match ctx.bus.subscribe(channel, false, subscriber, ctx.now) {
+        match ctx.bus.subscribe(&topic, subscriber, ctx.now) {
             Ok(id) => self.subscriptions.push(id),
             Err(_) => {
                 self.phase = Phase::Closing;
@@ -246,7 +261,19 @@ impl Conn {
             } => {
                 let body = std::mem::take(&mut publish.req.body);
                 let reply = publish.reply;
-                let next = self.comet_op("POST", &path, &query, &content_type, &body, reply, ctx);
+                let Publisher::Client(who) = publish.who.clone() else {
+                    unreachable!("a Simple-Comet POST comes from a client the gate identified")
+                };
+                let next = self.comet_op(
+                    &who,
+                    "POST",
+                    &path,
+                    &query,
+                    &content_type,
+                    &body,
+                    reply,
+                    ctx,
+                );
                 return next.unwrap_or(Next::Wait);
             }
         };
@@ -322,7 +349,7 @@ impl Conn {
             ..PublishRequest::default()
         };
         publish.door_answer = Some(Box::new(super::DoorAnswer::Esb(answer)));
-        Next::Publish(publish)
+        Next::Publish(Box::new(publish))
     }
 
     /// Writes one of the codec's replies: its status, its Content-Type if it set one, its body.

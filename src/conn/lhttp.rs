@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
-use super::{Conn, Ctx, DoorPost, Next, Phase, Publish, Reply, Stream};
-use crate::bus::{PublishRequest, Subscriber, SubscriptionId};
+use super::{Conn, Ctx, DoorPost, Next, Phase, Publish, PublishRequest, Publisher, Reply, Stream};
+use crate::bus::{Subscriber, SubscriptionId};
 use crate::compat::lhttp;
 use crate::transport::websocket::{encode_frame, Opcode};
 use crate::transport::Wire;
@@ -41,7 +41,7 @@ pub fn encode_lhttp_frame(msg: &crate::bus::Message) -> Vec<u8> {
 
 /// An lhttp text frame saying why a frame was refused (the original sent nothing: its
 /// clients could not tell a dropped frame from a lost one).
-fn error_frame(why: &str) -> Vec<u8> {
+pub(super) fn error_frame(why: &str) -> Vec<u8> {
     let msg = lhttp::LhttpMessage {
         command: b"error".to_vec(),
         headers: vec![(b"error".to_vec(), why.as_bytes().to_vec())],
@@ -74,6 +74,18 @@ impl Conn {
         let content_type = msg
             .header(b"content-type")
             .map_or("text/plain; charset=utf-8".to_string(), text);
+        let Phase::Streaming(Stream::WebSocket(state)) = &self.phase else {
+            return;
+        };
+        let who = state.who.clone();
+        // Every channel the message is published to goes as one request: one body, one check.
+        let mut publish = PublishRequest {
+            content_type: content_type.clone(),
+            body: msg.body.clone(),
+            lhttp_frame: Some(frame.clone()),
+            lines: header_lines(&msg),
+            ..PublishRequest::default()
+        };
         for op in plan.ops {
             match op {
                 lhttp::Op::Subscribe(channel) => {
@@ -85,27 +97,31 @@ impl Conn {
                     if session.channels.contains_key(&channel) {
                         continue; // lhttp delivered twice to a double subscription: a bug
                     }
+                    let held = self.subscriptions.len();
+                    let topic = match ctx.gate.admit_subscribe(&who, [(&*channel, false)], held) {
+                        Ok(mut topics) => topics.remove(0),
+                        Err(refusal) => {
+                            self.count_refusal(&refusal);
+                            self.outq.push_own(error_frame(&refusal.reason));
+                            continue;
+                        }
+                    };
                     let subscriber = Subscriber {
                         conn: ctx.key,
                         wire: Wire::Lhttp,
                         filter: None,
                     };
-                    if let Ok(id) = ctx.bus.subscribe(&channel, false, subscriber, ctx.now) {
+                    if let Ok(id) = ctx.bus.subscribe(&topic, subscriber, ctx.now) {
                         session.channels.insert(channel, id);
                         self.subscriptions.push(id);
                     }
                 }
                 lhttp::Op::Publish(channel) => {
-                    let req = PublishRequest {
-                        channel: text(channel),
-                        content_type: content_type.clone(),
-                        body: msg.body.clone(),
-                        lhttp_frame: Some(frame.clone()),
-                        ..PublishRequest::default()
-                    };
-                    let silent = Some(Box::new(super::DoorAnswer::Silent));
-                    self.pending_publishes
-                        .push(Publish::over_websocket(req, silent));
+                    if publish.channel.is_empty() {
+                        publish.channel = text(channel);
+                    } else {
+                        publish.more_channels.push(text(channel));
+                    }
                 }
                 lhttp::Op::Unsubscribe(channel) => {
                     let Phase::Streaming(Stream::WebSocket(state)) = &mut self.phase else {
@@ -133,6 +149,12 @@ impl Conn {
                 }
             }
         }
+        if !publish.channel.is_empty() {
+            // lhttp answered no publish; a refused one gets an error frame.
+            let answer = Some(Box::new(super::DoorAnswer::Lhttp));
+            self.pending_publishes
+                .push(Publish::over_websocket(publish, who, answer));
+        }
     }
 
     /// `POST /publish`: the body is a whole lhttp message; each channel of its `publish`
@@ -141,18 +163,21 @@ impl Conn {
         let reply = publish.reply;
         let body = publish.req.body;
         if let Ok(parsed) = lhttp::parse_http_publish(&body) {
-            let inner = lhttp::parse_lenient(&body)
-                .map(|m| m.body)
-                .unwrap_or_default();
-            for channel in parsed.channels {
+            let inner = lhttp::parse_lenient(&body);
+            let lines = inner.as_ref().map(header_lines).unwrap_or_default();
+            let mut channels = parsed.channels.iter().map(|c| text(c));
+            if let Some(first) = channels.next() {
                 self.pending_publishes.push(Publish {
                     req: PublishRequest {
-                        channel: text(&channel),
+                        channel: first,
+                        more_channels: channels.collect(),
                         content_type: "text/plain; charset=utf-8".into(),
-                        body: inner.clone(),
+                        body: inner.map(|m| m.body).unwrap_or_default(),
                         lhttp_frame: Some(parsed.frame.to_vec()),
+                        lines,
                         ..PublishRequest::default()
                     },
+                    who: publish.who,
                     reply,
                     json_answer: false,
                     via_websocket: false,
@@ -172,7 +197,7 @@ impl Conn {
         if self.pending_publishes.is_empty() {
             Next::Wait
         } else {
-            Next::Publish(self.pending_publishes.remove(0))
+            Next::Publish(Box::new(self.pending_publishes.remove(0)))
         }
     }
 
@@ -183,8 +208,16 @@ impl Conn {
         reply: Reply,
         ctx: &mut Ctx,
     ) -> Option<Next> {
+        let query =
+            crate::http::query::Query::parse(crate::http::query::split_target(&request.target).1)
+                .unwrap_or_default();
+        let who = match self.identify(request, &query, ctx) {
+            Ok(who) => who,
+            Err(refusal) => return self.refuse_gate(request, reply, &refusal),
+        };
         let publish = Publish {
             req: PublishRequest::default(),
+            who: Publisher::Client(who),
             reply,
             json_answer: false,
             via_websocket: false,
@@ -205,6 +238,13 @@ impl Conn {
     ) -> Option<Next> {
         use crate::http::response::Status;
         use crate::transport::websocket as ws;
+        let query =
+            crate::http::query::Query::parse(crate::http::query::split_target(&request.target).1)
+                .unwrap_or_default();
+        let who = match self.identify(request, &query, ctx) {
+            Ok(who) => who,
+            Err(refusal) => return self.refuse_gate(request, reply, &refusal),
+        };
         let is_get = request.method == crate::http::request::Method::Get;
         let accept =
             match ws::check_handshake(is_get, reply.minor_version, |name| request.header(name)) {
@@ -226,9 +266,20 @@ impl Conn {
             next_ping: ctx.now + ctx.cfg.ping_interval,
             publish_to: None,
             key: None,
-            sender: None,
+            who,
             lhttp: Some(LhttpSession::default()),
         })));
         Some(Next::Wait)
     }
+}
+
+/// Every header name and value of an lhttp message: lhttp subscribers get the message as it came,
+/// so none may hold a line break that would forge a header.
+fn header_lines(msg: &lhttp::LhttpMessage) -> Vec<Vec<u8>> {
+    let mut lines = vec![msg.command.clone()];
+    for (name, value) in &msg.headers {
+        lines.push(name.clone());
+        lines.push(value.clone());
+    }
+    lines
 }

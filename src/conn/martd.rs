@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::{Conn, Ctx, DoorAnswer, DoorPost, Next, Phase, Publish, Reply, Stream};
-use crate::bus::{BusError, PublishRequest, Subscriber};
+use super::{
+    Conn, Ctx, DoorAnswer, DoorPost, Next, Phase, Publish, PublishRequest, Publisher, Refused,
+    Reply, Stream,
+};
+use crate::bus::{BusError, Subscriber};
 use crate::compat::martd;
 use crate::http::request::Request;
 use crate::http::response::{Head, Status};
@@ -24,21 +27,17 @@ pub struct MartdDoor {
     channels: HashMap<String, MartdChannel>,
 }
 
+/// The attributes of the first `/pub` (one2one is kept by the bus, set only when the channel
+/// is created).
 struct MartdChannel {
     size: usize,
     lifetime: Duration,
-    /// Consumed once: the first delivery empties the channel.
     one2one: bool,
     /// Later publishes must give the same key.
     keyed: bool,
 }
 
 impl MartdDoor {
-    /// Whether a delivery on `channel` should empty it.
-    pub fn is_one2one(&self, channel: &str) -> bool {
-        self.channels.get(channel).is_some_and(|c| c.one2one)
-    }
-
     /// Forgets the attributes of channels the bus has freed (no messages, no subscribers): the
     /// next `/pub` initialises them afresh, as a new martd channel.
     pub fn sweep(&mut self, bus: &crate::bus::Bus) {
@@ -81,6 +80,11 @@ impl Conn {
             self.answer(answer, reply.keep_alive);
             return Some(None);
         }
+        let query = crate::http::query::Query::parse(raw_query).unwrap_or_default();
+        let who = match self.identify(request, &query, ctx) {
+            Ok(who) => who,
+            Err(refusal) => return Some(self.refuse_gate(request, reply, &refusal)),
+        };
         if raw_path == "/list" {
             // martd dumped its store to its own log; its client saw only this.
             return Some(self.answer_martd(reply, &martd::encode_list()));
@@ -88,6 +92,7 @@ impl Conn {
         if raw_path == "/pub" {
             let publish = Publish {
                 req: PublishRequest::default(),
+                who: Publisher::Client(who),
                 reply,
                 json_answer: false,
                 via_websocket: false,
@@ -111,11 +116,21 @@ impl Conn {
             Ok(_) => return Some(self.answer_martd(reply, &martd::encode_not_found())),
             Err(reject) => return Some(self.answer_martd(reply, &martd::encode_reject(&reject))),
         };
+        let names = channels.iter().map(|(name, _)| (name.as_str(), false));
+        let topics = match ctx
+            .gate
+            .admit_subscribe(&who, names, self.subscriptions.len())
+        {
+            Ok(topics) => topics,
+            Err(refusal) => return Some(self.refuse_gate(request, reply, &refusal)),
+        };
         // Kept messages after each etag answer at once; otherwise the request waits.
         let mut ready: Vec<(String, i64, Vec<Rc<crate::bus::Message>>)> = Vec::new();
-        for (name, etag) in &channels {
+        for ((name, etag), topic) in channels.iter().zip(&topics) {
             let after = u64::try_from(*etag).unwrap_or(0);
-            let messages = ctx.bus.replay(name, false, after, ctx.now).messages;
+            let mut replay = ctx.bus.replay(topic, after, ctx.now);
+            replay.bound(after, ctx.cfg.max_queue);
+            let messages = replay.messages;
             if let Some(last) = messages.last() {
                 ready.push((name.clone(), last.id as i64, messages));
             }
@@ -131,21 +146,20 @@ impl Conn {
                 .collect();
             let answer = martd::encode_channels(&data);
             // A one2one channel is consumed by the first delivery.
-            let door = ctx.martd.as_deref().expect("the door is open");
-            for (name, _, _) in &ready {
-                if door.is_one2one(name) {
-                    ctx.bus.forget(name, u64::MAX);
+            for (_, _, messages) in &ready {
+                if let Some(last) = messages.last() {
+                    ctx.bus.delivered(last);
                 }
             }
             return Some(self.answer_martd(reply, &answer));
         }
-        for (name, _) in &channels {
+        for topic in &topics {
             let subscriber = Subscriber {
                 conn: ctx.key,
                 wire: Wire::Martd,
                 filter: None,
             };
-            if let Ok(id) = ctx.bus.subscribe(name, false, subscriber, ctx.now) {
+            if let Ok(id) = ctx.bus.subscribe(topic, subscriber, ctx.now) {
                 self.subscriptions.push(id);
             }
         }
@@ -223,22 +237,32 @@ impl Conn {
             body,
             // Without a key at first, the channel never needs one (martd ignored later keys).
             key: attributes.keyed.then_some(key),
-            size: Some(attributes.size),
-            lifetime: Some(attributes.lifetime),
+            attributes: crate::gate::Attributes {
+                size: Some(attributes.size),
+                lifetime: Some(attributes.lifetime),
+                one2one: attributes.one2one,
+            },
             ..PublishRequest::default()
         };
         publish.door_answer = Some(Box::new(DoorAnswer::Martd));
-        Next::Publish(publish)
+        Next::Publish(Box::new(publish))
     }
 
     pub(super) fn answer_martd_publish(
         &mut self,
         reply: Reply,
-        outcome: Result<Published, BusError>,
+        outcome: Result<Published, Refused>,
     ) {
         let answer = match outcome {
             Ok(done) => martd::encode_published(done.id as i64),
-            Err(BusError::WrongKey) => martd::encode_reject(&martd::Reject("invalid key".into())),
+            Err(Refused::Bus(BusError::WrongKey)) => {
+                martd::encode_reject(&martd::Reject("invalid key".into()))
+            }
+            Err(Refused::Gate(refusal)) if refusal.status < 500 => martd::Reply {
+                status: refusal.status,
+                headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
+                body: format!("{refusal}\n").into_bytes(),
+            },
             Err(e) => martd::Reply {
                 status: 503,
                 headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],

@@ -23,15 +23,15 @@ pub use martd::encode_held_answer as encode_martd_answer;
 pub use martd::MartdDoor;
 use websocket::WsState;
 
-use crate::auth::{Grant, JwtKey};
-use crate::bus::{constant_time_eq, Bus, BusError, PublishRequest, SubscriptionId};
+use crate::bus::{constant_time_eq, Bus, BusError, SubscriptionId};
 use crate::config::{Config, SlowPolicy};
+use crate::gate::{self, Credentials, Gate, Identity, Refusal};
 use crate::http::chunked::{ChunkedDecoder, Progress};
 use crate::http::query::{percent_decode, split_target, Query};
 use crate::http::request::{parse_head, BodyFraming, Method, Parsed, Request};
 use crate::http::response::{self, Head, Status};
 use crate::http::route::{route, Resource, Topic};
-use crate::http::{base64, date, static_files};
+use crate::http::{date, static_files};
 use crate::io::Socket;
 use crate::listener::Peer;
 use crate::outq::OutQueue;
@@ -59,8 +59,8 @@ pub struct Ctx<'a> {
     pub cfg: &'a Config,
     pub bus: &'a mut Bus,
     pub stats: &'a mut Stats,
-    /// Set when channels need signed tokens.
-    pub jwt: Option<&'a JwtKey>,
+    /// Every operation on a channel passes it.
+    pub gate: &'a Gate,
     /// The eventsource-broker door, when it is open.
     pub esb: Option<&'a mut EsbDoor>,
     /// The Simple-Comet door, when it is open.
@@ -77,7 +77,7 @@ pub enum Next {
     /// Nothing until more input arrives or the output drains.
     Wait,
     /// Publish this; then call `answer_publish` and `advance` again.
-    Publish(Publish),
+    Publish(Box<Publish>),
     /// Render the status document (JSON, or with `true` Prometheus text); then call
     /// `answer_status` and `advance` again.
     Status(Reply, bool),
@@ -95,9 +95,90 @@ pub struct Reply {
     pub head_only: bool,
 }
 
+/// A publish as a door or transport proposes it, before the gate has looked at it.
+#[derive(Debug, Clone, Default)]
+pub struct PublishRequest {
+    pub channel: String,
+    /// More channels the same message goes to (lhttp's `publish: a b c`); one body for all.
+    pub more_channels: Vec<String>,
+    pub content_type: String,
+    /// The SSE event name.
+    pub event: Option<String>,
+    pub body: Vec<u8>,
+    /// The publish key given, if any.
+    pub key: Option<String>,
+    /// The whole lhttp message, when it came through the lhttp door: what lhttp subscribers get.
+    pub lhttp_frame: Option<Vec<u8>>,
+    /// Values besides these that the door will write as header-like lines.
+    pub lines: Vec<Vec<u8>>,
+    pub attributes: gate::Attributes,
+}
+
+/// Who proposes a publish.
+#[derive(Debug, Clone)]
+pub enum Publisher {
+    /// A client the gate identified.
+    Client(Identity),
+    /// A client a door identified by its own credentials (eventsource-broker's signed sockets),
+    /// with the sender name it shows.
+    Door(Option<String>),
+}
+
+/// Why a publish was not carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    Gate(Refusal),
+    Bus(BusError),
+}
+
+impl Refused {
+    pub fn status(&self) -> Status {
+        match self {
+            Refused::Gate(refusal) => Status::from_code(refusal.status),
+            Refused::Bus(e) => bus_error_status(*e),
+        }
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Gate(refusal) => refusal.fmt(f),
+            Refused::Bus(e) => e.fmt(f),
+        }
+    }
+}
+
+impl PublishRequest {
+    /// Submits it to the gate: one admitted publish per channel, sharing one body.
+    pub fn admit(self, who: &Publisher, gate: &Gate) -> Result<Vec<gate::Publish>, Refusal> {
+        let body: std::rc::Rc<[u8]> = self.body.into();
+        let lhttp_frame = self.lhttp_frame.map(std::rc::Rc::from);
+        let draft = gate::Draft {
+            channel: &self.channel,
+            content_type: &self.content_type,
+            event: self.event.as_deref(),
+            body,
+            key: self.key.as_deref(),
+            attributes: self.attributes,
+            lhttp_frame,
+            lines: self.lines.iter().map(Vec::as_slice).collect(),
+        };
+        match who {
+            Publisher::Client(identity) => {
+                let mut channels = vec![self.channel.as_str()];
+                channels.extend(self.more_channels.iter().map(String::as_str));
+                gate.admit_publish_many(identity, &channels, draft)
+            }
+            Publisher::Door(sender) => Ok(vec![gate.admit_door_publish(draft, sender.as_deref())?]),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Publish {
     pub req: PublishRequest,
+    pub who: Publisher,
     pub reply: Reply,
     /// The client accepts JSON: answer with a body, not only headers.
     pub json_answer: bool,
@@ -111,9 +192,14 @@ pub struct Publish {
 
 impl Publish {
     /// A message a WebSocket client sent: no HTTP answer goes back for it.
-    fn over_websocket(req: PublishRequest, door_answer: Option<Box<DoorAnswer>>) -> Publish {
+    fn over_websocket(
+        req: PublishRequest,
+        who: Identity,
+        door_answer: Option<Box<DoorAnswer>>,
+    ) -> Publish {
         Publish {
             req,
+            who: Publisher::Client(who),
             reply: Reply {
                 minor_version: 1,
                 keep_alive: true,
@@ -159,12 +245,13 @@ pub enum DoorAnswer {
     ),
     /// Nothing (lhttp answered no publish).
     Silent,
+    /// Nothing when published (as lhttp); an lhttp error frame when refused.
+    Lhttp,
 }
 
 #[derive(Debug)]
 pub struct Delete {
-    pub channel: String,
-    pub key: Option<String>,
+    pub admitted: gate::Delete,
     pub reply: Reply,
 }
 
@@ -410,7 +497,7 @@ impl Conn {
     /// Handles as much buffered input as possible.
     pub fn advance(&mut self, ctx: &mut Ctx) -> Next {
         if !self.pending_publishes.is_empty() {
-            return Next::Publish(self.pending_publishes.remove(0));
+            return Next::Publish(Box::new(self.pending_publishes.remove(0)));
         }
         loop {
             match &mut self.phase {
@@ -471,7 +558,7 @@ impl Conn {
                     if state.publish.door.is_some() {
                         return self.finish_any_door_post(state.publish, ctx);
                     }
-                    return Next::Publish(state.publish);
+                    return Next::Publish(Box::new(state.publish));
                 }
                 Phase::Streaming(Stream::WebSocket(_)) => return self.advance_websocket(ctx),
                 Phase::File(_) | Phase::Streaming(_) | Phase::Closing | Phase::Lingering { .. } => {
@@ -554,77 +641,35 @@ impl Conn {
             // before authentication.
             return self.answer_preflight(&resource, reply);
         }
-        let user = match basic_auth(&request) {
-            Ok(user) => user,
-            Err(why) => return Some(self.fail(minor, Status::BAD_REQUEST, why, &[])),
-        };
-        if let Some(secret) = &ctx.cfg.secret {
-            let password = user.as_ref().map(|(_, p)| p.as_str());
-            if !password.is_some_and(|p| constant_time_eq(p.as_bytes(), secret.as_bytes())) {
-                let challenge = [("WWW-Authenticate", "Basic realm=\"msgbus\"")];
-                return self.refuse(
-                    &request,
-                    reply,
-                    Status::UNAUTHORIZED,
-                    "unauthorized",
-                    &challenge,
-                );
-            }
-        }
-        let mut sender = user.map(|(name, _)| name).filter(|name| !name.is_empty());
         let query = match Query::parse(raw_query) {
             Ok(query) => query,
             Err(e) => return Some(self.fail(minor, Status::BAD_REQUEST, &e.to_string(), &[])),
         };
-        if let (Some(key), Resource::Topics(topics)) = (ctx.jwt, &resource) {
-            let grant = match bearer_grant(key, &request, &query) {
-                Ok(grant) => grant,
-                Err(why) => {
-                    let challenge = [("WWW-Authenticate", "Bearer realm=\"msgbus\"")];
-                    let status = Status::UNAUTHORIZED;
-                    return self.refuse(&request, reply, status, &why, &challenge);
-                }
-            };
-            let publishing = matches!(request.method, Method::Post | Method::Delete);
-            let denied = topics.iter().find(|topic| {
-                if publishing {
-                    !grant.may_publish(&topic.name)
-                } else {
-                    !grant.may_subscribe(&topic.name)
-                }
-            });
-            if let Some(topic) = denied {
-                let verb = if publishing {
-                    "publish to"
-                } else {
-                    "subscribe to"
-                };
-                let why = format!("token does not allow you to {verb} {}", topic.name);
-                return self.refuse(&request, reply, Status::FORBIDDEN, &why, &[]);
-            }
-            sender = sender.or(grant.subject);
-        }
+        let who = match self.identify(&request, &query, ctx) {
+            Ok(who) => who,
+            Err(refusal) => return self.refuse_gate(&request, reply, &refusal),
+        };
         match (resource, request.method) {
             (Resource::Topics(topics), Method::Post) => {
                 let Some(channel) = single_channel(&topics, true) else {
                     let why = "publish to one channel at a time";
                     return self.refuse(&request, reply, Status::BAD_REQUEST, why, &[]);
                 };
-                self.start_publish(&request, &query, reply, channel, sender, ctx)
+                self.start_publish(&request, &query, reply, channel, who, ctx)
             }
             (Resource::Topics(topics), Method::Delete) => {
                 let Some(channel) = single_channel(&topics, false) else {
                     let why = "delete one channel at a time";
                     return self.refuse(&request, reply, Status::BAD_REQUEST, why, &[]);
                 };
-                Some(Next::Delete(Delete {
-                    channel,
-                    key: channel_key(&request, &query),
-                    reply,
-                }))
+                let key = channel_key(&request, &query);
+                match ctx.gate.admit_delete(&who, &channel, key.as_deref()) {
+                    Ok(admitted) => Some(Next::Delete(Delete { admitted, reply })),
+                    Err(refusal) => self.refuse_gate(&request, reply, &refusal),
+                }
             }
             (Resource::Topics(topics), _) => {
-                self.subscribe(topics, &request, &query, reply, sender, ctx)
+                self.subscribe(topics, &request, &query, reply, who, ctx)
             }
             (status @ (Resource::Status | Resource::Metrics), _) => {
                 if !status_allowed(&request, &query, self.peer, ctx.cfg) {
@@ -691,7 +736,7 @@ impl Conn {
         query: &Query,
         reply: Reply,
         channel: String,
-        sender: Option<String>,
+        who: Identity,
         ctx: &mut Ctx,
     ) -> Option<Next> {
         let content_type = request
@@ -712,14 +757,17 @@ impl Conn {
             req: PublishRequest {
                 channel,
                 content_type,
-                sender,
                 event: options.event,
                 body: Vec::with_capacity(body_len),
                 key: options.key,
-                size: options.size,
-                lifetime: options.lifetime,
-                lhttp_frame: None,
+                attributes: gate::Attributes {
+                    size: options.size,
+                    lifetime: options.lifetime,
+                    one2one: false,
+                },
+                ..PublishRequest::default()
             },
+            who: Publisher::Client(who),
             reply,
             json_answer: accepts(request, "application/json"),
             via_websocket: false,
@@ -735,7 +783,7 @@ impl Conn {
             if publish.door.is_some() {
                 return Some(self.finish_any_door_post(publish, ctx));
             }
-            return Some(Next::Publish(publish));
+            return Some(Next::Publish(Box::new(publish)));
         }
         if request.expect_continue {
             self.outq
@@ -751,13 +799,13 @@ impl Conn {
     }
 
     /// Queues the answer to a publish the reactor has carried out.
-    pub fn answer_publish(&mut self, publish: &Publish, outcome: Result<Published, BusError>) {
+    pub fn answer_publish(&mut self, publish: &Publish, outcome: Result<Published, Refused>) {
         match publish.door_answer.as_deref() {
             Some(DoorAnswer::Esb(answer)) => {
                 let answer = match outcome {
                     Ok(_) => answer.clone(),
                     Err(e) => crate::compat::eventsource_broker::Reply {
-                        status: bus_error_status(e).0,
+                        status: e.status().0,
                         content_type: None,
                         body: e.to_string().into_bytes(),
                     },
@@ -775,20 +823,19 @@ impl Conn {
                 return;
             }
             Some(DoorAnswer::Silent) => return,
+            Some(DoorAnswer::Lhttp) => {
+                if let Err(e) = outcome {
+                    self.outq.push_own(lhttp::error_frame(&e.to_string()));
+                }
+                return;
+            }
             None => {}
         }
         if publish.via_websocket {
             if let Err(e) = outcome {
-                let reason = match e {
-                    BusError::WrongKey => "wrong or missing channel key",
-                    BusError::ChannelLimit => "too many channels",
-                    BusError::NoSuchChannel => "no such channel",
-                };
+                let reason = e.to_string();
                 let code = crate::transport::websocket::CLOSE_POLICY;
-                self.refuse_websocket_publish(&crate::transport::websocket::CloseReason {
-                    code,
-                    reason,
-                });
+                self.close_websocket(code, &reason);
             }
             return;
         }
@@ -797,10 +844,10 @@ impl Conn {
         let done = match outcome {
             Ok(done) => done,
             Err(e) => {
-                if e == BusError::ChannelLimit {
+                if e == Refused::Bus(BusError::ChannelLimit) {
                     self.stat_events.push(StatEvent::Limited(Limit::Channels));
                 }
-                let status = bus_error_status(e);
+                let status = e.status();
                 let extra = self.cors_headers();
                 let extra: Vec<(&str, &str)> =
                     extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
@@ -1022,6 +1069,35 @@ impl Conn {
         None
     }
 
+    /// Who sends the request, as the gate sees it: Basic credentials (checked against `-s`)
+    /// and a token from `Authorization: Bearer` or `?token=`.
+    fn identify(&self, request: &Request, query: &Query, ctx: &Ctx) -> Result<Identity, Refusal> {
+        let credentials = Credentials {
+            authorization: request.header("authorization"),
+            token: query.get("token"),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        ctx.gate.identify(credentials, now)
+    }
+
+    /// Answers the gate's refusal: its status, reason and challenge.
+    fn refuse_gate(&mut self, request: &Request, reply: Reply, refusal: &Refusal) -> Option<Next> {
+        self.count_refusal(refusal);
+        let challenge = refusal.challenge.map(|c| ("WWW-Authenticate", c));
+        let extra: Vec<(&str, &str)> = challenge.into_iter().collect();
+        let status = Status::from_code(refusal.status);
+        self.refuse(request, reply, status, &refusal.reason, &extra)
+    }
+
+    fn count_refusal(&mut self, refusal: &Refusal) {
+        if refusal.limited == Some(gate::Limited::Subscriptions) {
+            self.stat_events
+                .push(StatEvent::Limited(Limit::Subscriptions));
+        }
+    }
+
     /// Answers with an error and closes: after bad input the stream cannot be trusted.
     fn fail(&mut self, minor: u8, status: Status, reason: &str, extra: &[(&str, &str)]) -> Next {
         debug!("{} {} {}: {reason}", self.peer, status.0, status.1);
@@ -1203,7 +1279,11 @@ impl Conn {
         cursor: u64,
         missed: Option<crate::transport::json::Missed>,
     ) {
-        let cors = self.cors_headers();
+        let mut cors = self.cors_headers();
+        if let Some(missed) = missed {
+            let value = format!("after={}, oldest={}", missed.after, missed.oldest);
+            cors.push(("Msgbus-Missed", value));
+        }
         let extra: Vec<(&str, &str)> = cors.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let answer = longpoll::PollAnswer {
             minor_version: poll.reply.minor_version,
@@ -1377,26 +1457,6 @@ impl Conn {
 }
 
 /// The user and password of an `Authorization: Basic` header, if any.
-fn basic_auth(request: &Request) -> Result<Option<(String, String)>, &'static str> {
-    let Some(value) = request.header("authorization") else {
-        return Ok(None);
-    };
-    let value = value.trim();
-    let Some((scheme, credentials)) = value.split_once(' ') else {
-        return Ok(None);
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Ok(None);
-    }
-    let decoded = base64::decode(credentials.trim().as_bytes()).ok_or("bad Basic credentials")?;
-    let decoded = String::from_utf8(decoded).map_err(|_| "bad Basic credentials")?;
-    let (user, password) = decoded.split_once(':').ok_or("bad Basic credentials")?;
-    if user.chars().any(char::is_control) {
-        return Err("bad Basic user name");
-    }
-    Ok(Some((user.to_string(), password.to_string())))
-}
-
 fn bus_error_status(e: BusError) -> Status {
     match e {
         BusError::WrongKey => Status::FORBIDDEN,
@@ -1405,24 +1465,9 @@ fn bus_error_status(e: BusError) -> Status {
     }
 }
 
-/// The grant of the token in `Authorization: Bearer` or `?token=`, or why there is none.
-fn bearer_grant(key: &JwtKey, request: &Request, query: &Query) -> Result<Grant, String> {
-    let from_header = request.header("authorization").and_then(|value| {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    });
-    let token = from_header
-        .or_else(|| query.get("token"))
-        .ok_or("a token is required")?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    key.verify(token, now).map_err(|e| e.to_string())
-}
-
 /// Whether the client may read /status.json and /metrics: from an allowed network or with the
 /// status token; anyone when neither is configured.
-fn status_allowed(request: &Request, query: &Query, peer: Peer, cfg: &Config) -> bool {
+pub(super) fn status_allowed(request: &Request, query: &Query, peer: Peer, cfg: &Config) -> bool {
     if cfg.status_allow.is_none() && cfg.status_token.is_none() {
         return true;
     }
@@ -1521,52 +1566,4 @@ fn query_text(query: &Query) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     parts.join("&")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request_with(auth: &str) -> Request {
-        Request {
-            method: Method::Post,
-            target: "/".into(),
-            minor_version: 1,
-            headers: vec![("authorization".into(), auth.into())],
-            keep_alive: true,
-            body: BodyFraming::None,
-            expect_continue: false,
-        }
-    }
-
-    #[test]
-    fn basic_credentials() {
-        let cases: &[(&str, Result<Option<(&str, &str)>, &str>)] = &[
-            (
-                "Basic ZHVnc29uZzpzZWNyZXQ=",
-                Ok(Some(("dugsong", "secret"))),
-            ),
-            (
-                "basic ZHVnc29uZzpzZWNyZXQ=",
-                Ok(Some(("dugsong", "secret"))),
-            ),
-            ("Basic OnB3", Ok(Some(("", "pw")))),
-            ("Bearer abc", Ok(None)),
-            ("Basic !!!", Err("bad Basic credentials")),
-            ("Basic bm9jb2xvbg==", Err("bad Basic credentials")),
-            ("Basic YQpiOmM=", Err("bad Basic user name")),
-        ];
-        for (header, want) in cases {
-            let got = basic_auth(&request_with(header));
-            let want = want.map(|o| o.map(|(u, p)| (u.to_string(), p.to_string())));
-            assert_eq!(got, want, "{header}");
-        }
-    }
-
-    #[test]
-    fn secrets_compare() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-    }
 }

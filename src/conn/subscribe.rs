@@ -12,6 +12,7 @@ use log::debug;
 use super::WsState;
 use super::{query_text, Conn, Ctx, Next, Phase, PollState, Reply, Stream};
 use crate::bus::{Filter, Message, Replay, Subscriber};
+use crate::gate::{self, Identity};
 use crate::http::query::Query;
 use crate::http::request::Method;
 use crate::http::request::Request;
@@ -37,15 +38,17 @@ impl Conn {
         request: &Request,
         query: &Query,
         reply: Reply,
-        sender: Option<String>,
+        who: Identity,
         ctx: &mut Ctx,
     ) -> Option<Next> {
-        if topics.len() > ctx.cfg.max_subscriptions {
-            self.stat_events
-                .push(StatEvent::Limited(Limit::Subscriptions));
-            let why = "too many channels in one subscription";
-            return self.refuse(request, reply, Status::BAD_REQUEST, why, &[]);
-        }
+        let names = topics.iter().map(|t| (t.name.as_str(), t.subtree));
+        let topics = match ctx
+            .gate
+            .admit_subscribe(&who, names, self.subscriptions.len())
+        {
+            Ok(topics) => topics,
+            Err(refusal) => return self.refuse_gate(request, reply, &refusal),
+        };
         let mut accept_key = None;
         let transport = if ws::wants_upgrade(request.header("upgrade")) {
             let is_get = request.method == Method::Get;
@@ -71,7 +74,7 @@ impl Conn {
                 Err(why) => return self.refuse(request, reply, Status::BAD_REQUEST, why, &[]),
             }
         };
-        let several = topics.len() > 1 || topics[0].subtree;
+        let several = topics.len() > 1 || topics[0].is_subtree();
         let as_json = match query.get("format") {
             None => several,
             Some("json") => true,
@@ -107,7 +110,12 @@ impl Conn {
             (_, cursor) => cursor,
         };
         let replay = match cursor {
-            Some(after) => replay_topics(&topics, after, filter.as_deref(), ctx),
+            Some(after) => {
+                let mut replay = replay_topics(&topics, after, filter.as_deref(), ctx);
+                // A replay is bounded like any queue: what does not fit is reported missed.
+                replay.bound(after, ctx.cfg.max_queue);
+                replay
+            }
             None => Replay::default(),
         };
         if reply.head_only && !matches!(transport, Transport::LongPoll | Transport::WebSocket) {
@@ -141,10 +149,7 @@ impl Conn {
                 wire,
                 filter: filter.clone(),
             };
-            match ctx
-                .bus
-                .subscribe(&topic.name, topic.subtree, subscriber, ctx.now)
-            {
+            match ctx.bus.subscribe(topic, subscriber, ctx.now) {
                 Ok(id) => self.subscriptions.push(id),
                 Err(e) => {
                     for id in self.take_subscriptions() {
@@ -163,7 +168,7 @@ impl Conn {
             transport,
             topics
                 .iter()
-                .map(|t| t.name.as_str())
+                .map(|t| t.name())
                 .collect::<Vec<_>>()
                 .join(","),
             query_text(query)
@@ -171,7 +176,11 @@ impl Conn {
         match (transport, &accept_key) {
             (Transport::WebSocket, Some(key)) => {
                 self.log_access(101, 0);
-                self.outq.push_own(ws::handshake_response(key, None));
+                let mut response = ws::handshake_response(key, None);
+                if let Some(missed) = replay.missed {
+                    insert_missed_header(&mut response, missed);
+                }
+                self.outq.push_own(response);
                 if let Some(missed) = replay.missed {
                     let notice = format!("{{\"missed\":{}}}", json::encode_missed(missed));
                     self.outq
@@ -202,11 +211,11 @@ impl Conn {
                 decoder: ws::FrameDecoder::new(ctx.cfg.max_ws_message()),
                 next_ping: ctx.now + ctx.cfg.ping_interval,
                 publish_to: match topics.as_slice() {
-                    [only] if !only.subtree => Some(only.name.clone()),
+                    [only] if !only.is_subtree() => Some(only.name().to_string()),
                     _ => None,
                 },
                 key: query.get("key").map(Into::into),
-                sender,
+                who,
                 lhttp: None,
             })),
         });
@@ -285,10 +294,15 @@ fn resume_cursor(request: &Request, query: &Query) -> Result<Option<u64>, &'stat
 }
 
 /// Retained messages after `after` on every topic, oldest first, each once, through `filter`.
-fn replay_topics(topics: &[Topic], after: u64, filter: Option<&Filter>, ctx: &mut Ctx) -> Replay {
+fn replay_topics(
+    topics: &[gate::Topic],
+    after: u64,
+    filter: Option<&Filter>,
+    ctx: &mut Ctx,
+) -> Replay {
     let mut all = Replay::default();
     for topic in topics {
-        let replay = ctx.bus.replay(&topic.name, topic.subtree, after, ctx.now);
+        let replay = ctx.bus.replay(topic, after, ctx.now);
         all.messages.extend(replay.messages);
         all.missed = match (all.missed, replay.missed) {
             (Some(a), Some(b)) => Some(Missed {
@@ -304,4 +318,15 @@ fn replay_topics(topics: &[Topic], after: u64, filter: Option<&Filter>, ctx: &mu
         filter.is_none_or(|f| f.accepts(&m.content_type, m.sender.as_deref()))
     });
     all
+}
+
+/// Adds `Msgbus-Missed` to a response head that is already encoded (the WebSocket 101), just
+/// before the blank line that ends it.
+pub(super) fn insert_missed_header(head: &mut Vec<u8>, missed: Missed) {
+    let line = format!(
+        "Msgbus-Missed: after={}, oldest={}\r\n",
+        missed.after, missed.oldest
+    );
+    let at = head.len().saturating_sub(2);
+    head.splice(at..at, line.into_bytes());
 }

@@ -4,9 +4,10 @@
 
 use std::time::Instant;
 
+use super::PublishRequest;
 use super::{Conn, Ctx, Next, Phase, Publish, Stream};
-use crate::bus::PublishRequest;
-use crate::transport::websocket::{self as ws, CloseReason, Event, Opcode};
+use crate::gate::Identity;
+use crate::transport::websocket::{self as ws, Event, Opcode};
 
 /// What a WebSocket subscriber carries.
 pub(super) struct WsState {
@@ -16,7 +17,8 @@ pub(super) struct WsState {
     /// channel; the key it gave, checked by the bus like any publisher's.
     pub(super) publish_to: Option<String>,
     pub(super) key: Option<String>,
-    pub(super) sender: Option<String>,
+    /// Who opened it: each message it sends is admitted against this identity's grants.
+    pub(super) who: Identity,
     /// Set when the socket speaks lhttp's protocol instead of msgbus's.
     pub(super) lhttp: Option<super::lhttp::LhttpSession>,
 }
@@ -26,7 +28,7 @@ impl Conn {
     pub(super) fn advance_websocket(&mut self, ctx: &mut Ctx) -> Next {
         loop {
             if !self.pending_publishes.is_empty() {
-                return Next::Publish(self.pending_publishes.remove(0));
+                return Next::Publish(Box::new(self.pending_publishes.remove(0)));
             }
             let Phase::Streaming(Stream::WebSocket(state)) = &mut self.phase else {
                 return Next::Wait;
@@ -79,12 +81,12 @@ impl Conn {
                     let req = PublishRequest {
                         channel,
                         content_type: content_type.into(),
-                        sender: state.sender.clone(),
                         body: payload,
                         key: state.key.clone(),
                         ..PublishRequest::default()
                     };
-                    return Next::Publish(Publish::over_websocket(req, None));
+                    let who = state.who.clone();
+                    return Next::Publish(Box::new(Publish::over_websocket(req, who, None)));
                 }
             }
         }
@@ -95,10 +97,5 @@ impl Conn {
         self.outq.push_own(ws::encode_close(code, reason));
         self.input = super::Input::default();
         self.phase = Phase::Closing;
-    }
-
-    /// A publish from this WebSocket was refused: say why in a close frame.
-    pub(super) fn refuse_websocket_publish(&mut self, reason: &CloseReason) {
-        self.close_websocket(reason.code, reason.reason);
     }
 }
