@@ -485,6 +485,19 @@ impl Conn {
         reply: Reply,
         ctx: &mut Ctx,
     ) -> Option<Next> {
+        // The gate first: a client without the grant learns nothing, not even which exist.
+        let mut asked: Vec<&str> = Vec::new();
+        for name in names {
+            if !asked.contains(&name.as_str()) {
+                asked.push(name);
+            }
+        }
+        let held = self.subscriptions.len();
+        let asked = asked.iter().map(|name| (*name, false));
+        let admitted = match ctx.gate.admit_subscribe(who, asked, held) {
+            Ok(topics) => topics,
+            Err(refusal) => return self.refuse_comet(reply, &Refused::Gate(refusal)),
+        };
         let now = ctx.now;
         let door = ctx.comet.as_deref_mut().expect("the door is open");
         let error = |kind: sc::ErrorKind| {
@@ -516,14 +529,10 @@ impl Conn {
         if valid.is_empty() {
             return self.answer_comet(reply, &error(sc::ErrorKind::NoValidChannels));
         }
-        let names = valid.iter().map(|name| (name.as_str(), false));
-        let topics = match ctx
-            .gate
-            .admit_subscribe(who, names, self.subscriptions.len())
-        {
-            Ok(topics) => topics,
-            Err(refusal) => return self.refuse_comet(reply, &Refused::Gate(refusal)),
-        };
+        let topics: Vec<_> = admitted
+            .into_iter()
+            .filter(|topic| valid.iter().any(|name| name == topic.name()))
+            .collect();
         if let Some(id) = &read.client_id {
             // A client is a member of every channel it reads (as in the original).
             for name in &valid {

@@ -162,43 +162,52 @@ impl Conn {
     pub(super) fn finish_lhttp_publish(&mut self, publish: Publish) -> Next {
         let reply = publish.reply;
         let body = publish.req.body;
-        if let Ok(parsed) = lhttp::parse_http_publish(&body) {
-            let inner = lhttp::parse_lenient(&body);
-            let lines = inner.as_ref().map(header_lines).unwrap_or_default();
-            let mut channels = parsed.channels.iter().map(|c| text(c));
-            if let Some(first) = channels.next() {
-                self.pending_publishes.push(Publish {
-                    req: PublishRequest {
-                        channel: first,
-                        more_channels: channels.collect(),
-                        content_type: "text/plain; charset=utf-8".into(),
-                        body: inner.map(|m| m.body).unwrap_or_default(),
-                        lhttp_frame: Some(parsed.frame.to_vec()),
-                        lines,
-                        ..PublishRequest::default()
-                    },
-                    who: publish.who,
-                    reply,
-                    json_answer: false,
-                    via_websocket: false,
-                    door: None,
-                    door_answer: Some(Box::new(super::DoorAnswer::Silent)),
-                });
-            }
-        }
-        let head = crate::http::response::Head::new(
-            reply.minor_version,
-            crate::http::response::Status::OK,
-        )
-        .header("Content-Length", 0)
-        .finish(reply.minor_version, reply.keep_alive);
-        self.answer(head, reply.keep_alive);
-        // The publishes go to the reactor now, not once the answer has been sent.
-        if self.pending_publishes.is_empty() {
-            Next::Wait
-        } else {
-            Next::Publish(Box::new(self.pending_publishes.remove(0)))
-        }
+        let parsed = lhttp::parse_http_publish(&body);
+        let first = parsed.as_ref().ok().and_then(|p| p.channels.first());
+        let (Ok(parsed), Some(first)) = (&parsed, first) else {
+            // Nothing to publish: lhttp answered such a request 200 all the same.
+            self.answer_lhttp_post(reply, Ok(()));
+            return Next::Wait;
+        };
+        let inner = lhttp::parse_lenient(&body);
+        let lines = inner.as_ref().map(header_lines).unwrap_or_default();
+        // Answered once the gate and the bus have taken it (200 as lhttp, or why not).
+        Next::Publish(Box::new(Publish {
+            req: PublishRequest {
+                channel: text(first),
+                more_channels: parsed.channels[1..].iter().map(|c| text(c)).collect(),
+                content_type: "text/plain; charset=utf-8".into(),
+                body: inner.map(|m| m.body).unwrap_or_default(),
+                lhttp_frame: Some(parsed.frame.to_vec()),
+                lines,
+                ..PublishRequest::default()
+            },
+            who: publish.who,
+            reply,
+            json_answer: false,
+            via_websocket: false,
+            door: None,
+            door_answer: Some(Box::new(super::DoorAnswer::LhttpPost)),
+        }))
+    }
+
+    /// `POST /publish`'s answer: an empty 200, as lhttp gave, or the refusal.
+    pub(super) fn answer_lhttp_post(&mut self, reply: Reply, outcome: Result<(), super::Refused>) {
+        use crate::http::response::{self, Head, Status};
+        let answer = match outcome {
+            Ok(()) => Head::new(reply.minor_version, Status::OK)
+                .header("Content-Length", 0)
+                .finish(reply.minor_version, reply.keep_alive),
+            Err(e) => response::plain(
+                reply.minor_version,
+                e.status(),
+                &e.to_string(),
+                &[],
+                reply.keep_alive,
+                false,
+            ),
+        };
+        self.answer(answer, reply.keep_alive);
     }
 
     /// Starts a POST /publish body read.

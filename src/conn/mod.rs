@@ -247,6 +247,8 @@ pub enum DoorAnswer {
     Silent,
     /// Nothing when published (as lhttp); an lhttp error frame when refused.
     Lhttp,
+    /// lhttp's `POST /publish`: an empty 200, or the refusal.
+    LhttpPost,
 }
 
 #[derive(Debug)]
@@ -823,6 +825,10 @@ impl Conn {
                 return;
             }
             Some(DoorAnswer::Silent) => return,
+            Some(DoorAnswer::LhttpPost) => {
+                self.answer_lhttp_post(publish.reply, outcome.map(|_| ()));
+                return;
+            }
             Some(DoorAnswer::Lhttp) => {
                 if let Err(e) = outcome {
                     self.outq.push_own(lhttp::error_frame(&e.to_string()));
@@ -964,7 +970,10 @@ impl Conn {
         let mut out = head
             .header("Content-Length", body.len())
             .finish(reply.minor_version, reply.keep_alive);
-        out.extend_from_slice(body);
+        // A HEAD answer has no body, whichever door writes it: one would desync keep-alive.
+        if !reply.head_only {
+            out.extend_from_slice(body);
+        }
         self.answer(out, reply.keep_alive);
         None
     }
