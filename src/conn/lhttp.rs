@@ -219,6 +219,12 @@ impl Conn {
                     return self.refuse(request, reply, status, &e.to_string(), &version);
                 }
             };
+        // The native handshake's origin policy: without it any page a browser visits could
+        // open an lhttp socket with the user's cookies (cross-site WebSocket hijacking).
+        if !ctx.cfg.websocket_origin_ok(request.header("origin")) {
+            let why = "origin not allowed";
+            return self.refuse(request, reply, Status::FORBIDDEN, why, &[]);
+        }
         self.log_access(101, 0);
         self.outq.push_own(ws::handshake_response(&accept, None));
         self.phase = Phase::Streaming(Stream::WebSocket(Box::new(super::WsState {
