@@ -121,7 +121,8 @@ impl Conn {
                     let body = call.sends_body.then_some(msg.body.as_slice());
                     let outcome = match ctx.upstream.as_deref_mut() {
                         Some(upstream) => {
-                            upstream.submit(call.method, call.url, &msg.headers, body, ctx.now)
+                            let (method, url) = (call.method, call.url);
+                            upstream.submit(ctx.key, method, url, &msg.headers, body, ctx.now)
                         }
                         None => Err(crate::upstream::Refusal::Disabled),
                     };
