@@ -1,5 +1,5 @@
 //! The eventsource-broker door: the requests its clients (the eshq gem, es.js) send, the replies
-//! they expect, and messages crossing between it and the native doors.
+//! they expect, and its channels kept apart from the native doors' (they belong to an api key).
 
 mod common;
 
@@ -76,18 +76,22 @@ fn sockets_streams_and_publishing_as_the_original_answered() {
     assert_eq!(body(&answer), "Ok");
     let event = String::from_utf8(read_until(&mut stream, b"\n\n")).unwrap();
     assert!(event.ends_with("\ndata:from the page\n\n"), "{event}");
-    // A message published through the native door arrives here too, and the other way round.
-    let id = server.publish_id("news", b"native");
-    let want = format!("id:{id:024x}\ndata:native\n\n");
-    assert_eq!(read_same_len(&mut stream, &want), want);
+    // Channels belong to the api key, as in the original: a native publish on `news` is not
+    // k1's `news`, and k1's events do not reach native subscribers of `news`.
     let mut native = subscribe(
         &server,
         "GET /msgbus/news HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n",
         "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n",
     );
-    server.post_form(&format!("/socket/{socket}"), "data=both+ways");
+    server.post_form(&format!("/socket/{socket}"), "data=to+k1+only");
+    let event = String::from_utf8(read_until(&mut stream, b"\n\n")).unwrap();
+    assert!(event.ends_with("\ndata:to k1 only\n\n"), "{event}");
+    let id = server.publish_id("news", b"native");
     let event = String::from_utf8(read_until(&mut native, b"\n\n")).unwrap();
-    assert!(event.ends_with("\ndata: both ways\n\n"), "{event}");
+    assert_eq!(event, format!("id: {id}\ndata: native\n\n"));
+    server.post_form(&format!("/socket/{socket}"), "data=after+native");
+    let event = String::from_utf8(read_until(&mut stream, b"\n\n")).unwrap();
+    assert!(event.ends_with("\ndata:after native\n\n"), "{event}");
     let _ = std::fs::remove_file(users);
 }
 
@@ -140,28 +144,55 @@ fn refusals_are_the_originals() {
     let _ = std::fs::remove_file(users);
 }
 
+/// Publishes `data` on k1's channel `channel` with `POST /event`.
+fn publish_event(server: &Server, channel: &str, data: &str) {
+    let form = format!(
+        "{}&channel={channel}&data={data}",
+        esb_credentials("k1", "s3cret")
+    );
+    assert_eq!(body(&server.post_form("/event", &form)), "{}");
+}
+
+/// The id of an unnamed event `id:ID\ndata:...\n\n`.
+fn event_id(event: &str) -> &str {
+    let id = event
+        .strip_prefix("id:")
+        .unwrap_or_else(|| panic!("{event}"));
+    &id[..24]
+}
+
 #[test]
 fn one_event_for_xhr_and_replay_from_last_event_id() {
     let (server, users) = start("xhr");
     let socket = create_socket(&server, "r");
-    let first = server.publish_id("r", b"one");
-    let second = server.publish_id("r", b"two");
+    let mut live = subscribe(
+        &server,
+        &format!("GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\n\r\n"),
+        &format!("{HEAD}{PING}"),
+    );
+    publish_event(&server, "r", "one");
+    let first = String::from_utf8(read_until(&mut live, b"\n\n")).unwrap();
+    publish_event(&server, "r", "two");
+    let second = String::from_utf8(read_until(&mut live, b"\n\n")).unwrap();
+    assert_eq!(second, format!("id:{}\ndata:two\n\n", event_id(&second)));
     // Replay after the first: the second, then live.
-    let request = format!("GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {first:024x}\r\n\r\n");
+    let request = format!(
+        "GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {}\r\n\r\n",
+        event_id(&first)
+    );
     let mut stream = subscribe(&server, &request, HEAD);
-    let want = format!("id:{second:024x}\ndata:two\n\n");
-    assert_eq!(read_same_len(&mut stream, &want), want);
+    assert_eq!(read_same_len(&mut stream, &second), second);
     // XMLHttpRequest: one event, then the end of the response.
     let mut xhr = server.connect();
     xhr.write_all(format!("GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\nX-Requested-With: XMLHttpRequest\r\n\r\n").as_bytes()).unwrap();
     assert_eq!(read_same_len(&mut xhr, HEAD), HEAD);
-    let id = loop {
-        // The request must be subscribed before the publish: the server says so in its count.
-        if server.counter("subscribers") >= 2 {
-            break server.publish_id("r", b"three");
-        }
-    };
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    // The request must be subscribed before the publish: the server says so in its count.
+    while server.counter("subscribers") < 3 {
+        assert!(std::time::Instant::now() < deadline, "never subscribed");
+    }
+    publish_event(&server, "r", "three");
     let rest = String::from_utf8(read_to_end(&mut xhr)).unwrap();
-    assert_eq!(rest, format!("id:{id:024x}\ndata:three\n\n"));
+    assert_eq!(rest, format!("id:{}\ndata:three\n\n", event_id(&rest)));
     let _ = std::fs::remove_file(users);
 }

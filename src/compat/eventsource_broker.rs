@@ -6,7 +6,8 @@
 //! `now`; the `encode_*` functions produce the bytes of the event stream. No I/O, no clock, no
 //! database: where the original looked something up in MongoDB (a socket id), the operation
 //! carries the id and the caller answers with the reply constants given here.
-//! SPEC.md beside this crate quotes the Haskell source for each rule.
+//! `eventsource_broker.md` beside this file quotes the Haskell source for each rule; its §12
+//! says where this door departs from it to be safe.
 
 use std::fmt::Write as _;
 
@@ -62,6 +63,13 @@ impl Reply {
     /// `withParam`: `showError 400 $ BS.concat ["Missing param: ", name]`.
     pub fn missing_param(name: &str) -> Reply {
         Reply::text(400, format!("Missing param: {name}"))
+    }
+
+    /// A value that would become (part of) a line of the event stream, or of another door's
+    /// header, holds a line break or NUL (or, for a channel, any control character). Not in
+    /// the original, which wrote such values out raw; same shape as its other 400s.
+    pub fn invalid_param(name: &str) -> Reply {
+        Reply::text(400, format!("Invalid param: {name}"))
     }
 
     /// `withConnection`: `showError 404 "Socket Not Found"`.
@@ -240,9 +248,9 @@ pub fn route(req: &Request<'_>, users: &dyn Users, now: Now) -> Result<Operation
         ("HEAD", Some(b"status")) => Ok(Operation::Status),
         ("POST", Some(b"event")) => {
             let key = authenticate(&params, users, now)?;
-            let channel = required(&params, "channel")?;
+            let channel = channel_param(&params)?;
             let data = required(&params, "data")?;
-            let name = optional(&params, "name");
+            let name = event_name(&params)?;
             Ok(Operation::Publish {
                 key,
                 channel,
@@ -258,12 +266,12 @@ pub fn route(req: &Request<'_>, users: &dyn Users, now: Now) -> Result<Operation
                 Some(d) => Some(utf8(d)?),
                 None => None,
             };
-            let name = optional(&params, "name");
+            let name = event_name(&params)?;
             Ok(Operation::PublishFromSocket { socket, data, name })
         }
         ("POST", Some(b"socket")) => {
             let key = authenticate(&params, users, now)?;
-            let channel = required(&params, "channel")?;
+            let channel = channel_param(&params)?;
             let presence_id = optional(&params, "presence_id");
             Ok(Operation::CreateSocket {
                 key,
@@ -275,7 +283,7 @@ pub fn route(req: &Request<'_>, users: &dyn Users, now: Now) -> Result<Operation
         ("GET", Some(b"channel")) if segments.len() >= 3 && seg(2) == Some(b"users") => {
             params.insert(0, (b"channel".to_vec(), segments[1].clone()));
             let key = authenticate(&params, users, now)?;
-            let channel = required(&params, "channel")?;
+            let channel = channel_param(&params)?;
             Ok(Operation::ChannelUsers { key, channel })
         }
         ("GET", Some(b"eventsource")) => {
@@ -315,6 +323,34 @@ fn required(params: &Params, name: &str) -> Result<String, Reply> {
 /// here only for bytes that are not UTF-8.
 fn optional(params: &Params, name: &str) -> Option<String> {
     get_param(params, name).map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// The required `channel`: no control character, as in a native channel name (it becomes part
+/// of a bus channel name, which other doors write into header lines).
+fn channel_param(params: &Params) -> Result<String, Reply> {
+    let channel = required(params, "channel")?;
+    if channel.chars().any(char::is_control) {
+        return Err(Reply::invalid_param("channel"));
+    }
+    Ok(channel)
+}
+
+/// The optional event `name`: it becomes an `event:` line, so CR, LF and NUL are refused
+/// (one would end the line and let the publisher write its own `id:` or `data:`).
+fn event_name(params: &Params) -> Result<Option<String>, Reply> {
+    let name = optional(params, "name");
+    if name
+        .as_deref()
+        .is_some_and(|n| !is_line_value(n.as_bytes()))
+    {
+        return Err(Reply::invalid_param("name"));
+    }
+    Ok(name)
+}
+
+/// Whether `value` can be written on one line of an event stream.
+pub fn is_line_value(value: &[u8]) -> bool {
+    !value.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0))
 }
 
 /// Splits a path into percent-decoded segments, ignoring empty ones.
@@ -416,7 +452,10 @@ pub fn verify_token(
         );
         return Err(Reply::text(401, body));
     }
-    if token != expected_token(key, secret, timestamp).as_bytes() {
+    // Constant time: an early exit at the first differing byte would let a client find a
+    // valid token byte by byte from the answer's timing.
+    let expected = expected_token(key, secret, timestamp);
+    if !crate::bus::constant_time_eq(token, expected.as_bytes()) {
         return Err(Reply::text(401, "Access Denied - Bad Credentials"));
     }
     Ok(())
@@ -567,24 +606,91 @@ pub fn format_object_id(id: &[u8; 12]) -> String {
 }
 
 /// One `text/event-stream` event as `eventSourceBuilder` writes it: `event:` then `id:` then
-/// one `data:` line, no space after the colons, then a blank line. Nothing is escaped: a
-/// newline in `data` ends up in the stream as is.
+/// `data:`, no space after the colons, then a blank line. Unlike the original (which wrote the
+/// data on one line whatever it held, so a publisher could forge whole events), the data gets
+/// one `data:` line per line, lines ending at CR, LF or CRLF as an EventSource parser reads
+/// them. A name or id that could not stay on its line is left out (the door refuses them).
 pub fn encode_event(name: Option<&[u8]>, id: Option<&[u8]>, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 32);
-    if let Some(n) = name {
+    if let Some(n) = name.filter(|n| is_line_value(n)) {
         out.extend_from_slice(b"event:");
         out.extend_from_slice(n);
         out.push(b'\n');
     }
-    if let Some(i) = id {
+    if let Some(i) = id.filter(|i| is_line_value(i)) {
         out.extend_from_slice(b"id:");
         out.extend_from_slice(i);
         out.push(b'\n');
     }
-    out.extend_from_slice(b"data:");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\n\n");
+    for line in data_lines(data) {
+        out.extend_from_slice(b"data:");
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
     out
+}
+
+/// The lines of an event's data, split where an EventSource parser ends a line: at CRLF, at a
+/// lone CR and at a lone LF. Data ending in a line break has an empty last line, so the
+/// subscriber gets back exactly what was published.
+pub fn data_lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(data);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.iter().position(|&b| b == b'\r' || b == b'\n') {
+            None => {
+                rest = None;
+                Some(text)
+            }
+            Some(at) => {
+                let crlf = text[at] == b'\r' && text.get(at + 1) == Some(&b'\n');
+                rest = Some(&text[at + if crlf { 2 } else { 1 }..]);
+                Some(&text[..at])
+            }
+        }
+    })
+}
+
+/// A bus message as this door's subscribers read it: its SSE event name when it has one, its
+/// id as 24 hex digits (the width of the original's ids, so a `Last-Event-ID` reads back),
+/// then its body as UTF-8 text (invalid bytes replaced), line by line.
+pub fn encode_message_event(name: Option<&str>, id: u64, body: &[u8]) -> Vec<u8> {
+    let id = format!("{id:024x}");
+    let text = String::from_utf8_lossy(body);
+    encode_event(
+        name.map(str::as_bytes),
+        Some(id.as_bytes()),
+        text.as_bytes(),
+    )
+}
+
+/// The channel on the bus behind `channel` of api key `key`. The original kept one channel
+/// namespace per user, and delivered an event only where both user and channel matched; so
+/// each key's channels are bus channels of their own. The name starts with U+001F, a control
+/// character, which no native channel name may hold (`http::route` refuses them), and the key
+/// (which cannot hold `:`, the users file's separator) ends at the first `:`; so no native
+/// name and no other key's channel can be the same.
+pub fn bus_channel(key: &str, channel: &str) -> String {
+    format!("{BUS_CHANNEL_PREFIX}{key}:{channel}")
+}
+
+/// The start of every bus channel name of this door (see [`bus_channel`]).
+pub const BUS_CHANNEL_PREFIX: &str = "\u{1f}esb:";
+
+/// A socket id as the original's were shaped (a UUID's 8-4-4-4-12 lowercase hex digits), made
+/// of 128 random bits: all of them random, version and variant digits too, so the id is not
+/// a valid version-4 UUID, only its shape (the original's clients never read it as one).
+pub fn format_socket_id(random: &[u8; 16]) -> String {
+    let h = hex(random);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// A stored or live event as the stream sees it.
@@ -812,6 +918,11 @@ mod tests {
             (get("/channel/chat/users", &ok_creds), Ok(Operation::ChannelUsers { key: "k1".into(), channel: "chat".into() })),
             (Request { method: "HEAD", ..get("/status", "") }, Ok(Operation::Status)),
             (get("/event", ""), Err(Reply::text(404, ""))),
+            (post("/event", &format!("channel=c&data=x&name=a%0Db&{ok_creds}")), Err(Reply::invalid_param("name"))),
+            (post("/event", &format!("channel=c&data=x&name=a%00&{ok_creds}")), Err(Reply::invalid_param("name"))),
+            (post("/event", &format!("channel=a%0Ab&data=x&{ok_creds}")), Err(Reply::invalid_param("channel"))),
+            (post("/socket/abc", "data=x&name=a%0Ab"), Err(Reply::invalid_param("name"))),
+            (post("/socket", &format!("channel=a%01b&{ok_creds}")), Err(Reply::invalid_param("channel"))),
         ];
         for (req, want) in cases {
             assert_eq!(
@@ -969,7 +1080,16 @@ mod tests {
                 b"id:507f1f77bcf86cd799439011\ndata:{\"a\":1}\n\n",
             ),
             (None, None, b"", b"data:\n\n"),
-            (None, None, b"two\nlines", b"data:two\nlines\n\n"),
+            (None, None, b"two\nlines", b"data:two\ndata:lines\n\n"),
+            (
+                None,
+                None,
+                b"a\rb\r\nc\n\rd",
+                b"data:a\ndata:b\ndata:c\ndata:\ndata:d\n\n",
+            ),
+            (None, None, b"end\r", b"data:end\ndata:\n\n"),
+            (Some(b"a\nb"), Some(b"1\r"), b"x", b"data:x\n\n"),
+            (Some(b"a\0"), None, b"x", b"data:x\n\n"),
             (Some(b"ping"), None, b"{}", PING),
         ];
         for (name, id, data, want) in cases {
@@ -1025,6 +1145,25 @@ mod tests {
         for d in dropped {
             assert_eq!(parse_amqp_event(d), None);
         }
+    }
+
+    #[test]
+    fn bus_channels_are_per_key_and_apart_from_native_names() {
+        assert_eq!(bus_channel("k1", "chat"), "\u{1f}esb:k1:chat");
+        assert_ne!(bus_channel("k1", "chat"), bus_channel("k2", "chat"));
+        for (key, channel) in [("k1", "chat"), ("k", ""), ("k1", "a/b/")] {
+            let path = format!("/msgbus/{}", bus_channel(key, channel));
+            assert!(crate::http::route::route(&path).is_err(), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn socket_ids_have_the_originals_shape() {
+        let id = format_socket_id(&[
+            0x0c, 0x4d, 0x1f, 0x77, 0xbc, 0xf8, 0x6c, 0xd7, 0x99, 0x43, 0x90, 0x11, 0xff, 0x00,
+            0x01, 0x02,
+        ]);
+        assert_eq!(id, "0c4d1f77-bcf8-6cd7-9943-9011ff000102");
     }
 
     #[test]

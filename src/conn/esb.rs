@@ -1,10 +1,14 @@
 //! The eventsource-broker door (`--esb-users FILE`): `POST /socket`, `POST /event`,
 //! `POST /socket/ID` and `GET /eventsource?socket=ID`, as eventsource-broker's clients send
-//! them, on msgbus channels of the same name. The codec in `compat::eventsource_broker` decides
-//! every reply; this module keeps the sockets and connects them to the bus.
+//! them. The codec in `compat::eventsource_broker` decides every reply; this module keeps the
+//! sockets and connects them to the bus. Each api key has channels of its own, as in the
+//! original: the bus channel behind key K's `chat` is `esb::bus_channel(K, "chat")`, a name no
+//! other key and no native client can use.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{Conn, Ctx, Next, Phase, Publish, Reply, Stream};
 use super::{PublishRequest, Publisher};
@@ -20,10 +24,12 @@ const MAX_SOCKETS: usize = 100_000;
 /// The door's state: who may publish, and the sockets handed out.
 pub struct EsbDoor {
     users: HashMap<String, String>,
-    /// socket id -> channel
+    /// socket id -> the bus channel of its key and channel (`esb::bus_channel`)
     sockets: HashMap<String, String>,
     order: VecDeque<String>,
-    next_socket: u64,
+    /// Socket ids are capabilities (whoever has one reads and publishes on its channel), so
+    /// they come from the operating system's CSPRNG.
+    rng: SystemRandom,
 }
 
 impl EsbDoor {
@@ -36,35 +42,28 @@ impl EsbDoor {
             .filter_map(|line| line.split_once(':'))
             .map(|(key, secret)| (key.trim().to_string(), secret.trim().to_string()))
             .collect();
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
         EsbDoor {
             users,
             sockets: HashMap::new(),
             order: VecDeque::new(),
-            next_socket: seed,
+            rng: SystemRandom::new(),
         }
     }
 
-    fn new_socket(&mut self, channel: &str) -> String {
-        self.next_socket = self
-            .next_socket
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let id = format!(
-            "{:016x}{:016x}",
-            self.next_socket,
-            self.sockets.len() as u64 ^ 0x9e37_79b9
-        );
+    /// A new socket on `bus_channel`: 128 random bits, or None if the system has no randomness
+    /// to give (then no socket is made).
+    fn new_socket(&mut self, bus_channel: String) -> Option<String> {
+        let mut random = [0u8; 16];
+        self.rng.fill(&mut random).ok()?;
+        let id = esb::format_socket_id(&random);
         if self.order.len() >= MAX_SOCKETS {
             if let Some(old) = self.order.pop_front() {
                 self.sockets.remove(&old);
             }
         }
-        self.sockets.insert(id.clone(), channel.to_string());
+        self.sockets.insert(id.clone(), bus_channel);
         self.order.push_back(id.clone());
-        id
+        Some(id)
     }
 }
 
@@ -305,11 +304,16 @@ impl Conn {
         };
         let (channel, data, name, answer) = match operation {
             esb::Operation::Publish {
+                key,
                 channel,
                 data,
                 name,
-                ..
-            } => (channel, data, name, esb::Reply::event_published()),
+            } => (
+                esb::bus_channel(&key, &channel),
+                data,
+                name,
+                esb::Reply::event_published(),
+            ),
             esb::Operation::PublishFromSocket { socket, data, name } => {
                 let Some(channel) = door.sockets.get(&socket).cloned() else {
                     return self
@@ -324,11 +328,18 @@ impl Conn {
                 (channel, data, name, esb::Reply::socket_event_published())
             }
             esb::Operation::CreateSocket {
+                key,
                 channel,
                 presence_id,
-                ..
             } => {
-                let socket = door.new_socket(&channel);
+                let Some(socket) = door.new_socket(esb::bus_channel(&key, &channel)) else {
+                    let answer = esb::Reply {
+                        status: 503,
+                        content_type: None,
+                        body: b"No randomness for a socket id".to_vec(),
+                    };
+                    return self.answer_door(reply, &answer).unwrap_or(Next::Wait);
+                };
                 let answer = esb::Reply::socket_created(&socket, &channel, presence_id.as_deref());
                 return self.answer_door(reply, &answer).unwrap_or(Next::Wait);
             }
@@ -352,9 +363,21 @@ impl Conn {
         Next::Publish(Box::new(publish))
     }
 
-    /// Writes one of the codec's replies: its status, its Content-Type if it set one, its body.
+    /// Writes one of the codec's replies: its status, its Content-Type if it set one, its body
+    /// (none for HEAD, whose Content-Length still says what GET would have had).
     pub(super) fn answer_door(&mut self, reply: Reply, answer: &esb::Reply) -> Option<Next> {
         let content_type = answer.content_type.map(|value| ("Content-Type", value));
-        self.answer_framed(reply, answer.status, content_type, &answer.body)
+        if !reply.head_only {
+            return self.answer_framed(reply, answer.status, content_type, &answer.body);
+        }
+        let mut head = Head::new(reply.minor_version, Status::from_code(answer.status));
+        if let Some((name, value)) = content_type {
+            head = head.header(name, value);
+        }
+        let head = head
+            .header("Content-Length", answer.body.len())
+            .finish(reply.minor_version, reply.keep_alive);
+        self.answer(head, reply.keep_alive);
+        None
     }
 }

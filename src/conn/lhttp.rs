@@ -137,7 +137,8 @@ impl Conn {
                     let body = call.sends_body.then_some(msg.body.as_slice());
                     let outcome = match ctx.upstream.as_deref_mut() {
                         Some(upstream) => {
-                            upstream.submit(call.method, call.url, &msg.headers, body, ctx.now)
+                            let (method, url) = (call.method, call.url);
+                            upstream.submit(ctx.key, method, url, &msg.headers, body, ctx.now)
                         }
                         None => Err(crate::upstream::Refusal::Disabled),
                     };
@@ -268,6 +269,12 @@ impl Conn {
                     return self.refuse(request, reply, status, &e.to_string(), &version);
                 }
             };
+        // The native handshake's origin policy: without it any page a browser visits could
+        // open an lhttp socket with the user's cookies (cross-site WebSocket hijacking).
+        if !ctx.cfg.websocket_origin_ok(request.header("origin")) {
+            let why = "origin not allowed";
+            return self.refuse(request, reply, Status::FORBIDDEN, why, &[]);
+        }
         self.log_access(101, 0);
         self.outq.push_own(ws::handshake_response(&accept, None));
         self.phase = Phase::Streaming(Stream::WebSocket(Box::new(super::WsState {

@@ -1,12 +1,13 @@
 //! lhttp's `upstream:` calls: HTTP requests made from inside the reactor, non-blocking like
 //! every other socket, and only to URLs under a prefix the operator allowed
 //! (`--lhttp-upstream`), so the door is never an open proxy. Each call has a deadline; at most
-//! `--upstream-connections` run at once and `--upstream-queue` wait or run. As in lhttp, the
+//! `--upstream-connections` run at once and `--upstream-queue` wait or run, of which one client
+//! connection may have only its share ([`UpstreamOptions::per_connection`]). As in lhttp, the
 //! answer is logged and nothing goes back to the client.
 
 pub mod request;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -40,6 +41,15 @@ pub struct UpstreamOptions {
     pub queue: usize,
 }
 
+impl UpstreamOptions {
+    /// Calls one client connection may have waiting or running: half of `connections` (at
+    /// least one), so a single client can neither fill the queue nor hold every running slot
+    /// while others wait behind it.
+    pub fn per_connection(&self) -> usize {
+        (self.connections / 2).max(1)
+    }
+}
+
 impl Default for UpstreamOptions {
     fn default() -> Self {
         UpstreamOptions {
@@ -59,6 +69,8 @@ pub enum Refusal {
     BadUrl(UrlError),
     NotAllowed,
     QueueFull,
+    /// The connection has its share of calls waiting or running.
+    ConnectionShareFull,
 }
 
 impl fmt::Display for Refusal {
@@ -69,11 +81,16 @@ impl fmt::Display for Refusal {
             Refusal::BadUrl(e) => write!(f, "bad upstream URL: {e}"),
             Refusal::NotAllowed => f.write_str("upstream URL is not allowed on this server"),
             Refusal::QueueFull => f.write_str("too many upstream calls waiting; try again later"),
+            Refusal::ConnectionShareFull => {
+                f.write_str("too many upstream calls from this connection; wait for one to end")
+            }
         }
     }
 }
 
 struct Call {
+    /// The connection (its slab key) that asked for the call, whose share it counts against.
+    owner: usize,
     addr: SocketAddr,
     request: Vec<u8>,
     /// `METHOD URL`, for the log.
@@ -98,6 +115,8 @@ pub struct Upstream {
     options: UpstreamOptions,
     waiting: VecDeque<Call>,
     running: Slab<Running>,
+    /// Calls waiting or running per owner; owners with none are not kept.
+    per_owner: HashMap<usize, usize>,
 }
 
 enum Progress {
@@ -127,12 +146,17 @@ impl Upstream {
             options,
             waiting: VecDeque::new(),
             running: Slab::new(),
+            per_owner: HashMap::new(),
         })
     }
 
-    /// Accepts a call, to be started by [`Upstream::start`].
+    /// Accepts a call from connection `owner` (its slab key), to be started by
+    /// [`Upstream::start`]. A connection that closes leaves its calls to finish or time out;
+    /// until they do, they still count against its slot's share, so a new connection in that
+    /// slot may briefly get less than a full share (never more).
     pub fn submit(
         &mut self,
+        owner: usize,
         method: &[u8],
         url: &[u8],
         headers: &[(Vec<u8>, Vec<u8>)],
@@ -152,10 +176,16 @@ impl Upstream {
             .iter()
             .find(|a| url.is_under(&a.prefix))
             .ok_or(Refusal::NotAllowed)?;
+        let owned = self.per_owner.get(&owner).copied().unwrap_or(0);
+        if owned >= self.options.per_connection() {
+            return Err(Refusal::ConnectionShareFull);
+        }
         if self.waiting.len() + self.running.len() >= self.options.queue {
             return Err(Refusal::QueueFull);
         }
+        *self.per_owner.entry(owner).or_insert(0) += 1;
         self.waiting.push_back(Call {
+            owner,
             addr: allowed.addr,
             request: request::encode_request(method, &url, headers, body),
             label: format!("{} {text}", String::from_utf8_lossy(method)),
@@ -175,6 +205,7 @@ impl Upstream {
                 Ok(stream) => stream,
                 Err(e) => {
                     warn!("upstream {}: {e}", call.label);
+                    self.release(call.owner);
                     continue;
                 }
             };
@@ -182,6 +213,7 @@ impl Upstream {
             let interest = Interest::READABLE | Interest::WRITABLE;
             if let Err(e) = registry.register(&mut stream, token(entry.key()), interest) {
                 warn!("upstream {}: {e}", call.label);
+                self.release(call.owner);
                 continue;
             }
             entry.insert(Running {
@@ -204,6 +236,7 @@ impl Upstream {
             Progress::Pending => {}
             Progress::Done => {
                 let running = self.running.remove(slot);
+                self.release(running.call.owner);
                 let elapsed = now.duration_since(running.call.started);
                 match request::response_status(&running.head) {
                     request::AnswerHead::Status(status) => info!(
@@ -218,6 +251,7 @@ impl Upstream {
             }
             Progress::Failed(why) => {
                 let running = self.running.remove(slot);
+                self.release(running.call.owner);
                 warn!("upstream {}: {why}", running.call.label);
                 finish(running, registry);
             }
@@ -227,6 +261,7 @@ impl Upstream {
     /// Ends the calls whose deadline passed, waiting or running.
     pub fn expire(&mut self, registry: &Registry, now: Instant) {
         let timeout = self.options.timeout.as_secs_f64();
+        let mut gone = Vec::new();
         self.waiting.retain(|call| {
             let live = call.deadline > now;
             if !live {
@@ -234,9 +269,13 @@ impl Upstream {
                     "upstream {}: timed out after {timeout} s (queued)",
                     call.label
                 );
+                gone.push(call.owner);
             }
             live
         });
+        for owner in gone {
+            self.release(owner);
+        }
         let late: Vec<usize> = self
             .running
             .iter()
@@ -245,6 +284,7 @@ impl Upstream {
             .collect();
         for slot in late {
             let running = self.running.remove(slot);
+            self.release(running.call.owner);
             match request::response_status(&running.head) {
                 // Answered, but the server kept the connection open past the deadline.
                 request::AnswerHead::Status(status) => info!(
@@ -257,6 +297,18 @@ impl Upstream {
                 ),
             }
             finish(running, registry);
+        }
+    }
+}
+
+impl Upstream {
+    /// One of `owner`'s calls has ended (or was never started).
+    fn release(&mut self, owner: usize) {
+        if let Some(count) = self.per_owner.get_mut(&owner) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_owner.remove(&owner);
+            }
         }
     }
 }

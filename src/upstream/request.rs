@@ -23,8 +23,14 @@ pub enum UrlError {
     UserInfo,
     /// Control characters, spaces or bytes outside ASCII.
     BadCharacter,
-    /// A `.` or `..` path segment, which could climb out of an allowed prefix.
+    /// A `.` or `..` path segment (also as `..;params`, the form Java servers read as `..`),
+    /// which could climb out of an allowed prefix.
     DotSegment,
+    /// A `\`, or a `/` or `\` percent-encoded in the path: backends that decode or swap them
+    /// before routing would see segments the prefix check did not.
+    Separator,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
 }
 
 impl fmt::Display for UrlError {
@@ -36,6 +42,8 @@ impl fmt::Display for UrlError {
             UrlError::UserInfo => "user information is not allowed",
             UrlError::BadCharacter => "a character needs escaping",
             UrlError::DotSegment => "a . or .. path segment",
+            UrlError::Separator => "a \\ or an encoded / or \\ in the path",
+            UrlError::BadEscape => "a % not followed by two hex digits",
         })
     }
 }
@@ -57,14 +65,14 @@ impl HttpUrl {
             return Err(UrlError::UserInfo);
         }
         let (host, port) = split_host_port(authority)?;
-        let target = match target {
-            "" => "/".to_string(),
-            t if t.starts_with('?') => format!("/{t}"),
-            t => t.to_string(),
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
         };
-        let path = target.split_once('?').map_or(target.as_str(), |(p, _)| p);
-        if path.split('/').any(is_dot_segment) {
-            return Err(UrlError::DotSegment);
+        let mut target = normalise_path(if path.is_empty() { "/" } else { path })?;
+        if let Some(query) = query {
+            target.push('?');
+            target.push_str(query);
         }
         Ok(HttpUrl {
             host: host.to_ascii_lowercase(),
@@ -130,10 +138,45 @@ fn split_host_port(authority: &str) -> Result<(&str, u16), UrlError> {
     Ok((host, port))
 }
 
-/// `.`, `..` and their percent-encoded spellings.
-fn is_dot_segment(segment: &str) -> bool {
-    let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-    decoded == "." || decoded == ".."
+/// The path as the call sends it and the allow-list compares it (RFC 3986 section 6.2.2):
+/// escapes of unreserved characters decoded (`%41` is `A`, `%2e` is `.`), other escapes in
+/// upper case. Then refused: a `\` or an escaped `/` or `\` (a backend that decodes `..%2f`
+/// or swaps `\` for `/` would route to segments the prefix check never saw), and a `.` or `..`
+/// segment, also with `;parameters` after it (`..;/` is `../` to Tomcat and Jetty). Refusing
+/// dot segments rather than resolving them keeps a URL meaning one thing to every server.
+fn normalise_path(path: &str) -> Result<String, UrlError> {
+    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16));
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => return Err(UrlError::Separator),
+            b'%' => {
+                let (Some(hi), Some(lo)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) else {
+                    return Err(UrlError::BadEscape);
+                };
+                let byte = (hi * 16 + lo) as u8;
+                if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+                    out.push(byte as char);
+                } else if matches!(byte, b'/' | b'\\') {
+                    return Err(UrlError::Separator);
+                } else {
+                    out.push_str(&format!("%{byte:02X}"));
+                }
+                i += 3;
+            }
+            b => {
+                out.push(b as char);
+                i += 1;
+            }
+        }
+    }
+    let is_dot = |segment: &str| matches!(segment.split(';').next(), Some("." | ".."));
+    if out.split('/').any(is_dot) {
+        return Err(UrlError::DotSegment);
+    }
+    Ok(out)
 }
 
 /// Whether `s` is an HTTP token (a method or a header name).
@@ -288,9 +331,34 @@ mod tests {
             ("http://h/api/../admin", UrlError::DotSegment),
             ("http://h/api/%2E%2e/admin", UrlError::DotSegment),
             ("http://h/api/./x", UrlError::DotSegment),
+            ("http://h/api/..;/admin", UrlError::DotSegment),
+            ("http://h/api/.;x=1/a", UrlError::DotSegment),
+            ("http://h/api/%2e%2E;/admin", UrlError::DotSegment),
+            ("http://h/api/..%2fadmin", UrlError::Separator),
+            ("http://h/api/..%2Fadmin", UrlError::Separator),
+            ("http://h/api/..%5cadmin", UrlError::Separator),
+            ("http://h/api/a\\b", UrlError::Separator),
+            ("http://h/api/%zz", UrlError::BadEscape),
+            ("http://h/api/%2", UrlError::BadEscape),
+            ("http://h/api/%", UrlError::BadEscape),
         ] {
             assert_eq!(HttpUrl::parse(text), Err(why), "{text}");
         }
+    }
+
+    #[test]
+    fn paths_are_normalised_before_matching() {
+        for (text, target) in [
+            ("http://h/%61pi/%7Euser/a%2db", "/api/~user/a-b"),
+            ("http://h/a%20b/%c3%a9", "/a%20b/%C3%A9"),
+            ("http://h/a..b/...;x/a;b", "/a..b/...;x/a;b"),
+            ("http://h/x?y=%2e%2e%2f&z=\\", "/x?y=%2e%2e%2f&z=\\"),
+            ("http://h?q", "/?q"),
+        ] {
+            assert_eq!(url(text).target, target, "{text}");
+        }
+        assert!(url("http://h/%61pi/x").is_under(&url("http://h/api")));
+        assert!(url("http://h/api/%C3%A9").is_under(&url("http://h/api/%c3%a9")));
     }
 
     #[test]
