@@ -503,14 +503,14 @@ impl Gate {
         if sender.is_some_and(|s| !is_clean_line(s.as_bytes())) {
             return Err(Refusal::bad_value("sender"));
         }
-        check_channel(draft.channel)?;
+        check_door_channel(draft.channel)?;
         admit_values(draft, sender.map(Into::into))
     }
 
     /// Channels a door that is its own identity provider subscribes a client to (see
-    /// `admit_door_publish`).
+    /// `admit_door_publish`): its own private channels, or public ones.
     pub fn admit_door_subscribe(&self, channel: &str) -> Result<Topic, Refusal> {
-        check_channel(channel)?;
+        check_door_channel(channel)?;
         Ok(Topic {
             name: channel.into(),
             subtree: false,
@@ -550,6 +550,22 @@ fn admit_values(draft: Draft, sender: Option<Box<str>>) -> Result<Publish, Refus
 /// Whether `value` may stand in a header-like line: no CR, LF or NUL.
 pub fn is_clean_line(value: &[u8]) -> bool {
     !value.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0))
+}
+
+/// Channels a door keeps to itself (eventsource-broker's per-key channels) start with this
+/// control character, which no client-given name may hold: no client names one, and subtree and
+/// all-channels subscriptions do not reach them.
+pub const PRIVATE_PREFIX: char = '\u{1f}';
+
+/// Whether `name` is a door's private channel.
+pub fn is_private(name: &str) -> bool {
+    name.starts_with(PRIVATE_PREFIX)
+}
+
+/// A name a door gives: a private one (the prefix, then no other control character) or a
+/// public one.
+fn check_door_channel(name: &str) -> Result<(), Refusal> {
+    check_channel(name.strip_prefix(PRIVATE_PREFIX).unwrap_or(name))
 }
 
 /// Channel names appear in `Content-Location`, lhttp headers, JSON keys and NATS subjects: no

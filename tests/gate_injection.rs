@@ -36,18 +36,17 @@ struct Watchers {
 
 impl Watchers {
     fn open(server: &Server) -> Watchers {
-        let multipart = subscribe(
-            server,
-            "GET /msgbus/ HTTP/1.1\r\nHost: t\r\n\r\n",
-            HEAD_11,
-        );
+        let multipart = subscribe(server, "GET /msgbus/ HTTP/1.1\r\nHost: t\r\n\r\n", HEAD_11);
         let mut sse = server.connect();
         sse.write_all(b"GET /msgbus/c HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
             .unwrap();
         read_until(&mut sse, b"retry: 2000\n\n");
         let deadline = std::time::Instant::now() + READ_TIMEOUT;
         while server.counter("subscribers") < 2 {
-            assert!(std::time::Instant::now() < deadline, "watchers never subscribed");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "watchers never subscribed"
+            );
         }
         Watchers { multipart, sse }
     }
@@ -55,14 +54,26 @@ impl Watchers {
     /// After a refused attempt: a clean message is the next thing each stream carries.
     fn next_is_clean(&mut self, server: &Server, case: &str) {
         let body = format!("clean after {case}");
-        let answer = post(server, "/msgbus/c", "Content-Type: text/plain\r\n", body.as_bytes());
+        let answer = post(
+            server,
+            "/msgbus/c",
+            "Content-Type: text/plain\r\n",
+            body.as_bytes(),
+        );
         assert_eq!(status_line(&answer), "HTTP/1.1 204 No Content", "{case}");
         let part = format!(
             "Content-Location: /msgbus/c\nContent-Type: text/plain\n\n{body}--00MsgBus00\n"
         );
-        assert_eq!(read_same_len(&mut self.multipart, &chunk(&part)), chunk(&part), "{case}");
+        assert_eq!(
+            read_same_len(&mut self.multipart, &chunk(&part)),
+            chunk(&part),
+            "{case}"
+        );
         let event = String::from_utf8(read_until(&mut self.sse, b"\n\n")).unwrap();
-        assert!(event.starts_with("id: ") && event.ends_with(&format!("data: {body}\n\n")), "{case}: {event:?}");
+        assert!(
+            event.starts_with("id: ") && event.ends_with(&format!("data: {body}\n\n")),
+            "{case}: {event:?}"
+        );
         assert_eq!(event.matches('\n').count(), 3, "{case}: {event:?}");
     }
 }
@@ -75,12 +86,22 @@ fn line_breaks_are_refused_in_every_door_and_field() {
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "lhttp content-type with a bare LF",
-            post(&server, "/publish", "", b"LHTTP/1.0 publish\r\npublish:c\r\ncontent-type:text/plain\nFrom: evil\r\n\r\nx"),
+            post(
+                &server,
+                "/publish",
+                "",
+                b"LHTTP/1.0 publish\r\npublish:c\r\ncontent-type:text/plain\nFrom: evil\r\n\r\nx",
+            ),
             "HTTP/1.1 400 Bad Request",
         ),
         (
             "lhttp header with a bare CR",
-            post(&server, "/publish", "", b"LHTTP/1.0 publish\r\npublish:c\r\nx-note:a\rb\r\n\r\nx"),
+            post(
+                &server,
+                "/publish",
+                "",
+                b"LHTTP/1.0 publish\r\npublish:c\r\nx-note:a\rb\r\n\r\nx",
+            ),
             "HTTP/1.1 400 Bad Request",
         ),
         (
@@ -114,8 +135,13 @@ fn line_breaks_are_refused_in_every_door_and_field() {
         .unwrap();
     read_until(&mut ws, b"\r\n\r\n");
     let forged = b"LHTTP/1.0 publish\r\npublish:c\r\ncontent-type:a\nFrom: evil\r\n\r\nx";
-    ws.write_all(&encode_client_frame(Opcode::Text, true, forged, [1, 2, 3, 4]))
-        .unwrap();
+    ws.write_all(&encode_client_frame(
+        Opcode::Text,
+        true,
+        forged,
+        [1, 2, 3, 4],
+    ))
+    .unwrap();
     let frame = read_until(&mut ws, b"NUL");
     assert!(String::from_utf8_lossy(&frame).contains("may not hold CR, LF or NUL"));
     watchers.next_is_clean(&server, "lhttp over WebSocket");
@@ -127,6 +153,9 @@ fn a_token_subject_with_a_line_break_is_refused() {
     let token = JwtKey::new(b"k").sign(r#"{"sub":"al\r\nFrom: admin","publish":["*"]}"#);
     let answer = post(&server, &format!("/msgbus/c?token={token}"), "", b"x");
     assert_eq!(status_line(&answer), "HTTP/1.1 400 Bad Request", "{answer}");
-    assert!(answer.ends_with("the token's subject may not hold CR, LF or NUL\n"), "{answer}");
+    assert!(
+        answer.ends_with("the token's subject may not hold CR, LF or NUL\n"),
+        "{answer}"
+    );
     assert_eq!(server.counter("published"), 0);
 }

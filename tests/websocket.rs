@@ -202,7 +202,15 @@ fn resume_pings_delete_and_shutdown() {
     let third = server.publish_id("r", b"3");
     // The client saw the message before `first`: `first` is no longer kept.
     let seen = first - 1;
-    let mut ws = open(&server, &format!("/msgbus/r?since={seen}"));
+    // The 101 says it too, as every transport's head does.
+    let mut ws = subscribe(
+        &server,
+        &handshake(&format!("/msgbus/r?since={seen}"), ""),
+        &switched().replace(
+            "\r\n\r\n",
+            &format!("\r\nMsgbus-Missed: after={seen}, oldest={second}\r\n\r\n"),
+        ),
+    );
     let notice = format!("{{\"missed\":{{\"after\":{seen},\"oldest\":{second}}}}}");
     expect(&mut ws, &frame(1, notice.as_bytes()));
     expect(&mut ws, &frame(1, b"2"));

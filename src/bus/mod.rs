@@ -611,7 +611,7 @@ impl Bus {
             };
         if subtree {
             for (_, channel) in self.channels.iter_mut() {
-                if channel.name.starts_with(name) {
+                if channel.name.starts_with(name) && !gate::is_private(&channel.name) {
                     visit(channel, &mut self.retained, &mut self.retained_bytes);
                 }
             }
@@ -659,7 +659,7 @@ impl Bus {
         if let Some(&index) = self.by_name.get(&*msg.channel) {
             visit(&self.channels[index].subscribers);
         }
-        if self.by_prefix.is_empty() {
+        if self.by_prefix.is_empty() || gate::is_private(&msg.channel) {
             return;
         }
         for prefix in subtree_prefixes(&msg.channel) {
@@ -1140,6 +1140,20 @@ mod tests {
         let mut bus = bus(1000);
         assert_eq!(bus.replay(&topic("empty", false), 0, now).missed, None);
         assert!(bus.replay(&topic("empty", false), 5, now).missed.is_some());
+    }
+
+    #[test]
+    fn private_channels_are_out_of_every_subtree() {
+        let now = Instant::now();
+        let mut bus = bus(1);
+        bus.subscribe(&topic("", true), sub(1, None), now).unwrap();
+        let private = gate().admit_door_subscribe("\u{1f}door:k:c").unwrap();
+        bus.subscribe(&private, sub(2, None), now).unwrap();
+        let draft = draft("\u{1f}door:k:c", "t");
+        let msg = bus.publish(gate().admit_door_publish(draft, None).unwrap(), now);
+        assert_eq!(recipients(&bus, &msg.unwrap()), [2]);
+        assert!(bus.replay(&topic("", true), 0, now).messages.is_empty());
+        assert!(gate().admit_door_subscribe("\u{1f}door\n").is_err());
     }
 
     #[test]

@@ -676,7 +676,7 @@ pub fn bus_channel(key: &str, channel: &str) -> String {
 }
 
 /// The start of every bus channel name of this door (see [`bus_channel`]).
-pub const BUS_CHANNEL_PREFIX: &str = "\u{1f}esb:";
+pub const BUS_CHANNEL_PREFIX: &str = "\u{1f}esb:"; // gate::PRIVATE_PREFIX, then the door
 
 /// A socket id as the original's were shaped (a UUID's 8-4-4-4-12 lowercase hex digits), made
 /// of 128 random bits: all of them random, version and variant digits too, so the id is not
