@@ -48,6 +48,8 @@ pub const DEFAULT_MAX_CHANNELS: usize = 1_000_000;
 pub const DEFAULT_MAX_RETAINED_BYTES: usize = 256 * 1024 * 1024;
 /// File descriptors kept for listeners, logs and files being served.
 pub const RESERVED_FDS: usize = 32;
+/// A connection with output queued that the peer takes none of for this long is closed.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What happens to a subscriber whose output queue is over `max_queue`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +113,7 @@ pub struct Config {
     /// Channels one publish may name (lhttp's `publish:` header).
     pub max_publish_channels: usize,
     /// Who may read /status.json and /metrics: client networks, and/or a bearer token.
-    /// Neither set: everyone.
+    /// By default loopback only (127.0.0.0/8, ::1); `--status-token` alone: token holders only.
     pub status_allow: Option<Vec<IpNet>>,
     pub status_token: Option<String>,
     /// Log one line per request (target `access`, at info).
@@ -134,6 +136,8 @@ pub struct Config {
     pub lhttp: bool,
     /// Where lhttp's `upstream:` calls may go, and their limits.
     pub upstream: crate::upstream::UpstreamOptions,
+    /// A connection with queued output that makes no write progress for this long is closed.
+    pub write_timeout: Duration,
 }
 
 /// Simple-Comet-Server's settings, with its defaults.
@@ -253,7 +257,7 @@ impl Default for Config {
             max_channels: DEFAULT_MAX_CHANNELS,
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
             max_publish_channels: crate::gate::DEFAULT_MAX_PUBLISH_CHANNELS,
-            status_allow: None,
+            status_allow: Some(loopback_nets()),
             status_token: None,
             access_log: false,
             nats: Vec::new(),
@@ -265,8 +269,25 @@ impl Default for Config {
             comet: CometOptions::default(),
             lhttp: false,
             upstream: crate::upstream::UpstreamOptions::default(),
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
         }
     }
+}
+
+/// The networks that may read the status when no `--status-allow` or `--status-token` is
+/// given: this host only.
+pub fn loopback_nets() -> Vec<IpNet> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    vec![
+        IpNet {
+            addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
+            prefix: 8,
+        },
+        IpNet {
+            addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            prefix: 128,
+        },
+    ]
 }
 
 #[derive(Debug)]
@@ -347,7 +368,7 @@ Options:
   --max-retained-bytes N  bytes all histories may hold; oldest go first (default: 268435456)
   --max-publish-channels N  channels one publish may name (default: 64)
   --status-allow LIST     networks that may read /status.json and /metrics (e.g. 127.0.0.1,10.0.0.0/8)
-  --status-token TOKEN    or a bearer token that may (neither: everyone may)
+  --status-token TOKEN    or a bearer token that may (neither: this host only, 127.0.0.0/8 and ::1)
   --access-log            log one line per request
   --nats URL              join other nodes through NATS (nats://[user:pass@|token@]host:port);
                           repeat for failover
@@ -373,6 +394,8 @@ Options:
   --upstream-connections N  upstream calls running at once (default: 16)
   --upstream-queue N      upstream calls waiting or running; more are refused (default: 256)
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
+  --write-timeout SECS    close a connection that takes none of its queued output for this
+                          long (default: 60)
   -h, --help              this text
   -V, --version           the version
 ";
@@ -420,6 +443,7 @@ impl Config {
         let mut port = DEFAULT_PORT;
         let mut port_given = false;
         let mut tls_addresses: Vec<String> = Vec::new();
+        let mut status_allow_given = false;
         let mut parser = lexopt::Parser::from_args(args);
         let usage = |e: lexopt::Error| ConfigError::Usage(e.to_string());
         while let Some(arg) = parser.next().map_err(usage)? {
@@ -513,6 +537,7 @@ impl Config {
                         .filter(|n| !n.trim().is_empty())
                         .map(IpNet::parse)
                         .collect();
+                    status_allow_given = true;
                     cfg.status_allow = Some(nets.ok_or(ConfigError::BadValue {
                         flag: "--status-allow",
                         value,
@@ -579,10 +604,17 @@ impl Config {
                         .collect();
                     cfg.allow_origins = Some(origins);
                 }
+                Long("write-timeout") => {
+                    cfg.write_timeout = seconds(&mut parser, "--write-timeout")?
+                }
                 Short('h') | Long("help") => return Ok(Command::Help),
                 Short('V') | Long("version") => return Ok(Command::Version),
                 _ => return Err(usage(arg.unexpected())),
             }
+        }
+        // A status token alone means "whoever holds it", not "and this host too".
+        if cfg.status_token.is_some() && !status_allow_given {
+            cfg.status_allow = None;
         }
         // The default plain listener, unless only other kinds were asked for.
         let other_listeners = !tls_addresses.is_empty() || cfg.unix.is_some();
@@ -732,6 +764,22 @@ mod tests {
             let err = serve(args).expect_err("should fail").to_string();
             assert!(err.contains(flag), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn status_is_for_this_host_unless_configured() {
+        use std::net::IpAddr;
+        let local: IpAddr = "127.0.0.2".parse().unwrap();
+        let remote: IpAddr = "10.1.2.3".parse().unwrap();
+        let six: IpAddr = "::1".parse().unwrap();
+        let nets = serve(&[]).unwrap().status_allow.unwrap();
+        assert!(nets.iter().any(|n| n.contains(local)));
+        assert!(nets.iter().any(|n| n.contains(six)));
+        assert!(!nets.iter().any(|n| n.contains(remote)));
+        let cfg = serve(&["--status-token", "t"]).unwrap();
+        assert_eq!(cfg.status_allow, None);
+        let cfg = serve(&["--status-allow", "10.0.0.0/8", "--status-token", "t"]).unwrap();
+        assert_eq!(cfg.status_allow.unwrap().len(), 1);
     }
 
     #[test]

@@ -22,6 +22,22 @@ pub enum Stream {
     Unix(UnixStream),
 }
 
+impl Stream {
+    /// Writes `answer` if the socket takes it at once, half-closes, and drops the socket:
+    /// a refusal that costs no buffer and no slab entry. Whatever the client already sent is
+    /// read and discarded first (a little), so the close is a FIN rather than a reset that
+    /// could destroy the answer before the client reads it.
+    pub fn answer_and_close(mut self, answer: &[u8]) {
+        let _ = self.write(answer);
+        let _ = match &self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        };
+        let mut discard = [0u8; 2048];
+        let _ = self.read(&mut discard);
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {

@@ -5,12 +5,21 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use mio::event::Source;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Interest, Registry, Token};
 
 use crate::io::Stream;
+
+/// TCP keepalive on accepted sockets: after this long without traffic the kernel probes the
+/// peer, every `KEEPALIVE_INTERVAL`, and gives up after `KEEPALIVE_PROBES` unanswered probes.
+/// A subscriber whose host vanished on a quiet stream (multipart, martd) is so found out within
+/// about two minutes: the socket reports an error and the reactor closes it.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const KEEPALIVE_PROBES: u32 = 6;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +94,11 @@ impl Listener {
             Listener::Tcp { socket, .. } => {
                 let (stream, addr) = socket.accept()?;
                 let _ = stream.set_nodelay(true);
+                let keepalive = socket2::TcpKeepalive::new()
+                    .with_time(KEEPALIVE_IDLE)
+                    .with_interval(KEEPALIVE_INTERVAL)
+                    .with_retries(KEEPALIVE_PROBES);
+                let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
                 Ok((Stream::Tcp(stream), Peer::Tcp(addr)))
             }
             Listener::Unix { socket, .. } => {

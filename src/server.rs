@@ -35,6 +35,8 @@ use crate::{privileges, tls};
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
 /// The NATS connection, below the listeners' tokens.
 const CLUSTER_TOKEN: Token = Token(usize::MAX - 1 - MAX_LISTENERS);
+/// The NATS name lookup's answer, from its helper thread.
+const RESOLVED_TOKEN: Token = Token(usize::MAX - 2 - MAX_LISTENERS - MAX_UPSTREAM_TOKENS);
 const LISTENER_TOKEN_BASE: usize = usize::MAX - 1;
 /// lhttp upstream calls: `UPSTREAM_TOKEN_TOP - slot`, below the cluster's token.
 const UPSTREAM_TOKEN_TOP: usize = CLUSTER_TOKEN.0 - 1;
@@ -49,6 +51,12 @@ const FLUSH_BYTES_PER_TURN: usize = 1024 * 1024;
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// After running out of file descriptors, accepting waits this long before it tries again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Connections answered 503 at the connection limit in one turn; past that a flood waits in
+/// the listen backlog for `REFUSAL_PAUSE`, so refusing cannot take the whole loop.
+const REFUSALS_PER_TURN: usize = 64;
+const REFUSAL_PAUSE: Duration = Duration::from_millis(10);
+/// What a connection over `--max-connections` is told, written straight to the new socket.
+const CONNECTION_LIMIT_REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 34\r\nRetry-After: 5\r\nConnection: close\r\n\r\nserver busy: too many connections\n";
 const PER_ADDRESS_REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 39\r\nConnection: close\r\n\r\ntoo many connections from your address\n";
 /// How often expired messages and idle channels are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -69,9 +77,20 @@ pub struct Server {
     stats: Stats,
     cfg: Config,
     max_connections: usize,
-    /// False while paused at the connection limit or out of descriptors.
+    /// False once shutting down.
     accepting: bool,
+    /// Accepting waits until then: out of descriptors, or a flood being refused.
     accept_retry_at: Option<Instant>,
+    /// Connections answered 503 at the limit this turn.
+    refused_this_turn: usize,
+    /// NATS input stopped at the per-turn cap: read on next turn.
+    cluster_again: bool,
+    /// What the gauges need of each connection, by slab key, kept as it changes so that
+    /// rendering them is O(1), and when its output stopped moving.
+    tracked: Vec<Tracked>,
+    /// Connections by transport, and bytes queued on all of them: the sums of `tracked`.
+    by_transport: [usize; Transport::COUNT],
+    queued_bytes: usize,
     flush_list: Vec<usize>,
     flush_next: Vec<usize>,
     read_again: Vec<usize>,
@@ -90,7 +109,7 @@ pub struct Server {
     /// Every operation on a channel passes it; it holds the secrets and limits it checks.
     gate: Gate,
     /// Connections held per client address, when `--max-per-address` is set.
-    per_address: HashMap<IpAddr, u32>,
+    per_address: AddressCounts,
     /// The NATS connection joining this node to others, with `--nats`.
     cluster: Option<Cluster>,
     /// The eventsource-broker door, with `--esb-users`.
@@ -101,6 +120,23 @@ pub struct Server {
     martd: Option<MartdDoor>,
     /// lhttp's upstream calls, with `--lhttp` and `--lhttp-upstream`.
     upstream: Option<Upstream>,
+}
+
+/// The reactor's record of one connection, kept beside the slab entry.
+#[derive(Debug, Clone, Copy)]
+struct Tracked {
+    transport: Transport,
+    queued: usize,
+    /// Output has been waiting since then with none of it taken by the peer.
+    stalled_since: Option<Instant>,
+}
+
+impl Tracked {
+    const NEW: Tracked = Tracked {
+        transport: Transport::Http,
+        queued: 0,
+        stalled_since: None,
+    };
 }
 
 /// A publish carried out.
@@ -171,10 +207,13 @@ impl Server {
             }
             None => None,
         };
-        let cluster = (!cfg.nats.is_empty()).then(|| {
+        let cluster = if cfg.nats.is_empty() {
+            None
+        } else {
             let name = cfg.node_name.clone().unwrap_or_else(default_node_name);
-            Cluster::new(cfg.nats.clone(), name, Instant::now())
-        });
+            let waker = mio::Waker::new(poll.registry(), RESOLVED_TOKEN)?;
+            Some(Cluster::new(cfg.nats.clone(), name, Instant::now(), waker))
+        };
         let listeners = bind_all(&cfg, &poll)?;
         if let Some(path) = &cfg.pid_file {
             std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
@@ -216,6 +255,11 @@ impl Server {
             max_connections,
             accepting: true,
             accept_retry_at: None,
+            refused_this_turn: 0,
+            cluster_again: false,
+            tracked: Vec::with_capacity(1024),
+            by_transport: [0; Transport::COUNT],
+            queued_bytes: 0,
             flush_list: Vec::new(),
             flush_next: Vec::new(),
             read_again: Vec::new(),
@@ -228,7 +272,7 @@ impl Server {
             shutdown_deadline: None,
             log_file: None,
             gate,
-            per_address: HashMap::new(),
+            per_address: AddressCounts::default(),
             cluster,
             esb,
             comet,
@@ -283,7 +327,7 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.flush_next.is_empty() || !self.read_again.is_empty() {
+        if !self.flush_next.is_empty() || !self.read_again.is_empty() || self.cluster_again {
             return Some(Duration::ZERO);
         }
         let sweep = self.next_sweep.saturating_duration_since(self.now);
@@ -316,6 +360,7 @@ impl Server {
         let timeout = self.poll_timeout();
         let polled = self.poll.poll(&mut events, timeout);
         self.now = Instant::now();
+        self.refused_this_turn = 0;
         if let Err(e) = polled {
             self.events = Some(events);
             return if e.kind() == ErrorKind::Interrupted {
@@ -325,6 +370,9 @@ impl Server {
             };
         }
         std::mem::swap(&mut self.flush_list, &mut self.flush_next);
+        if std::mem::take(&mut self.cluster_again) {
+            self.on_cluster(false);
+        }
         for key in std::mem::take(&mut self.read_again) {
             // Input may already be buffered (a request pipelined behind a long-poll).
             self.drive(key);
@@ -334,6 +382,11 @@ impl Server {
             match event.token() {
                 SIGNAL_TOKEN => self.on_signal(),
                 CLUSTER_TOKEN => self.on_cluster(false),
+                RESOLVED_TOKEN => {
+                    if let Some(cluster) = self.cluster.as_mut() {
+                        cluster.on_resolved(self.poll.registry(), CLUSTER_TOKEN, self.now);
+                    }
+                }
                 Token(t) if t > LISTENER_TOKEN_BASE - MAX_LISTENERS => {
                     self.accept_all();
                 }
@@ -365,6 +418,10 @@ impl Server {
         Ok(())
     }
 
+    /// Accepts until the listeners are drained. At the connection limit, new connections are
+    /// still accepted but only to be told 503 and closed, so a client learns at once to come
+    /// back later instead of waiting in the backlog; only running out of descriptors pauses
+    /// accepting.
     fn accept_all(&mut self) {
         if let Some(at) = self.accept_retry_at {
             if self.now < at {
@@ -374,23 +431,24 @@ impl Server {
         }
         for i in 0..self.listeners.len() {
             while self.accepting {
-                if self.conns.len() >= self.max_connections {
-                    self.accepting = false;
-                    self.stats.accept_paused += 1;
-                    warn!(
-                        "connection limit {} reached: accepting paused",
-                        self.max_connections
-                    );
-                    return;
-                }
                 match self.listeners[i].accept() {
                     Ok((stream, peer)) => {
                         let tls = self.listeners[i].is_tls();
-                        self.on_accept(stream, peer, tls)
+                        if self.conns.len() < self.max_connections {
+                            self.on_accept(stream, peer, tls);
+                            continue;
+                        }
+                        self.refuse_over_limit(stream, peer, tls);
+                        if self.refused_this_turn >= REFUSALS_PER_TURN {
+                            self.stats.accept_paused += 1;
+                            self.accept_retry_at = Some(self.now + REFUSAL_PAUSE);
+                            return;
+                        }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if is_out_of_descriptors(&e) => {
                         warn!("accept: {e}: pausing accepts");
+                        self.stats.accept_paused += 1;
                         self.accept_retry_at = Some(self.now + ACCEPT_BACKOFF);
                         return;
                     }
@@ -400,18 +458,37 @@ impl Server {
         }
     }
 
+    /// A connection over `--max-connections`: answered 503 and closed without a slab entry or
+    /// a buffer. A TLS client cannot read a plain answer, so it is only closed.
+    fn refuse_over_limit(&mut self, stream: Stream, peer: Peer, tls: bool) {
+        if self.refused_this_turn == 0 {
+            debug!(
+                "connection limit {} reached: refusing {peer}",
+                self.max_connections
+            );
+        }
+        self.refused_this_turn += 1;
+        self.stats.count_limit(Limit::Connections);
+        self.stats.count_refusal(503);
+        if tls {
+            drop(stream);
+        } else {
+            stream.answer_and_close(CONNECTION_LIMIT_REFUSAL);
+        }
+    }
+
+    /// Takes a new connection into the slab. Its address is counted against
+    /// `--max-per-address` only once nothing can fail any more, so every failure path leaves
+    /// the count as it was.
     fn on_accept(&mut self, mut stream: Stream, peer: Peer, tls: bool) {
-        let mut over_limit = false;
-        if let (Some(max), Peer::Tcp(addr)) = (self.cfg.max_per_address, peer) {
-            let held = self.per_address.entry(addr.ip()).or_insert(0);
-            if *held as usize >= max {
-                self.stats.count_limit(Limit::PerAddress);
-                self.stats.count_refusal(503);
-                debug!("{peer}: over --max-per-address {max}");
-                over_limit = true;
-            } else {
-                *held += 1;
-            }
+        let over_limit = match (self.cfg.max_per_address, peer) {
+            (Some(max), Peer::Tcp(addr)) => self.per_address.is_full(addr.ip(), max),
+            _ => false,
+        };
+        if over_limit {
+            self.stats.count_limit(Limit::PerAddress);
+            self.stats.count_refusal(503);
+            debug!("{peer}: over --max-per-address");
         }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -429,6 +506,7 @@ impl Server {
             (Some(config), true) => match Socket::with_tls(stream, config.clone()) {
                 Ok(sock) => sock,
                 Err(e) => {
+                    // The stream was dropped (and so closed and deregistered) on the way.
                     warn!("TLS for {peer}: {e}");
                     return;
                 }
@@ -440,10 +518,17 @@ impl Server {
             // Answered and half-closed like any refusal, so the client reads why rather than
             // a reset; it is not counted against its address.
             conn.refuse_at_once(PER_ADDRESS_REFUSAL.to_vec());
+        } else if let (Some(_), Peer::Tcp(addr)) = (self.cfg.max_per_address, peer) {
+            self.per_address.take(addr.ip());
         }
         let conn = entry.insert(conn);
         schedule_flush(&mut self.flush_list, conn, key);
         self.stats.accepted += 1;
+        if self.tracked.len() <= key {
+            self.tracked.resize(key + 1, Tracked::NEW);
+        }
+        self.tracked[key] = Tracked::NEW;
+        self.by_transport[Transport::Http as usize] += 1;
         self.rearm(key);
     }
 
@@ -504,6 +589,7 @@ impl Server {
             if conn.closing {
                 return;
             }
+            let was_websocket = conn.transport() == Transport::WebSocket;
             let mut ctx = Ctx {
                 key,
                 now: self.now,
@@ -521,6 +607,9 @@ impl Server {
                 self.stats.count(event);
             }
             match next {
+                // Frames the client sent in the same segment as its upgrade request are
+                // already here: no more bytes may come to wake the connection for them.
+                Next::Wait if !was_websocket && conn.websocket_input_waiting() => continue,
                 Next::Wait => break,
                 Next::Publish(mut publish) => {
                     let req = std::mem::take(&mut publish.req);
@@ -660,6 +749,7 @@ impl Server {
         if outcome.rejoined {
             self.bus.mark_gap();
         }
+        self.cluster_again |= outcome.more;
         for remote in outcome.remotes {
             self.deliver_remote(remote);
         }
@@ -706,11 +796,9 @@ impl Server {
         Ok(gone.len())
     }
 
+    /// The gauges, from running counts: rendering them costs the same for ten connections as
+    /// for a million.
     fn gauges(&self) -> Gauges {
-        let mut by_transport = [0; Transport::COUNT];
-        for (_, conn) in &self.conns {
-            by_transport[conn.transport() as usize] += 1;
-        }
         let cluster = self.cluster.as_ref().map(|c| ClusterGauges {
             connected: c.is_connected(),
             forwarded: c.forwarded,
@@ -720,14 +808,14 @@ impl Server {
         });
         Gauges {
             cluster,
-            by_transport,
+            by_transport: self.by_transport,
             uptime: self.now.duration_since(self.started),
             connections: self.conns.len(),
             max_connections: self.max_connections,
             subscribers: self.bus.subscriber_count(),
             channels: self.bus.channel_count(),
             retained: self.bus.retained_count(),
-            queued_bytes: self.conns.iter().map(|(_, c)| c.outq.queued_bytes()).sum(),
+            queued_bytes: self.queued_bytes,
         }
     }
 
@@ -761,6 +849,15 @@ impl Server {
             if !self.timers.fire(entry, &mut conn.timer, self.now) || conn.closing {
                 continue;
             }
+            if self.write_stalled(key) {
+                info!(
+                    "closing {}: none of its output taken for {:?}",
+                    self.conns[key].peer, self.cfg.write_timeout
+                );
+                self.close_later(key, Reason::WriteStalled);
+                continue;
+            }
+            let conn = &mut self.conns[key];
             match conn.on_timeout(self.now, &self.cfg) {
                 Some(reason) => self.close_later(key, reason),
                 None => {
@@ -772,14 +869,7 @@ impl Server {
                 }
             }
         }
-        if !self.accepting && self.accept_retry_at.is_none() {
-            // Resume below 90% of the limit, not at it, so accepting does not flap.
-            if self.conns.len() < self.max_connections / 10 * 9 {
-                info!("accepting again ({} connections)", self.conns.len());
-                self.accepting = true;
-                self.accept_all();
-            }
-        } else if self.accept_retry_at.is_some_and(|at| at <= self.now) {
+        if self.accept_retry_at.is_some_and(|at| at <= self.now) {
             self.accept_all();
         }
     }
@@ -836,6 +926,10 @@ impl Server {
             };
             self.stats.bytes_out += written as u64;
             budget = budget.saturating_sub(written);
+            if written > 0 || outcome == Flushed::Drained {
+                // Progress: the write-progress deadline starts again from now.
+                self.tracked[key].stalled_since = None;
+            }
             // The queue is empty but TLS still holds records: the socket blocked.
             let outcome = match outcome {
                 Flushed::Drained if conn.sock.has_pending_output() => Flushed::Blocked,
@@ -893,26 +987,55 @@ impl Server {
             let counted = !conn.refused_at_once;
             if let (Some(_), Peer::Tcp(addr), true) = (self.cfg.max_per_address, conn.peer, counted)
             {
-                if let Some(held) = self.per_address.get_mut(&addr.ip()) {
-                    *held -= 1;
-                    if *held == 0 {
-                        self.per_address.remove(&addr.ip());
-                    }
-                }
+                self.per_address.release(addr.ip());
             }
+            let tracked = std::mem::replace(&mut self.tracked[key], Tracked::NEW);
+            self.by_transport[tracked.transport as usize] -= 1;
+            self.queued_bytes -= tracked.queued;
             trace!("closed {} ({})", conn.peer, reason.name());
         }
     }
 
+    /// Brings the connection's record up to date and sets its timer: the earlier of what its
+    /// phase asks for and its write-progress deadline. Called after every event a connection
+    /// handles, so the record is current at the end of each turn.
     fn rearm(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            let deadline = if conn.closing {
-                None
-            } else {
-                conn.deadline(self.now, &self.cfg)
-            };
-            self.timers.set(key, &mut conn.timer, deadline);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let tracked = &mut self.tracked[key];
+        let transport = conn.transport();
+        if transport != tracked.transport {
+            self.by_transport[tracked.transport as usize] -= 1;
+            self.by_transport[transport as usize] += 1;
+            tracked.transport = transport;
         }
+        let queued = conn.outq.queued_bytes();
+        self.queued_bytes = self.queued_bytes - tracked.queued + queued;
+        tracked.queued = queued;
+        let waiting = !conn.outq.is_empty() || conn.sock.has_pending_output();
+        tracked.stalled_since = match tracked.stalled_since {
+            _ if !waiting => None,
+            None => Some(self.now),
+            since => since,
+        };
+        let deadline = if conn.closing {
+            None
+        } else {
+            let stall = tracked.stalled_since.map(|at| at + self.cfg.write_timeout);
+            match (conn.deadline(self.now, &self.cfg), stall) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        self.timers.set(key, &mut conn.timer, deadline);
+    }
+
+    /// Whether the connection's queued output has not moved for `--write-timeout`.
+    fn write_stalled(&self, key: usize) -> bool {
+        self.tracked[key]
+            .stalled_since
+            .is_some_and(|since| self.now >= since + self.cfg.write_timeout)
     }
 
     fn on_signal(&mut self) {
@@ -996,6 +1119,46 @@ impl Server {
             }
             Err(e) => warn!("SIGHUP: keeping the old certificate: {e}"),
         }
+    }
+}
+
+/// Connections held per client address, for `--max-per-address`.
+#[derive(Debug, Default)]
+pub struct AddressCounts {
+    held: HashMap<IpAddr, u32>,
+}
+
+impl AddressCounts {
+    pub fn is_full(&self, ip: IpAddr, max: usize) -> bool {
+        self.held.get(&ip).is_some_and(|n| *n as usize >= max)
+    }
+
+    /// Counts a connection that is now held (and will be released when it closes).
+    pub fn take(&mut self, ip: IpAddr) {
+        *self.held.entry(ip).or_insert(0) += 1;
+    }
+
+    pub fn release(&mut self, ip: IpAddr) {
+        if let Some(held) = self.held.get_mut(&ip) {
+            *held -= 1;
+            if *held == 0 {
+                self.held.remove(&ip);
+            }
+        }
+    }
+
+    /// Addresses holding at least one connection.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Connections held by `ip`.
+    pub fn held(&self, ip: IpAddr) -> u32 {
+        self.held.get(&ip).copied().unwrap_or(0)
     }
 }
 
@@ -1122,4 +1285,22 @@ fn is_out_of_descriptors(e: &io::Error) -> bool {
 
 fn is_peer_gone(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_say_how_long_their_bodies_are() {
+        for answer in [CONNECTION_LIMIT_REFUSAL, PER_ADDRESS_REFUSAL] {
+            let text = std::str::from_utf8(answer).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .unwrap();
+            assert_eq!(length.parse::<usize>().unwrap(), body.len(), "{text}");
+        }
+    }
 }

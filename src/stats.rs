@@ -23,10 +23,12 @@ pub enum Reason {
     IoError,
     /// The server is shutting down.
     Shutdown,
+    /// Output was queued and the peer took none of it for `--write-timeout`.
+    WriteStalled,
 }
 
 impl Reason {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     pub const ALL: [Reason; Reason::COUNT] = [
         Reason::PeerClosed,
         Reason::Done,
@@ -35,6 +37,7 @@ impl Reason {
         Reason::SlowSubscriber,
         Reason::IoError,
         Reason::Shutdown,
+        Reason::WriteStalled,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +49,7 @@ impl Reason {
             Reason::SlowSubscriber => "slow_subscriber",
             Reason::IoError => "io_error",
             Reason::Shutdown => "shutdown",
+            Reason::WriteStalled => "write_stalled",
         }
     }
 }
@@ -64,7 +68,8 @@ pub struct Stats {
     /// that format received).
     pub encodings: [u64; Wire::COUNT],
     pub closed: [u64; Reason::COUNT],
-    /// Times accepting paused at the connection limit.
+    /// Times accepting paused: out of file descriptors, or a turn's worth of refusals at the
+    /// connection limit.
     pub accept_paused: u64,
     /// Requests answered with an error, by status.
     pub refused: [u64; REFUSAL_STATUSES.len()],
@@ -87,6 +92,8 @@ pub enum StatEvent {
 /// Limits a request or connection can be refused for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
+    /// `--max-connections`: connections held at once (answered 503 as they are accepted).
+    Connections,
     /// `--max-per-address`: connections from one client address.
     PerAddress,
     /// `--max-subscriptions`: channels named in one subscription.
@@ -96,12 +103,17 @@ pub enum Limit {
 }
 
 impl Limit {
-    pub const COUNT: usize = 3;
-    pub const ALL: [Limit; Limit::COUNT] =
-        [Limit::PerAddress, Limit::Subscriptions, Limit::Channels];
+    pub const COUNT: usize = 4;
+    pub const ALL: [Limit; Limit::COUNT] = [
+        Limit::Connections,
+        Limit::PerAddress,
+        Limit::Subscriptions,
+        Limit::Channels,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
+            Limit::Connections => "connection_limit",
             Limit::PerAddress => "per_address",
             Limit::Subscriptions => "subscriptions",
             Limit::Channels => "channels",
@@ -449,7 +461,7 @@ impl Stats {
         metric(
             "accept_paused_total",
             "counter",
-            "Times accepting paused at the connection limit.",
+            "Times accepting paused (out of descriptors, or refusals at the limit).",
             &one(self.accept_paused),
         );
         out

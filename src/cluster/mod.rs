@@ -7,16 +7,23 @@
 //! subscribers (and are answered as usual, with `Msgbus-Cluster: local-only`); what other nodes
 //! published meanwhile is lost to this node, so when it reconnects, clients resuming from before
 //! the outage are told they missed messages.
+//!
+//! Nothing here blocks the reactor: a host name is looked up on a short-lived helper thread
+//! whose answer comes back through a `mio::Waker` (an address given as an IP is used as is),
+//! and reading from NATS stops after `READ_BYTES_PER_TURN` so a flood of remote messages
+//! cannot hold the loop; the reactor calls again next turn.
 
 pub mod proto;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry, Token, Waker};
 
 use crate::bus::Message;
 use proto::ServerOp;
@@ -29,8 +36,10 @@ const MAX_OUTPUT: usize = 16 * 1024 * 1024;
 const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
-/// A connection that has not finished its handshake by then is given up.
+/// A connection that has not finished its handshake by then is given up; so is a name lookup.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes read from NATS per turn, as for every client connection.
+const READ_BYTES_PER_TURN: usize = 256 * 1024;
 
 /// A NATS server address with its credentials: `nats://[user:pass@|token@]host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +99,11 @@ enum State {
     Down {
         retry_at: Instant,
     },
+    /// The host name is being looked up on a helper thread (answer number `lookup`).
+    Resolving {
+        lookup: u64,
+        since: Instant,
+    },
     /// TCP connect in progress, or waiting for INFO and the first PONG.
     Connecting {
         sock: TcpStream,
@@ -106,6 +120,22 @@ pub struct Outcome {
     pub remotes: Vec<Remote>,
     /// The connection came up after being down: earlier cursors may have missed messages.
     pub rejoined: bool,
+    /// Reading stopped at the per-turn cap: call `on_ready` again next turn.
+    pub more: bool,
+}
+
+/// A name lookup's answer from its helper thread: which lookup, and the addresses.
+type Lookup = (u64, io::Result<Vec<SocketAddr>>);
+
+/// Looks host names up off the reactor thread, one at a time.
+struct Resolver {
+    waker: Arc<Waker>,
+    answers: Receiver<Lookup>,
+    sender: Sender<Lookup>,
+    /// Numbers the lookups, so a late answer to one given up is recognised and dropped.
+    last: u64,
+    /// Lookups started and not yet answered (a stuck one holds back the next).
+    running: usize,
 }
 
 pub struct Cluster {
@@ -119,6 +149,9 @@ pub struct Cluster {
     ever_connected: bool,
     /// xorshift state for the reconnect jitter.
     rng: u64,
+    resolver: Resolver,
+    /// Turns through the addresses a name has, one per connection attempt.
+    attempts: usize,
     /// Counted for /status.json and /metrics.
     pub forwarded: u64,
     pub received: u64,
@@ -127,8 +160,19 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(urls: Vec<NatsUrl>, node_name: String, now: Instant) -> Cluster {
+    /// `waker` wakes the reactor when a name lookup is answered; the reactor then calls
+    /// `on_resolved`.
+    pub fn new(urls: Vec<NatsUrl>, node_name: String, now: Instant, waker: Waker) -> Cluster {
+        let (sender, answers) = channel();
         Cluster {
+            resolver: Resolver {
+                waker: Arc::new(waker),
+                answers,
+                sender,
+                last: 0,
+                running: 0,
+            },
+            attempts: 0,
             urls,
             next_url: 0,
             node_name,
@@ -153,7 +197,9 @@ impl Cluster {
     pub fn deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Down { retry_at } => Some(*retry_at),
-            State::Connecting { since, .. } => Some(*since + HANDSHAKE_TIMEOUT),
+            State::Resolving { since, .. } | State::Connecting { since, .. } => {
+                Some(*since + HANDSHAKE_TIMEOUT)
+            }
             State::Ready { .. } => None,
         }
     }
@@ -165,23 +211,78 @@ impl Cluster {
             State::Connecting { since, .. } if now >= *since + HANDSHAKE_TIMEOUT => {
                 self.cut("handshake timed out", registry, now);
             }
+            State::Resolving { since, .. } if now >= *since + HANDSHAKE_TIMEOUT => {
+                self.cut("name lookup timed out", registry, now);
+            }
             _ => {}
         }
     }
 
+    /// Starts the next attempt: at once for an IP address, else after a lookup off-thread.
     fn connect(&mut self, registry: &Registry, token: Token, now: Instant) {
         let url = self.urls[self.next_url % self.urls.len()].clone();
         self.next_url += 1;
-        let addr: Option<SocketAddr> = url
-            .host_port
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next());
-        let Some(addr) = addr else {
-            warn!("NATS {}: cannot resolve", url.host_port);
+        self.attempts += 1;
+        if let Ok(addr) = url.host_port.parse::<SocketAddr>() {
+            self.open(addr, registry, token, now);
+            return;
+        }
+        if self.resolver.running > 0 {
+            warn!("NATS {}: still looking up an earlier name", url.host_port);
             self.schedule_retry(now);
             return;
-        };
+        }
+        self.resolver.last += 1;
+        let lookup = self.resolver.last;
+        let sender = self.resolver.sender.clone();
+        let waker = Arc::clone(&self.resolver.waker);
+        let host_port = url.host_port.clone();
+        let started = std::thread::Builder::new()
+            .name("msgbus-resolve".into())
+            .spawn(move || {
+                let addrs = host_port.to_socket_addrs().map(Iterator::collect);
+                let _ = sender.send((lookup, addrs));
+                let _ = waker.wake();
+            });
+        match started {
+            Ok(_) => {
+                self.resolver.running += 1;
+                self.state = State::Resolving { lookup, since: now };
+            }
+            Err(e) => {
+                warn!("NATS {}: cannot start a name lookup: {e}", url.host_port);
+                self.schedule_retry(now);
+            }
+        }
+    }
+
+    /// A name lookup was answered (the reactor's waker fired): connect to one of the
+    /// addresses, a different one on each attempt, or try again later.
+    pub fn on_resolved(&mut self, registry: &Registry, token: Token, now: Instant) {
+        while let Ok((lookup, answer)) = self.resolver.answers.try_recv() {
+            self.resolver.running = self.resolver.running.saturating_sub(1);
+            if !matches!(self.state, State::Resolving { lookup: l, .. } if l == lookup) {
+                continue; // given up on already
+            }
+            let url = &self.urls[(self.next_url + self.urls.len() - 1) % self.urls.len()];
+            match answer {
+                Ok(addrs) if !addrs.is_empty() => {
+                    let addr = addrs[self.attempts % addrs.len()];
+                    self.open(addr, registry, token, now);
+                }
+                Ok(_) => {
+                    warn!("NATS {}: no address", url.host_port);
+                    self.schedule_retry(now);
+                }
+                Err(e) => {
+                    warn!("NATS {}: cannot resolve: {e}", url.host_port);
+                    self.schedule_retry(now);
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, addr: SocketAddr, registry: &Registry, token: Token, now: Instant) {
         match TcpStream::connect(addr) {
             Ok(mut sock) => {
                 let _ = sock.set_nodelay(true);
@@ -241,16 +342,24 @@ impl Cluster {
     fn pump(&mut self, outcome: &mut Outcome) -> Result<(), String> {
         let sock = match &mut self.state {
             State::Connecting { sock, .. } | State::Ready { sock } => sock,
-            State::Down { .. } => return Ok(()),
+            State::Down { .. } | State::Resolving { .. } => return Ok(()),
         };
         if let Ok(Some(e)) | Err(e) = sock.take_error() {
             return Err(e.to_string());
         }
         let mut buf = [0u8; 64 * 1024];
+        let mut taken = 0;
         loop {
+            if taken >= READ_BYTES_PER_TURN {
+                outcome.more = true;
+                break;
+            }
             match sock.read(&mut buf) {
                 Ok(0) => return Err("connection closed".into()),
-                Ok(n) => self.input.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    taken += n;
+                    self.input.extend_from_slice(&buf[..n]);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::NotConnected => break,
@@ -376,7 +485,7 @@ impl Cluster {
     fn flush(&mut self) -> io::Result<()> {
         let sock = match &mut self.state {
             State::Connecting { sock, .. } | State::Ready { sock } => sock,
-            State::Down { .. } => return Ok(()),
+            State::Down { .. } | State::Resolving { .. } => return Ok(()),
         };
         while !self.output.is_empty() {
             match sock.write(&self.output) {

@@ -1153,7 +1153,7 @@ mod tests {
         assert_ne!(bus_channel("k1", "chat"), bus_channel("k2", "chat"));
         for (key, channel) in [("k1", "chat"), ("k", ""), ("k1", "a/b/")] {
             let path = format!("/msgbus/{}", bus_channel(key, channel));
-            assert!(crate::http::route::route(&path).is_err(), "{path:?}");
+            assert!(crate::http::route::route(&path, 64).is_err(), "{path:?}");
         }
     }
 

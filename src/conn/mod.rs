@@ -28,9 +28,9 @@ use crate::config::{Config, SlowPolicy};
 use crate::gate::{self, Credentials, Gate, Identity, Refusal};
 use crate::http::chunked::{ChunkedDecoder, Progress};
 use crate::http::query::{percent_decode, split_target, Query};
-use crate::http::request::{parse_head, BodyFraming, Method, Parsed, Request};
+use crate::http::request::{parse_head, redacted_target, BodyFraming, Method, Parsed, Request};
 use crate::http::response::{self, Head, Status};
-use crate::http::route::{route, Resource, Topic};
+use crate::http::route::{route, Resource, RouteError, Topic};
 use crate::http::{date, static_files};
 use crate::io::Socket;
 use crate::listener::Peer;
@@ -586,7 +586,7 @@ impl Conn {
             let line = format!(
                 "{} {} HTTP/1.{minor}",
                 request.method.as_str(),
-                request.target
+                redacted_target(&request.target)
             );
             self.request_line = Some(line.into());
         }
@@ -623,8 +623,14 @@ impl Conn {
                 return self.lhttp_handshake(&request, reply, ctx);
             }
         }
-        let resource = match route(&path) {
+        let resource = match route(&path, ctx.cfg.max_subscriptions) {
             Ok(resource) => resource,
+            Err(RouteError::TooManyChannels) => {
+                self.stat_events
+                    .push(StatEvent::Limited(Limit::Subscriptions));
+                let why = "too many channels in one subscription";
+                return self.refuse(&request, reply, Status::BAD_REQUEST, why, &[]);
+            }
             Err(_) => return Some(self.fail(minor, Status::BAD_REQUEST, "bad channel name", &[])),
         };
         if !resource.allowed().contains(&request.method) {

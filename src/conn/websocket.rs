@@ -92,6 +92,13 @@ impl Conn {
         }
     }
 
+    /// A WebSocket with frames read but not yet decoded: what arrived in the same segment as
+    /// the upgrade request, which no further readiness event will announce.
+    pub fn websocket_input_waiting(&self) -> bool {
+        matches!(self.phase, Phase::Streaming(Stream::WebSocket(_)))
+            && !self.input.unread().is_empty()
+    }
+
     /// Sends a close frame and ends the connection once it is out.
     pub(super) fn close_websocket(&mut self, code: u16, reason: &str) {
         self.outq.push_own(ws::encode_close(code, reason));

@@ -3,6 +3,10 @@
 //! It is fed whatever bytes have arrived, appends the data it finds to the body, and says how much
 //! input it used, so the caller keeps the rest (the next pipelined request) in its buffer. Chunk
 //! extensions are skipped; trailer fields are read and dropped. No I/O here.
+//!
+//! Every framing line must end in CRLF. A bare LF (or a stray CR) is refused rather than
+//! tolerated: a proxy that reads the framing differently would see another body, or another
+//! request, in the same bytes.
 
 use std::fmt;
 
@@ -23,6 +27,8 @@ pub enum ChunkError {
     BadLineEnd,
     BodyTooLarge,
     LineTooLong,
+    /// A line ended by LF alone, or a CR that does not end a line.
+    BareLineEnd,
 }
 
 impl fmt::Display for ChunkError {
@@ -32,6 +38,7 @@ impl fmt::Display for ChunkError {
             ChunkError::BadLineEnd => "chunk data not followed by CRLF",
             ChunkError::BodyTooLarge => "body too large",
             ChunkError::LineTooLong => "chunk line too long",
+            ChunkError::BareLineEnd => "bare LF or CR in chunked framing",
         })
     }
 }
@@ -112,11 +119,7 @@ impl ChunkedDecoder {
                         used += 2;
                         self.state = State::Size;
                     }
-                    // A bare LF is tolerated, as for head lines.
-                    [b'\n', ..] => {
-                        used += 1;
-                        self.state = State::Size;
-                    }
+                    [b'\n', ..] => return Err(ChunkError::BareLineEnd),
                     _ => return Err(ChunkError::BadLineEnd),
                 },
                 State::Trailer => {
@@ -140,21 +143,20 @@ struct Line {
     total: usize,
 }
 
-/// Finds one LF- (or CRLF-) terminated line at the start of `input`.
+/// Finds one CRLF-terminated line at the start of `input`; a bare LF, or a CR anywhere else
+/// in the line, is an error.
 fn take_line(input: &[u8]) -> Result<Option<Line>, ChunkError> {
     match memchr::memchr(b'\n', input) {
         Some(lf) if lf > MAX_LINE => Err(ChunkError::LineTooLong),
-        Some(lf) => {
-            let content = if lf > 0 && input[lf - 1] == b'\r' {
-                lf - 1
-            } else {
-                lf
-            };
-            Ok(Some(Line {
-                content,
-                total: lf + 1,
-            }))
+        Some(0) => Err(ChunkError::BareLineEnd),
+        Some(lf) if input[lf - 1] != b'\r' => Err(ChunkError::BareLineEnd),
+        Some(lf) if memchr::memchr(b'\r', &input[..lf - 1]).is_some() => {
+            Err(ChunkError::BareLineEnd)
         }
+        Some(lf) => Ok(Some(Line {
+            content: lf - 1,
+            total: lf + 1,
+        })),
         None if input.len() > MAX_LINE => Err(ChunkError::LineTooLong),
         None => Ok(None),
     }
@@ -216,7 +218,6 @@ mod tests {
                 b"0123456789",
                 31,
             ),
-            (b"3\nabc\n0\n\n", b"abc", 9),
             (b"0\r\n\r\n", b"", 5),
         ];
         for (input, want, used) in cases {
@@ -268,6 +269,13 @@ mod tests {
             (b"-5\r\n", ChunkError::BadSize),
             (b"fffffffffffffffffffff\r\n", ChunkError::BadSize),
             (b"5\r\nhelloXX", ChunkError::BadLineEnd),
+            (b"3\nabc\r\n0\r\n\r\n", ChunkError::BareLineEnd),
+            (b"3\r\nabc\n0\r\n\r\n", ChunkError::BareLineEnd),
+            (b"3\r\nabc\r\n0\n\r\n", ChunkError::BareLineEnd),
+            (b"3\r\nabc\r\n0\r\n\n", ChunkError::BareLineEnd),
+            (b"3\r\nabc\r\n0\r\nX: 1\n\r\n", ChunkError::BareLineEnd),
+            (b"3;a\rb\r\nabc\r\n0\r\n\r\n", ChunkError::BareLineEnd),
+            (b"\n", ChunkError::BareLineEnd),
         ];
         for (input, want) in cases {
             assert_eq!(decode_all(input).unwrap_err(), *want, "{input:?}");

@@ -1,8 +1,10 @@
 //! Request heads: parsed with httparse into a caller-owned header array, then checked and copied
 //! into an owned `Request` that says how the body is framed and whether to keep the connection.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use crate::http::query::percent_decode;
 use crate::http::response::Status;
 
 /// Headers a request may carry; more is a 431.
@@ -187,6 +189,10 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: usize) -> Result<Parsed
     if minor_version >= 1 && request.header("host").is_none() {
         return Err(RequestError::Malformed("missing Host header"));
     }
+    // Two Hosts let a proxy and this server route one request differently (RFC 9112 3.2).
+    if request.headers.iter().filter(|(n, _)| n == "host").count() > 1 {
+        return Err(RequestError::Malformed("duplicate Host header"));
+    }
     request.body = body_framing(&request, max_body)?;
     request.keep_alive = if minor_version >= 1 {
         !request.header_has_token("connection", "close")
@@ -202,6 +208,37 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: usize) -> Result<Parsed
     Ok(Parsed::Complete(request, len))
 }
 
+/// Query parameters whose names contain one of these (case-insensitive) have their values
+/// hidden from the access log: `token`, `access_token`, `key`, `api_key`, `secret`, ...
+const SECRET_NAME_PARTS: [&str; 5] = ["token", "key", "secret", "password", "passwd"];
+
+/// The request target as the access log shows it: the value of every query parameter whose
+/// name suggests a credential is replaced by `REDACTED`, so a log file holds no token.
+pub fn redacted_target(target: &str) -> Cow<'_, str> {
+    let Some((path, query)) = target.split_once('?') else {
+        return Cow::Borrowed(target);
+    };
+    let secret = |part: &str| part.split_once('=').is_some_and(|(n, _)| is_secret_name(n));
+    if !query.split('&').any(secret) {
+        return Cow::Borrowed(target);
+    }
+    let parts: Vec<Cow<'_, str>> = query
+        .split('&')
+        .map(|part| match part.split_once('=') {
+            Some((name, _)) if is_secret_name(name) => Cow::Owned(format!("{name}=REDACTED")),
+            _ => Cow::Borrowed(part),
+        })
+        .collect();
+    Cow::Owned(format!("{path}?{}", parts.join("&")))
+}
+
+/// Whether a (still percent-encoded) query parameter name names a credential.
+fn is_secret_name(raw: &str) -> bool {
+    let decoded = percent_decode(raw.as_bytes(), true).unwrap_or_else(|| raw.as_bytes().to_vec());
+    let name = String::from_utf8_lossy(&decoded).to_ascii_lowercase();
+    SECRET_NAME_PARTS.iter().any(|part| name.contains(part))
+}
+
 /// An absolute-form target ("http://host/path") is reduced to its path.
 fn absolute_path(target: &str) -> &str {
     match target
@@ -214,6 +251,11 @@ fn absolute_path(target: &str) -> &str {
 }
 
 fn body_framing(request: &Request, max_body: usize) -> Result<BodyFraming, RequestError> {
+    // HTTP/1.0 has no transfer codings: a 1.0 proxy in front would frame the body by its
+    // Content-Length or by the close, and we by chunks (RFC 9112 6.1).
+    if request.minor_version == 0 && request.header("transfer-encoding").is_some() {
+        return Err(RequestError::Malformed("Transfer-Encoding on HTTP/1.0"));
+    }
     let transfer_codings: Vec<&str> = request
         .headers
         .iter()
@@ -360,6 +402,10 @@ mod tests {
             ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", RequestError::Malformed("both Content-Length and Transfer-Encoding")),
             ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", RequestError::UnsupportedTransferCoding),
             ("POST / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n", RequestError::UnsupportedExpectation),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", RequestError::Malformed("duplicate Host header")),
+            ("GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n", RequestError::Malformed("duplicate Host header")),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", RequestError::Malformed("Transfer-Encoding on HTTP/1.0")),
+            ("POST / HTTP/1.0\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", RequestError::Malformed("Transfer-Encoding on HTTP/1.0")),
         ];
         for (raw, want) in cases {
             assert_eq!(parse(raw), Err(*want), "{raw:?}");
@@ -376,6 +422,39 @@ mod tests {
             parse(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")),
             Err(RequestError::HeadTooLarge)
         );
+    }
+
+    #[test]
+    fn credentials_are_redacted_for_the_log() {
+        let cases = [
+            ("/msgbus/a", "/msgbus/a"),
+            (
+                "/msgbus/a?since=3&type=text/*",
+                "/msgbus/a?since=3&type=text/*",
+            ),
+            ("/metrics?token=abc", "/metrics?token=REDACTED"),
+            (
+                "/msgbus/a?since=1&access_token=x&key=k&b=2",
+                "/msgbus/a?since=1&access_token=REDACTED&key=REDACTED&b=2",
+            ),
+            (
+                "/x?API_KEY=1&Client_Secret=2",
+                "/x?API_KEY=REDACTED&Client_Secret=REDACTED",
+            ),
+            (
+                "/x?password=p&user_passwd=q",
+                "/x?password=REDACTED&user_passwd=REDACTED",
+            ),
+            (
+                "/x?%74oken=t&to%6Ben=u",
+                "/x?%74oken=REDACTED&to%6Ben=REDACTED",
+            ),
+            ("/x?token&tokens=", "/x?token&tokens=REDACTED"),
+            ("/x?token=a=b&c=d", "/x?token=REDACTED&c=d"),
+        ];
+        for (target, want) in cases {
+            assert_eq!(redacted_target(target), want, "{target}");
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Which resource a request path names, and which methods it takes. A pure function of the
 //! (percent-decoded) path, so every rule is a line in a table test.
 
+use std::collections::HashSet;
+
 use crate::http::request::Method;
 
 pub const MSGBUS_PREFIX: &str = "/msgbus/";
@@ -31,25 +33,33 @@ pub enum Resource {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteError {
-    /// A channel name with a control character, or an empty name in a list.
+    /// A channel name with a control character, or an empty or repeated name in a list.
     BadChannelName,
+    /// More names than `max_names` (`--max-subscriptions`).
+    TooManyChannels,
 }
 
-/// Maps a decoded path to a resource.
-pub fn route(path: &str) -> Result<Resource, RouteError> {
+/// Maps a decoded path to a resource. A list of more than `max_names` names is refused
+/// before any name is looked at, so a long head costs one scan for commas, and the duplicate
+/// check is one hash lookup per name.
+pub fn route(path: &str, max_names: usize) -> Result<Resource, RouteError> {
     if let Some(names) = path.strip_prefix(MSGBUS_PREFIX) {
-        if names.chars().any(char::is_control) {
-            return Err(RouteError::BadChannelName);
-        }
         if names.is_empty() {
             return Ok(Resource::Topics(vec![Topic {
                 name: String::new(),
                 subtree: true,
             }]));
         }
+        if memchr::memchr_iter(b',', names.as_bytes()).count() >= max_names {
+            return Err(RouteError::TooManyChannels);
+        }
+        if names.chars().any(char::is_control) {
+            return Err(RouteError::BadChannelName);
+        }
         let mut topics = Vec::new();
+        let mut seen = HashSet::new();
         for name in names.split(',') {
-            if name.is_empty() || topics.iter().any(|t: &Topic| t.name == name) {
+            if name.is_empty() || !seen.insert(name) {
                 return Err(RouteError::BadChannelName);
             }
             topics.push(Topic {
@@ -127,14 +137,32 @@ mod tests {
             ("/index.html", Ok(Resource::Static)),
         ];
         for (path, want) in cases {
-            assert_eq!(&route(path), want, "{path}");
+            assert_eq!(&route(path, 64), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn name_count_is_checked_before_names() {
+        assert_eq!(
+            route("/msgbus/a,b", 2),
+            topics(&[("a", false), ("b", false)])
+        );
+        assert_eq!(route("/msgbus/a,b,c", 2), Err(RouteError::TooManyChannels));
+        // Even when the names are bad: the count is the first thing looked at.
+        assert_eq!(route("/msgbus/a,a,a", 2), Err(RouteError::TooManyChannels));
+        let many: Vec<String> = (0..5000).map(|i| format!("c{i}")).collect();
+        let path = format!("/msgbus/{}", many.join(","));
+        assert_eq!(route(&path, 64), Err(RouteError::TooManyChannels));
+        match route(&path, 5000) {
+            Ok(Resource::Topics(topics)) => assert_eq!(topics.len(), 5000),
+            other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn allow_headers() {
         assert_eq!(
-            route("/msgbus/x").unwrap().allow_header(),
+            route("/msgbus/x", 64).unwrap().allow_header(),
             "GET, HEAD, POST, DELETE, OPTIONS"
         );
         assert_eq!(Resource::Static.allow_header(), "GET, HEAD, OPTIONS");

@@ -4,11 +4,17 @@
 //! NUL or a backslash; what is left is joined to the root and canonicalized, which resolves
 //! symlinks, and the result must still lie under the (canonical) root. Only regular files are
 //! served; a directory serves its `index.html`.
+//!
+//! Names starting with a dot (`.git`, `.env`, `.htpasswd`) are not served, whether the URL names
+//! them or a symlink leads to them. The file is opened with O_NONBLOCK and checked with fstat
+//! before anything is read: opening a FIFO would otherwise block the whole server until some
+//! writer came along, and a device could block any read.
 
 use std::ffi::OsStr;
-use std::fs::File;
+use std::fs::{File, Metadata, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 pub struct StaticFile {
@@ -21,7 +27,7 @@ pub struct StaticFile {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum LookupError {
-    /// No such file, or one we will not admit exists (outside the root, not regular).
+    /// No such file, or one we will not admit exists (outside the root, not regular, a dotfile).
     NotFound,
     /// The path is not one a file could have (`..`, NUL, backslash).
     Forbidden,
@@ -35,35 +41,19 @@ pub fn resolve(docroot: &Path, url_path: &[u8]) -> Result<StaticFile, LookupErro
             b"" | b"." => continue,
             b".." => return Err(LookupError::Forbidden),
             c if c.contains(&0) || c.contains(&b'\\') => return Err(LookupError::Forbidden),
+            [b'.', ..] => return Err(LookupError::NotFound),
             c => relative.push(OsStr::from_bytes(c)),
         }
     }
-    let mut path = docroot
-        .join(&relative)
-        .canonicalize()
-        .map_err(|_| LookupError::NotFound)?;
-    if !path.starts_with(docroot) {
-        return Err(LookupError::NotFound);
-    }
+    let mut path = under_root(docroot, &docroot.join(&relative))?;
     // `/a.txt/` names a directory, which a file is not.
     if url_path.ends_with(b"/") && !path.is_dir() {
         return Err(LookupError::NotFound);
     }
     if path.is_dir() {
-        path = path
-            .join("index.html")
-            .canonicalize()
-            .map_err(|_| LookupError::NotFound)?;
-        if !path.starts_with(docroot) {
-            return Err(LookupError::NotFound);
-        }
+        path = under_root(docroot, &path.join("index.html"))?;
     }
-    let file = File::open(&path).map_err(|_| LookupError::NotFound)?;
-    // Describe the file we opened, not whatever the name points at by now.
-    let meta = file.metadata().map_err(|_| LookupError::NotFound)?;
-    if !meta.is_file() {
-        return Err(LookupError::NotFound);
-    }
+    let (file, meta) = open_regular(&path)?;
     let modified = meta
         .modified()
         .ok()
@@ -75,6 +65,38 @@ pub fn resolve(docroot: &Path, url_path: &[u8]) -> Result<StaticFile, LookupErro
         modified,
         content_type: content_type_for(&path),
     })
+}
+
+/// Canonicalizes `path` and admits it only if it still lies under `docroot` with no component
+/// below the root that starts with a dot (a symlink may lead to one).
+fn under_root(docroot: &Path, path: &Path) -> Result<PathBuf, LookupError> {
+    let path = path.canonicalize().map_err(|_| LookupError::NotFound)?;
+    let below = path
+        .strip_prefix(docroot)
+        .map_err(|_| LookupError::NotFound)?;
+    let hidden = below.components().any(|c| match c {
+        Component::Normal(name) => name.as_bytes().first() == Some(&b'.'),
+        _ => true,
+    });
+    if hidden {
+        return Err(LookupError::NotFound);
+    }
+    Ok(path)
+}
+
+/// Opens `path` without blocking and admits it only if what was opened is a regular file.
+/// Describes the file opened, not whatever the name points at by now.
+fn open_regular(path: &Path) -> Result<(File, Metadata), LookupError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|_| LookupError::NotFound)?;
+    let meta = file.metadata().map_err(|_| LookupError::NotFound)?;
+    if !meta.is_file() {
+        return Err(LookupError::NotFound);
+    }
+    Ok((file, meta))
 }
 
 /// The Content-Type for a file name's extension.
@@ -117,7 +139,8 @@ mod tests {
 
     impl Tree {
         /// root/{index.html, a.txt, sub/index.html, sub/x.JS, empty/, link-out -> outside,
-        /// link-in -> a.txt}, plus outside/secret beside root.
+        /// link-in -> a.txt, dotfiles, link-hidden -> .hidden, fifo}, plus outside/secret
+        /// beside root.
         fn new(name: &str) -> Tree {
             let base =
                 std::env::temp_dir().join(format!("msgbus-static-{name}-{}", std::process::id()));
@@ -133,6 +156,14 @@ mod tests {
             std::fs::write(base.join("outside/secret"), "secret").unwrap();
             std::os::unix::fs::symlink(base.join("outside"), root.join("link-out")).unwrap();
             std::os::unix::fs::symlink(root.join("a.txt"), root.join("link-in")).unwrap();
+            std::fs::write(root.join(".hidden"), "dot").unwrap();
+            std::fs::write(root.join("sub/.hidden"), "dot").unwrap();
+            std::fs::create_dir_all(root.join(".git")).unwrap();
+            std::fs::write(root.join(".git/config"), "dot").unwrap();
+            std::os::unix::fs::symlink(root.join(".hidden"), root.join("link-hidden")).unwrap();
+            let fifo = std::ffi::CString::new(root.join("fifo").as_os_str().as_bytes()).unwrap();
+            // SAFETY: mkfifo reads the NUL-terminated path only.
+            assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
             Tree(base)
         }
 
@@ -184,6 +215,11 @@ mod tests {
             (b"/empty/", LookupError::NotFound),
             (b"/missing", LookupError::NotFound),
             (b"/a.txt/", LookupError::NotFound),
+            (b"/.hidden", LookupError::NotFound),
+            (b"/sub/.hidden", LookupError::NotFound),
+            (b"/.git/config", LookupError::NotFound),
+            (b"/link-hidden", LookupError::NotFound),
+            (b"/fifo", LookupError::NotFound),
         ];
         for (path, want) in cases {
             let got = resolve(&root, path).err();
