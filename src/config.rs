@@ -159,12 +159,12 @@ pub struct CometOptions {
 
 impl Default for CometOptions {
     fn default() -> Self {
-        use crate::compat::simple_comet as sc;
+        // Simple-Comet-Server's own defaults (its codec names them; a test there checks these).
         CometOptions {
-            http_timeout: Duration::from_secs(sc::HTTP_TIMEOUT_SECS),
-            session_timeout: Duration::from_secs(sc::SESSION_TIMEOUT_SECS),
-            inactive_channel_timeout: Duration::from_secs(sc::INACTIVE_CHANNEL_TIMEOUT_SECS),
-            max_messages_per_channel: sc::DEFAULT_MAX_MESSAGES_PER_CHANNEL,
+            http_timeout: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(60),
+            inactive_channel_timeout: Duration::from_secs(90),
+            max_messages_per_channel: 100,
             quote_json: false,
             enable_status: false,
         }

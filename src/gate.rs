@@ -133,8 +133,9 @@ pub struct Publish {
     body: Rc<[u8]>,
     key: Option<Box<str>>,
     attributes: Attributes,
-    /// What lhttp subscribers get: the publisher's own lhttp message, its headers checked.
-    lhttp_frame: Option<Rc<[u8]>>,
+    /// A frame the publishing door already made in its own wire format (frame slot, bytes):
+    /// its subscribers get the message as it came. Its header lines are checked (`lines`).
+    preset: Option<(usize, Rc<[u8]>)>,
 }
 
 /// What a publish asks a channel to keep. Applied by the bus only when the channel is new or
@@ -156,7 +157,7 @@ pub struct PublishParts {
     pub body: Rc<[u8]>,
     pub key: Option<Box<str>>,
     pub attributes: Attributes,
-    pub lhttp_frame: Option<Rc<[u8]>>,
+    pub preset: Option<(usize, Rc<[u8]>)>,
 }
 
 impl Publish {
@@ -173,7 +174,7 @@ impl Publish {
             body: self.body,
             key: self.key,
             attributes: self.attributes,
-            lhttp_frame: self.lhttp_frame,
+            preset: self.preset,
         }
     }
 }
@@ -187,7 +188,8 @@ pub struct Draft<'a> {
     pub body: Rc<[u8]>,
     pub key: Option<&'a str>,
     pub attributes: Attributes,
-    pub lhttp_frame: Option<Rc<[u8]>>,
+    /// A frame the door made in its own format, for its frame slot.
+    pub preset: Option<(usize, Rc<[u8]>)>,
     /// Other values the door will write as header-like lines (lhttp's headers).
     pub lines: Vec<&'a [u8]>,
 }
@@ -488,7 +490,7 @@ impl Gate {
                 body,
                 key: None,
                 attributes: Attributes::default(),
-                lhttp_frame: None,
+                preset: None,
             },
         })
     }
@@ -543,7 +545,7 @@ fn admit_values(draft: Draft, sender: Option<Box<str>>) -> Result<Publish, Refus
         body: draft.body,
         key: draft.key.map(Into::into),
         attributes: draft.attributes,
-        lhttp_frame: draft.lhttp_frame,
+        preset: draft.preset,
     })
 }
 

@@ -19,7 +19,7 @@ use crate::auth::JwtKey;
 use crate::bus::{Bus, BusError, BusLimits, Message};
 use crate::cluster::Cluster;
 use crate::config::{Config, RESERVED_FDS};
-use crate::conn::{AfterDrain, CometDoor, Conn, Ctx, EsbDoor, MartdDoor, Next};
+use crate::conn::{AfterDrain, Conn, Ctx, Doors, Next, Published};
 use crate::conn::{PublishRequest, Publisher, Refused};
 use crate::gate::Gate;
 use crate::io::{Socket, Stream};
@@ -28,6 +28,7 @@ use crate::logfile::LogFile;
 use crate::signals::{Signal, Signals};
 use crate::stats::{ClusterGauges, Gauges, Limit, Reason, Stats, Transport};
 use crate::timer::Timers;
+use crate::transport::Wires;
 use crate::upstream::Upstream;
 use crate::{privileges, tls};
 
@@ -112,12 +113,10 @@ pub struct Server {
     per_address: AddressCounts,
     /// The NATS connection joining this node to others, with `--nats`.
     cluster: Option<Cluster>,
-    /// The eventsource-broker door, with `--esb-users`.
-    esb: Option<EsbDoor>,
-    /// The Simple-Comet door, with `--simple-comet`.
-    comet: Option<CometDoor>,
-    /// The martd door, with `--martd`.
-    martd: Option<MartdDoor>,
+    /// The doors the configuration opened (`crate::doors`), each behind the `Door` trait.
+    doors: Doors,
+    /// The wire formats: the transports' and those the doors registered.
+    wires: Wires,
     /// lhttp's upstream calls, with `--lhttp` and `--lhttp-upstream`.
     upstream: Option<Upstream>,
 }
@@ -137,15 +136,6 @@ impl Tracked {
         queued: 0,
         stalled_since: None,
     };
-}
-
-/// A publish carried out.
-#[derive(Debug, Clone, Copy)]
-pub struct Published {
-    pub id: u64,
-    pub recipients: usize,
-    /// NATS was away: only this node's subscribers got it.
-    pub local_only: bool,
 }
 
 impl Server {
@@ -186,8 +176,6 @@ impl Server {
             cfg.max_subscriptions,
             cfg.max_publish_channels,
         );
-        let comet = cfg.simple_comet.then(|| CometDoor::new(cfg.comet.clone()));
-        let martd = cfg.martd.then(MartdDoor::default);
         if !cfg.lhttp && !cfg.upstream.allow.is_empty() {
             warn!("--lhttp-upstream has no effect without --lhttp");
         }
@@ -198,14 +186,20 @@ impl Server {
         } else {
             None
         };
-        let esb = match &cfg.esb_users {
+        let esb_users = match &cfg.esb_users {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
                 info!("eventsource-broker door open ({})", path.display());
-                Some(EsbDoor::from_users_file(&text))
+                Some(text)
             }
             None => None,
+        };
+        let mut wires = Wires::default();
+        let doors = crate::doors::open(&cfg, esb_users.as_deref(), &mut wires);
+        let stats = Stats {
+            wire_names: wires.names(),
+            ..Stats::default()
         };
         let cluster = if cfg.nats.is_empty() {
             None
@@ -250,7 +244,7 @@ impl Server {
                 bus
             },
             timers: Timers::new(),
-            stats: Stats::default(),
+            stats,
             cfg,
             max_connections,
             accepting: true,
@@ -274,9 +268,8 @@ impl Server {
             gate,
             per_address: AddressCounts::default(),
             cluster,
-            esb,
-            comet,
-            martd,
+            doors,
+            wires,
             upstream,
         })
     }
@@ -597,9 +590,9 @@ impl Server {
                 bus: &mut self.bus,
                 stats: &mut self.stats,
                 gate: &self.gate,
-                esb: self.esb.as_mut(),
-                comet: self.comet.as_mut(),
-                martd: self.martd.as_mut(),
+                wires: &self.wires,
+                doors: &mut self.doors,
+                door_id: 0,
                 upstream: self.upstream.as_mut(),
             };
             let next = conn.advance(&mut ctx);
@@ -614,7 +607,7 @@ impl Server {
                 Next::Publish(mut publish) => {
                     let req = std::mem::take(&mut publish.req);
                     let outcome = self.publish(req, &publish.who);
-                    self.conns[key].answer_publish(&publish, outcome);
+                    self.conns[key].answer_publish(&mut publish, outcome, &mut self.doors);
                 }
                 Next::Delete(delete) => {
                     let outcome = self.delete_channel(&delete.admitted);
@@ -698,7 +691,7 @@ impl Server {
     /// Queues `msg` on every subscriber it matches; returns how many.
     fn deliver(&mut self, msg: &Rc<Message>) -> usize {
         let mut recipients = 0;
-        let (conns, stats, cfg) = (&mut self.conns, &mut self.stats, &self.cfg);
+        let (conns, stats, cfg, wires) = (&mut self.conns, &mut self.stats, &self.cfg, &self.wires);
         let (flush_list, close_list) = (&mut self.flush_list, &mut self.close_list);
         let polls_done = &mut self.polls_done;
         self.bus.for_each_recipient(msg, |sub| {
@@ -707,7 +700,8 @@ impl Server {
                 return;
             }
             recipients += 1;
-            match conn.enqueue_frame(msg.frame(sub.wire, stats), msg.id, cfg, stats) {
+            let frame = wires.frame(msg, sub.wire, &mut stats.encodings);
+            match conn.enqueue_frame(frame, msg.id, cfg, stats) {
                 Ok(()) => schedule_flush(flush_list, conn, sub.conn),
                 Err(reason) => {
                     conn.closing = true;
@@ -760,9 +754,9 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if std::mem::take(&mut conn.comet_held) {
-            if let Some(door) = self.comet.as_mut() {
-                door.release_hold();
+        if let Some(id) = conn.held_for.take() {
+            if let Some(door) = self.doors.get_mut(id) {
+                door.on_hold_ended();
             }
         }
         for id in conn.take_subscriptions() {
@@ -827,11 +821,8 @@ impl Server {
         }
         if self.now >= self.next_sweep {
             let freed = self.bus.sweep(self.now, SWEEP_BUDGET);
-            if let Some(door) = self.comet.as_mut() {
-                door.sweep(self.now);
-            }
-            if let Some(door) = self.martd.as_mut() {
-                door.sweep(&self.bus);
+            for door in self.doors.each() {
+                door.sweep(self.now, &self.bus);
             }
             if let Some(upstream) = self.upstream.as_mut() {
                 upstream.expire(self.poll.registry(), self.now);
@@ -974,9 +965,9 @@ impl Server {
             let Some(mut conn) = self.conns.try_remove(key) else {
                 continue;
             };
-            if conn.comet_held {
-                if let Some(door) = self.comet.as_mut() {
-                    door.release_hold();
+            if let Some(id) = conn.held_for.take() {
+                if let Some(door) = self.doors.get_mut(id) {
+                    door.on_hold_ended();
                 }
             }
             for id in conn.take_subscriptions() {

@@ -67,6 +67,8 @@ pub struct Stats {
     /// How many times each wire format was encoded (once per message that some subscriber of
     /// that format received).
     pub encodings: [u64; Wire::COUNT],
+    /// Each frame slot's wire name (`Wires::names`); slots without one are not shown.
+    pub wire_names: [&'static str; Wire::COUNT],
     pub closed: [u64; Reason::COUNT],
     /// Times accepting paused: out of file descriptors, or a turn's worth of refusals at the
     /// connection limit.
@@ -202,6 +204,15 @@ impl Stats {
         self.limited[limit as usize] = self.limited[limit as usize].saturating_add(1);
     }
 
+    /// (wire name, encodings) for each frame slot in use.
+    fn named_encodings(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.wire_names
+            .iter()
+            .zip(self.encodings)
+            .filter(|(name, _)| !name.is_empty() && **name != "unused")
+            .map(|(name, count)| (*name, count))
+    }
+
     pub fn render_json(&self, gauges: &Gauges) -> String {
         let mut out = String::with_capacity(1024);
         let _ = write!(
@@ -227,14 +238,9 @@ impl Stats {
             self.bytes_out,
             self.accept_paused,
         );
-        for (i, wire) in Wire::ALL.iter().enumerate() {
+        for (i, (name, count)) in self.named_encodings().enumerate() {
             let comma = if i > 0 { "," } else { "" };
-            let _ = write!(
-                out,
-                "{comma}\"{}\":{}",
-                wire.name(),
-                self.encodings[wire.index()]
-            );
+            let _ = write!(out, "{comma}\"{name}\":{count}");
         }
         out.push_str("},\"closed\":{");
         for (i, reason) in Reason::ALL.iter().enumerate() {
@@ -379,10 +385,7 @@ impl Stats {
             "Bytes written to clients.",
             &one(self.bytes_out),
         );
-        let encodings = Wire::ALL
-            .iter()
-            .map(|w| (w.name(), self.encodings[w.index()]))
-            .collect();
+        let encodings = self.named_encodings().collect();
         metric(
             "encodings_total",
             "counter",
@@ -477,6 +480,7 @@ mod tests {
         let mut stats = Stats {
             published: 3,
             delivered: 3000,
+            wire_names: crate::transport::Wires::default().names(),
             ..Stats::default()
         };
         stats.encodings[Wire::MultipartChunked.index()] = 3;

@@ -139,7 +139,7 @@ fn socket_ids_are_unpredictable() {
 /// checks the code that compares: `verify_token` must go through a constant-time comparison.
 #[test]
 fn tokens_are_compared_in_constant_time() {
-    let source = include_str!("../src/compat/eventsource_broker.rs");
+    let source = include_str!("../src/doors/eventsource_broker/codec.rs");
     let start = source
         .find("pub fn verify_token(")
         .expect("verify_token is where tokens are checked");

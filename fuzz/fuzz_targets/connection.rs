@@ -5,12 +5,12 @@ use libfuzzer_sys::fuzz_target;
 use mio::net::UnixStream;
 use msgbus::bus::Bus;
 use msgbus::config::Config;
-use msgbus::conn::{CometDoor, Conn, Ctx, EsbDoor, MartdDoor, Next, Refused};
+use msgbus::conn::{Conn, Ctx, Next, Published, Refused};
 use msgbus::gate::{is_clean_line, Gate};
 use msgbus::io::{Socket, Stream};
 use msgbus::listener::Peer;
-use msgbus::server::Published;
 use msgbus::stats::Stats;
+use msgbus::transport::Wires;
 
 const MAX_HEAD: usize = 512;
 const MAX_BODY: usize = 2048;
@@ -40,9 +40,8 @@ fuzz_target!(|input: (u8, &[u8])| {
     let mut conn = Conn::new(Socket::new(Stream::Unix(sock)), Peer::Unix, now, &cfg);
     let mut bus = Bus::new(1, cfg.retention(), Duration::from_secs(60));
     let mut stats = Stats::default();
-    let mut esb = EsbDoor::from_users_file("key:secret\n");
-    let mut comet = CometDoor::new(cfg.comet.clone());
-    let mut martd = MartdDoor::default();
+    let mut wires = Wires::default();
+    let mut doors = msgbus::doors::open(&cfg, Some("key:secret\n"), &mut wires);
     let gate = Gate::new(None, None, cfg.max_subscriptions, cfg.max_publish_channels);
     for piece in data.chunks(usize::from(step).max(1)) {
         if !conn.wants_input(&cfg) {
@@ -61,9 +60,9 @@ fuzz_target!(|input: (u8, &[u8])| {
                 bus: &mut bus,
                 stats: &mut stats,
                 gate: &gate,
-                esb: Some(&mut esb),
-                comet: Some(&mut comet),
-                martd: Some(&mut martd),
+                wires: &wires,
+                doors: &mut doors,
+                door_id: 0,
                 upstream: None,
             };
             match conn.advance(&mut ctx) {
@@ -95,7 +94,7 @@ fuzz_target!(|input: (u8, &[u8])| {
                         recipients: 0,
                         local_only: false,
                     });
-                    conn.answer_publish(&publish, outcome);
+                    conn.answer_publish(&mut publish, outcome, &mut doors);
                 }
                 Next::Status(reply, _) => conn.answer_status(reply, "application/json", "{}"),
                 Next::Delete(delete) => conn.answer_delete(delete.reply, Ok(0)),

@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use msgbus::compat::lhttp::{
+use msgbus::doors::lhttp::codec::{
     encode, parse, parse_lenient, parse_multipart, parse_offsets, plan, split_parts,
 };
 

@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use msgbus::bus::Message;
+use msgbus::message::Message;
 use msgbus::transport::multipart::{encode_part, PartDecoder};
 
 // decode(encode(message)) == message, for any body and sender, split at any point.

@@ -12,5 +12,8 @@ fuzz_target!(|input: (&[u8], &str)| {
         assert!(used > 0 && used <= bytes.len());
         assert_eq!(parse(&bytes[..used], 4096), Ok(Some((op, used))));
     }
-    assert_eq!(channel_for("msgbus", &subject_for("msgbus", channel)).as_deref(), Some(channel));
+    assert_eq!(
+        channel_for("msgbus", &subject_for("msgbus", channel)).as_deref(),
+        Some(channel)
+    );
 });

@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use msgbus::bus::Message;
+use msgbus::message::Message;
 use msgbus::transport::sse::encode_event;
 
 /// What an EventSource makes of one event: its fields, with `data` lines joined by LF.

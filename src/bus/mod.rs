@@ -7,7 +7,6 @@
 //! each channel's key, is compared here.
 
 pub mod filter;
-mod message;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -16,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+pub use crate::message::Message;
 pub use filter::Filter;
-pub use message::Message;
 
 pub use crate::gate::constant_time_eq;
 use crate::gate::{self, KeyedChannel};
-use crate::transport::json::Missed;
+use crate::message::Missed;
 use crate::transport::Wire;
 
 /// What a retained message costs besides its body and type: the message, its history slot and
@@ -418,7 +417,9 @@ impl Bus {
             parts.body,
         );
         msg.event = parts.event;
-        msg.lhttp_frame = parts.lhttp_frame;
+        if let Some((slot, frame)) = parts.preset {
+            msg.preset_frame(slot, frame);
+        }
         let msg = Rc::new(msg);
         self.next_id += 1;
         self.keep(index, &msg, now);

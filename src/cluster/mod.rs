@@ -25,7 +25,7 @@ use log::{info, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token, Waker};
 
-use crate::bus::Message;
+use crate::message::Message;
 use proto::ServerOp;
 
 /// The subject prefix every node publishes under and subscribes to.

@@ -9,18 +9,11 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-mod comet;
-mod esb;
-mod lhttp;
-mod martd;
+pub mod door;
 mod subscribe;
 mod websocket;
 
-pub use comet::{encode_message_entry as encode_comet_entry, CometDoor};
-pub use esb::EsbDoor;
-pub use lhttp::encode_lhttp_frame;
-pub use martd::encode_held_answer as encode_martd_answer;
-pub use martd::MartdDoor;
+pub use door::{Door, DoorId, DoorRequest, DoorState, Doors, Hold, HoldNext, PublishOutcome};
 use websocket::WsState;
 
 use crate::bus::{constant_time_eq, Bus, BusError, SubscriptionId};
@@ -35,7 +28,6 @@ use crate::http::{date, static_files};
 use crate::io::Socket;
 use crate::listener::Peer;
 use crate::outq::OutQueue;
-use crate::server::Published;
 use crate::stats::{Limit, Reason, StatEvent, Stats, Transport};
 use crate::timer::TimerSlot;
 use crate::transport::{longpoll, sse};
@@ -61,14 +53,24 @@ pub struct Ctx<'a> {
     pub stats: &'a mut Stats,
     /// Every operation on a channel passes it.
     pub gate: &'a Gate,
-    /// The eventsource-broker door, when it is open.
-    pub esb: Option<&'a mut EsbDoor>,
-    /// The Simple-Comet door, when it is open.
-    pub comet: Option<&'a mut CometDoor>,
-    /// The martd door, when it is open.
-    pub martd: Option<&'a mut MartdDoor>,
-    /// lhttp's upstream calls, when some URL is allowed.
+    /// The wire formats: the transports' and the doors'.
+    pub wires: &'a crate::transport::Wires,
+    /// The open doors, each asked in turn whether a request is its own.
+    pub doors: &'a mut Doors,
+    /// The door being called, while one is (so it can name itself in what it leaves behind).
+    pub door_id: DoorId,
+    /// Outbound HTTP calls (lhttp's `upstream:`), when some URL is allowed.
     pub upstream: Option<&'a mut crate::upstream::Upstream>,
+}
+
+/// What a publish the reactor carried out came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub id: u64,
+    /// Subscribers it was queued for.
+    pub recipients: usize,
+    /// The cluster could not be told (it is unreachable): only this node's subscribers got it.
+    pub local_only: bool,
 }
 
 /// What the reactor should do next for this connection.
@@ -107,8 +109,9 @@ pub struct PublishRequest {
     pub body: Vec<u8>,
     /// The publish key given, if any.
     pub key: Option<String>,
-    /// The whole lhttp message, when it came through the lhttp door: what lhttp subscribers get.
-    pub lhttp_frame: Option<Vec<u8>>,
+    /// A frame the door made in its own wire format (slot, bytes): its subscribers get the
+    /// message as it came.
+    pub preset: Option<(usize, Vec<u8>)>,
     /// Values besides these that the door will write as header-like lines.
     pub lines: Vec<Vec<u8>>,
     pub attributes: gate::Attributes,
@@ -153,7 +156,9 @@ impl PublishRequest {
     /// Submits it to the gate: one admitted publish per channel, sharing one body.
     pub fn admit(self, who: &Publisher, gate: &Gate) -> Result<Vec<gate::Publish>, Refusal> {
         let body: std::rc::Rc<[u8]> = self.body.into();
-        let lhttp_frame = self.lhttp_frame.map(std::rc::Rc::from);
+        let preset = self
+            .preset
+            .map(|(slot, frame)| (slot, std::rc::Rc::from(frame)));
         let draft = gate::Draft {
             channel: &self.channel,
             content_type: &self.content_type,
@@ -161,7 +166,7 @@ impl PublishRequest {
             body,
             key: self.key.as_deref(),
             attributes: self.attributes,
-            lhttp_frame,
+            preset,
             lines: self.lines.iter().map(Vec::as_slice).collect(),
         };
         match who {
@@ -175,7 +180,6 @@ impl PublishRequest {
     }
 }
 
-#[derive(Debug)]
 pub struct Publish {
     pub req: PublishRequest,
     pub who: Publisher,
@@ -184,18 +188,29 @@ pub struct Publish {
     pub json_answer: bool,
     /// Sent as a WebSocket message: no HTTP answer, a close frame if refused.
     pub via_websocket: bool,
-    /// A door's POST whose body is still to be read and interpreted.
-    pub door: Option<Box<DoorPost>>,
-    /// How the door that took the publish answers it.
-    pub door_answer: Option<Box<DoorAnswer>>,
+    /// A door's POST whose body is still to be read and handed to it.
+    pub door: Option<(DoorId, DoorState)>,
+    /// The door that answers the publish once it is carried out, with what it kept.
+    pub door_answer: Option<(DoorId, DoorState)>,
+}
+
+impl std::fmt::Debug for Publish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publish")
+            .field("req", &self.req)
+            .field("reply", &self.reply)
+            .field("door", &self.door.as_ref().map(|(id, _)| id))
+            .field("door_answer", &self.door_answer.as_ref().map(|(id, _)| id))
+            .finish()
+    }
 }
 
 impl Publish {
     /// A message a WebSocket client sent: no HTTP answer goes back for it.
-    fn over_websocket(
+    pub fn over_websocket(
         req: PublishRequest,
         who: Identity,
-        door_answer: Option<Box<DoorAnswer>>,
+        door_answer: Option<(DoorId, DoorState)>,
     ) -> Publish {
         Publish {
             req,
@@ -211,44 +226,6 @@ impl Publish {
             door_answer,
         }
     }
-}
-
-/// A request body one of the older servers' doors reads.
-#[derive(Debug)]
-pub enum DoorPost {
-    Esb(esb::EsbPost),
-    /// martd's `/pub?...`: the query, the body being the message.
-    Martd {
-        query: String,
-    },
-    /// lhttp's `POST /publish`: the body is a whole lhttp message.
-    Lhttp,
-    /// A Simple-Comet POST: its parameters may be in the form body.
-    Comet {
-        path: String,
-        query: String,
-        content_type: String,
-    },
-}
-
-/// How a door answers a publish once it is carried out.
-#[derive(Debug)]
-pub enum DoorAnswer {
-    Esb(crate::compat::eventsource_broker::Reply),
-    /// `{"etag": "ID"}`, or martd's "invalid key".
-    Martd,
-    /// `{"message_id": ID, ...}` in the request's format, style and JSON-P callback.
-    Comet(
-        crate::compat::simple_comet::Format,
-        crate::compat::simple_comet::Style,
-        Option<String>,
-    ),
-    /// Nothing (lhttp answered no publish).
-    Silent,
-    /// Nothing when published (as lhttp); an lhttp error frame when refused.
-    Lhttp,
-    /// lhttp's `POST /publish`: an empty 200, or the refusal.
-    LhttpPost,
 }
 
 #[derive(Debug)]
@@ -294,12 +271,8 @@ enum Stream {
     LongPoll(Box<PollState>),
     /// WebSocket frames; the client may publish and ping.
     WebSocket(Box<WsState>),
-    /// A held martd `/sub`: answered by the first message, which is its whole answer.
-    Martd { reply: Reply },
-    /// A held Simple-Comet read, answered by the first message.
-    Comet(Box<comet::CometPoll>),
-    /// eventsource-broker's event stream (or its one-event answer).
-    Esb { next_ping: Instant, one_shot: bool },
+    /// A door's held request or stream: the door's `Hold` says what each event writes.
+    Door(Box<dyn Hold>),
 }
 
 struct PollState {
@@ -375,8 +348,9 @@ pub struct Conn {
     cors: Option<Box<str>>,
     /// A long-poll was answered: its subscriptions are to be released.
     pub poll_done: bool,
-    /// Holds (or held, until the reactor notes its end) a Simple-Comet read.
-    pub comet_held: bool,
+    /// Holds (or held, until the reactor notes its end) a request for this door, which counts
+    /// its holds.
+    pub held_for: Option<DoorId>,
     /// Refusals and limits hit, for the reactor to count.
     pub stat_events: Vec<StatEvent>,
     /// Refused as it was accepted (a limit): answered, then closed.
@@ -408,7 +382,7 @@ impl Conn {
             last_delivered: 0,
             cors: None,
             poll_done: false,
-            comet_held: false,
+            held_for: None,
             stat_events: Vec::new(),
             refused_at_once: false,
             request_line: None,
@@ -444,10 +418,9 @@ impl Conn {
     pub fn transport(&self) -> Transport {
         match &self.phase {
             Phase::Streaming(Stream::Multipart { .. }) => Transport::Multipart,
-            Phase::Streaming(Stream::Sse { .. } | Stream::Esb { .. }) => Transport::Sse,
-            Phase::Streaming(Stream::LongPoll(_) | Stream::Martd { .. } | Stream::Comet(_)) => {
-                Transport::LongPoll
-            }
+            Phase::Streaming(Stream::Sse { .. }) => Transport::Sse,
+            Phase::Streaming(Stream::LongPoll(_)) => Transport::LongPoll,
+            Phase::Streaming(Stream::Door(hold)) => hold.transport(),
             Phase::Streaming(Stream::WebSocket(_)) => Transport::WebSocket,
             _ => Transport::Http,
         }
@@ -558,7 +531,7 @@ impl Conn {
                         unreachable!("matched above")
                     };
                     if state.publish.door.is_some() {
-                        return self.finish_any_door_post(state.publish, ctx);
+                        return self.finish_door_post(state.publish, ctx);
                     }
                     return Next::Publish(Box::new(state.publish));
                 }
@@ -606,21 +579,21 @@ impl Conn {
         let Ok(path) = String::from_utf8(path) else {
             return Some(self.fail(minor, Status::BAD_REQUEST, "path is not UTF-8", &[]));
         };
-        if let Some(next) = self.door_request(&request, raw_path, raw_query, reply, ctx) {
-            return next;
-        }
-        if let Some(next) = self.martd_request(&request, raw_path, raw_query, reply, ctx) {
-            return next;
-        }
-        if let Some(next) = self.comet_request(&request, raw_path, raw_query, reply, ctx) {
-            return next;
-        }
-        if ctx.cfg.lhttp && !raw_path.starts_with(crate::http::route::MSGBUS_PREFIX) {
-            if raw_path == "/publish" && request.method == Method::Post {
-                return self.lhttp_publish_request(&request, reply, ctx);
-            }
-            if crate::transport::websocket::wants_upgrade(request.header("upgrade")) {
-                return self.lhttp_handshake(&request, reply, ctx);
+        let door_request = DoorRequest {
+            request: &request,
+            raw_path,
+            raw_query,
+            reply,
+        };
+        for id in 0..ctx.doors.len() {
+            let Some(mut door) = ctx.doors.take(id) else {
+                continue;
+            };
+            ctx.door_id = id;
+            let taken = door.on_request(self, &door_request, ctx);
+            ctx.doors.put_back(id, door);
+            if let Some(next) = taken {
+                return next;
             }
         }
         let resource = match route(&path, ctx.cfg.max_subscriptions) {
@@ -786,62 +759,64 @@ impl Conn {
     }
 
     /// Reads the request's body into `publish`, then hands it on.
-    fn read_body(&mut self, request: &Request, publish: Publish, ctx: &mut Ctx) -> Option<Next> {
-        if !request.has_body() {
-            if publish.door.is_some() {
-                return Some(self.finish_any_door_post(publish, ctx));
-            }
+    pub fn read_body(
+        &mut self,
+        request: &Request,
+        publish: Publish,
+        ctx: &mut Ctx,
+    ) -> Option<Next> {
+        let for_door = publish.door.is_some();
+        if !request.has_body() && !for_door {
             return Some(Next::Publish(Box::new(publish)));
         }
-        if request.expect_continue {
+        if request.expect_continue && request.has_body() {
             self.outq
                 .push_own(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec());
         }
+        let framing = if request.has_body() {
+            request.body
+        } else {
+            BodyFraming::Length(0)
+        };
         self.phase = Phase::Body(Box::new(BodyState {
             publish,
-            framing: request.body,
+            framing,
             decoder: ChunkedDecoder::new(),
             deadline: ctx.now + ctx.cfg.body_timeout,
         }));
+        if for_door {
+            // The door is inside its own call now: the body is read (and handed to it) by the
+            // loop in `advance` once that call has returned.
+            return None;
+        }
         Some(self.advance(ctx))
     }
 
-    /// Queues the answer to a publish the reactor has carried out.
-    pub fn answer_publish(&mut self, publish: &Publish, outcome: Result<Published, Refused>) {
-        match publish.door_answer.as_deref() {
-            Some(DoorAnswer::Esb(answer)) => {
-                let answer = match outcome {
-                    Ok(_) => answer.clone(),
-                    Err(e) => crate::compat::eventsource_broker::Reply {
-                        status: e.status().0,
-                        content_type: None,
-                        body: e.to_string().into_bytes(),
-                    },
-                };
-                self.answer_door(publish.reply, &answer);
-                return;
+    /// A door's POST body has arrived: the door takes it from here.
+    fn finish_door_post(&mut self, mut publish: Publish, ctx: &mut Ctx) -> Next {
+        let (id, state) = publish.door.take().expect("a door's POST");
+        let Some(mut door) = ctx.doors.take(id) else {
+            return Next::Close(Reason::BadRequest);
+        };
+        ctx.door_id = id;
+        let next = door.on_body(self, state, publish, ctx);
+        ctx.doors.put_back(id, door);
+        next
+    }
+
+    /// Queues the answer to a publish the reactor has carried out: the door's, when a door
+    /// took it.
+    pub fn answer_publish(
+        &mut self,
+        publish: &mut Publish,
+        outcome: Result<Published, Refused>,
+        doors: &mut Doors,
+    ) {
+        if let Some((id, state)) = publish.door_answer.take() {
+            if let Some(door) = doors.get_mut(id) {
+                door.answer_publish(self, state, publish.reply, outcome);
             }
-            Some(DoorAnswer::Martd) => {
-                self.answer_martd_publish(publish.reply, outcome);
-                return;
-            }
-            Some(DoorAnswer::Comet(format, style, callback)) => {
-                let answer = comet::published(*format, *style, callback.as_deref(), outcome);
-                self.answer_comet(publish.reply, &answer);
-                return;
-            }
-            Some(DoorAnswer::Silent) => return,
-            Some(DoorAnswer::LhttpPost) => {
-                self.answer_lhttp_post(publish.reply, outcome.map(|_| ()));
-                return;
-            }
-            Some(DoorAnswer::Lhttp) => {
-                if let Err(e) = outcome {
-                    self.outq.push_own(lhttp::error_frame(&e.to_string()));
-                }
-                return;
-            }
-            None => {}
+            return;
         }
         if publish.via_websocket {
             if let Err(e) = outcome {
@@ -945,7 +920,7 @@ impl Conn {
         self.answer(response, reply.keep_alive);
     }
 
-    fn answer(&mut self, response: Vec<u8>, keep_alive: bool) {
+    pub fn answer(&mut self, response: Vec<u8>, keep_alive: bool) {
         // "HTTP/1.x NNN ...": errors are counted by status.
         let status = response
             .get(9..12)
@@ -962,7 +937,7 @@ impl Conn {
     }
 
     /// A door's own reply: its status and headers, then Content-Length and the body.
-    fn answer_framed<'h>(
+    pub fn answer_framed<'h>(
         &mut self,
         reply: Reply,
         code: u16,
@@ -1064,7 +1039,7 @@ impl Conn {
 
     /// Answers a request that is refused after its head. If it has a body we did not read,
     /// the connection closes after the answer.
-    fn refuse(
+    pub fn refuse(
         &mut self,
         request: &Request,
         reply: Reply,
@@ -1086,7 +1061,12 @@ impl Conn {
 
     /// Who sends the request, as the gate sees it: Basic credentials (checked against `-s`)
     /// and a token from `Authorization: Bearer` or `?token=`.
-    fn identify(&self, request: &Request, query: &Query, ctx: &Ctx) -> Result<Identity, Refusal> {
+    pub fn identify(
+        &self,
+        request: &Request,
+        query: &Query,
+        ctx: &Ctx,
+    ) -> Result<Identity, Refusal> {
         let credentials = Credentials {
             authorization: request.header("authorization"),
             token: query.get("token"),
@@ -1098,7 +1078,12 @@ impl Conn {
     }
 
     /// Answers the gate's refusal: its status, reason and challenge.
-    fn refuse_gate(&mut self, request: &Request, reply: Reply, refusal: &Refusal) -> Option<Next> {
+    pub fn refuse_gate(
+        &mut self,
+        request: &Request,
+        reply: Reply,
+        refusal: &Refusal,
+    ) -> Option<Next> {
         self.count_refusal(refusal);
         let challenge = refusal.challenge.map(|c| ("WWW-Authenticate", c));
         let extra: Vec<(&str, &str)> = challenge.into_iter().collect();
@@ -1106,7 +1091,7 @@ impl Conn {
         self.refuse(request, reply, status, &refusal.reason, &extra)
     }
 
-    fn count_refusal(&mut self, refusal: &Refusal) {
+    pub fn count_refusal(&mut self, refusal: &Refusal) {
         if refusal.limited == Some(gate::Limited::Subscriptions) {
             self.stat_events
                 .push(StatEvent::Limited(Limit::Subscriptions));
@@ -1137,31 +1122,18 @@ impl Conn {
             return Ok(()); // ended (a goodbye is queued): nothing more belongs on this stream
         };
         let droppable = matches!(stream, Stream::Multipart { .. });
-        let one_shot = matches!(stream, Stream::Esb { one_shot: true, .. });
-        if let Stream::Comet(_) = stream {
-            let Phase::Streaming(Stream::Comet(poll)) =
-                std::mem::replace(&mut self.phase, Phase::Closing)
-            else {
-                unreachable!("matched above")
-            };
+        if matches!(stream, Stream::Door(_)) {
+            // A door's stream is never thinned: over the limit its client goes, and resumes.
+            let queued = self.outq.queued_bytes();
+            if queued > 0 && queued + frame.len() > cfg.max_queue {
+                return Err(Reason::SlowSubscriber);
+            }
+            self.last_delivered = id;
             stats.delivered += 1;
-            self.answer_comet_held(&poll, frame, id);
-            return Ok(());
-        }
-        if let Stream::Martd { reply } = stream {
-            let reply = *reply;
-            stats.delivered += 1;
-            self.answer_martd_held(reply, frame);
+            self.on_hold(|hold, out| hold.on_message(frame, id, out));
             return Ok(());
         }
         self.last_delivered = id;
-        if one_shot {
-            // eventsource-broker's XMLHttpRequest answer: one event, then the end.
-            self.outq.push_frame(frame);
-            stats.delivered += 1;
-            self.phase = Phase::Closing;
-            return Ok(());
-        }
         if let Some(poll) = self.take_poll() {
             stats.delivered += 1;
             self.answer_poll(&poll, &[frame], id, None);
@@ -1201,6 +1173,80 @@ impl Conn {
         Ok(())
     }
 
+    /// Lets the door's hold handle an event, then follows what it says: still held, answered
+    /// (the connection takes its next request or closes), or closing.
+    fn on_hold(&mut self, event: impl FnOnce(&mut dyn Hold, &mut OutQueue) -> HoldNext) {
+        let Phase::Streaming(Stream::Door(hold)) = &mut self.phase else {
+            return;
+        };
+        match event(hold.as_mut(), &mut self.outq) {
+            HoldNext::Stay => {}
+            HoldNext::Answered { keep_alive } => {
+                self.poll_done = true;
+                self.phase = if keep_alive {
+                    Phase::Head { deadline: None }
+                } else {
+                    Phase::Closing
+                };
+            }
+            HoldNext::Close => {
+                self.poll_done = true;
+                self.phase = Phase::Closing;
+            }
+        }
+    }
+
+    /// Whether this client may read the status documents (`--status-allow`, `--status-token`).
+    pub fn may_read_status(&self, request: &Request, query: &Query, cfg: &Config) -> bool {
+        status_allowed(request, query, self.peer, cfg)
+    }
+
+    /// Counts a subscription the bus made for this connection (released when it ends).
+    pub fn add_subscription(&mut self, id: SubscriptionId) {
+        self.subscriptions.push(id);
+    }
+
+    /// How many channels the connection reads now.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    /// Ends one subscription (a door's `unsubscribe`).
+    pub fn remove_subscription(&mut self, id: SubscriptionId) {
+        self.subscriptions.retain(|s| *s != id);
+    }
+
+    /// A publish for the reactor, after the one being handed over (a door that publishes
+    /// several messages from one request).
+    pub fn queue_publish(&mut self, publish: Publish) {
+        self.pending_publishes.push(publish);
+    }
+
+    /// The next queued publish, for a door to hand to the reactor now.
+    pub fn next_publish(&mut self) -> Next {
+        if self.pending_publishes.is_empty() {
+            Next::Wait
+        } else {
+            Next::Publish(Box::new(self.pending_publishes.remove(0)))
+        }
+    }
+
+    /// The id of the last message queued (a door's replay sets it).
+    pub fn set_last_delivered(&mut self, id: u64) {
+        self.last_delivered = id;
+    }
+
+    /// The connection's phase is "closing": what is queued goes out, then it ends.
+    pub fn close_after_output(&mut self) {
+        self.phase = Phase::Closing;
+    }
+
+    /// A door holds the request open (or keeps a stream): `hold` answers what comes.
+    pub fn hold(&mut self, hold: Box<dyn Hold>) {
+        self.held_for = hold.door();
+        self.phase = Phase::Streaming(Stream::Door(hold));
+    }
+
     /// The server is stopping: subscribers are told to come back (multipart ends, SSE gets a
     /// reconnection delay spread by `key` so clients do not return all at once, a held poll is
     /// answered); an idle connection is closed. Returns a reason to close now.
@@ -1209,19 +1255,14 @@ impl Conn {
             return Some(Reason::Shutdown);
         }
         match &self.phase {
-            Phase::Streaming(Stream::Esb { .. } | Stream::Martd { .. }) => {
-                self.phase = Phase::Closing;
-                None
-            }
-            Phase::Streaming(Stream::Comet(_)) => {
-                // Answered as at --http-timeout: its client asks again, elsewhere or later.
-                let Phase::Streaming(Stream::Comet(mut poll)) =
-                    std::mem::replace(&mut self.phase, Phase::Closing)
-                else {
-                    unreachable!("matched above")
-                };
-                poll.reply.keep_alive = false;
-                self.answer_comet_timeout(&poll);
+            Phase::Streaming(Stream::Door(_)) => {
+                self.on_hold(|hold, out| match hold.on_shutdown(out) {
+                    HoldNext::Stay => HoldNext::Close,
+                    next => next,
+                });
+                if !matches!(self.phase, Phase::Closing) {
+                    self.phase = Phase::Closing;
+                }
                 None
             }
             Phase::Streaming(Stream::Multipart { chunked }) => {
@@ -1269,7 +1310,7 @@ impl Conn {
     }
 
     /// One access-log line for the request being answered (once, when the log is on).
-    fn log_access(&mut self, status: u16, bytes: usize) {
+    pub fn log_access(&mut self, status: u16, bytes: usize) {
         if let Some(line) = self.request_line.take() {
             info!(target: "access", "{} \"{line}\" {status} {bytes}", self.peer);
         }
@@ -1334,7 +1375,10 @@ impl Conn {
                     self.outq.push_own(b"0\r\n\r\n".to_vec());
                 }
             }
-            Stream::Esb { .. } | Stream::Martd { .. } | Stream::Comet(_) => {}
+            Stream::Door(_) => {
+                self.on_hold(|hold, out| hold.on_deleted(out));
+                return;
+            }
             Stream::Sse { .. } => {
                 let notice = sse::encode_notice(sse::DELETED_EVENT, "{}");
                 self.outq.push_own(notice);
@@ -1399,12 +1443,11 @@ impl Conn {
     /// The deadline this connection's phase calls for.
     pub fn deadline(&self, now: Instant, cfg: &Config) -> Option<Instant> {
         match &self.phase {
-            Phase::Streaming(Stream::Multipart { .. } | Stream::Martd { .. }) => None,
-            Phase::Streaming(Stream::Comet(poll)) => Some(poll.deadline),
+            Phase::Streaming(Stream::Multipart { .. }) => None,
+            Phase::Streaming(Stream::Door(hold)) => hold.deadline(),
             Phase::Streaming(Stream::Sse { next_ping }) => Some(*next_ping),
             Phase::Streaming(Stream::LongPoll(poll)) => Some(poll.deadline),
             Phase::Streaming(Stream::WebSocket(state)) => Some(state.next_ping),
-            Phase::Streaming(Stream::Esb { next_ping, .. }) => Some(*next_ping),
             Phase::Lingering { deadline } => Some(*deadline),
             Phase::Body(state) => Some(state.deadline),
             Phase::Head {
@@ -1431,25 +1474,14 @@ impl Conn {
                 None
             }
             Phase::Lingering { .. } => Some(Reason::Done),
-            Phase::Streaming(Stream::Multipart { .. } | Stream::Martd { .. }) => None,
-            Phase::Streaming(Stream::Comet(_)) => {
-                let Phase::Streaming(Stream::Comet(poll)) =
-                    std::mem::replace(&mut self.phase, Phase::Head { deadline: None })
-                else {
-                    unreachable!("matched above")
-                };
-                self.answer_comet_timeout(&poll);
+            Phase::Streaming(Stream::Multipart { .. }) => None,
+            Phase::Streaming(Stream::Door(_)) => {
+                self.on_hold(|hold, out| hold.on_timeout(now, out));
                 None
             }
             Phase::Streaming(Stream::Sse { next_ping }) => {
                 *next_ping = now + cfg.ping_interval;
                 self.outq.push_own(sse::PING.to_vec());
-                None
-            }
-            Phase::Streaming(Stream::Esb { next_ping, .. }) => {
-                use crate::compat::eventsource_broker as esb;
-                *next_ping = now + Duration::from_millis(esb::KEEPALIVE_MS);
-                self.outq.push_own(esb::PING.to_vec());
                 None
             }
             Phase::Streaming(Stream::LongPoll(_)) => {

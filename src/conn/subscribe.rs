@@ -127,7 +127,7 @@ impl Conn {
         let frames: Vec<Rc<[u8]>> = replay
             .messages
             .iter()
-            .map(|msg| msg.frame(wire, ctx.stats))
+            .map(|msg| ctx.wires.frame(msg, wire, &mut ctx.stats.encodings))
             .collect();
         let answer_now = !frames.is_empty() || replay.missed.is_some() || reply.head_only;
         if transport == Transport::LongPoll && answer_now {
@@ -216,7 +216,7 @@ impl Conn {
                 },
                 key: query.get("key").map(Into::into),
                 who,
-                lhttp: None,
+                door: None,
             })),
         });
         for (frame, msg) in frames.into_iter().zip(&replay.messages) {

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::PublishRequest;
-use super::{Conn, Ctx, Next, Phase, Publish, Stream};
+use super::{Conn, Ctx, DoorId, DoorState, Next, Phase, Publish, Stream};
 use crate::gate::Identity;
 use crate::transport::websocket::{self as ws, Event, Opcode};
 
@@ -19,8 +19,9 @@ pub(super) struct WsState {
     pub(super) key: Option<String>,
     /// Who opened it: each message it sends is admitted against this identity's grants.
     pub(super) who: Identity,
-    /// Set when the socket speaks lhttp's protocol instead of msgbus's.
-    pub(super) lhttp: Option<super::lhttp::LhttpSession>,
+    /// Set when a door took the socket over (lhttp's protocol instead of msgbus's), with what
+    /// the door keeps for it.
+    pub(super) door: Option<(DoorId, DoorState)>,
 }
 
 impl Conn {
@@ -58,11 +59,16 @@ impl Conn {
                     self.close_websocket(code.unwrap_or(ws::CLOSE_NORMAL), "");
                     return Next::Wait;
                 }
-                Event::Message { .. } if state.lhttp.is_some() => {
-                    let Event::Message { payload, .. } = event else {
-                        unreachable!("matched above")
-                    };
-                    self.on_lhttp_message(&payload, ctx);
+                Event::Message { payload, .. } if state.door.is_some() => {
+                    let (id, mut door_state) = state.door.take().expect("checked");
+                    if let Some(mut door) = ctx.doors.take(id) {
+                        ctx.door_id = id;
+                        door.on_socket_message(self, &mut door_state, &payload, ctx);
+                        ctx.doors.put_back(id, door);
+                    }
+                    if let Phase::Streaming(Stream::WebSocket(state)) = &mut self.phase {
+                        state.door = Some((id, door_state));
+                    }
                 }
                 Event::Message { text, payload } => {
                     let Some(channel) = state.publish_to.clone() else {
@@ -100,9 +106,42 @@ impl Conn {
     }
 
     /// Sends a close frame and ends the connection once it is out.
-    pub(super) fn close_websocket(&mut self, code: u16, reason: &str) {
+    pub fn close_websocket(&mut self, code: u16, reason: &str) {
         self.outq.push_own(ws::encode_close(code, reason));
         self.input = super::Input::default();
         self.phase = Phase::Closing;
+    }
+}
+
+impl Conn {
+    /// Answers a WebSocket handshake (already checked) and hands the socket to a door: each
+    /// message it sends goes to the door, with `state`.
+    pub fn start_door_socket(
+        &mut self,
+        accept: &str,
+        who: crate::gate::Identity,
+        door: (DoorId, DoorState),
+        ctx: &mut Ctx,
+    ) {
+        self.log_access(101, 0);
+        self.outq.push_own(ws::handshake_response(accept, None));
+        self.phase = Phase::Streaming(Stream::WebSocket(Box::new(WsState {
+            decoder: ws::FrameDecoder::new(ctx.cfg.max_ws_message()),
+            next_ping: ctx.now + ctx.cfg.ping_interval,
+            publish_to: None,
+            key: None,
+            who,
+            door: Some(door),
+        })));
+    }
+}
+
+impl Conn {
+    /// Who opened this WebSocket, when the connection is one.
+    pub fn websocket_identity(&self) -> Option<&crate::gate::Identity> {
+        match &self.phase {
+            Phase::Streaming(Stream::WebSocket(state)) => Some(&state.who),
+            _ => None,
+        }
     }
 }

@@ -4,8 +4,9 @@
 
 use std::fmt::Write;
 
-use crate::bus::Message;
 use crate::http::base64;
+use crate::message::Message;
+pub use crate::message::Missed;
 
 /// `{"id":N,"channel":"c","type":"t"[,"from":"u"][,"event":"e"],"data":"..."}`; a body that is
 /// not UTF-8 is carried as `"data_base64"` instead of `"data"`.
@@ -36,15 +37,6 @@ pub fn encode_message(msg: &Message) -> Vec<u8> {
     }
     out.push('}');
     out.into_bytes()
-}
-
-/// What a resuming client is told when messages after its cursor are no longer retained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Missed {
-    /// The id the client resumed after.
-    pub after: u64,
-    /// The oldest id still retained (the next id to be published when none is).
-    pub oldest: u64,
 }
 
 /// `{"after":N,"oldest":M}`

@@ -5,7 +5,8 @@
 use std::rc::Rc;
 
 use crate::http::response::{Head, Status};
-use crate::transport::json::{self, Missed};
+use crate::message::Missed;
+use crate::transport::json;
 
 /// One piece of an answer, in order.
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! The wire formats a message is sent in. Each is encoded at most once per message (see
-//! `bus::Message::frame`) and the bytes are shared by every subscriber that uses it.
+//! `Wires::frame`) and the bytes are shared by every subscriber that uses it.
 
 pub mod json;
 pub mod longpoll;
@@ -7,7 +7,9 @@ pub mod multipart;
 pub mod sse;
 pub mod websocket;
 
-use crate::bus::Message;
+use std::rc::Rc;
+
+use crate::message::Message;
 
 /// One encoding of a message. Subscribers of the same wire share one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,39 +32,36 @@ pub enum Wire {
     Ws,
     /// A WebSocket text frame with the message as a JSON object.
     WsJson,
-    /// An event as eventsource-broker's clients read it.
-    Esb,
-    /// A whole martd `/sub` answer carrying this one message.
-    Martd,
-    /// A Simple-Comet read's entry for this message, under its channel's name.
-    Comet,
-    /// A WebSocket text frame with the lhttp message.
-    Lhttp,
+    /// A format a door registered (see `Wires::register`).
+    Door(u8),
 }
 
-impl Wire {
-    pub const COUNT: usize = 13;
-    pub const ALL: [Wire; Wire::COUNT] = [
-        Wire::Multipart,
-        Wire::MultipartChunked,
-        Wire::MultipartLocated,
-        Wire::MultipartLocatedChunked,
-        Wire::Sse,
-        Wire::SseJson,
-        Wire::Json,
-        Wire::Ws,
-        Wire::WsJson,
-        Wire::Esb,
-        Wire::Martd,
-        Wire::Comet,
-        Wire::Lhttp,
-    ];
+/// The transports' own wires, in slot order.
+const CORE: [Wire; 9] = [
+    Wire::Multipart,
+    Wire::MultipartChunked,
+    Wire::MultipartLocated,
+    Wire::MultipartLocatedChunked,
+    Wire::Sse,
+    Wire::SseJson,
+    Wire::Json,
+    Wire::Ws,
+    Wire::WsJson,
+];
 
+impl Wire {
+    /// Frame slots in all: the transports' and the doors'.
+    pub const COUNT: usize = crate::message::FRAME_SLOTS;
+
+    /// The message frame slot this wire's frame is kept in.
     pub fn index(self) -> usize {
-        self as usize
+        match self {
+            Wire::Door(n) => CORE.len() + usize::from(n),
+            core => CORE.iter().position(|w| *w == core).expect("a core wire"),
+        }
     }
 
-    /// The name used in status output.
+    /// The name used in status output (a door's wire is named by its registration).
     pub fn name(self) -> &'static str {
         match self {
             Wire::Multipart => "multipart",
@@ -74,10 +73,7 @@ impl Wire {
             Wire::Json => "json",
             Wire::Ws => "websocket",
             Wire::WsJson => "websocket_json",
-            Wire::Esb => "eventsource_broker",
-            Wire::Martd => "martd",
-            Wire::Comet => "simple_comet",
-            Wire::Lhttp => "lhttp",
+            Wire::Door(_) => "door",
         }
     }
 
@@ -92,7 +88,59 @@ impl Wire {
     }
 }
 
-/// Encodes `msg` for `wire`. Called once per (message, wire) by the frame cache.
+/// How a door writes a message in its own format.
+pub type DoorEncoder = fn(&Message) -> Vec<u8>;
+
+/// The wires in use: the transports' own, and those the doors registered at start-up.
+#[derive(Debug, Default)]
+pub struct Wires {
+    doors: Vec<(&'static str, DoorEncoder)>,
+}
+
+impl Wires {
+    /// A new wire for a door's format, with its name for the status output. None when every
+    /// frame slot is taken.
+    pub fn register(&mut self, name: &'static str, encode: DoorEncoder) -> Option<Wire> {
+        let n = u8::try_from(self.doors.len()).ok()?;
+        if Wire::Door(n).index() >= Wire::COUNT {
+            return None;
+        }
+        self.doors.push((name, encode));
+        Some(Wire::Door(n))
+    }
+
+    /// Every wire's name, by frame slot.
+    pub fn names(&self) -> [&'static str; Wire::COUNT] {
+        let mut names = ["unused"; Wire::COUNT];
+        for wire in CORE {
+            names[wire.index()] = wire.name();
+        }
+        for (n, (name, _)) in self.doors.iter().enumerate() {
+            names[CORE.len() + n] = name;
+        }
+        names
+    }
+
+    /// `msg` in `wire`'s format: encoded once per message and shared; `encodings` counts the
+    /// encodings per slot.
+    pub fn frame(&self, msg: &Message, wire: Wire, encodings: &mut [u64; Wire::COUNT]) -> Rc<[u8]> {
+        msg.frame(wire.index(), |msg| {
+            encodings[wire.index()] += 1;
+            self.encode(wire, msg)
+        })
+    }
+
+    /// Encodes `msg` for `wire`.
+    pub fn encode(&self, wire: Wire, msg: &Message) -> Vec<u8> {
+        match wire {
+            Wire::Door(n) => (self.doors[usize::from(n)].1)(msg),
+            core => encode(core, msg),
+        }
+    }
+}
+
+/// Encodes `msg` for one of the transports' wires (a door's wire encodes to nothing here: its
+/// encoder is in `Wires`).
 pub fn encode(wire: Wire, msg: &Message) -> Vec<u8> {
     match wire {
         Wire::Multipart => multipart::encode_part(msg, false, false),
@@ -114,10 +162,7 @@ pub fn encode(wire: Wire, msg: &Message) -> Vec<u8> {
         Wire::WsJson => {
             websocket::encode_frame(websocket::Opcode::Text, &json::encode_message(msg))
         }
-        Wire::Esb => crate::compat::encode_esb_event(msg),
-        Wire::Martd => crate::conn::encode_martd_answer(msg),
-        Wire::Comet => crate::conn::encode_comet_entry(msg),
-        Wire::Lhttp => crate::conn::encode_lhttp_frame(msg),
+        Wire::Door(_) => Vec::new(),
     }
 }
 

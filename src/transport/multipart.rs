@@ -5,8 +5,8 @@
 
 use std::io::Write;
 
-use crate::bus::Message;
 use crate::http::query::percent_encode_path;
+use crate::message::Message;
 
 pub const BOUNDARY: &str = "00MsgBus00";
 pub const CONTENT_TYPE: &str = "multipart/x-mixed-replace;boundary=00MsgBus00";

@@ -9,8 +9,9 @@
 
 use std::io::Write;
 
-use crate::bus::Message;
-use crate::transport::json::{self, Missed};
+use crate::message::Message;
+use crate::message::Missed;
+use crate::transport::json;
 
 pub const CONTENT_TYPE: &str = "text/event-stream";
 /// How long the browser waits before reconnecting, sent once at the start.

@@ -1,27 +1,33 @@
 //! The Simple-Comet door (`--simple-comet`): `/clients.json`, `/channels.json`,
 //! `/channels/NAME.json` and `/channels/A|B.json(p)?since=&client_id=`, answered as
 //! Simple-Comet-Server answered them (HTTP 200, `return_code`, `error_message`), on msgbus
-//! channels of the same names. The codec in `compat::simple_comet` writes every reply.
+//! channels of the same names. The codec (`codec.rs`) writes every reply; the protocol as the
+//! original had it: `PROTOCOL.md`.
+
+pub mod codec;
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::{
-    Conn, Ctx, DoorAnswer, DoorPost, Next, Phase, Publish, PublishRequest, Publisher, Refused,
-    Reply, Stream,
-};
-use crate::bus::Subscriber;
-use crate::compat::simple_comet as sc;
+use self::codec as sc;
+use crate::bus::{Bus, Subscriber};
 use crate::config::CometOptions;
+use crate::conn::{
+    Conn, Ctx, Door, DoorId, DoorRequest, DoorState, Hold, HoldNext, Next, Publish, PublishOutcome,
+    PublishRequest, Publisher, Refused, Reply,
+};
 use crate::gate::Identity;
-use crate::http::request::Request;
 use crate::http::response::{Head, Status};
-use crate::server::Published;
-use crate::transport::Wire;
+use crate::message::Message;
+use crate::outq::OutQueue;
+use crate::stats::Transport;
+use crate::transport::{Wire, Wires};
 
 /// Channels created and clients registered through the door.
 pub struct CometDoor {
+    /// Its wire: a read's entry for one message, under its channel's name.
+    wire: Wire,
     options: CometOptions,
     style: sc::Style,
     channels: HashMap<String, CometChannel>,
@@ -59,13 +65,18 @@ struct CometClient {
 }
 
 impl CometDoor {
-    pub fn new(options: CometOptions) -> CometDoor {
+    /// Opens the door, registering its wire format.
+    pub fn open(options: CometOptions, wires: &mut Wires) -> CometDoor {
+        let wire = wires
+            .register("simple_comet", encode_message_entry)
+            .expect("a frame slot for Simple-Comet");
         // `?cb=` is honoured: the original meant to, and only a str/bytes slip stopped it.
         let style = sc::Style {
             quote_json: options.quote_json,
             honor_cb: true,
         };
         CometDoor {
+            wire,
             options,
             style,
             channels: HashMap::new(),
@@ -78,7 +89,7 @@ impl CometDoor {
     /// Forgets clients whose session ran out and session channels nobody has read for the
     /// inactive-channel timeout. The reactor calls it about once a second; reads check their
     /// client themselves, so nothing depends on when it runs.
-    pub fn sweep(&mut self, now: Instant) {
+    fn forget_expired(&mut self, now: Instant) {
         let expired: Vec<String> = self
             .clients
             .iter()
@@ -131,11 +142,6 @@ impl CometDoor {
         self.next_seq
     }
 
-    /// A held read ended (answered, timed out or its connection closed).
-    pub fn release_hold(&mut self) {
-        self.held = self.held.saturating_sub(1);
-    }
-
     fn status(&self, format: sc::Format, cb: Option<&str>) -> sc::Reply {
         let mut channels: Vec<(&String, u64)> =
             self.channels.iter().map(|(n, c)| (n, c.seq)).collect();
@@ -157,8 +163,8 @@ impl CometDoor {
 }
 
 /// A held read: what its answer needs besides the message that wakes it.
-pub struct CometPoll {
-    pub(super) reply: Reply,
+struct CometPoll {
+    reply: Reply,
     format: sc::Format,
     since: i64,
     style: sc::Style,
@@ -166,12 +172,14 @@ pub struct CometPoll {
     callback: Option<String>,
     /// The channels it waits on, listed empty if the timeout answers it.
     channels: Vec<String>,
-    pub(super) deadline: Instant,
+    deadline: Instant,
+    /// The door, which counts its held reads.
+    door: DoorId,
 }
 
 /// One message as a Simple-Comet read lists it under its channel:
 /// `"CHANNEL": [{"id": N, "ts": T, "content": "..."}]`, shared by every held read it wakes.
-pub fn encode_message_entry(msg: &crate::bus::Message) -> Vec<u8> {
+fn encode_message_entry(msg: &Message) -> Vec<u8> {
     let mut out = String::new();
     sc::py_json_str(&mut out, &msg.channel);
     out.push_str(": [");
@@ -240,81 +248,24 @@ impl CometRead {
     }
 }
 
-/// The answer to a publish the reactor carried out.
-pub(super) fn published(
-    format: sc::Format,
-    style: sc::Style,
-    callback: Option<&str>,
-    outcome: Result<Published, Refused>,
-) -> sc::Reply {
-    match outcome {
-        Ok(done) => sc::encode_published(format, done.id, style, callback),
-        Err(_) => sc::encode_processing_failed(),
-    }
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-pub(super) fn is_door_path(path: &str, enable_status: bool) -> bool {
+fn is_door_path(path: &str, enable_status: bool) -> bool {
     path.starts_with("/channels")
         || path.starts_with("/clients")
         || (enable_status && path.starts_with("/status"))
 }
 
-impl Conn {
-    /// A request on the door's paths. None: not the door's (or the door is closed).
-    pub(super) fn comet_request(
-        &mut self,
-        request: &Request,
-        raw_path: &str,
-        raw_query: &str,
-        reply: Reply,
-        ctx: &mut Ctx,
-    ) -> Option<Option<Next>> {
-        if ctx.comet.is_none() || !is_door_path(raw_path, ctx.cfg.comet.enable_status) {
-            return None;
-        }
-        let query = crate::http::query::Query::parse(raw_query).unwrap_or_default();
-        let who = match self.identify(request, &query, ctx) {
-            Ok(who) => who,
-            Err(refusal) => return Some(self.refuse_gate(request, reply, &refusal)),
-        };
-        // The door's status lists clients and channels: it answers only whom /status.json does.
-        if raw_path.starts_with("/status")
-            && !super::status_allowed(request, &query, self.peer, ctx.cfg)
-        {
-            let why = "not allowed to read the status";
-            return Some(self.refuse(request, reply, Status::FORBIDDEN, why, &[]));
-        }
-        let content_type = request.header("content-type").unwrap_or("").to_string();
-        if request.method == crate::http::request::Method::Post {
-            let publish = Publish {
-                req: PublishRequest::default(),
-                who: Publisher::Client(who),
-                reply,
-                json_answer: false,
-                via_websocket: false,
-                door: Some(Box::new(DoorPost::Comet {
-                    path: raw_path.to_string(),
-                    query: raw_query.to_string(),
-                    content_type,
-                })),
-                door_answer: None,
-            };
-            return Some(self.read_body(request, publish, ctx));
-        }
-        let method = request.method.as_str();
-        Some(self.comet_op(&who, method, raw_path, raw_query, "", &[], reply, ctx))
-    }
-
+impl CometDoor {
     /// Carries out one request once its body (if any) has arrived.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn comet_op(
+    fn op(
         &mut self,
+        session: &mut Conn,
         who: &Identity,
         method: &str,
         path: &str,
@@ -338,18 +289,18 @@ impl Conn {
         };
         let callback = sc::callback(&request);
         let cb = callback.as_deref();
-        let door = ctx.comet.as_deref_mut().expect("the door is open");
+        let door = &mut *self;
         let style = door.style;
         let op = match sc::parse(&request, ctx.cfg.comet.enable_status) {
             Ok(op) => op,
             Err(sc::Reject::Protocol(format, kind)) => {
-                return self.answer_comet(reply, &sc::encode_error(format, &kind, style, cb))
+                return send(session, reply, &sc::encode_error(format, &kind, style, cb))
             }
             Err(sc::Reject::ProcessingFailed) => {
-                return self.answer_comet(reply, &sc::encode_processing_failed())
+                return send(session, reply, &sc::encode_processing_failed())
             }
             Err(sc::Reject::NotImplemented) => {
-                return self.answer_comet(reply, &sc::encode_not_implemented(method))
+                return send(session, reply, &sc::encode_not_implemented(method))
             }
         };
         let now = ctx.now;
@@ -383,12 +334,12 @@ impl Conn {
                 if door.channels.contains_key(&channel_id) {
                     error(format, sc::ErrorKind::ChannelExists)
                 } else if door.channels.len() >= ctx.cfg.max_channels {
-                    self.stat_events.push(crate::stats::StatEvent::Limited(
+                    session.stat_events.push(crate::stats::StatEvent::Limited(
                         crate::stats::Limit::Channels,
                     ));
                     sc::encode_processing_failed()
                 } else if let Err(refused) = forget {
-                    return self.refuse_comet(reply, &refused);
+                    return refuse(session, reply, &refused);
                 } else {
                     let max_messages =
                         max_messages.unwrap_or(door.options.max_messages_per_channel);
@@ -412,7 +363,7 @@ impl Conn {
                     if let Err(refused) =
                         forget.and_then(|f| ctx.bus.forget(&f).map_err(Refused::Bus))
                     {
-                        return self.refuse_comet(reply, &refused);
+                        return refuse(session, reply, &refused);
                     }
                 }
                 let removed = channel_id
@@ -422,7 +373,7 @@ impl Conn {
                 sc::encode_deleted(format, channel_id.as_deref(), removed, style, cb)
             }
             sc::Op::Status { format } => {
-                door.sweep(now);
+                door.forget_expired(now);
                 door.status(format, cb)
             }
             sc::Op::Publish {
@@ -431,14 +382,18 @@ impl Conn {
                 content,
             } => {
                 let Some(channel) = door.channels.get(&channel_id) else {
-                    return self
-                        .answer_comet(reply, &error(format, sc::ErrorKind::NonexistentChannel));
+                    return send(
+                        session,
+                        reply,
+                        &error(format, sc::ErrorKind::NonexistentChannel),
+                    );
                 };
                 let Some(content) = content else {
                     let answer = error(format, sc::ErrorKind::MissingContent);
-                    return self.answer_comet(reply, &answer);
+                    return send(session, reply, &answer);
                 };
                 let size = usize::try_from(channel.max_messages).unwrap_or(usize::MAX);
+                let state: DoorState = Box::new((format, style, callback));
                 return Some(Next::Publish(Box::new(Publish {
                     req: PublishRequest {
                         channel: channel_id,
@@ -455,7 +410,7 @@ impl Conn {
                     json_answer: false,
                     via_websocket: false,
                     door: None,
-                    door_answer: Some(Box::new(DoorAnswer::Comet(format, style, callback))),
+                    door_answer: Some((ctx.door_id, state)),
                 })));
             }
             sc::Op::Subscribe {
@@ -471,14 +426,15 @@ impl Conn {
                     since,
                     client_id,
                 };
-                return self.comet_subscribe(who, read, &channels, reply, ctx);
+                return door.subscribe(session, who, read, &channels, reply, ctx);
             }
         };
-        self.answer_comet(reply, &answer)
+        send(session, reply, &answer)
     }
 
-    fn comet_subscribe(
+    fn subscribe(
         &mut self,
+        session: &mut Conn,
         who: &Identity,
         read: CometRead,
         names: &[String],
@@ -492,20 +448,20 @@ impl Conn {
                 asked.push(name);
             }
         }
-        let held = self.subscriptions.len();
+        let held = session.subscription_count();
         let asked = asked.iter().map(|name| (*name, false));
         let admitted = match ctx.gate.admit_subscribe(who, asked, held) {
             Ok(topics) => topics,
-            Err(refusal) => return self.refuse_comet(reply, &Refused::Gate(refusal)),
+            Err(refusal) => return refuse(session, reply, &Refused::Gate(refusal)),
         };
         let now = ctx.now;
-        let door = ctx.comet.as_deref_mut().expect("the door is open");
+        let door = &mut *self;
         let error = |kind: sc::ErrorKind| {
             sc::encode_error(read.format, &kind, read.style, read.callback.as_deref())
         };
         let registered = match &read.client_id {
             Some(id) if !door.client_alive(id, now) => {
-                return self.answer_comet(reply, &error(sc::ErrorKind::UnregisteredClient))
+                return send(session, reply, &error(sc::ErrorKind::UnregisteredClient))
             }
             Some(id) => {
                 let client = door.clients.get_mut(id).expect("alive");
@@ -527,7 +483,7 @@ impl Conn {
             }
         }
         if valid.is_empty() {
-            return self.answer_comet(reply, &error(sc::ErrorKind::NoValidChannels));
+            return send(session, reply, &error(sc::ErrorKind::NoValidChannels));
         }
         let topics: Vec<_> = admitted
             .into_iter()
@@ -565,21 +521,20 @@ impl Conn {
         }
         if any {
             let answer = read.messages(&found, since, last_id, unix_now());
-            return self.answer_comet(reply, &answer);
+            return send(session, reply, &answer);
         }
         for topic in &topics {
             let subscriber = Subscriber {
                 conn: ctx.key,
-                wire: Wire::Comet,
+                wire: door.wire,
                 filter: None,
             };
             if let Ok(id) = ctx.bus.subscribe(topic, subscriber, ctx.now) {
-                self.subscriptions.push(id);
+                session.add_subscription(id);
             }
         }
         door.held += 1;
-        self.comet_held = true;
-        self.phase = Phase::Streaming(Stream::Comet(Box::new(CometPoll {
+        session.hold(Box::new(CometPoll {
             reply,
             format: read.format,
             since,
@@ -587,15 +542,160 @@ impl Conn {
             callback: read.callback,
             channels: valid,
             deadline: now + door.options.http_timeout,
-        })));
+            door: ctx.door_id,
+        }));
         Some(Next::Wait)
     }
+}
 
-    /// A held read woken by a message: the codec's answer with the shared entry inside.
-    pub(super) fn answer_comet_held(&mut self, poll: &CometPoll, entry: Rc<[u8]>, id: u64) {
+impl Door for CometDoor {
+    fn name(&self) -> &'static str {
+        "simple-comet"
+    }
+
+    /// A request on the door's paths. None: not the door's.
+    fn on_request(
+        &mut self,
+        session: &mut Conn,
+        req: &DoorRequest,
+        ctx: &mut Ctx,
+    ) -> Option<Option<Next>> {
+        let (request, reply) = (req.request, req.reply);
+        if !is_door_path(req.raw_path, self.options.enable_status) {
+            return None;
+        }
+        let query = crate::http::query::Query::parse(req.raw_query).unwrap_or_default();
+        let who = match session.identify(request, &query, ctx) {
+            Ok(who) => who,
+            Err(refusal) => return Some(session.refuse_gate(request, reply, &refusal)),
+        };
+        // The door's status lists clients and channels: it answers only whom /status.json does.
+        if req.raw_path.starts_with("/status") && !session.may_read_status(request, &query, ctx.cfg)
+        {
+            let why = "not allowed to read the status";
+            return Some(session.refuse(request, reply, Status::FORBIDDEN, why, &[]));
+        }
+        if request.method == crate::http::request::Method::Post {
+            let post = Post {
+                path: req.raw_path.to_string(),
+                query: req.raw_query.to_string(),
+                content_type: request.header("content-type").unwrap_or("").to_string(),
+                who: who.clone(),
+            };
+            let publish = Publish {
+                req: PublishRequest::default(),
+                who: Publisher::Client(who),
+                reply,
+                json_answer: false,
+                via_websocket: false,
+                door: Some((ctx.door_id, Box::new(post))),
+                door_answer: None,
+            };
+            return Some(session.read_body(request, publish, ctx));
+        }
+        let method = request.method.as_str();
+        let (path, query) = (req.raw_path, req.raw_query);
+        Some(self.op(session, &who, method, path, query, "", &[], reply, ctx))
+    }
+
+    /// A POST's body has arrived: its form may hold the parameters.
+    fn on_body(
+        &mut self,
+        session: &mut Conn,
+        state: DoorState,
+        mut publish: Publish,
+        ctx: &mut Ctx,
+    ) -> Next {
+        let Ok(post) = state.downcast::<Post>() else {
+            return Next::Wait;
+        };
+        let body = std::mem::take(&mut publish.req.body);
+        let (path, query, content_type) = (&post.path, &post.query, &post.content_type);
+        let reply = publish.reply;
+        let next = self.op(
+            session,
+            &post.who,
+            "POST",
+            path,
+            query,
+            content_type,
+            &body,
+            reply,
+            ctx,
+        );
+        next.unwrap_or(Next::Wait)
+    }
+
+    fn answer_publish(
+        &mut self,
+        session: &mut Conn,
+        state: DoorState,
+        reply: Reply,
+        outcome: PublishOutcome,
+    ) {
+        let Ok(how) = state.downcast::<(sc::Format, sc::Style, Option<String>)>() else {
+            return;
+        };
+        let (format, style, callback) = *how;
+        let answer_body = match outcome {
+            Ok(done) => sc::encode_published(format, done.id, style, callback.as_deref()),
+            Err(_) => sc::encode_processing_failed(),
+        };
+        send(session, reply, &answer_body);
+    }
+
+    fn on_hold_ended(&mut self) {
+        self.held = self.held.saturating_sub(1);
+    }
+
+    fn sweep(&mut self, now: Instant, _bus: &Bus) {
+        self.forget_expired(now);
+    }
+}
+
+/// A POST whose body is still to come.
+struct Post {
+    path: String,
+    query: String,
+    content_type: String,
+    who: Identity,
+}
+
+impl CometPoll {
+    /// The answer once nothing came in time (or the server stops): every channel it waited
+    /// on, empty, and the cursor it came with. (The original never answered; its own client
+    /// gave up after 30 s and asked again.)
+    fn answer_empty(&self, keep_alive: bool, out: &mut OutQueue) -> HoldNext {
+        let channels: Vec<(&str, &[sc::Message])> = self
+            .channels
+            .iter()
+            .map(|n| (n.as_str(), &[][..]))
+            .collect();
+        let cursor = u64::try_from(self.since).unwrap_or(0);
+        let empty = self.encode(&channels, cursor, sc::Delivery::Immediate);
+        let reply = Reply {
+            keep_alive,
+            ..self.reply
+        };
+        out.push_own(framed(reply, &empty));
+        HoldNext::Answered { keep_alive }
+    }
+}
+
+impl Hold for CometPoll {
+    fn transport(&self) -> Transport {
+        Transport::LongPoll
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Some(self.deadline)
+    }
+
+    /// Woken by a message: the codec's answer with the shared entry inside.
+    fn on_message(&mut self, entry: Rc<[u8]>, id: u64, out: &mut OutQueue) -> HoldNext {
         // The codec's own answer with no messages gives the exact glue around the entry.
-        let empty = poll.encode(&[], id, sc::Delivery::Woken);
-        self.poll_done = true;
+        let empty = self.encode(&[], id, sc::Delivery::Woken);
+        let reply = self.reply;
         let marker = b"{\"messages\": {";
         let Some(at) = empty
             .body
@@ -604,58 +704,74 @@ impl Conn {
             .map(|i| i + marker.len())
         else {
             // No JSON to put it in: the callback name was refused, and that is the answer.
-            self.phase = Phase::Head { deadline: None };
-            self.answer_comet(poll.reply, &empty);
-            return;
+            out.push_own(framed(reply, &empty));
+            return HoldNext::Answered {
+                keep_alive: reply.keep_alive,
+            };
         };
         let (prefix, suffix) = empty.body.split_at(at);
-        let reply = poll.reply;
         let mut head = Head::new(reply.minor_version, Status::OK);
         for (name, value) in &empty.headers {
             head = head.header(name, value);
         }
-        let mut out = head
+        let mut first = head
             .header("Content-Length", prefix.len() + entry.len() + suffix.len())
             .finish(reply.minor_version, reply.keep_alive);
-        out.extend_from_slice(prefix);
-        self.outq.push_own(out);
-        self.outq.push_pinned(entry);
-        self.outq.push_own(suffix.to_vec());
-        self.phase = if reply.keep_alive {
-            Phase::Head { deadline: None }
+        if !reply.head_only {
+            first.extend_from_slice(prefix);
+            out.push_own(first);
+            out.push_pinned(entry);
+            out.push_own(suffix.to_vec());
         } else {
-            Phase::Closing
-        };
-    }
-
-    /// `--http-timeout` passed with nothing to say: every channel it waited on, empty, and the
-    /// cursor it came with. (The original never answered; its own client gave up after 30 s and
-    /// asked again.)
-    pub(super) fn answer_comet_timeout(&mut self, poll: &CometPoll) {
-        let channels: Vec<(&str, &[sc::Message])> = poll
-            .channels
-            .iter()
-            .map(|n| (n.as_str(), &[][..]))
-            .collect();
-        let cursor = u64::try_from(poll.since).unwrap_or(0);
-        let answer = poll.encode(&channels, cursor, sc::Delivery::Immediate);
-        self.poll_done = true;
-        self.answer_comet(poll.reply, &answer);
-    }
-
-    /// The gate or the bus refused: the status and reason as plain text (the original had no
-    /// auth, so its clients have no shape of their own for this).
-    fn refuse_comet(&mut self, reply: Reply, refused: &Refused) -> Option<Next> {
-        if let Refused::Gate(refusal) = refused {
-            self.count_refusal(refusal);
+            out.push_own(first);
         }
-        let body = format!("{refused}\n");
-        let headers = [("Content-Type", "text/plain; charset=utf-8")];
-        self.answer_framed(reply, refused.status().0, headers, body.as_bytes())
+        HoldNext::Answered {
+            keep_alive: reply.keep_alive,
+        }
     }
 
-    pub(super) fn answer_comet(&mut self, reply: Reply, answer: &sc::Reply) -> Option<Next> {
-        let headers = answer.headers.iter().map(|(n, v)| (*n, v.as_str()));
-        self.answer_framed(reply, answer.status, headers, &answer.body)
+    fn on_timeout(&mut self, _now: Instant, out: &mut OutQueue) -> HoldNext {
+        self.answer_empty(self.reply.keep_alive, out)
     }
+
+    /// Answered as at `--http-timeout`: its client asks again, elsewhere or later.
+    fn on_shutdown(&mut self, out: &mut OutQueue) -> HoldNext {
+        self.answer_empty(false, out)
+    }
+
+    fn door(&self) -> Option<DoorId> {
+        Some(self.door)
+    }
+}
+
+/// One of the codec's replies as HTTP: its status and headers, Content-Length, and its body
+/// (none on HEAD).
+fn framed(reply: Reply, answer: &sc::Reply) -> Vec<u8> {
+    let mut head = Head::new(reply.minor_version, Status::from_code(answer.status));
+    for (name, value) in &answer.headers {
+        head = head.header(name, value);
+    }
+    let mut out = head
+        .header("Content-Length", answer.body.len())
+        .finish(reply.minor_version, reply.keep_alive);
+    if !reply.head_only {
+        out.extend_from_slice(&answer.body);
+    }
+    out
+}
+
+fn send(session: &mut Conn, reply: Reply, answer: &sc::Reply) -> Option<Next> {
+    let headers = answer.headers.iter().map(|(n, v)| (*n, v.as_str()));
+    session.answer_framed(reply, answer.status, headers, &answer.body)
+}
+
+/// The gate or the bus refused: the status and reason as plain text (the original had no
+/// auth, so its clients have no shape of their own for this).
+fn refuse(session: &mut Conn, reply: Reply, refused: &Refused) -> Option<Next> {
+    if let Refused::Gate(refusal) = refused {
+        session.count_refusal(refusal);
+    }
+    let body = format!("{refused}\n");
+    let headers = [("Content-Type", "text/plain; charset=utf-8")];
+    session.answer_framed(reply, refused.status().0, headers, body.as_bytes())
 }
