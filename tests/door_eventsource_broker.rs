@@ -155,12 +155,13 @@ fn one_event_for_xhr_and_replay_from_last_event_id() {
     let mut xhr = server.connect();
     xhr.write_all(format!("GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\nX-Requested-With: XMLHttpRequest\r\n\r\n").as_bytes()).unwrap();
     assert_eq!(read_same_len(&mut xhr, HEAD), HEAD);
-    let id = loop {
-        // The request must be subscribed before the publish: the server says so in its count.
-        if server.counter("subscribers") >= 2 {
-            break server.publish_id("r", b"three");
-        }
-    };
+    // The request must be subscribed before the publish: the server says so in its count.
+    server.wait_for_counter(
+        "subscribers",
+        |n| n >= 2,
+        "the XHR request never subscribed",
+    );
+    let id = server.publish_id("r", b"three");
     let rest = String::from_utf8(read_to_end(&mut xhr)).unwrap();
     assert_eq!(rest, format!("id:{id:024x}\ndata:three\n\n"));
     let _ = std::fs::remove_file(users);

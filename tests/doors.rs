@@ -4,7 +4,6 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Instant;
 
 use common::*;
 use msgbus::transport::websocket::{encode_client_frame, Opcode};
@@ -61,10 +60,11 @@ fn receivers(server: &Server, esb_socket: &str) -> Vec<(&'static str, TcpStream)
             [1, 2, 3, 4],
         ))
         .unwrap();
-    let deadline = Instant::now() + READ_TIMEOUT;
-    while server.counter("subscribers") < before + 5 {
-        assert!(Instant::now() < deadline, "receivers never all subscribed");
-    }
+    server.wait_for_counter(
+        "subscribers",
+        |n| n >= before + 5,
+        "receivers never all subscribed",
+    );
     vec![
         ("native", native),
         ("eventsource-broker", esb),

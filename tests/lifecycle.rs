@@ -33,10 +33,7 @@ fn sigterm_tells_each_subscriber_to_come_back_and_exits_once_drained() {
     poll.write_all(b"GET /msgbus/bye?transport=longpoll HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     let mut idle = server.connect();
-    let deadline = Instant::now() + READ_TIMEOUT;
-    while server.counter("subscribers") < 3 {
-        assert!(Instant::now() < deadline);
-    }
+    server.wait_for_counter("subscribers", |n| n >= 3, "three subscribers");
     let id = server.publish_id("bye", b"last");
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
@@ -96,17 +93,17 @@ fn sigusr1_reopens_the_log_file() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("msgbus.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_msgbus"))
-        .args([
+    let mut child = Guarded::spawn(
+        std::process::Command::new(server_bin()).args([
             "-l",
             "127.0.0.1",
             "-p",
             "0",
             "--log",
             &log.display().to_string(),
-        ])
-        .spawn()
-        .unwrap();
+        ]),
+        "msgbus --log",
+    );
     let wait_for = |path: &std::path::Path, needle: &str| {
         // The log is a file, not a pipe we can block on: look again every 10 ms, 10 s at most.
         for _ in 0..1000 {
@@ -123,7 +120,7 @@ fn sigusr1_reopens_the_log_file() {
     unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
     wait_for(&log, "SIGUSR1: log file reopened");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    assert!(child.wait(READ_TIMEOUT).success());
     let rotated = std::fs::read_to_string(dir.join("msgbus.log.1")).unwrap();
     assert!(!rotated.contains("reopened"));
     let _ = std::fs::remove_dir_all(&dir);

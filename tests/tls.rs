@@ -213,8 +213,8 @@ fn bad_certificate_files_are_named_at_start() {
         ),
     ];
     for (cert, key, want) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_msgbus"))
-            .args([
+        let out = run_to_exit(
+            &[
                 "-l",
                 "127.0.0.1",
                 "-p",
@@ -225,9 +225,9 @@ fn bad_certificate_files_are_named_at_start() {
                 &cert,
                 "--tls-key",
                 &key,
-            ])
-            .output()
-            .unwrap();
+            ],
+            "msgbus with a bad certificate file",
+        );
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(&want), "{want} in {stderr}");
