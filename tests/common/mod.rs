@@ -21,6 +21,8 @@ pub fn server_bin() -> String {
 pub struct Guarded {
     pub child: Child,
     what: String,
+    /// The child leads a process group of its own, ended with it.
+    group: bool,
 }
 
 impl Guarded {
@@ -31,7 +33,41 @@ impl Guarded {
         Guarded {
             child,
             what: what.to_string(),
+            group: false,
         }
+    }
+
+    /// As `spawn`, the child leading a new process group: when it is ended, its group gets
+    /// SIGTERM, and SIGKILL if the leader has not gone 5 s later (for a runner whose own
+    /// children hold servers and browsers).
+    pub fn spawn_group(command: &mut Command, what: &str) -> Guarded {
+        use std::os::unix::process::CommandExt;
+        let mut guarded = Guarded::spawn(command.process_group(0), what);
+        guarded.group = true;
+        guarded
+    }
+
+    /// Ends the child (and its group) and reaps it.
+    fn end(&mut self) {
+        if !self.group {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            return;
+        }
+        let pgid = self.child.id() as i32;
+        // SAFETY: signalling the group this test started; its leader is not yet reaped, so the
+        // group id cannot have been reused.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let grace = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < grace {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above; the leader is still unreaped.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.child.wait();
     }
 
     /// Waits for the exit, at most `limit`; past it, kills the child and fails the test.
@@ -42,8 +78,7 @@ impl Guarded {
                 return status;
             }
             if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                self.end();
                 panic!("{} did not exit within {limit:?}", self.what);
             }
             // A process gives no readiness to block on: look again every 10 ms, bounded above.
@@ -98,8 +133,7 @@ impl Guarded {
 impl Drop for Guarded {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.end();
         }
     }
 }
