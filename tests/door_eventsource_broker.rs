@@ -166,3 +166,53 @@ fn one_event_for_xhr_and_replay_from_last_event_id() {
     assert_eq!(rest, format!("id:{id:024x}\ndata:three\n\n"));
     let _ = std::fs::remove_file(users);
 }
+
+/// `Last-Event-ID` replays at most the 50 newest events after it, as the original did.
+#[test]
+fn replay_is_limited_to_fifty_events() {
+    let (server, users) = start("limit");
+    let socket = create_socket(&server, "many");
+    let before = server.publish_id("many", b"before");
+    let ids: Vec<u64> = (0..60)
+        .map(|i| server.publish_id("many", format!("m{i}").as_bytes()))
+        .collect();
+    let request = format!("GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {before:024x}\r\n\r\n");
+    let mut stream = subscribe(&server, &request, HEAD);
+    let want: String = ids
+        .iter()
+        .enumerate()
+        .skip(10)
+        .map(|(i, id)| format!("id:{id:024x}\ndata:m{i}\n\n"))
+        .collect();
+    assert_eq!(read_same_len(&mut stream, &want), want);
+    // And then live: the next event is the next message, not anything older.
+    let next = server.publish_id("many", b"live");
+    let want = format!("id:{next:024x}\ndata:live\n\n");
+    assert_eq!(read_same_len(&mut stream, &want), want);
+    let _ = std::fs::remove_file(users);
+}
+
+/// An idle stream gets `event:ping` 9 s after the last thing sent (the original's
+/// `timeout 9000000`; there is no flag to shorten it, so this test takes 9 s).
+#[test]
+fn an_idle_stream_is_pinged_after_nine_seconds() {
+    let (server, users) = start("ping");
+    let socket = create_socket(&server, "quiet");
+    let mut stream = subscribe(
+        &server,
+        &format!("GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\n\r\n"),
+        &format!("{HEAD}{PING}"),
+    );
+    let opened = std::time::Instant::now();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    assert_eq!(read_same_len(&mut stream, PING), PING);
+    // Not before 9 s (a lower bound only: a loaded machine may be late, never early).
+    let waited = opened.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(8900),
+        "{waited:?}"
+    );
+    let _ = std::fs::remove_file(users);
+}

@@ -104,6 +104,30 @@ fn lhttp_clients_meet_each_other_and_the_native_doors() {
     );
 }
 
+/// Accepts the server's next upstream call, waiting at most the read timeout.
+fn accept_call(backend: &std::net::TcpListener) -> TcpStream {
+    backend.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    loop {
+        match backend.accept() {
+            Ok((call, _)) => {
+                call.set_nonblocking(false).unwrap();
+                call.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+                return call;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no upstream call came"
+                );
+                // A listener has no read timeout: look again every 10 ms, bounded above.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
 /// Reads one HTTP request (head and Content-Length body) from an accepted upstream socket.
 fn read_request(stream: &mut TcpStream) -> String {
     let head = String::from_utf8(read_until(stream, b"\r\n\r\n")).unwrap();
@@ -142,8 +166,7 @@ fn upstream_calls_reach_allowed_urls_only() {
             "LHTTP/1.0 store\r\nupstream:POST http://127.0.0.1:{port}/api/items?x=1\r\nx-user:7\r\n\r\nhello"
         ),
     );
-    let (mut call, _) = backend.accept().unwrap();
-    call.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut call = accept_call(&backend);
     assert_eq!(
         read_request(&mut call),
         format!(
@@ -162,8 +185,7 @@ fn upstream_calls_reach_allowed_urls_only() {
         &mut ws,
         &format!("LHTTP/1.0 q\r\nupstream:GET http://127.0.0.1:{port}/api\r\n\r\nignored"),
     );
-    let (mut call, _) = backend.accept().unwrap();
-    call.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut call = accept_call(&backend);
     let request = read_request(&mut call);
     assert!(request.starts_with("GET /api HTTP/1.1\r\n"), "{request}");
     assert!(request.ends_with("Connection: close\r\n\r\n"), "{request}");
@@ -214,4 +236,48 @@ fn upstream_calls_reach_allowed_urls_only() {
     }
     backend.set_nonblocking(true).unwrap();
     assert!(backend.accept().is_err(), "a refused call went out");
+}
+
+/// `--upstream-connections N`: at most N calls run at once; the next starts when one ends.
+#[test]
+fn upstream_calls_beyond_the_connection_limit_wait_their_turn() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = backend.local_addr().unwrap().port();
+    let allowed = format!("http://127.0.0.1:{port}/api");
+    let server = Server::start(&[
+        "--lhttp",
+        "--lhttp-upstream",
+        &allowed,
+        "--upstream-connections",
+        "2",
+    ]);
+    let mut ws = open(&server, "/");
+    for n in 1..=3 {
+        send(
+            &mut ws,
+            &format!("LHTTP/1.0 q\r\nupstream:GET http://127.0.0.1:{port}/api/{n}\r\n\r\n"),
+        );
+    }
+    // A frame with a reply of its own: once it comes, the server has handled all three.
+    send(&mut ws, "garbage");
+    assert!(receive(&mut ws).starts_with("LHTTP/1.0 error\r\n"));
+    let mut first = accept_call(&backend);
+    let mut second = accept_call(&backend);
+    let mut paths: Vec<String> = [&mut first, &mut second]
+        .into_iter()
+        .map(|call| read_request(call).lines().next().unwrap().to_string())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["GET /api/1 HTTP/1.1", "GET /api/2 HTTP/1.1"]);
+    // Two are running (both requests were written): the third has not been started.
+    backend.set_nonblocking(true).unwrap();
+    let early = backend.accept();
+    assert!(early.is_err(), "a third call ran beside two: {early:?}");
+    // One ends: the third goes out.
+    first
+        .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    drop(first);
+    let mut third = accept_call(&backend);
+    assert!(read_request(&mut third).starts_with("GET /api/3 HTTP/1.1\r\n"));
 }

@@ -126,6 +126,39 @@ fn sigusr1_reopens_the_log_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// A TLS client that trusts only `cert`, subscribed to channel `hup`; the handshake is done and
+/// the stream's head read before this returns.
+fn tls_subscriber(server: &Server, cert: rustls::pki_types::CertificateDer<'static>) -> Tls {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let sock = std::net::TcpStream::connect(server.tls_addr.unwrap()).unwrap();
+    sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    sock.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(b"GET /msgbus/hup HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut head = vec![0; HEAD_11.len()];
+    tls.read_exact(&mut head).unwrap();
+    assert_eq!(String::from_utf8(head).unwrap(), HEAD_11);
+    tls
+}
+
+fn read_tls(stream: &mut Tls, n: usize) -> String {
+    let mut got = vec![0; n];
+    stream.read_exact(&mut got).unwrap();
+    String::from_utf8(got).unwrap()
+}
+
 #[test]
 fn sighup_reloads_the_certificate_and_keeps_every_subscriber() {
     let dir = std::env::temp_dir().join(format!("msgbus-hup-{}", std::process::id()));
@@ -139,7 +172,7 @@ fn sighup_reloads_the_certificate_and_keeps_every_subscriber() {
         std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
         cert.der().clone()
     };
-    let _first = write_cert();
+    let first = write_cert();
     let cert = dir.join("cert.pem").display().to_string();
     let key = dir.join("key.pem").display().to_string();
     let server = Server::start(&[
@@ -150,44 +183,34 @@ fn sighup_reloads_the_certificate_and_keeps_every_subscriber() {
         "--tls-key",
         &key,
     ]);
-    let mut before = subscribe(
+    let mut plain = subscribe(
         &server,
         "GET /msgbus/hup HTTP/1.1\r\nHost: t\r\n\r\n",
         HEAD_11,
     );
+    // A TLS session made under the first certificate, crossing the reload.
+    let mut crossing = tls_subscriber(&server, first);
     let second = write_cert();
     server.signal(libc::SIGHUP);
     server.wait_for_log("SIGHUP: certificate reloaded", 1);
     // A new client that trusts only the new certificate gets in.
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(second).unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
-    let sock = std::net::TcpStream::connect(server.tls_addr.unwrap()).unwrap();
-    sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    let mut after = rustls::StreamOwned::new(conn, sock);
-    after
-        .write_all(b"GET /msgbus/hup HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut head = vec![0; HEAD_11.len()];
-    after.read_exact(&mut head).unwrap();
-    assert_eq!(String::from_utf8(head).unwrap(), HEAD_11);
-    // The subscriber from before the reload gets what is published after it.
+    let mut after = tls_subscriber(&server, second.clone());
+    // Every subscriber from before the reload gets what is published after it.
     server.publish("hup", "text/plain", b"still here");
     let part = chunk("Content-Type: text/plain\n\nstill here--00MsgBus00\n");
-    assert_eq!(read_same_len(&mut before, &part), part);
-    let mut got = vec![0; part.len()];
-    after.read_exact(&mut got).unwrap();
-    assert_eq!(String::from_utf8(got).unwrap(), part);
-    // A file that does not load leaves the working certificate in place.
+    assert_eq!(read_same_len(&mut plain, &part), part);
+    assert_eq!(read_tls(&mut crossing, part.len()), part);
+    assert_eq!(read_tls(&mut after, part.len()), part);
+    // A file that does not load leaves the working certificate in place: a handshake after it
+    // still succeeds with the second certificate, and the sessions go on.
     std::fs::write(dir.join("cert.pem"), "garbage").unwrap();
     server.signal(libc::SIGHUP);
     server.wait_for_log("SIGHUP: keeping the old certificate", 1);
+    let mut late = tls_subscriber(&server, second);
+    server.publish("hup", "text/plain", b"after the bad file");
+    let part = chunk("Content-Type: text/plain\n\nafter the bad file--00MsgBus00\n");
+    assert_eq!(read_tls(&mut crossing, part.len()), part);
+    assert_eq!(read_tls(&mut after, part.len()), part);
+    assert_eq!(read_tls(&mut late, part.len()), part);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -132,3 +132,61 @@ fn status_and_metrics_can_be_restricted() {
     let local = Server::start(&["--status-allow", "127.0.0.0/8"]);
     assert!(local.status().starts_with("HTTP/1.0 200 OK\r\n"));
 }
+
+/// One keep-alive request for /status.json on `stream`; returns the answer's body.
+fn status_on(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Write;
+    stream
+        .write_all(b"GET /status.json HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let head = String::from_utf8(read_until(stream, b"\r\n\r\n")).unwrap();
+    let (head, already) = head.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let length: usize = header_value(head, "Content-Length").parse().unwrap();
+    let rest = read_exact(stream, length - already.len());
+    format!("{already}{}", String::from_utf8(rest).unwrap())
+}
+
+/// At `--max-connections` accepting pauses (a client waits in the backlog, unanswered), and
+/// resumes only below 90% of the limit.
+#[test]
+fn accepting_pauses_at_the_connection_limit_and_resumes_below_90_percent() {
+    use std::io::{Read, Write};
+    let server = Server::start(&["--max-connections", "10"]);
+    // Ten connections, each known accepted because it was answered.
+    let mut held: Vec<_> = (0..10).map(|_| server.connect()).collect();
+    for stream in held.iter_mut() {
+        status_on(stream);
+    }
+    let mut waiting = server.connect();
+    waiting
+        .write_all(b"GET /status.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    server.wait_for_log("connection limit 10 reached: accepting paused", 1);
+    // One gone: 9 is not below 90% of 10, so still paused.
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    loop {
+        let status = status_on(&mut held[0]);
+        assert_eq!(json_number(&status, "accept_paused"), 1, "{status}");
+        if json_number(&status, "connections") == 9 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+    }
+    // The server has seen the close and answered since: the waiting client was not accepted.
+    waiting.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let early = waiting.read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "answered while paused: {early:?}"
+    );
+    assert!(!server.log().contains("accepting again"));
+    waiting.set_nonblocking(false).unwrap();
+    // Two gone: 8 is below 9, so accepting resumes and the waiting client is answered.
+    drop(held.pop());
+    let answer = String::from_utf8(read_to_end(&mut waiting)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    server.wait_for_log("accepting again (8 connections)", 1);
+}
