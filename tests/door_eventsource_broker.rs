@@ -216,3 +216,17 @@ fn an_idle_stream_is_pinged_after_nine_seconds() {
     );
     let _ = std::fs::remove_file(users);
 }
+
+/// The transports the README says are not served answer 501.
+#[test]
+fn iframe_and_script_transports_are_not_implemented() {
+    let (server, users) = start("501");
+    let socket = create_socket(&server, "x");
+    for transport in ["iframe", "script.js"] {
+        let got = server.exchange(
+            format!("GET /eventsource?socket={socket}&transport={transport} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(got, "HTTP/1.1 501 Not Implemented\r\nServer: msgbus\r\nContent-Type: text/plain\r\nContent-Length: 47\r\nConnection: close\r\n\r\niframe and script transports are not supported\n", "{transport}");
+    }
+    let _ = std::fs::remove_file(users);
+}

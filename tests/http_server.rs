@@ -194,3 +194,21 @@ fn the_access_log_has_one_line_per_request() {
     quiet.publish("x", "text/plain", b"hello");
     assert!(!quiet.log().contains("POST /msgbus/x"));
 }
+
+/// A body that stops coming is answered 408 `--body-timeout` seconds into it; a connection
+/// idle between requests is closed after `--keepalive-timeout` seconds.
+#[test]
+fn body_and_keep_alive_timeouts() {
+    let server = Server::start(&["--body-timeout", "0.5", "--keepalive-timeout", "0.5"]);
+    let mut slow = server.connect();
+    slow.write_all(b"POST /msgbus/t HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        .unwrap();
+    let got = String::from_utf8(read_to_end(&mut slow)).unwrap();
+    assert_eq!(got, error("408 Request Timeout", "request timed out", ""));
+    let mut idle = server.connect();
+    idle.write_all(b"GET /status.json HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let got = String::from_utf8(read_to_end(&mut idle)).unwrap();
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(!got.contains("Connection: close"), "{got}");
+}
