@@ -11,7 +11,9 @@ use crate::http::{base64, static_files};
 use crate::transport::multipart::PartDecoder;
 
 const PUB_USAGE: &str = "usage: msgbus pub [-t TYPE] [-u USER[:PASS]] [-v] URL [FILE]";
-const SUB_USAGE: &str = "usage: msgbus sub [-u USER[:PASS]] [-n COUNT] [-v] URL";
+const SUB_USAGE: &str = "usage: msgbus sub [-u USER[:PASS]] [-n COUNT] [-w SECS] [-v] URL";
+/// How long either client waits for the server's answer (for `sub`, its response head).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest part `msgbus sub` accepts.
 const MAX_PART: usize = 64 * 1024 * 1024;
 
@@ -58,6 +60,9 @@ struct Options {
     content_type: Option<String>,
     credentials: Option<String>,
     count: Option<u64>,
+    /// `-w SECS`: give up when nothing arrives for this long (`sub` only; default: wait for
+    /// messages as long as the stream stays open, once its head has come).
+    wait: Option<Duration>,
     verbose: bool,
     positional: Vec<String>,
 }
@@ -68,6 +73,7 @@ fn parse_options(args: &[OsString]) -> Result<Options, String> {
         content_type: None,
         credentials: None,
         count: None,
+        wait: None,
         verbose: false,
         positional: Vec::new(),
     };
@@ -84,6 +90,13 @@ fn parse_options(args: &[OsString]) -> Result<Options, String> {
             Short('n') => {
                 let n = text(parser.value().map_err(|e| e.to_string())?)?;
                 opts.count = Some(n.parse().map_err(|_| format!("-n {n}: not a number"))?);
+            }
+            Short('w') => {
+                let secs = text(parser.value().map_err(|e| e.to_string())?)?;
+                opts.wait = match secs.parse::<f64>() {
+                    Ok(s) if s > 0.0 && s.is_finite() => Some(Duration::from_secs_f64(s)),
+                    _ => return Err(format!("-w {secs}: not a positive number of seconds")),
+                };
             }
             Short('v') => opts.verbose = true,
             Value(v) => opts.positional.push(text(v)?),
@@ -166,7 +179,7 @@ fn publish(args: &[OsString]) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     let mut response = Vec::new();
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_read_timeout(Some(ANSWER_TIMEOUT))
         .map_err(|e| e.to_string())?;
     stream
         .read_to_end(&mut response)
@@ -215,8 +228,22 @@ fn subscribe(args: &[OsString]) -> Result<(), String> {
     let mut decoder = PartDecoder::new(MAX_PART);
     let mut received = 0u64;
     let mut stdout = io::stdout().lock();
+    // A server that accepts and never answers must not hold the client forever.
+    let head_timeout = opts.wait.unwrap_or(ANSWER_TIMEOUT);
+    stream
+        .set_read_timeout(Some(head_timeout))
+        .map_err(|e| e.to_string())?;
     while opts.count.is_none_or(|n| received < n) {
-        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+        let n = stream.read(&mut buf).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => match response_head {
+                Some(_) => format!("no answer within {:.1} s", head_timeout.as_secs_f64()),
+                None => format!(
+                    "nothing received for {:.1} s",
+                    opts.wait.unwrap_or_default().as_secs_f64()
+                ),
+            },
+            _ => e.to_string(),
+        })?;
         if n == 0 {
             break;
         }
@@ -232,6 +259,9 @@ fn subscribe(args: &[OsString]) -> Result<(), String> {
                 }
                 decoder.push(&head[end + 4..]);
                 response_head = None;
+                stream
+                    .set_read_timeout(opts.wait)
+                    .map_err(|e| e.to_string())?;
             }
             None => decoder.push(&buf[..n]),
         }

@@ -893,6 +893,13 @@ impl Server {
             }
             let pending_tls = conn.sock.has_pending_output();
             if conn.outq.is_empty() && !pending_tls {
+                // Nothing to write, but a stream ended with nothing to say (a deleted channel's
+                // HTTP/1.0 multipart) still has to be half-closed.
+                if conn.awaiting_close() {
+                    if let Err(reason) = conn.on_drained(self.now) {
+                        self.close_later(key, reason);
+                    }
+                }
                 break;
             }
             let result = if conn.outq.is_empty() {

@@ -186,13 +186,83 @@ fn one_event_for_xhr_and_replay_from_last_event_id() {
     let mut xhr = server.connect();
     xhr.write_all(format!("GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\nX-Requested-With: XMLHttpRequest\r\n\r\n").as_bytes()).unwrap();
     assert_eq!(read_same_len(&mut xhr, HEAD), HEAD);
-    let deadline = std::time::Instant::now() + READ_TIMEOUT;
     // The request must be subscribed before the publish: the server says so in its count.
-    while server.counter("subscribers") < 3 {
-        assert!(std::time::Instant::now() < deadline, "never subscribed");
-    }
+    server.wait_for_counter(
+        "subscribers",
+        |n| n >= 3,
+        "the XHR request never subscribed",
+    );
     publish_event(&server, "r", "three");
     let rest = String::from_utf8(read_to_end(&mut xhr)).unwrap();
     assert_eq!(rest, format!("id:{}\ndata:three\n\n", event_id(&rest)));
+    let _ = std::fs::remove_file(users);
+}
+
+/// `Last-Event-ID` replays at most the 50 newest events after it, as the original did.
+#[test]
+fn replay_is_limited_to_fifty_events() {
+    let (server, users) = start("limit");
+    let socket = create_socket(&server, "many");
+    // A live stream on the socket learns each event's id as it is published.
+    let request = format!("GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut recorder = subscribe(&server, &request, HEAD);
+    assert_eq!(read_same_len(&mut recorder, PING), PING);
+    let mut events = Vec::new();
+    for data in std::iter::once("before".to_string()).chain((0..60).map(|i| format!("m{i}"))) {
+        publish_event(&server, "many", &data);
+        let event = String::from_utf8(read_until(&mut recorder, b"\n\n")).unwrap();
+        assert!(event.ends_with(&format!("data:{data}\n\n")), "{event}");
+        events.push(event);
+    }
+    let before = event_id(&events[0]).to_string();
+    let request = format!(
+        "GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {before}\r\n\r\n"
+    );
+    let mut stream = subscribe(&server, &request, HEAD);
+    let want: String = events[11..].concat();
+    assert_eq!(read_same_len(&mut stream, &want), want);
+    // And then live: the next event is the next message, not anything older.
+    publish_event(&server, "many", "live");
+    let live = String::from_utf8(read_until(&mut stream, b"\n\n")).unwrap();
+    assert!(live.ends_with("data:live\n\n"), "{live}");
+    let _ = std::fs::remove_file(users);
+}
+
+/// An idle stream gets `event:ping` 9 s after the last thing sent (the original's
+/// `timeout 9000000`; there is no flag to shorten it, so this test takes 9 s).
+#[test]
+fn an_idle_stream_is_pinged_after_nine_seconds() {
+    let (server, users) = start("ping");
+    let socket = create_socket(&server, "quiet");
+    let mut stream = subscribe(
+        &server,
+        &format!("GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\n\r\n"),
+        &format!("{HEAD}{PING}"),
+    );
+    let opened = std::time::Instant::now();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    assert_eq!(read_same_len(&mut stream, PING), PING);
+    // Not before 9 s (a lower bound only: a loaded machine may be late, never early).
+    let waited = opened.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(8900),
+        "{waited:?}"
+    );
+    let _ = std::fs::remove_file(users);
+}
+
+/// The transports the README says are not served answer 501.
+#[test]
+fn iframe_and_script_transports_are_not_implemented() {
+    let (server, users) = start("501");
+    let socket = create_socket(&server, "x");
+    for transport in ["iframe", "script.js"] {
+        let got = server.exchange(
+            format!("GET /eventsource?socket={socket}&transport={transport} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(got, "HTTP/1.1 501 Not Implemented\r\nServer: msgbus\r\nContent-Type: text/plain\r\nContent-Length: 47\r\nConnection: close\r\n\r\niframe and script transports are not supported\n", "{transport}");
+    }
     let _ = std::fs::remove_file(users);
 }

@@ -5,7 +5,6 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
 
 use common::*;
 use msgbus::transport::websocket::{encode_client_frame, Opcode};
@@ -50,13 +49,7 @@ fn lhttp_clients_meet_each_other_and_the_native_doors() {
         "GET /msgbus/room HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n",
         "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n",
     );
-    let deadline = std::time::Instant::now() + READ_TIMEOUT;
-    while server.counter("subscribers") < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "alice never subscribed"
-        );
-    }
+    server.wait_for_counter("subscribers", |n| n >= 2, "alice never subscribed");
     send(
         &mut bob,
         "LHTTP/1.0 chat\r\npublish:room\r\ncontent-type:text/plain\r\n\r\nhello",
@@ -99,14 +92,40 @@ fn lhttp_clients_meet_each_other_and_the_native_doors() {
         "LHTTP/1.0 error\r\nerror:upstream forwarding is not enabled on this server\r\n\r\n"
     );
     send(&mut alice, "LHTTP/1.0 chat\r\nunsubscribe:room\r\n\r\n");
-    while server.counter("subscribers") > 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "alice never unsubscribed"
-        );
-    }
+    server.wait_for_counter("subscribers", |n| n <= 1, "alice never unsubscribed");
+    // What reaches her next is from a channel she joins afterwards, not the one she left.
+    send(&mut alice, "LHTTP/1.0 chat\r\nsubscribe:other\r\n\r\n");
+    server.wait_for_counter("subscribers", |n| n >= 2, "alice never joined other");
     server.publish("room", "text/plain", b"after");
-    assert_silent(&mut alice, Duration::from_millis(100));
+    server.publish("other", "text/plain", b"marker");
+    assert_eq!(
+        receive(&mut alice),
+        "LHTTP/1.0 publish\r\npublish:other\r\ncontent-type:text/plain\r\n\r\nmarker"
+    );
+}
+
+/// Accepts the server's next upstream call, waiting at most the read timeout.
+fn accept_call(backend: &std::net::TcpListener) -> TcpStream {
+    backend.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    loop {
+        match backend.accept() {
+            Ok((call, _)) => {
+                call.set_nonblocking(false).unwrap();
+                call.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+                return call;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no upstream call came"
+                );
+                // A listener has no read timeout: look again every 10 ms, bounded above.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
 }
 
 /// Reads one HTTP request (head and Content-Length body) from an accepted upstream socket.
@@ -147,8 +166,7 @@ fn upstream_calls_reach_allowed_urls_only() {
             "LHTTP/1.0 store\r\nupstream:POST http://127.0.0.1:{port}/api/items?x=1\r\nx-user:7\r\n\r\nhello"
         ),
     );
-    let (mut call, _) = backend.accept().unwrap();
-    call.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut call = accept_call(&backend);
     assert_eq!(
         read_request(&mut call),
         format!(
@@ -167,8 +185,7 @@ fn upstream_calls_reach_allowed_urls_only() {
         &mut ws,
         &format!("LHTTP/1.0 q\r\nupstream:GET http://127.0.0.1:{port}/api\r\n\r\nignored"),
     );
-    let (mut call, _) = backend.accept().unwrap();
-    call.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut call = accept_call(&backend);
     let request = read_request(&mut call);
     assert!(request.starts_with("GET /api HTTP/1.1\r\n"), "{request}");
     assert!(request.ends_with("Connection: close\r\n\r\n"), "{request}");
@@ -219,4 +236,49 @@ fn upstream_calls_reach_allowed_urls_only() {
     }
     backend.set_nonblocking(true).unwrap();
     assert!(backend.accept().is_err(), "a refused call went out");
+}
+
+/// `--upstream-connections N`: at most N calls run at once; the next starts when one ends.
+#[test]
+fn upstream_calls_beyond_the_connection_limit_wait_their_turn() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = backend.local_addr().unwrap().port();
+    let allowed = format!("http://127.0.0.1:{port}/api");
+    let server = Server::start(&[
+        "--lhttp",
+        "--lhttp-upstream",
+        &allowed,
+        "--upstream-connections",
+        "2",
+    ]);
+    // One call from each of three sockets (each connection's share is half the limit).
+    let mut sockets: Vec<TcpStream> = (0..3).map(|_| open(&server, "/")).collect();
+    for (n, ws) in (1..=3).zip(sockets.iter_mut()) {
+        send(
+            ws,
+            &format!("LHTTP/1.0 q\r\nupstream:GET http://127.0.0.1:{port}/api/{n}\r\n\r\n"),
+        );
+        // A frame with a reply of its own: once it comes, the server has handled the call.
+        send(ws, "garbage");
+        assert!(receive(ws).starts_with("LHTTP/1.0 error\r\n"));
+    }
+    let mut first = accept_call(&backend);
+    let mut second = accept_call(&backend);
+    let mut paths: Vec<String> = [&mut first, &mut second]
+        .into_iter()
+        .map(|call| read_request(call).lines().next().unwrap().to_string())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["GET /api/1 HTTP/1.1", "GET /api/2 HTTP/1.1"]);
+    // Two are running (both requests were written): the third has not been started.
+    backend.set_nonblocking(true).unwrap();
+    let early = backend.accept();
+    assert!(early.is_err(), "a third call ran beside two: {early:?}");
+    // One ends: the third goes out.
+    first
+        .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    drop(first);
+    let mut third = accept_call(&backend);
+    assert!(read_request(&mut third).starts_with("GET /api/3 HTTP/1.1\r\n"));
 }

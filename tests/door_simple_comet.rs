@@ -99,10 +99,7 @@ fn a_held_read_is_woken_by_a_message_from_any_door() {
         format!("GET /channels/live.json?since={since} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
     )
     .unwrap();
-    let deadline = Instant::now() + READ_TIMEOUT;
-    while server.counter("subscribers") == 0 {
-        assert!(Instant::now() < deadline, "read never held");
-    }
+    server.wait_for_counter("subscribers", |n| n != 0, "read never held");
     let id = server.publish_id("live", b"from msgbus");
     let answer = String::from_utf8(read_until(&mut read, b"\"error_message\": \"\"}")).unwrap();
     let text = body(&answer);
@@ -281,10 +278,7 @@ fn shutdown_answers_held_reads() {
     let mut read = server.connect();
     read.write_all(b"GET /channels/c.jsonp?since=0&cb=_JSONP_x HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    let deadline = Instant::now() + READ_TIMEOUT;
-    while server.counter("subscribers") == 0 {
-        assert!(Instant::now() < deadline, "read never held");
-    }
+    server.wait_for_counter("subscribers", |n| n != 0, "read never held");
     assert!(server.terminate().success());
     let answer = String::from_utf8(read_to_end(&mut read)).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");

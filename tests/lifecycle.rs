@@ -33,10 +33,7 @@ fn sigterm_tells_each_subscriber_to_come_back_and_exits_once_drained() {
     poll.write_all(b"GET /msgbus/bye?transport=longpoll HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     let mut idle = server.connect();
-    let deadline = Instant::now() + READ_TIMEOUT;
-    while server.counter("subscribers") < 3 {
-        assert!(Instant::now() < deadline);
-    }
+    server.wait_for_counter("subscribers", |n| n >= 3, "three subscribers");
     let id = server.publish_id("bye", b"last");
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
@@ -96,17 +93,17 @@ fn sigusr1_reopens_the_log_file() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("msgbus.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_msgbus"))
-        .args([
+    let mut child = Guarded::spawn(
+        std::process::Command::new(server_bin()).args([
             "-l",
             "127.0.0.1",
             "-p",
             "0",
             "--log",
             &log.display().to_string(),
-        ])
-        .spawn()
-        .unwrap();
+        ]),
+        "msgbus --log",
+    );
     let wait_for = |path: &std::path::Path, needle: &str| {
         // The log is a file, not a pipe we can block on: look again every 10 ms, 10 s at most.
         for _ in 0..1000 {
@@ -123,10 +120,43 @@ fn sigusr1_reopens_the_log_file() {
     unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
     wait_for(&log, "SIGUSR1: log file reopened");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    assert!(child.wait(READ_TIMEOUT).success());
     let rotated = std::fs::read_to_string(dir.join("msgbus.log.1")).unwrap();
     assert!(!rotated.contains("reopened"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// A TLS client that trusts only `cert`, subscribed to channel `hup`; the handshake is done and
+/// the stream's head read before this returns.
+fn tls_subscriber(server: &Server, cert: rustls::pki_types::CertificateDer<'static>) -> Tls {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let sock = std::net::TcpStream::connect(server.tls_addr.unwrap()).unwrap();
+    sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    sock.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(b"GET /msgbus/hup HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut head = vec![0; HEAD_11.len()];
+    tls.read_exact(&mut head).unwrap();
+    assert_eq!(String::from_utf8(head).unwrap(), HEAD_11);
+    tls
+}
+
+fn read_tls(stream: &mut Tls, n: usize) -> String {
+    let mut got = vec![0; n];
+    stream.read_exact(&mut got).unwrap();
+    String::from_utf8(got).unwrap()
 }
 
 #[test]
@@ -142,7 +172,7 @@ fn sighup_reloads_the_certificate_and_keeps_every_subscriber() {
         std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
         cert.der().clone()
     };
-    let _first = write_cert();
+    let first = write_cert();
     let cert = dir.join("cert.pem").display().to_string();
     let key = dir.join("key.pem").display().to_string();
     let server = Server::start(&[
@@ -153,44 +183,34 @@ fn sighup_reloads_the_certificate_and_keeps_every_subscriber() {
         "--tls-key",
         &key,
     ]);
-    let mut before = subscribe(
+    let mut plain = subscribe(
         &server,
         "GET /msgbus/hup HTTP/1.1\r\nHost: t\r\n\r\n",
         HEAD_11,
     );
+    // A TLS session made under the first certificate, crossing the reload.
+    let mut crossing = tls_subscriber(&server, first);
     let second = write_cert();
     server.signal(libc::SIGHUP);
     server.wait_for_log("SIGHUP: certificate reloaded", 1);
     // A new client that trusts only the new certificate gets in.
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(second).unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
-    let sock = std::net::TcpStream::connect(server.tls_addr.unwrap()).unwrap();
-    sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    let mut after = rustls::StreamOwned::new(conn, sock);
-    after
-        .write_all(b"GET /msgbus/hup HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut head = vec![0; HEAD_11.len()];
-    after.read_exact(&mut head).unwrap();
-    assert_eq!(String::from_utf8(head).unwrap(), HEAD_11);
-    // The subscriber from before the reload gets what is published after it.
+    let mut after = tls_subscriber(&server, second.clone());
+    // Every subscriber from before the reload gets what is published after it.
     server.publish("hup", "text/plain", b"still here");
     let part = chunk("Content-Type: text/plain\n\nstill here--00MsgBus00\n");
-    assert_eq!(read_same_len(&mut before, &part), part);
-    let mut got = vec![0; part.len()];
-    after.read_exact(&mut got).unwrap();
-    assert_eq!(String::from_utf8(got).unwrap(), part);
-    // A file that does not load leaves the working certificate in place.
+    assert_eq!(read_same_len(&mut plain, &part), part);
+    assert_eq!(read_tls(&mut crossing, part.len()), part);
+    assert_eq!(read_tls(&mut after, part.len()), part);
+    // A file that does not load leaves the working certificate in place: a handshake after it
+    // still succeeds with the second certificate, and the sessions go on.
     std::fs::write(dir.join("cert.pem"), "garbage").unwrap();
     server.signal(libc::SIGHUP);
     server.wait_for_log("SIGHUP: keeping the old certificate", 1);
+    let mut late = tls_subscriber(&server, second);
+    server.publish("hup", "text/plain", b"after the bad file");
+    let part = chunk("Content-Type: text/plain\n\nafter the bad file--00MsgBus00\n");
+    assert_eq!(read_tls(&mut crossing, part.len()), part);
+    assert_eq!(read_tls(&mut after, part.len()), part);
+    assert_eq!(read_tls(&mut late, part.len()), part);
     let _ = std::fs::remove_dir_all(&dir);
 }

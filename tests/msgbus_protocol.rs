@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Write;
-use std::time::Duration;
 
 use common::*;
 
@@ -84,7 +83,10 @@ fn type_and_sender_filters() {
     let want = part("alice", "image/jpeg", "2") + &part("alice", "image/png", "3");
     assert_eq!(read_same_len(&mut not_bob, &want), want);
     assert_eq!(read_same_len(&mut alice, &want), want);
-    assert_silent(&mut text, Duration::from_millis(200));
+    // Nothing else reached `text`: its next part is the next message it accepts.
+    publish("alice", "text/html", "4");
+    let want = part("alice", "text/html", "4");
+    assert_eq!(read_same_len(&mut text, &want), want);
 }
 
 fn common_basic(user: &str) -> String {
@@ -107,12 +109,18 @@ fn all_channels_stream_carries_content_location_and_gets_each_message_once() {
                 Content-Location: /msgbus/\nContent-Type: text/plain\nContent-Length: 4\n\nroot--00MsgBus00\n\
                 Content-Location: /msgbus/sensors/t1\nContent-Type: text/plain\nContent-Length: 4\n\n21.5--00MsgBus00\n";
     assert_eq!(read_same_len(&mut all, want), want);
-    assert_silent(&mut all, Duration::from_millis(200));
     let want = chunk(
         "Content-Location: /msgbus/sensors/t1\nContent-Type: text/plain\n\n21.5--00MsgBus00\n",
     );
     assert_eq!(read_same_len(&mut subtree, &want), want);
-    assert_silent(&mut subtree, Duration::from_millis(100));
+    // Each once: the next part on both streams is the message published next.
+    server.publish("sensors/end", "text/plain", b"end");
+    let want = "Content-Location: /msgbus/sensors/end\nContent-Type: text/plain\nContent-Length: 3\n\nend--00MsgBus00\n";
+    assert_eq!(read_same_len(&mut all, want), want);
+    let want = chunk(
+        "Content-Location: /msgbus/sensors/end\nContent-Type: text/plain\n\nend--00MsgBus00\n",
+    );
+    assert_eq!(read_same_len(&mut subtree, &want), want);
 }
 
 #[test]
@@ -176,4 +184,46 @@ fn header_number(response: &str, name: &str) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// DELETE ends a multipart stream: on HTTP/1.1 with the last chunk and the close.
+#[test]
+fn deleting_the_channel_ends_http11_multipart_streams() {
+    let server = Server::start(&[]);
+    let mut sub = subscribe(
+        &server,
+        "GET /msgbus/gone HTTP/1.1\r\nHost: t\r\n\r\n",
+        HEAD_11,
+    );
+    server.publish("gone", "text/plain", b"last");
+    let deleted =
+        server.exchange(b"DELETE /msgbus/gone HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert!(
+        deleted.starts_with("HTTP/1.1 204 No Content\r\n"),
+        "{deleted}"
+    );
+    let rest = String::from_utf8(read_to_end(&mut sub)).unwrap();
+    assert_eq!(
+        rest,
+        chunk("Content-Type: text/plain\n\nlast--00MsgBus00\n") + "0\r\n\r\n"
+    );
+}
+
+/// On HTTP/1.0 the stream is close-delimited: DELETE must close it.
+#[test]
+fn deleting_the_channel_ends_http10_multipart_streams() {
+    let server = Server::start(&[]);
+    let mut sub = subscribe(&server, "GET /msgbus/gone HTTP/1.0\r\n\r\n", HEAD_10);
+    server.publish("gone", "text/plain", b"last");
+    let deleted =
+        server.exchange(b"DELETE /msgbus/gone HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert!(
+        deleted.starts_with("HTTP/1.1 204 No Content\r\n"),
+        "{deleted}"
+    );
+    let rest = String::from_utf8(read_to_end(&mut sub)).unwrap();
+    assert_eq!(
+        rest,
+        "Content-Type: text/plain\nContent-Length: 4\n\nlast--00MsgBus00\n"
+    );
 }

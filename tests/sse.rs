@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Write;
-use std::time::Duration;
 
 use common::*;
 
@@ -122,5 +121,30 @@ fn http10_clients_get_the_same_stream() {
     let id = server.publish_id("old", b"hi");
     let want = format!("id: {id}\ndata: hi\n\n");
     assert_eq!(read_same_len(&mut sub, &want), want);
-    assert_silent(&mut sub, Duration::from_millis(100));
+    // Once: the next event is the next message.
+    let id = server.publish_id("old", b"again");
+    let want = format!("id: {id}\ndata: again\n\n");
+    assert_eq!(read_same_len(&mut sub, &want), want);
+}
+
+/// `?format=json` sends the message as a JSON object, a body that is not UTF-8 as
+/// `"data_base64"`; several channels get JSON by default and `?format=raw` the body alone.
+#[test]
+fn json_and_raw_formats() {
+    let server = Server::start(&[]);
+    let mut json = subscribe(
+        &server,
+        &sse_request("/msgbus/bin?format=json", ""),
+        SSE_HEAD,
+    );
+    let mut raw = subscribe(
+        &server,
+        &sse_request("/msgbus/bin,other?format=raw", ""),
+        SSE_HEAD,
+    );
+    let id = server.publish_id("bin", b"\xff\x00ok");
+    let want = format!("id: {id}\ndata: {{\"id\":{id},\"channel\":\"bin\",\"type\":\"text/plain\",\"data_base64\":\"/wBvaw==\"}}\n\n");
+    assert_eq!(read_same_len(&mut json, &want), want);
+    let want = format!("id: {id}\ndata: \u{fffd}\u{0}ok\n\n");
+    assert_eq!(read_same_len(&mut raw, &want), want);
 }

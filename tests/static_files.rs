@@ -178,3 +178,23 @@ fn the_browser_client_is_built_in() {
     );
     assert_eq!(got, want);
 }
+
+/// The README says msgbus.js is 1.9 KB gzipped: `gzip -9` of the file must stay within
+/// 1,900 bytes.
+#[test]
+fn the_browser_client_is_under_its_stated_gzipped_size() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/static/msgbus.js");
+    let gzip = Guarded::spawn(
+        std::process::Command::new("gzip")
+            .args(["-9", "-n", "-c", path])
+            .stdout(std::process::Stdio::piped()),
+        "gzip",
+    );
+    let output = gzip.wait_with_output(READ_TIMEOUT);
+    assert!(output.status.success());
+    let size = output.stdout.len();
+    assert!(
+        size <= 1900,
+        "msgbus.js is {size} bytes gzipped; the README says 1.9 KB"
+    );
+}

@@ -213,8 +213,8 @@ fn bad_certificate_files_are_named_at_start() {
         ),
     ];
     for (cert, key, want) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_msgbus"))
-            .args([
+        let out = run_to_exit(
+            &[
                 "-l",
                 "127.0.0.1",
                 "-p",
@@ -225,9 +225,9 @@ fn bad_certificate_files_are_named_at_start() {
                 &cert,
                 "--tls-key",
                 &key,
-            ])
-            .output()
-            .unwrap();
+            ],
+            "msgbus with a bad certificate file",
+        );
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(&want), "{want} in {stderr}");
@@ -255,4 +255,32 @@ fn websocket_and_long_poll_over_tls() {
         answer.ends_with(&format!("\"data\":\"secret\"}}],\"cursor\":{id}}}\n")),
         "{answer}"
     );
+}
+
+/// TLS 1.2 and 1.3 both: a client limited to either gets in and is served.
+#[test]
+fn tls_1_2_and_1_3_are_both_served() {
+    let files = make_cert("versions", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let server = start(&files);
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let mut roots = RootCertStore::empty();
+        roots.add(files.cert_der.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let conn = ClientConnection::new(Arc::new(config), name).unwrap();
+        let sock = TcpStream::connect(server.tls_addr.unwrap()).unwrap();
+        sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let mut tls = StreamOwned::new(conn, sock);
+        tls.write_all(b"GET /status.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = tls.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert_eq!(tls.conn.protocol_version(), Some(version.version));
+    }
 }

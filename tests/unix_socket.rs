@@ -45,10 +45,10 @@ fn subscribers_on_a_unix_socket_get_what_tcp_publishers_send() {
 fn a_file_that_is_not_a_socket_is_left_alone() {
     let path = std::env::temp_dir().join(format!("msgbus-unix-file-{}", std::process::id()));
     std::fs::write(&path, "keep me").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_msgbus"))
-        .args(["--unix", &path.display().to_string()])
-        .output()
-        .unwrap();
+    let out = run_to_exit(
+        &["--unix", &path.display().to_string()],
+        "msgbus on a path that is not a socket",
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("exists and is not a socket"), "{stderr}");

@@ -1236,6 +1236,11 @@ impl Conn {
         self.last_delivered = id;
     }
 
+    /// Everything is said: once the queue is out, the connection half-closes.
+    pub fn awaiting_close(&self) -> bool {
+        matches!(self.phase, Phase::Closing)
+    }
+
     /// The connection's phase is "closing": what is queued goes out, then it ends.
     pub fn close_after_output(&mut self) {
         self.phase = Phase::Closing;

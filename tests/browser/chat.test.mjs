@@ -2,7 +2,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { deflateSync, crc32 } from "node:zlib";
-import { freePort, startMsgbus, startBrowser, publish } from "./harness.mjs";
+import { startMsgbus, startBrowser, publish, waitForStatus } from "./harness.mjs";
 
 /** A width x height opaque red PNG. */
 function pngImage(width, height) {
@@ -35,7 +35,7 @@ after(async () => { await browser.close(); });
 const logText = (page) => page.locator("#log").innerText();
 
 test("two pages chat through msgbus, with the room's history on joining", async () => {
-  const server = await startMsgbus(await freePort());
+  const server = await startMsgbus();
   try {
     await publish(server.url, "chat/t1", JSON.stringify({ nick: "zoe", text: "earlier" }), "application/json");
     const ann = await browser.context.newPage();
@@ -72,8 +72,8 @@ test("two pages chat through msgbus, with the room's history on joining", async 
 });
 
 test("a page survives a server restart and resumes with nothing lost or repeated", async () => {
-  const port = await freePort();
-  let server = await startMsgbus(port);
+  let server = await startMsgbus();
+  const port = server.port;
   const page = await browser.context.newPage();
   try {
     await page.goto(`${server.url}/?nick=kim&room=restart&transport=sse`);
@@ -99,7 +99,7 @@ test("a page survives a server restart and resumes with nothing lost or repeated
 
 for (const transport of ["sse", "ws", "longpoll"]) {
   test(`msgbus.js delivers over ${transport}`, async () => {
-    const server = await startMsgbus(await freePort());
+    const server = await startMsgbus();
     const page = await browser.context.newPage();
     try {
       await page.goto(`${server.url}/flood.html`);
@@ -111,8 +111,13 @@ for (const transport of ["sse", "ws", "longpoll"]) {
           onState: (s) => window.states.push(s),
         });
       }, transport);
-      // A long-poll is "open" once its first answer comes: publish until it is.
-      await page.waitForFunction(() => window.states.includes("open") || window.sub.transport === "longpoll");
+      if (transport === "longpoll") {
+        // A long-poll is "open" only once its first answer comes, and a poll without a cursor
+        // waits for the next message: publish once the server holds it.
+        await waitForStatus(server.url, (s) => s.subscribers > 0, "the first poll held");
+      } else {
+        await page.waitForFunction(() => window.states.includes("open"));
+      }
       await publish(server.url, "x", "to x");
       await publish(server.url, "y", "to y");
       await page.waitForFunction(() => window.got.length >= 2);
@@ -129,16 +134,13 @@ for (const transport of ["sse", "ws", "longpoll"]) {
 }
 
 test("the cam page renders a multipart/x-mixed-replace image stream", async () => {
-  const server = await startMsgbus(await freePort());
+  const server = await startMsgbus();
   const page = await browser.context.newPage();
   try {
     // The stream never ends, so the page never "loads": wait for its document only.
     await page.goto(`${server.url}/cam.html`, { waitUntil: "domcontentloaded" });
     // Publish once the image's own request is subscribed (each status read is a round trip).
-    for (let i = 0; i < 500; i++) {
-      const status = await (await fetch(`${server.url}/status.json`)).json();
-      if (status.subscribers === 1) break;
-    }
+    await waitForStatus(server.url, (s) => s.subscribers === 1, "the image subscribed");
     // Chromium shows a part once the next one begins, so each frame appears when the one
     // after it arrives: frames of 2x3, then 4x5, then 6x7 pixels replace each other.
     for (const [w, h] of [[2, 3], [4, 5], [6, 7]]) {
@@ -146,6 +148,64 @@ test("the cam page renders a multipart/x-mixed-replace image stream", async () =
     }
     await page.waitForFunction(() => document.getElementById("cam").naturalWidth === 4);
     assert.equal(await page.evaluate(() => document.getElementById("cam").naturalHeight), 5);
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
+
+test("msgbus.js backs off exponentially with jitter, up to 10 s, and starts again after a success", async () => {
+  const server = await startMsgbus();
+  const page = await browser.context.newPage();
+  try {
+    await page.goto(`${server.url}/msgbus.js`);
+    await page.addScriptTag({ url: "/msgbus.js" });
+    // Every poll fails while the route refuses it; each delay asked of setTimeout is recorded
+    // (and the timer fired at once), with Math.random alternating between its extremes.
+    let refuse = true;
+    await page.route("**/msgbus/**", (route) => (refuse ? route.abort() : route.continue()));
+    await page.evaluate(() => {
+      window.delays = [];
+      const fire = window.setTimeout.bind(window);
+      let flip = 0;
+      Math.random = () => (flip++ % 2 ? 1 : 0);
+      window.setTimeout = (fn, ms) => {
+        window.delays.push(ms);
+        if (window.delays.length < 9) fire(fn, 0);
+        return 0;
+      };
+      window.states = [];
+      window.sub = msgbus.subscribe("b", () => {}, {
+        transport: "longpoll",
+        onState: (s) => window.states.push(s),
+      });
+    });
+    await page.waitForFunction(() => window.delays.length === 9);
+    const delays = await page.evaluate(() => window.delays);
+    // 250 ms doubling up to 10 s, times a jitter factor between 0.5 and 1.
+    const full = [250, 500, 1000, 2000, 4000, 8000, 10000, 10000, 10000];
+    assert.deepEqual(delays, full.map((d, i) => d * (i % 2 ? 1 : 0.5)));
+    // A poll that gets through resets the backoff: the next failure waits 250 ms again.
+    refuse = false;
+    await page.evaluate(() => {
+      window.sub.close();
+      window.delays = [];
+      Math.random = () => 1;
+    });
+    await page.evaluate(() => {
+      window.sub = msgbus.subscribe("b", () => {}, {
+        transport: "longpoll",
+        onState: (s) => window.states.push(s),
+      });
+    });
+    await waitForStatus(server.url, (s) => s.subscribers > 0, "the poll held");
+    await publish(server.url, "b", "through");
+    await page.waitForFunction(() => window.states.includes("open"));
+    refuse = true;
+    await publish(server.url, "b", "ends the held poll");
+    await page.waitForFunction(() => window.delays.length >= 1);
+    assert.equal(await page.evaluate(() => window.delays[0]), 250);
+    await page.evaluate(() => window.sub.close());
   } finally {
     await page.close();
     await server.stop();

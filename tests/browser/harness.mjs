@@ -4,51 +4,93 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createServer } from "node:net";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const root = resolve(here, "../..");
 const binary = process.env.MSGBUS_BIN || join(root, "target/debug/msgbus");
+/** How long msgbus may take to say it listens, or to exit after SIGTERM. */
+const DEADLINE_MS = 10000;
 
-/** A free loopback port (so a restarted server can come back on the same one). */
-export function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-    s.on("error", fail);
-  });
+// Whatever happens to a test, no server outlives the runner.
+const running = new Set();
+process.on("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
+/**
+ * Starts msgbus serving static/ on `port` (0: a port the server picks and reports); resolves
+ * once it listens. A fixed port (a restart on the port a stopped server had) is retried a few
+ * times if it is still taken.
+ */
+export async function startMsgbus(port = 0, extra = []) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(port, extra);
+    } catch (e) {
+      if (port === 0 || attempt >= 5 || !/in use/i.test(e.message)) throw e;
+      await new Promise((ok) => setTimeout(ok, 200));
+    }
+  }
 }
 
-/** Starts msgbus serving static/ on `port`; resolves once it listens. */
-export function startMsgbus(port, extra = []) {
+function startOnce(port, extra) {
   return new Promise((ok, fail) => {
     const child = spawn(binary, ["-l", "127.0.0.1", "-p", String(port), "-d", join(root, "static"), ...extra], {
       stdio: ["ignore", "ignore", "pipe"],
       env: { ...process.env, RUST_LOG: "info" },
     });
-    const timer = setTimeout(() => fail(new Error("msgbus did not start")), 10000);
+    running.add(child);
     let log = "";
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      fail(new Error(`msgbus did not say where it listens within ${DEADLINE_MS} ms:\n${log}`));
+    }, DEADLINE_MS);
+    child.on("exit", (code, signal) => {
+      running.delete(child);
+      clearTimeout(timer);
+      fail(new Error(`msgbus exited (${code ?? signal}) before listening:\n${log}`));
+    });
     child.stderr.on("data", (chunk) => {
       log += chunk;
-      if (log.includes("connections (open-files limit")) {
+      const listening = log.match(/listening on 127\.0\.0\.1:(\d+)/);
+      if (listening && log.includes("connections (open-files limit")) {
         clearTimeout(timer);
+        const actual = Number(listening[1]);
         ok({
           child,
-          url: `http://127.0.0.1:${port}`,
-          stop: () => new Promise((done) => {
-            if (child.exitCode !== null) return done();
-            child.once("exit", done);
-            child.kill("SIGTERM");
-          }),
+          port: actual,
+          url: `http://127.0.0.1:${actual}`,
+          stop: () => stop(child),
         });
       }
     });
-    child.on("error", fail);
+    child.on("error", (e) => { clearTimeout(timer); fail(e); });
   });
+}
+
+/** SIGTERM, and the exit within the deadline; past it, SIGKILL and a failure. */
+function stop(child) {
+  return new Promise((done, fail) => {
+    if (child.exitCode !== null || child.signalCode !== null) return done();
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      fail(new Error(`msgbus did not exit within ${DEADLINE_MS} ms of SIGTERM`));
+    }, DEADLINE_MS);
+    child.once("exit", () => { clearTimeout(timer); done(); });
+    child.kill("SIGTERM");
+  });
+}
+
+/** Asks /status.json until `ok(status)` holds: a bounded number of round trips. */
+export async function waitForStatus(base, ok, what) {
+  const deadline = Date.now() + DEADLINE_MS;
+  for (let look = 0; look < 10000 && Date.now() < deadline; look++) {
+    const answer = await fetch(`${base}/status.json`, { signal: AbortSignal.timeout(DEADLINE_MS) });
+    const status = await answer.json();
+    if (ok(status)) return status;
+  }
+  throw new Error(`${what}: not seen in /status.json within ${DEADLINE_MS} ms`);
 }
 
 /** A headless Chromium with a fresh profile, flags as this machine needs them. */
@@ -77,6 +119,7 @@ export async function publish(base, channel, body, type = "text/plain") {
     method: "POST",
     headers: { "Content-Type": type, Accept: "application/json" },
     body,
+    signal: AbortSignal.timeout(DEADLINE_MS),
   });
   if (!r.ok) throw new Error(`publish: ${r.status}`);
   return r.json();

@@ -1,14 +1,14 @@
 // The martd-compatible /client.js in a real Chromium against msgbus's martd door.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { freePort, startMsgbus, startBrowser, publish } from "./harness.mjs";
+import { startMsgbus, startBrowser, publish } from "./harness.mjs";
 
 let browser;
 before(async () => { browser = await startBrowser(); });
 after(async () => { await browser.close(); });
 
 test("martd's client API subscribes, publishes and cancels through /client.js", async () => {
-  const server = await startMsgbus(await freePort(), ["--martd"]);
+  const server = await startMsgbus(0, ["--martd"]);
   try {
     const page = await browser.context.newPage();
     await page.goto(`${server.url}/msgbus.js`);

@@ -3,13 +3,152 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long any single read in a test may wait before the test fails.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server binary the tests start: this build's, or `MSGBUS_TEST_BIN` when set (to check that
+/// the suite fails, by name and within its deadlines, against a server that does not answer).
+pub fn server_bin() -> String {
+    std::env::var("MSGBUS_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_msgbus").to_string())
+}
+
+/// A child process that is killed when dropped, so a failing test leaves nothing running.
+pub struct Guarded {
+    pub child: Child,
+    what: String,
+    /// The child leads a process group of its own, ended with it.
+    group: bool,
+}
+
+impl Guarded {
+    pub fn spawn(command: &mut Command, what: &str) -> Guarded {
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        Guarded {
+            child,
+            what: what.to_string(),
+            group: false,
+        }
+    }
+
+    /// As `spawn`, the child leading a new process group: when it is ended, its group gets
+    /// SIGTERM, and SIGKILL if the leader has not gone 5 s later (for a runner whose own
+    /// children hold servers and browsers).
+    pub fn spawn_group(command: &mut Command, what: &str) -> Guarded {
+        use std::os::unix::process::CommandExt;
+        let mut guarded = Guarded::spawn(command.process_group(0), what);
+        guarded.group = true;
+        guarded
+    }
+
+    /// Ends the child (and its group) and reaps it.
+    fn end(&mut self) {
+        if !self.group {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            return;
+        }
+        let pgid = self.child.id() as i32;
+        // SAFETY: signalling the group this test started; its leader is not yet reaped, so the
+        // group id cannot have been reused.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let grace = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < grace {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above; the leader is still unreaped.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the exit, at most `limit`; past it, kills the child and fails the test.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.end();
+                panic!("{} did not exit within {limit:?}", self.what);
+            }
+            // A process gives no readiness to block on: look again every 10 ms, bounded above.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits (at most `limit`) for the exit and for everything the child wrote on its piped
+    /// stdout and stderr.
+    pub fn wait_with_output(mut self, limit: Duration) -> Output {
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut out);
+                }
+                let _ = tx.send(out);
+            });
+            rx
+        };
+        let stdout = drain(
+            self.child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let stderr = drain(
+            self.child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let status = self.wait(limit);
+        // The pipes close with the child (or with whatever it left holding them: bounded too).
+        let collect = |rx: mpsc::Receiver<Vec<u8>>| {
+            rx.recv_timeout(READ_TIMEOUT)
+                .unwrap_or_else(|_| panic!("{}: output pipe still open after exit", self.what))
+        };
+        Output {
+            status,
+            stdout: collect(stdout),
+            stderr: collect(stderr),
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.end();
+        }
+    }
+}
+
+/// Runs a server command that is expected to refuse to start; returns its exit and output, or
+/// fails the test if it is still running after the read timeout.
+pub fn run_to_exit(args: &[&str], what: &str) -> Output {
+    let mut command = Command::new(server_bin());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Guarded::spawn(&mut command, what).wait_with_output(READ_TIMEOUT)
+}
 
 pub struct Server {
     child: Child,
@@ -27,7 +166,7 @@ impl Server {
 
     /// Starts `msgbus ARGS` and waits for the line that follows the listeners.
     pub fn start_raw(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_msgbus"))
+        let mut child = Command::new(server_bin())
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -58,9 +197,15 @@ impl Server {
                 grew.notify_all();
             }
         });
-        let (plain, tls_addr) = rx
-            .recv_timeout(READ_TIMEOUT)
-            .expect("msgbus did not say where it listens");
+        let (plain, tls_addr) = match rx.recv_timeout(READ_TIMEOUT) {
+            Ok(found) => found,
+            Err(_) => {
+                // Not left running behind the failure.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("msgbus did not say where it listens within {READ_TIMEOUT:?}");
+            }
+        };
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
         Server {
             child,
@@ -99,6 +244,8 @@ impl Server {
     pub fn connect(&self) -> TcpStream {
         let stream = TcpStream::connect(self.addr).expect("connect");
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        // A server that stops reading fails the test instead of blocking a large write.
+        stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
         stream
     }
@@ -152,6 +299,20 @@ impl Server {
     /// A counter from /status.json, found by its key.
     pub fn counter(&self, key: &str) -> u64 {
         json_number(&self.status(), key)
+    }
+
+    /// Waits until counter `key` satisfies `ok` (each look is one round trip; bounded by the read
+    /// timeout and a count); fails the test with `what` otherwise. Returns the last value.
+    pub fn wait_for_counter(&self, key: &str, ok: impl Fn(u64) -> bool, what: &str) -> u64 {
+        let deadline = Instant::now() + READ_TIMEOUT;
+        for _ in 0..100_000 {
+            let value = self.counter(key);
+            if ok(value) {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "{what}: {key} is still {value}");
+        }
+        panic!("{what}: {key} never got there in 100000 looks");
     }
 
     /// Sends SIGTERM and waits for the exit status.
