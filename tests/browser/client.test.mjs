@@ -39,9 +39,16 @@ async function statusUntil(server, ok, what) {
   assert.fail(`${what}: ${JSON.stringify(last)}`);
 }
 
-/** A page of `server`'s origin with msgbus.js loaded and nothing else running. */
+/** A page of `server`'s origin with msgbus.js loaded and nothing else running; window.opened
+ * counts the EventSources it opens. */
 async function clientPage(server) {
   const page = await browser.context.newPage();
+  await page.addInitScript(() => {
+    window.opened = 0;
+    window.EventSource = class extends EventSource {
+      constructor(...args) { super(...args); window.opened++; }
+    };
+  });
   await page.goto(`${server.url}/msgbus.js`);
   await page.addScriptTag({ url: "/msgbus.js" });
   return page;
@@ -104,7 +111,7 @@ test("a token reaches the server on every transport, and publish carries it and 
   }
 });
 
-test("onError reports 401 and 403 and the client stops asking", async () => {
+test("onError reports 401, 403 and 404 and the client stops asking", async () => {
   const server = await startMsgbus(await freePort(), ["--jwt-secret", SECRET]);
   const page = await clientPage(server);
   try {
@@ -124,6 +131,14 @@ test("onError reports 401 and 403 and the client stops asking", async () => {
     for (const [name, transport, token] of cases) {
       await subscribeIn(page, name, "secret", { transport, token });
     }
+    // A base with no msgbus behind it: 404, whatever the transport.
+    await page.evaluate(() => msgbus.setBase("/nothere"));
+    for (const transport of ["sse", "ws", "longpoll"]) {
+      const name = `404-${transport}`;
+      cases.push([name, transport, null, 404, "not found"]);
+      await subscribeIn(page, name, "secret", { transport });
+    }
+    await page.evaluate(() => msgbus.setBase(""));
     for (const [name, , , status, reason] of cases) {
       await page.waitForFunction((n) => window.subs[n].errors.length > 0, name);
       const { errors, states, got } = await recorded(page, name);
@@ -135,8 +150,8 @@ test("onError reports 401 and 403 and the client stops asking", async () => {
     const before = (await status(server)).refused;
     await new Promise((r) => setTimeout(r, 1500));
     const later = (await status(server)).refused;
-    assert.deepEqual([later["401"], later["403"]], [before["401"], before["403"]]);
-    assert.ok(before["401"] >= 6 && before["403"] >= 2, JSON.stringify(before));
+    assert.deepEqual([later["401"], later["403"], later["404"]], [before["401"], before["403"], before["404"]]);
+    assert.ok(before["401"] >= 6 && before["403"] >= 2 && before["404"] >= 3, JSON.stringify(before));
     assert.equal((await status(server)).subscribers, 0);
   } finally {
     await page.close();
@@ -197,6 +212,9 @@ test("the tabs of an origin share one connection, and another tab takes over whe
     }
     // The first tab holds the connection; when it goes another tab connects, resuming where
     // each tab got to: a message published in between reaches them all, once.
+    const opened = () => Promise.all(pages.map((p) => p.evaluate(() => window.opened)));
+    assert.ok((await opened())[0] >= 1);
+    assert.deepEqual((await opened()).slice(1), [0, 0, 0]);
     await pages.shift().close();
     await publish(server.url, "news", "three");
     for (const [i, page] of pages.entries()) {
@@ -204,6 +222,7 @@ test("the tabs of an origin share one connection, and another tab takes over whe
       const want = i === 2 ? ["one", "o", "two", "three"] : ["one", "two", "three"];
       assert.deepEqual((await recorded(page, "news")).got, want, `tab ${i + 1}`);
     }
+    assert.equal((await opened()).filter((n) => n > 0).length, 1, "one of the others took over");
     await statusUntil(server, (s) => streams(s) === 1, "still one connection");
     // A tab that opts out keeps a connection of its own.
     await subscribeIn(pages[0], "own", "news", { share: false });
@@ -211,6 +230,30 @@ test("the tabs of an origin share one connection, and another tab takes over whe
     // Closing every subscription of every tab closes the shared connection.
     for (const page of pages) await page.evaluate(() => Object.values(window.subs).forEach((r) => r.sub.close()));
     await statusUntil(server, (s) => streams(s) === 0, "no connection left");
+  } finally {
+    await Promise.all(pages.map((p) => p.close()));
+    await server.stop();
+  }
+});
+
+test("without Web Locks each tab keeps a connection of its own", async () => {
+  const server = await startMsgbus(await freePort());
+  const pages = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const page = await browser.context.newPage();
+      await page.addInitScript(() => Object.defineProperty(Navigator.prototype, "locks", { get: () => undefined }));
+      await page.goto(`${server.url}/msgbus.js`);
+      await page.addScriptTag({ url: "/msgbus.js" });
+      await subscribeIn(page, "news", "news", {});
+      pages.push(page);
+    }
+    await statusUntil(server, (s) => streams(s) === 2, "a connection per tab");
+    await publish(server.url, "news", "each");
+    for (const page of pages) {
+      await page.waitForFunction(() => window.subs.news.got.length === 1);
+      assert.deepEqual((await recorded(page, "news")).got, ["each"]);
+    }
   } finally {
     await Promise.all(pages.map((p) => p.close()));
     await server.stop();
