@@ -62,7 +62,11 @@ and memory.
                           and publishing (default 1)
   --quiet-secs S          end the drain this long after the last delivery (default 2)
   --json                  print one JSON object instead of the report
+  --plot FILE.svg         draw latency percentiles (p50, p90, p99) and deliveries per second,
+                          one point a second, into FILE.svg
   -h, --help              this text
+
+While stderr is a terminal, a progress line is redrawn there each second.
 
 Exit status: 0 nothing lost or duplicated, 1 otherwise, 2 usage error.
 ";
@@ -125,6 +129,8 @@ pub struct Config {
     pub idle: Duration,
     pub quiet: Duration,
     pub json: bool,
+    /// --plot: where the SVG goes.
+    pub plot: Option<PathBuf>,
 }
 
 pub enum Command {
@@ -210,6 +216,7 @@ impl Config {
             idle: DEFAULT_IDLE,
             quiet: DEFAULT_QUIET,
             json: false,
+            plot: None,
         };
         while let Some(arg) = p.next()? {
             match arg {
@@ -277,6 +284,7 @@ impl Config {
                         Duration::from_secs_f64(number(&mut p, "--quiet-secs", 0.1, 3600.0)?)
                 }
                 Long("json") => cfg.json = true,
+                Long("plot") => cfg.plot = Some(p.value()?.into()),
                 Short('h') | Long("help") => return Ok(Command::Help),
                 _ => return Err(arg.unexpected().into()),
             }
@@ -407,6 +415,9 @@ mod tests {
             }),
             (&["--subs", "1000", "--stall-fraction", "0.1"], |c| {
                 c.stalled == 100 && c.readers() == 900
+            }),
+            (&["--plot", "/tmp/p.svg"], |c| {
+                c.plot.as_deref() == Some(std::path::Path::new("/tmp/p.svg"))
             }),
             (&["--ready-file", "/tmp/r", "--quiet-secs", "30"], |c| {
                 c.ready_file.as_deref() == Some(std::path::Path::new("/tmp/r"))

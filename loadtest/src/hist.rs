@@ -46,6 +46,13 @@ impl Histogram {
         self.max = self.max.max(v);
     }
 
+    /// Forgets every sample, keeping the buckets' memory.
+    pub fn clear(&mut self) {
+        self.counts.fill(0);
+        self.total = 0;
+        self.max = 0;
+    }
+
     pub fn max(&self) -> u64 {
         self.max
     }
@@ -96,5 +103,7 @@ mod tests {
         assert_eq!(h.quantile(1.0), 1_000_000);
         assert_eq!(h.max(), 1_000_000);
         assert_eq!(Histogram::new().quantile(0.5), 0);
+        h.clear();
+        assert_eq!((h.quantile(0.5), h.max()), (0, 0));
     }
 }

@@ -4,10 +4,14 @@ mod config;
 mod hist;
 mod http;
 mod marker;
+mod plot;
 mod procfs;
 mod report;
 mod run;
+mod timeline;
 
+use std::fs::File;
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -38,6 +42,14 @@ fn main() -> ExitCode {
             return usage_error(&format!("--server-pid {pid}: cannot read /proc/{pid}: {e}"));
         }
     }
+    // Opened now, so a path that cannot be written fails before the run, not after it.
+    let mut plot_file = match cfg.plot.as_ref().map(File::create).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            let path = cfg.plot.as_ref().expect("a path").display();
+            return usage_error(&format!("--plot {path}: {e}"));
+        }
+    };
     let origin = Instant::now();
     let outcome = match run::Runner::new(&cfg, origin) {
         Ok(r) => r.run(),
@@ -46,6 +58,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(file) = plot_file.as_mut() {
+        let title = format!(
+            "msgbus-load: {} {} subscribers, {} messages of {} bytes",
+            cfg.subs,
+            format!("{:?}", cfg.transport).to_lowercase(),
+            cfg.messages,
+            cfg.size
+        );
+        let svg = plot::svg(&title, &outcome.samples, outcome.publish_at);
+        if let Err(e) = file.write_all(svg.as_bytes()) {
+            let path = cfg.plot.as_ref().expect("a path").display();
+            eprintln!("msgbus-load: error: --plot {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let report = report::Report::new(&cfg, &outcome);
     if cfg.json {
         println!("{}", report.json());

@@ -20,6 +20,7 @@ use crate::hist::Histogram;
 use crate::http::{self, Parsed};
 use crate::marker::{self, Tail};
 use crate::procfs;
+use crate::timeline::{Progress, Sample, Timeline};
 
 /// Connects (and handshakes) in flight at once, so a listen backlog is never flooded.
 const MAX_PENDING: usize = 512;
@@ -100,6 +101,10 @@ pub struct Outcome {
     pub subs: SubCounts,
     pub deliveries: Deliveries,
     pub latency: Histogram,
+    /// One sample a second, for --plot.
+    pub samples: Vec<Sample>,
+    /// When publishing (with --no-publish: waiting) began, seconds into the run.
+    pub publish_at: Option<f64>,
     pub published: usize,
     pub answered: usize,
     pub publish_errors: usize,
@@ -181,6 +186,7 @@ pub struct Runner<'a> {
     counts: SubCounts,
     deliveries: Deliveries,
     latency: Histogram,
+    timeline: Timeline,
     notes: Vec<String>,
 }
 
@@ -238,6 +244,7 @@ impl<'a> Runner<'a> {
                 ..Deliveries::default()
             },
             latency: Histogram::new(),
+            timeline: Timeline::new(origin),
             notes: Vec::new(),
         })
     }
@@ -268,12 +275,14 @@ impl<'a> Runner<'a> {
         let cpu0 = cpu_sum(pids);
         let tool0 = procfs::self_cpu_seconds();
         self.announce_ready();
+        self.timeline.mark_publish(Instant::now());
         let hit_duration = if self.cfg.publish {
             self.publish_all()
         } else {
             self.wait_for_all()
         };
         let cpu1 = cpu_sum(pids);
+        self.timeline.finish(Instant::now(), self.deliveries.unique);
         let tcp_mem_end = procfs::tcp_mem_bytes().ok();
         let tool_cpu = procfs::self_cpu_seconds() - tool0;
         for s in &mut servers {
@@ -308,6 +317,8 @@ impl<'a> Runner<'a> {
             subs: self.counts,
             deliveries: self.deliveries,
             latency: self.latency,
+            samples: std::mem::take(&mut self.timeline.samples),
+            publish_at: self.timeline.publish_at,
             notes: self.notes,
         }
     }
@@ -472,8 +483,9 @@ impl<'a> Runner<'a> {
 
     /// One poll and its dispatch; subscribers cut short by READS_PER_EVENT go again first.
     fn turn(&mut self, timeout: Duration) {
+        // Bounded, so the progress line moves even when nothing happens.
         let timeout = if self.again.is_empty() {
-            timeout
+            timeout.min(MAX_POLL)
         } else {
             Duration::ZERO
         };
@@ -502,6 +514,19 @@ impl<'a> Runner<'a> {
                 self.on_subscriber(token.0, ended);
             }
         }
+        self.tick();
+    }
+
+    /// Closes the second's sample when one has passed (and redraws the progress line).
+    fn tick(&mut self) {
+        let progress = Progress {
+            ready: self.counts.ready + self.counts.stalled_ready,
+            subs: self.subs.len(),
+            published: self.published,
+            messages: self.cfg.messages,
+            delivered: self.deliveries.unique,
+        };
+        self.timeline.tick(Instant::now(), &progress);
     }
 
     fn on_subscriber(&mut self, i: usize, ended: bool) {
@@ -602,6 +627,7 @@ impl<'a> Runner<'a> {
                         seen: &mut sub.seen,
                         d: &mut self.deliveries,
                         latency: &mut self.latency,
+                        window: &mut self.timeline.window,
                         publishing: self.publishing,
                         published: self.published,
                         not_before_ns: self.not_before_ns,
@@ -647,6 +673,7 @@ impl<'a> Runner<'a> {
             seen: &mut sub.seen,
             d: &mut self.deliveries,
             latency: &mut self.latency,
+            window: &mut self.timeline.window,
             publishing: self.publishing,
             published: self.published,
             not_before_ns: self.not_before_ns,
@@ -903,6 +930,8 @@ struct MarkerCtx<'s> {
     seen: &'s mut [u64],
     d: &'s mut Deliveries,
     latency: &'s mut Histogram,
+    /// This second's latencies (the progress line and --plot).
+    window: &'s mut Histogram,
     publishing: bool,
     published: usize,
     not_before_ns: u64,
@@ -930,6 +959,8 @@ impl MarkerCtx<'_> {
         self.d.last_ns = Some(self.now_ns);
         self.d.first_stamp_ns = Some(self.d.first_stamp_ns.map_or(t_ns, |f| f.min(t_ns)));
         // One clock, so only a step of it between stamp and read could make this negative.
-        self.latency.record(self.now_ns.saturating_sub(t_ns));
+        let latency = self.now_ns.saturating_sub(t_ns);
+        self.latency.record(latency);
+        self.window.record(latency);
     }
 }
