@@ -34,6 +34,8 @@ use crate::transport::{longpoll, sse};
 
 /// The browser client, served at /msgbus.js whatever the document root.
 const CLIENT_JS: &str = include_str!("../../static/msgbus.js");
+/// The same as an ES module (it imports ./msgbus.js), at /msgbus.mjs.
+const CLIENT_MODULE: &str = include_str!("../../static/msgbus.mjs");
 /// At shutdown SSE clients are asked to reconnect after this long, plus a spread so they do
 /// not all come back in the same instant.
 const SHUTDOWN_RETRY_MS: u64 = 1000;
@@ -661,12 +663,17 @@ impl Conn {
                 Some(Next::Status(reply, prometheus))
             }
             (Resource::Static, _) => self.serve_file(&path, &request, reply, ctx),
-            (Resource::ClientJs, _) => {
+            (resource @ (Resource::ClientJs | Resource::ClientModule), _) => {
+                let source = if resource == Resource::ClientJs {
+                    CLIENT_JS
+                } else {
+                    CLIENT_MODULE
+                };
                 let answer = response::with_body(
                     reply.minor_version,
                     Status::OK,
                     "text/javascript; charset=utf-8",
-                    CLIENT_JS.as_bytes(),
+                    source.as_bytes(),
                     reply.keep_alive,
                     reply.head_only,
                 );

@@ -27,6 +27,8 @@ pub enum Resource {
     Metrics,
     /// `/msgbus.js`: the browser client, built in.
     ClientJs,
+    /// `/msgbus.mjs`: the same client as an ES module, built in.
+    ClientModule,
     /// Anything else, from the document root if there is one.
     Static,
 }
@@ -73,6 +75,7 @@ pub fn route(path: &str, max_names: usize) -> Result<Resource, RouteError> {
         "/status.json" => Resource::Status,
         "/metrics" => Resource::Metrics,
         "/msgbus.js" => Resource::ClientJs,
+        "/msgbus.mjs" => Resource::ClientModule,
         _ => Resource::Static,
     })
 }
@@ -88,9 +91,11 @@ impl Resource {
                 Method::Delete,
                 Method::Options,
             ],
-            Resource::Status | Resource::Metrics | Resource::ClientJs | Resource::Static => {
-                &[Method::Get, Method::Head, Method::Options]
-            }
+            Resource::Status
+            | Resource::Metrics
+            | Resource::ClientJs
+            | Resource::ClientModule
+            | Resource::Static => &[Method::Get, Method::Head, Method::Options],
         }
     }
 
