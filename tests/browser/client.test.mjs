@@ -6,7 +6,7 @@ import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { freePort, startMsgbus, startBrowser, publish, root } from "./harness.mjs";
+import { startMsgbus, startBrowser, publish, root } from "./harness.mjs";
 
 const SECRET = "browser-test-secret";
 
@@ -77,7 +77,7 @@ before(async () => { browser = await startBrowser(); });
 after(async () => { await browser.close(); });
 
 test("a token reaches the server on every transport, and publish carries it and the channel key", async () => {
-  const server = await startMsgbus(await freePort(), ["--jwt-secret", SECRET]);
+  const server = await startMsgbus(0, ["--jwt-secret", SECRET]);
   const page = await clientPage(server);
   try {
     const token = mint({ sub: "ann", subscribe: ["room/*"], publish: ["room/*"], exp: inAnHour() });
@@ -112,7 +112,7 @@ test("a token reaches the server on every transport, and publish carries it and 
 });
 
 test("onError reports 401, 403 and 404 and the client stops asking", async () => {
-  const server = await startMsgbus(await freePort(), ["--jwt-secret", SECRET]);
+  const server = await startMsgbus(0, ["--jwt-secret", SECRET]);
   const page = await clientPage(server);
   try {
     const cases = [
@@ -160,10 +160,9 @@ test("onError reports 401, 403 and 404 and the client stops asking", async () =>
 });
 
 test("setBase() reaches another origin over every transport, WebSocket included", async () => {
-  const pagePort = await freePort();
-  const home = await startMsgbus(pagePort);
-  const origin = `http://127.0.0.1:${pagePort}`;
-  const push = await startMsgbus(await freePort(), ["--allow-origin", origin, "--jwt-secret", SECRET]);
+  const home = await startMsgbus(0);
+  const origin = home.url;
+  const push = await startMsgbus(0, ["--allow-origin", origin, "--jwt-secret", SECRET]);
   const page = await clientPage(home);
   try {
     const token = mint({ subscribe: ["x"], publish: ["x"], exp: inAnHour() });
@@ -190,7 +189,7 @@ test("setBase() reaches another origin over every transport, WebSocket included"
 });
 
 test("the tabs of an origin share one connection, and another tab takes over when it goes", async () => {
-  const server = await startMsgbus(await freePort());
+  const server = await startMsgbus(0);
   const pages = [];
   try {
     for (let i = 0; i < 4; i++) {
@@ -237,7 +236,7 @@ test("the tabs of an origin share one connection, and another tab takes over whe
 });
 
 test("without Web Locks each tab keeps a connection of its own", async () => {
-  const server = await startMsgbus(await freePort());
+  const server = await startMsgbus(0);
   const pages = [];
   try {
     for (let i = 0; i < 2; i++) {
@@ -261,7 +260,7 @@ test("without Web Locks each tab keeps a connection of its own", async () => {
 });
 
 test("msgbus.mjs imports as an ES module with the same API as the script and its types", async () => {
-  const server = await startMsgbus(await freePort());
+  const server = await startMsgbus(0);
   const page = await browser.context.newPage();
   try {
     await page.goto(`${server.url}/msgbus.js`);

@@ -2,14 +2,14 @@
 // arrives.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { freePort, startMsgbus, startBrowser, publish } from "./harness.mjs";
+import { startMsgbus, startBrowser, publish } from "./harness.mjs";
 
 let browser;
 before(async () => { browser = await startBrowser(); });
 after(async () => { await browser.close(); });
 
 test("flood.html charts the rate and latency percentiles with axes, units and a legend", async () => {
-  const server = await startMsgbus(await freePort());
+  const server = await startMsgbus(0);
   const page = await browser.context.newPage();
   try {
     await page.goto(`${server.url}/flood.html?channel=f`);
