@@ -25,11 +25,12 @@ use crate::gate::Gate;
 use crate::io::{Socket, Stream};
 use crate::listener::{Listener, Peer};
 use crate::logfile::LogFile;
+use crate::notify::Notifier;
 use crate::signals::{Signal, Signals};
 use crate::stats::{ClusterGauges, Gauges, Limit, Reason, Stats, Transport};
 use crate::timer::Timers;
 use crate::upstream::Upstream;
-use crate::{privileges, tls};
+use crate::{activation, privileges, tls};
 
 /// Tokens above every slab key: the signal fd, then the listeners.
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
@@ -49,7 +50,7 @@ const FLUSH_BYTES_PER_TURN: usize = 1024 * 1024;
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// After running out of file descriptors, accepting waits this long before it tries again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-const PER_ADDRESS_REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 39\r\nConnection: close\r\n\r\ntoo many connections from your address\n";
+const PER_ADDRESS_REFUSAL: &str = "too many connections from your address";
 /// How often expired messages and idle channels are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Channel slots one sweep visits: a million channels are swept in about a minute, and no
@@ -101,6 +102,10 @@ pub struct Server {
     martd: Option<MartdDoor>,
     /// lhttp's upstream calls, with `--lhttp` and `--lhttp-upstream`.
     upstream: Option<Upstream>,
+    /// The service manager's notification socket, when there is one.
+    notify: Option<Notifier>,
+    /// When the manager's watchdog is next told that the loop turns.
+    next_watchdog: Option<Instant>,
 }
 
 /// A publish carried out.
@@ -132,6 +137,8 @@ impl Server {
             Some(n) => n,
             None => capacity,
         };
+        let notify = Notifier::from_env();
+        let inherited = activation::take_inherited();
         let poll = Poll::new()?;
         let mut signals = Signals::new()?;
         poll.registry()
@@ -175,7 +182,7 @@ impl Server {
             let name = cfg.node_name.clone().unwrap_or_else(default_node_name);
             Cluster::new(cfg.nats.clone(), name, Instant::now())
         });
-        let listeners = bind_all(&cfg, &poll)?;
+        let listeners = bind_all(&cfg, &poll, inherited)?;
         if let Some(path) = &cfg.pid_file {
             std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
                 io::Error::new(e.kind(), format!("pid file {}: {e}", path.display()))
@@ -234,6 +241,11 @@ impl Server {
             comet,
             martd,
             upstream,
+            next_watchdog: notify
+                .as_ref()
+                .and_then(Notifier::watchdog_interval)
+                .map(|every| now + every),
+            notify,
         })
     }
 
@@ -246,9 +258,13 @@ impl Server {
 
     /// Runs until SIGINT or SIGTERM.
     pub fn run(&mut self) -> io::Result<()> {
+        if let Some(notify) = &self.notify {
+            notify.ready();
+        }
         loop {
             self.poll_events()?;
             self.expire_timers();
+            self.tell_watchdog();
             if let Some(upstream) = self.upstream.as_mut() {
                 upstream.start(self.poll.registry(), |slot| {
                     Token(UPSTREAM_TOKEN_TOP - slot)
@@ -271,10 +287,40 @@ impl Server {
             self.stats.dropped,
             self.conns.len()
         );
-        if let Some(path) = &self.cfg.pid_file {
-            let _ = std::fs::remove_file(path);
-        }
+        self.remove_pid_file();
         Ok(())
+    }
+
+    /// After `-u`, removing the pid file needs its directory to be writable by the user: when
+    /// it is not, the log says so rather than leaving a stale file unmentioned.
+    fn remove_pid_file(&self) {
+        let Some(path) = &self.cfg.pid_file else {
+            return;
+        };
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => warn!(
+                "pid file {} not removed: {e}{}",
+                path.display(),
+                match &self.cfg.user {
+                    Some(user) => format!(" (its directory is not writable by {user}; use one that is, such as /run/msgbus)"),
+                    None => String::new(),
+                }
+            ),
+        }
+    }
+
+    /// Tells the service manager's watchdog that the loop still turns, at half its timeout.
+    fn tell_watchdog(&mut self) {
+        let (Some(notify), Some(at)) = (&self.notify, self.next_watchdog) else {
+            return;
+        };
+        if self.now >= at {
+            notify.watchdog();
+            let every = notify.watchdog_interval().unwrap_or(Duration::from_secs(1));
+            self.next_watchdog = Some(self.now + every);
+        }
     }
 
     /// Uses a log file handle, so SIGUSR1 can reopen it.
@@ -293,6 +339,9 @@ impl Server {
             .map_or(sweep, |t| t.min(sweep));
         if let Some(deadline) = self.cluster.as_ref().and_then(Cluster::deadline) {
             timer = timer.min(deadline.saturating_duration_since(self.now));
+        }
+        if let Some(at) = self.next_watchdog {
+            timer = timer.min(at.saturating_duration_since(self.now));
         }
         if let Some(deadline) = self.shutdown_deadline {
             // While draining, look at the connections often: each turn may finish some.
@@ -316,6 +365,7 @@ impl Server {
         let timeout = self.poll_timeout();
         let polled = self.poll.poll(&mut events, timeout);
         self.now = Instant::now();
+        crate::http::response::set_clock(SystemTime::now());
         if let Err(e) = polled {
             self.events = Some(events);
             return if e.kind() == ErrorKind::Interrupted {
@@ -439,7 +489,16 @@ impl Server {
         if over_limit {
             // Answered and half-closed like any refusal, so the client reads why rather than
             // a reset; it is not counted against its address.
-            conn.refuse_at_once(PER_ADDRESS_REFUSAL.to_vec());
+            use crate::http::response::{plain, Status};
+            let answer = plain(
+                1,
+                Status::SERVICE_UNAVAILABLE,
+                PER_ADDRESS_REFUSAL,
+                &[],
+                false,
+                false,
+            );
+            conn.refuse_at_once(answer);
         }
         let conn = entry.insert(conn);
         schedule_flush(&mut self.flush_list, conn, key);
@@ -940,6 +999,9 @@ impl Server {
     /// Stops accepting, tells every subscriber to come back later in its transport's way, and
     /// lets queued output drain until `--shutdown-timeout`.
     fn begin_shutdown(&mut self) {
+        if let Some(notify) = &self.notify {
+            notify.stopping();
+        }
         for listener in &mut self.listeners {
             let _ = self.poll.registry().deregister(listener);
         }
@@ -974,28 +1036,259 @@ impl Server {
         }
     }
 
-    /// SIGHUP: re-reads the certificate and key. Connections keep the configuration they
-    /// started with; a file that does not load leaves the old one in place.
+    /// SIGHUP: makes the configuration again from its file (`-c`) and command line, re-reads
+    /// the files it names (certificate and key, token key, eventsource-broker users), and
+    /// applies what can change while connections stay open. Nothing is applied unless all of
+    /// it loads: a bad file keeps the old configuration, and the log says why. What only a
+    /// restart can change is named and keeps its running value.
     fn reload(&mut self) {
-        if self.cfg.jwt_secret_file.is_some() {
-            match load_jwt_key(&self.cfg) {
-                Ok(key) => {
-                    self.gate.set_jwt(key);
-                    info!("SIGHUP: token key reloaded");
-                }
-                Err(e) => warn!("SIGHUP: keeping the old token key: {e}"),
-            }
+        if let Some(notify) = &self.notify {
+            notify.reloading();
         }
-        let (Some(cert), Some(key)) = (&self.cfg.tls_cert, &self.cfg.tls_key) else {
-            return;
+        if let Err(why) = self.reconfigure() {
+            warn!("SIGHUP: {why}");
+        }
+        if let Some(notify) = &self.notify {
+            notify.ready();
+        }
+    }
+
+    fn reconfigure(&mut self) -> Result<(), String> {
+        let mut new = self
+            .cfg
+            .reread()
+            .map_err(|e| format!("keeping the old configuration: {e}"))?;
+        let changes = Changes::between(&self.cfg, &mut new);
+        let tls = match (&new.tls_cert, &new.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                tls::load(cert, key)
+                    .map_err(|e| format!("keeping the old certificate and configuration: {e}"))?,
+            ),
+            _ => None,
         };
-        match tls::load(cert, key) {
-            Ok(config) => {
-                self.tls = Some(config);
-                info!("SIGHUP: certificate reloaded from {}", cert.display());
-            }
-            Err(e) => warn!("SIGHUP: keeping the old certificate: {e}"),
+        let jwt = load_jwt_key(&new)
+            .map_err(|e| format!("keeping the old token key and configuration: {e}"))?;
+        let esb_users =
+            match (&self.esb, &new.esb_users) {
+                (Some(_), Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    format!("keeping the old configuration: {}: {e}", path.display())
+                })?),
+                _ => None,
+            };
+
+        self.gate = Gate::new(
+            new.secret.clone(),
+            jwt,
+            new.max_subscriptions,
+            new.max_publish_channels,
+        );
+        self.bus.set_limits(BusLimits {
+            max_channels: new.max_channels,
+            max_retained_bytes: new.max_retained_bytes,
+        });
+        self.bus.set_defaults(new.retention(), new.channel_timeout);
+        if let Some(door) = self.comet.as_mut() {
+            door.set_options(new.comet.clone());
         }
+        if let (Some(door), Some(text)) = (self.esb.as_mut(), esb_users) {
+            door.replace_users(&text);
+        }
+        if !crate::logfile::set_verbosity(new.verbosity) && changes.live.contains(&"verbose") {
+            info!("SIGHUP: RUST_LOG decides the log level, not verbose");
+        }
+        if let (Some(config), Some(cert)) = (tls, &new.tls_cert) {
+            self.tls = Some(config);
+            info!("SIGHUP: certificate reloaded from {}", cert.display());
+        }
+        if new.jwt_secret_file.is_some() {
+            info!("SIGHUP: token key reloaded");
+        }
+        self.cfg = new;
+
+        if !changes.fixed.is_empty() {
+            warn!(
+                "SIGHUP: {} cannot change without a restart; keeping the running values",
+                changes.fixed.join(", ")
+            );
+        }
+        if changes.live.is_empty() {
+            info!("SIGHUP: configuration unchanged");
+        } else {
+            info!("SIGHUP: changed {}", changes.live.join(", "));
+        }
+        Ok(())
+    }
+}
+
+/// What a reload changes, by option name (never by value: some are secrets).
+struct Changes {
+    /// Applied from now on.
+    live: Vec<&'static str>,
+    /// Taken when a listener was bound, a door opened or the process set up: these keep their
+    /// running values until a restart.
+    fixed: Vec<&'static str>,
+}
+
+impl Changes {
+    /// Compares the running configuration with a new one, and puts the running values back
+    /// into the new one where only a restart can change them.
+    fn between(old: &Config, new: &mut Config) -> Changes {
+        // Every field is named here, so that a new option cannot be forgotten by reload.
+        let Config {
+            listen: _,
+            tls_listen: _,
+            tls_cert: _,
+            tls_key: _,
+            unix: _,
+            unix_mode: _,
+            docroot: _,
+            secret: _,
+            verbosity: _,
+            max_connections: _,
+            max_head: _,
+            max_body: _,
+            max_queue: _,
+            slow_policy: _,
+            head_timeout: _,
+            body_timeout: _,
+            keepalive_timeout: _,
+            send_timeout: _,
+            history: _,
+            max_history: _,
+            message_lifetime: _,
+            channel_timeout: _,
+            ping_interval: _,
+            poll_timeout: _,
+            max_ws_message: _,
+            allow_origins: _,
+            shutdown_timeout: _,
+            log_file: _,
+            pid_file: _,
+            user: _,
+            jwt_secret: _,
+            jwt_secret_file: _,
+            max_per_address: _,
+            max_subscriptions: _,
+            max_channels: _,
+            max_retained_bytes: _,
+            max_publish_channels: _,
+            status_allow: _,
+            status_token: _,
+            access_log: _,
+            nats: _,
+            node_name: _,
+            reuse_port: _,
+            esb_users: _,
+            martd: _,
+            simple_comet: _,
+            comet: _,
+            lhttp: _,
+            upstream: _,
+            implicit_listen: _,
+            config_file: _,
+            command_line: _,
+        } = old;
+        let mut changes = Changes {
+            live: Vec::new(),
+            fixed: Vec::new(),
+        };
+        fn differs<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
+            format!("{a:?}") != format!("{b:?}")
+        }
+        macro_rules! live {
+            ($($($field:ident).+ => $name:literal),* $(,)?) => {$(
+                if differs(&old.$($field).+, &new.$($field).+) {
+                    changes.live.push($name);
+                }
+            )*};
+        }
+        macro_rules! fixed {
+            ($($($field:ident).+ => $name:literal),* $(,)?) => {$(
+                if differs(&old.$($field).+, &new.$($field).+) {
+                    changes.fixed.push($name);
+                    new.$($field).+ = old.$($field).+.clone();
+                }
+            )*};
+        }
+        fixed!(
+            listen => "listen",
+            implicit_listen => "listen",
+            tls_listen => "tls-listen",
+            unix => "unix",
+            unix_mode => "unix-mode",
+            user => "user",
+            pid_file => "pid-file",
+            log_file => "log",
+            reuse_port => "reuse-port",
+            max_connections => "max-connections",
+            nats => "nats",
+            node_name => "node-name",
+            martd => "martd",
+            simple_comet => "simple-comet",
+            lhttp => "lhttp",
+            upstream.allow => "lhttp-upstream",
+            upstream.timeout => "upstream-timeout",
+            upstream.connections => "upstream-connections",
+            upstream.queue => "upstream-queue",
+        );
+        // Opening or closing the door needs a restart; a new users file does not.
+        if old.esb_users.is_some() != new.esb_users.is_some() {
+            changes.fixed.push("esb-users");
+            new.esb_users = old.esb_users.clone();
+        }
+        // Connections are counted per address only while the limit is on.
+        if old.max_per_address.is_some() != new.max_per_address.is_some() {
+            changes.fixed.push("max-per-address");
+            new.max_per_address = old.max_per_address;
+        }
+        // The certificate belongs to the TLS listeners, which stay.
+        if new.tls_cert.is_none() && old.tls_cert.is_some() {
+            new.tls_cert = old.tls_cert.clone();
+            new.tls_key = old.tls_key.clone();
+        }
+        changes.fixed.dedup();
+        live!(
+            tls_cert => "tls-cert",
+            tls_key => "tls-key",
+            docroot => "docroot",
+            secret => "secret",
+            verbosity => "verbose",
+            max_head => "max-head",
+            max_body => "max-body",
+            max_queue => "max-queue",
+            slow_policy => "slow-policy",
+            head_timeout => "head-timeout",
+            body_timeout => "body-timeout",
+            keepalive_timeout => "keepalive-timeout",
+            send_timeout => "send-timeout",
+            history => "history",
+            max_history => "max-history",
+            message_lifetime => "message-lifetime",
+            channel_timeout => "channel-timeout",
+            ping_interval => "ping-interval",
+            poll_timeout => "poll-timeout",
+            max_ws_message => "max-ws-message",
+            allow_origins => "allow-origin",
+            shutdown_timeout => "shutdown-timeout",
+            jwt_secret => "jwt-secret",
+            jwt_secret_file => "jwt-secret-file",
+            max_per_address => "max-per-address",
+            max_subscriptions => "max-subscriptions",
+            max_channels => "max-channels",
+            max_retained_bytes => "max-retained-bytes",
+            max_publish_channels => "max-publish-channels",
+            status_allow => "status-allow",
+            status_token => "status-token",
+            access_log => "access-log",
+            esb_users => "esb-users",
+            comet.http_timeout => "http-timeout",
+            comet.session_timeout => "session-timeout",
+            comet.inactive_channel_timeout => "inactive-channel-timeout",
+            comet.max_messages_per_channel => "max-messages-per-channel",
+            comet.quote_json => "quote-json",
+            comet.enable_status => "enable-status",
+        );
+        changes
     }
 }
 
@@ -1039,28 +1332,49 @@ fn load_jwt_key(cfg: &Config) -> io::Result<Option<JwtKey>> {
     Ok(Some(JwtKey::new(secret.as_bytes())))
 }
 
-/// Binds every listener the configuration asks for and registers it with the poll.
-fn bind_all(cfg: &Config, poll: &Poll) -> io::Result<Vec<Listener>> {
+/// Binds every listener the configuration asks for and registers it with the poll. A socket
+/// the service manager passed (`LISTEN_FDS`) stands for the configured address it is bound to:
+/// on a `--tls-listen` address it is a TLS listener, at the `--unix` path the UNIX one. Passed
+/// sockets no option names are plain listeners, and take the place of the default one.
+fn bind_all(
+    cfg: &Config,
+    poll: &Poll,
+    mut inherited: Vec<activation::Inherited>,
+) -> io::Result<Vec<Listener>> {
+    use activation::Inherited;
     let mut listeners = Vec::new();
-    let tcp = cfg
-        .listen
-        .iter()
+    let default_replaced = cfg.implicit_listen && !inherited.is_empty();
+    let plain = cfg.listen.iter().filter(|_| !default_replaced);
+    let tcp = plain
         .map(|addr| (*addr, false))
         .chain(cfg.tls_listen.iter().map(|addr| (*addr, true)));
     for (addr, tls) in tcp {
-        let listener = Listener::bind_tcp(addr, tls, cfg.reuse_port)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let passed = inherited
+            .iter()
+            .position(|s| matches!(s, Inherited::Tcp(_, at) if *at == addr));
+        let listener = match passed {
+            Some(i) => adopt(inherited.remove(i), tls),
+            None => Listener::bind_tcp(addr, tls, cfg.reuse_port)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?,
+        };
         listeners.push(listener);
     }
     if let Some(path) = &cfg.unix {
-        let listener = Listener::bind_unix(path, cfg.unix_mode).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot listen on {}: {e}", path.display()),
-            )
-        })?;
+        let passed = inherited
+            .iter()
+            .position(|s| matches!(s, Inherited::Unix(_, Some(at)) if at == path));
+        let listener = match passed {
+            Some(i) => adopt(inherited.remove(i), false),
+            None => Listener::bind_unix(path, cfg.unix_mode).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {}: {e}", path.display()),
+                )
+            })?,
+        };
         listeners.push(listener);
     }
+    listeners.extend(inherited.into_iter().map(|socket| adopt(socket, false)));
     if listeners.len() > MAX_LISTENERS {
         return Err(io::Error::new(
             ErrorKind::InvalidInput,
@@ -1077,6 +1391,11 @@ fn bind_all(cfg: &Config, poll: &Poll) -> io::Result<Vec<Listener>> {
         }
     }
     Ok(listeners)
+}
+
+fn adopt(socket: activation::Inherited, tls: bool) -> Listener {
+    info!("{} passed by the service manager", socket.describe());
+    socket.into_listener(tls)
 }
 
 /// Raises the soft open-files limit to the hard one; returns the limit in force.

@@ -75,6 +75,12 @@ impl CometDoor {
         }
     }
 
+    /// New settings (SIGHUP): they apply to the next request and the next sweep.
+    pub fn set_options(&mut self, options: CometOptions) {
+        self.style.quote_json = options.quote_json;
+        self.options = options;
+    }
+
     /// Forgets clients whose session ran out and session channels nobody has read for the
     /// inactive-channel timeout. The reactor calls it about once a second; reads check their
     /// client themselves, so nothing depends on when it runs.

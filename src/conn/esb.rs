@@ -50,6 +50,11 @@ impl EsbDoor {
         }
     }
 
+    /// The users from a new reading of the file (SIGHUP); sockets already made stay.
+    pub fn replace_users(&mut self, text: &str) {
+        self.users = EsbDoor::from_users_file(text).users;
+    }
+
     /// A new socket on `bus_channel`: 128 random bits, or None if the system has no randomness
     /// to give (then no socket is made).
     fn new_socket(&mut self, bus_channel: String) -> Option<String> {
