@@ -27,9 +27,14 @@ impl Server {
 
     /// Starts `msgbus ARGS` and waits for the line that follows the listeners.
     pub fn start_raw(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_msgbus"))
-            .args(args)
-            .env("RUST_LOG", "info")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_msgbus"));
+        command.args(args).env("RUST_LOG", "info");
+        Server::start_command(command)
+    }
+
+    /// Starts msgbus as `command` says (its environment, a wrapper), reading its stderr.
+    pub fn start_command(mut command: Command) -> Server {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
