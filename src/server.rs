@@ -831,7 +831,7 @@ impl Server {
                 }
             }
         }
-        if !self.accepting && self.accept_retry_at.is_none() {
+        if !self.accepting && self.accept_retry_at.is_none() && self.shutdown_deadline.is_none() {
             // Resume below 90% of the limit, not at it, so accepting does not flap.
             if self.conns.len() < self.max_connections / 10 * 9 {
                 info!("accepting again ({} connections)", self.conns.len());
