@@ -522,6 +522,178 @@ impl Config {
     }
 }
 
+/// What a reload changes, by option name (never by value: some are secrets).
+pub struct Changes {
+    /// Applied from now on.
+    pub live: Vec<&'static str>,
+    /// Taken when a listener was bound, a door opened or the process set up: these keep their
+    /// running values until a restart.
+    pub fixed: Vec<&'static str>,
+}
+
+impl Changes {
+    /// Compares the running configuration with a new one, and puts the running values back
+    /// into the new one where only a restart can change them.
+    pub fn between(old: &Config, new: &mut Config) -> Changes {
+        // Every field is named here, so that a new option cannot be forgotten by reload.
+        let Config {
+            listen: _,
+            tls_listen: _,
+            tls_cert: _,
+            tls_key: _,
+            unix: _,
+            unix_mode: _,
+            docroot: _,
+            secret: _,
+            verbosity: _,
+            max_connections: _,
+            max_head: _,
+            max_body: _,
+            max_queue: _,
+            slow_policy: _,
+            head_timeout: _,
+            body_timeout: _,
+            keepalive_timeout: _,
+            send_timeout: _,
+            history: _,
+            max_history: _,
+            message_lifetime: _,
+            channel_timeout: _,
+            ping_interval: _,
+            poll_timeout: _,
+            max_ws_message: _,
+            allow_origins: _,
+            shutdown_timeout: _,
+            log_file: _,
+            pid_file: _,
+            user: _,
+            jwt_secret: _,
+            jwt_secret_file: _,
+            max_per_address: _,
+            max_subscriptions: _,
+            max_channels: _,
+            max_retained_bytes: _,
+            max_publish_channels: _,
+            status_allow: _,
+            status_token: _,
+            access_log: _,
+            nats: _,
+            node_name: _,
+            reuse_port: _,
+            esb_users: _,
+            martd: _,
+            simple_comet: _,
+            comet: _,
+            lhttp: _,
+            upstream: _,
+            implicit_listen: _,
+            config_file: _,
+            command_line: _,
+        } = old;
+        let mut changes = Changes {
+            live: Vec::new(),
+            fixed: Vec::new(),
+        };
+        fn differs<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
+            format!("{a:?}") != format!("{b:?}")
+        }
+        macro_rules! live {
+            ($($($field:ident).+ => $name:literal),* $(,)?) => {$(
+                if differs(&old.$($field).+, &new.$($field).+) {
+                    changes.live.push($name);
+                }
+            )*};
+        }
+        macro_rules! fixed {
+            ($($($field:ident).+ => $name:literal),* $(,)?) => {$(
+                if differs(&old.$($field).+, &new.$($field).+) {
+                    changes.fixed.push($name);
+                    new.$($field).+ = old.$($field).+.clone();
+                }
+            )*};
+        }
+        fixed!(
+            listen => "listen",
+            implicit_listen => "listen",
+            tls_listen => "tls-listen",
+            unix => "unix",
+            unix_mode => "unix-mode",
+            user => "user",
+            pid_file => "pid-file",
+            log_file => "log",
+            reuse_port => "reuse-port",
+            max_connections => "max-connections",
+            nats => "nats",
+            node_name => "node-name",
+            martd => "martd",
+            simple_comet => "simple-comet",
+            lhttp => "lhttp",
+            upstream.allow => "lhttp-upstream",
+            upstream.timeout => "upstream-timeout",
+            upstream.connections => "upstream-connections",
+            upstream.queue => "upstream-queue",
+        );
+        // Opening or closing the door needs a restart; a new users file does not.
+        if old.esb_users.is_some() != new.esb_users.is_some() {
+            changes.fixed.push("esb-users");
+            new.esb_users = old.esb_users.clone();
+        }
+        // Connections are counted per address only while the limit is on.
+        if old.max_per_address.is_some() != new.max_per_address.is_some() {
+            changes.fixed.push("max-per-address");
+            new.max_per_address = old.max_per_address;
+        }
+        // The certificate belongs to the TLS listeners, which stay.
+        if new.tls_cert.is_none() && old.tls_cert.is_some() {
+            new.tls_cert = old.tls_cert.clone();
+            new.tls_key = old.tls_key.clone();
+        }
+        changes.fixed.dedup();
+        live!(
+            tls_cert => "tls-cert",
+            tls_key => "tls-key",
+            docroot => "docroot",
+            secret => "secret",
+            verbosity => "verbose",
+            max_head => "max-head",
+            max_body => "max-body",
+            max_queue => "max-queue",
+            slow_policy => "slow-policy",
+            head_timeout => "head-timeout",
+            body_timeout => "body-timeout",
+            keepalive_timeout => "keepalive-timeout",
+            send_timeout => "send-timeout",
+            history => "history",
+            max_history => "max-history",
+            message_lifetime => "message-lifetime",
+            channel_timeout => "channel-timeout",
+            ping_interval => "ping-interval",
+            poll_timeout => "poll-timeout",
+            max_ws_message => "max-ws-message",
+            allow_origins => "allow-origin",
+            shutdown_timeout => "shutdown-timeout",
+            jwt_secret => "jwt-secret",
+            jwt_secret_file => "jwt-secret-file",
+            max_per_address => "max-per-address",
+            max_subscriptions => "max-subscriptions",
+            max_channels => "max-channels",
+            max_retained_bytes => "max-retained-bytes",
+            max_publish_channels => "max-publish-channels",
+            status_allow => "status-allow",
+            status_token => "status-token",
+            access_log => "access-log",
+            esb_users => "esb-users",
+            comet.http_timeout => "http-timeout",
+            comet.session_timeout => "session-timeout",
+            comet.inactive_channel_timeout => "inactive-channel-timeout",
+            comet.max_messages_per_channel => "max-messages-per-channel",
+            comet.quote_json => "quote-json",
+            comet.enable_status => "enable-status",
+        );
+        changes
+    }
+}
+
 /// Where a setting came from, so that an error can point at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -1112,6 +1284,21 @@ mod tests {
                 spec.long
             );
         }
+    }
+
+    #[test]
+    fn a_reload_names_changes_and_keeps_what_needs_a_restart() {
+        let old = serve(&["-l", "127.0.0.1", "-s", "a", "--max-channels", "5"]).unwrap();
+        let mut new = serve(&["-l", "::1", "-s", "b", "--max-channels", "5", "--martd"]).unwrap();
+        let changes = Changes::between(&old, &mut new);
+        assert_eq!(changes.live, ["secret"]);
+        assert_eq!(changes.fixed, ["listen", "martd"]);
+        assert_eq!(new.listen, old.listen);
+        assert!(!new.martd);
+        assert_eq!(new.secret.as_deref(), Some("b"));
+        let mut same = old.clone();
+        let changes = Changes::between(&old, &mut same);
+        assert!(changes.live.is_empty() && changes.fixed.is_empty());
     }
 
     #[test]
