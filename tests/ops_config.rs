@@ -206,3 +206,20 @@ fn a_bad_file_keeps_the_old_configuration_and_says_why() {
     let martd = get(&server, "/sub?cid=x&a=0", &basic("u:kept-s3cret"));
     assert_eq!(status_line(&martd), "HTTP/1.1 404 Not Found", "{martd}");
 }
+
+#[test]
+fn sighup_changes_the_log_level() {
+    let path = conf("level.conf", "max-body 1000\n");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_msgbus"));
+    command
+        .args(["-c", path.to_str().unwrap(), "-l", "127.0.0.1", "-p", "0"])
+        .env_remove("RUST_LOG");
+    let server = Server::start_command(command);
+    server.status();
+    assert!(!server.log().contains("accepted"), "{}", server.log());
+    std::fs::write(&path, "max-body 1000\nverbose 2\n").unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("SIGHUP: changed verbose", 1);
+    server.status();
+    server.wait_for_log("accepted 127.0.0.1:", 1);
+}
