@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_ADDRESS: &str = "0.0.0.0";
@@ -138,6 +138,13 @@ pub struct Config {
     pub upstream: crate::upstream::UpstreamOptions,
     /// A connection with queued output that makes no write progress for this long is closed.
     pub write_timeout: Duration,
+    /// The plain listener is the default one, asked for by nobody: a socket handed over by
+    /// the service manager takes its place.
+    pub implicit_listen: bool,
+    /// The file (`-c`) and command line this configuration was made from, so that SIGHUP can
+    /// make it again.
+    pub config_file: Option<PathBuf>,
+    pub command_line: Vec<Setting>,
 }
 
 /// Simple-Comet-Server's settings, with its defaults.
@@ -270,6 +277,9 @@ impl Default for Config {
             lhttp: false,
             upstream: crate::upstream::UpstreamOptions::default(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            implicit_listen: false,
+            config_file: None,
+            command_line: Vec::new(),
         }
     }
 }
@@ -293,12 +303,37 @@ pub fn loopback_nets() -> Vec<IpNet> {
 #[derive(Debug)]
 pub enum ConfigError {
     Usage(String),
+    /// `flag` is the option's long name.
     BadValue {
         flag: &'static str,
         value: String,
         why: &'static str,
     },
     Docroot(PathBuf, std::io::Error),
+    ConfigFile(PathBuf, std::io::Error),
+    /// A config file's line and what is wrong with it.
+    AtLine {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
+}
+
+impl ConfigError {
+    /// The error, pointing at the config file line it came from.
+    fn at(self, origin: &Origin) -> ConfigError {
+        match origin {
+            Origin::CommandLine => self,
+            Origin::File { path, line } => ConfigError::AtLine {
+                path: path.clone(),
+                line: *line,
+                why: match self {
+                    ConfigError::Usage(why) => why,
+                    other => other.to_string(),
+                },
+            },
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -306,10 +341,16 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Usage(msg) => write!(f, "{msg} (see msgbus --help)"),
             ConfigError::BadValue { flag, value, why } => {
-                write!(f, "invalid value {value:?} for {flag}: {why}")
+                write!(f, "invalid value {value:?} for --{flag}: {why}")
             }
             ConfigError::Docroot(path, e) => {
                 write!(f, "invalid document root {}: {e}", path.display())
+            }
+            ConfigError::ConfigFile(path, e) => {
+                write!(f, "cannot read config file {}: {e}", path.display())
+            }
+            ConfigError::AtLine { path, line, why } => {
+                write!(f, "{}:{line}: {why}", path.display())
             }
         }
     }
@@ -325,11 +366,13 @@ pub enum Command {
 }
 
 pub const USAGE: &str = "\
-usage: msgbus [OPTIONS]
+usage: msgbus [-c FILE] [OPTIONS]
        msgbus pub [-t TYPE] [-u USER[:PASS]] URL [FILE]
        msgbus sub [-v] [-u USER[:PASS]] URL
 
 Options:
+  -c FILE                 read options from FILE, one `long-option value` a line (the
+                          command line overrides it; SIGHUP reads it again)
   -l ADDRESS              address to listen on (default: 0.0.0.0); repeat for several
   -p PORT                 port to listen on (default: 8888; 0 picks a free one)
   --tls-listen ADDRESS[:PORT]  an HTTPS listener (port default 8443); repeat for several
@@ -431,199 +474,609 @@ impl Config {
         self.max_ws_message.unwrap_or(self.max_body)
     }
 
-    /// Parses the server's command line (without the program name).
+    /// Parses the server's command line (without the program name), and the config file it
+    /// names with `-c`, the command line winning.
     pub fn from_args<I>(args: I) -> Result<Command, ConfigError>
     where
         I: IntoIterator,
         I::Item: Into<std::ffi::OsString>,
     {
         use lexopt::prelude::*;
-        let mut cfg = Config::default();
-        let mut addresses: Vec<String> = Vec::new();
-        let mut port = DEFAULT_PORT;
-        let mut port_given = false;
-        let mut tls_addresses: Vec<String> = Vec::new();
-        let mut status_allow_given = false;
         let mut parser = lexopt::Parser::from_args(args);
         let usage = |e: lexopt::Error| ConfigError::Usage(e.to_string());
+        let mut file = None;
+        let mut settings = Vec::new();
         while let Some(arg) = parser.next().map_err(usage)? {
-            match arg {
-                Short('l') | Long("listen") => addresses.push(string(&mut parser)?),
-                Short('p') | Long("port") => {
-                    port = number(&mut parser, "-p")?;
-                    port_given = true;
-                }
-                Long("tls-listen") => tls_addresses.push(string(&mut parser)?),
-                Long("tls-cert") => cfg.tls_cert = Some(PathBuf::from(string(&mut parser)?)),
-                Long("tls-key") => cfg.tls_key = Some(PathBuf::from(string(&mut parser)?)),
-                Long("unix") => cfg.unix = Some(PathBuf::from(string(&mut parser)?)),
-                Long("unix-mode") => {
-                    let value = string(&mut parser)?;
-                    cfg.unix_mode = u32::from_str_radix(&value, 8)
-                        .ok()
-                        .filter(|mode| *mode <= 0o777)
-                        .ok_or(ConfigError::BadValue {
-                            flag: "--unix-mode",
-                            value,
-                            why: "expected an octal mode such as 660",
-                        })?;
-                }
-                Short('d') | Long("docroot") => {
-                    cfg.docroot = Some(PathBuf::from(parser.value().map_err(usage)?))
-                }
-                Short('s') | Long("secret") => cfg.secret = Some(string(&mut parser)?),
-                Short('v') | Long("verbose") => cfg.verbosity = cfg.verbosity.saturating_add(1),
-                Long("max-connections") => {
-                    cfg.max_connections = Some(positive(&mut parser, "--max-connections")?)
-                }
-                Long("max-head") => cfg.max_head = positive(&mut parser, "--max-head")?,
-                Long("max-body") => cfg.max_body = number(&mut parser, "--max-body")?,
-                Long("max-queue") => cfg.max_queue = positive(&mut parser, "--max-queue")?,
-                Long("slow-policy") => {
-                    let value = string(&mut parser)?;
-                    cfg.slow_policy = match value.as_str() {
-                        "drop" => SlowPolicy::DropOldest,
-                        "close" => SlowPolicy::Close,
-                        _ => {
-                            return Err(ConfigError::BadValue {
-                                flag: "--slow-policy",
-                                value,
-                                why: "expected drop or close",
-                            })
-                        }
-                    }
-                }
-                Long("head-timeout") => cfg.head_timeout = seconds(&mut parser, "--head-timeout")?,
-                Long("body-timeout") => cfg.body_timeout = seconds(&mut parser, "--body-timeout")?,
-                Long("keepalive-timeout") => {
-                    cfg.keepalive_timeout = seconds(&mut parser, "--keepalive-timeout")?
-                }
-                Long("send-timeout") => cfg.send_timeout = seconds(&mut parser, "--send-timeout")?,
-                Long("history") => cfg.history = number(&mut parser, "--history")?,
-                Long("max-history") => cfg.max_history = number(&mut parser, "--max-history")?,
-                Long("message-lifetime") => {
-                    cfg.message_lifetime = seconds(&mut parser, "--message-lifetime")?
-                }
-                Long("channel-timeout") => {
-                    cfg.channel_timeout = seconds(&mut parser, "--channel-timeout")?
-                }
-                Long("ping-interval") => {
-                    cfg.ping_interval = seconds(&mut parser, "--ping-interval")?
-                }
-                Long("shutdown-timeout") => {
-                    cfg.shutdown_timeout = seconds(&mut parser, "--shutdown-timeout")?
-                }
-                Long("log") => cfg.log_file = Some(PathBuf::from(string(&mut parser)?)),
-                Long("pid-file") => cfg.pid_file = Some(PathBuf::from(string(&mut parser)?)),
-                Short('u') | Long("user") => cfg.user = Some(string(&mut parser)?),
-                Long("jwt-secret") => cfg.jwt_secret = Some(string(&mut parser)?),
-                Long("max-per-address") => {
-                    cfg.max_per_address = Some(positive(&mut parser, "--max-per-address")?)
-                }
-                Long("max-subscriptions") => {
-                    cfg.max_subscriptions = positive(&mut parser, "--max-subscriptions")?
-                }
-                Long("max-channels") => cfg.max_channels = positive(&mut parser, "--max-channels")?,
-                Long("max-retained-bytes") => {
-                    cfg.max_retained_bytes = positive(&mut parser, "--max-retained-bytes")?
-                }
-                Long("max-publish-channels") => {
-                    cfg.max_publish_channels = positive(&mut parser, "--max-publish-channels")?
-                }
-                Long("status-allow") => {
-                    let value = string(&mut parser)?;
-                    let nets: Option<Vec<IpNet>> = value
-                        .split(',')
-                        .filter(|n| !n.trim().is_empty())
-                        .map(IpNet::parse)
-                        .collect();
-                    status_allow_given = true;
-                    cfg.status_allow = Some(nets.ok_or(ConfigError::BadValue {
-                        flag: "--status-allow",
-                        value,
-                        why: "expected addresses or networks such as 127.0.0.1,10.0.0.0/8",
-                    })?);
-                }
-                Long("status-token") => cfg.status_token = Some(string(&mut parser)?),
-                Long("access-log") => cfg.access_log = true,
-                Long("nats") => {
-                    let value = string(&mut parser)?;
-                    let url =
-                        crate::cluster::NatsUrl::parse(&value).ok_or(ConfigError::BadValue {
-                            flag: "--nats",
-                            value,
-                            why: "expected nats://[user:pass@]host[:port]",
-                        })?;
-                    cfg.nats.push(url);
-                }
-                Long("node-name") => cfg.node_name = Some(string(&mut parser)?),
-                Long("reuse-port") => cfg.reuse_port = true,
-                Long("esb-users") => cfg.esb_users = Some(PathBuf::from(string(&mut parser)?)),
-                Long("martd") => cfg.martd = true,
-                Long("simple-comet") => cfg.simple_comet = true,
-                Long("http-timeout") => {
-                    cfg.comet.http_timeout = seconds(&mut parser, "--http-timeout")?
-                }
-                Long("session-timeout") => {
-                    cfg.comet.session_timeout = seconds(&mut parser, "--session-timeout")?
-                }
-                Long("inactive-channel-timeout") => {
-                    cfg.comet.inactive_channel_timeout =
-                        seconds(&mut parser, "--inactive-channel-timeout")?
-                }
-                Long("max-messages-per-channel") => {
-                    let n = positive(&mut parser, "--max-messages-per-channel")?;
-                    cfg.comet.max_messages_per_channel = n as u64;
-                }
-                Long("quote-json") => cfg.comet.quote_json = true,
-                Long("enable-status") => cfg.comet.enable_status = true,
-                Long("lhttp") => cfg.lhttp = true,
-                Long("lhttp-upstream") => cfg.upstream.allow.push(string(&mut parser)?),
-                Long("upstream-timeout") => {
-                    cfg.upstream.timeout = seconds(&mut parser, "--upstream-timeout")?
-                }
-                Long("upstream-connections") => {
-                    cfg.upstream.connections = positive(&mut parser, "--upstream-connections")?
-                }
-                Long("upstream-queue") => {
-                    cfg.upstream.queue = positive(&mut parser, "--upstream-queue")?
-                }
-                Long("jwt-secret-file") => {
-                    cfg.jwt_secret_file = Some(PathBuf::from(string(&mut parser)?))
-                }
-                Long("poll-timeout") => cfg.poll_timeout = seconds(&mut parser, "--poll-timeout")?,
-                Long("max-ws-message") => {
-                    cfg.max_ws_message = Some(positive(&mut parser, "--max-ws-message")?)
-                }
-                Long("allow-origin") => {
-                    let list = string(&mut parser)?;
-                    let origins = list
-                        .split(',')
-                        .map(|o| o.trim().trim_end_matches('/').to_string())
-                        .filter(|o| !o.is_empty())
-                        .collect();
-                    cfg.allow_origins = Some(origins);
-                }
-                Long("write-timeout") => {
-                    cfg.write_timeout = seconds(&mut parser, "--write-timeout")?
-                }
+            let spec = match &arg {
                 Short('h') | Long("help") => return Ok(Command::Help),
                 Short('V') | Long("version") => return Ok(Command::Version),
-                _ => return Err(usage(arg.unexpected())),
-            }
+                Short('c') | Long("config") => {
+                    file = Some(PathBuf::from(string(&mut parser)?));
+                    continue;
+                }
+                Short(c) => OPTIONS.iter().find(|spec| spec.short == Some(*c)),
+                Long(name) => OPTIONS.iter().find(|spec| spec.long == *name),
+                Value(_) => None,
+            };
+            let Some(spec) = spec else {
+                return Err(usage(arg.unexpected()));
+            };
+            let value = match spec.takes {
+                Takes::Value | Takes::Values => Some(string(&mut parser)?),
+                Takes::Flag | Takes::Count => None,
+            };
+            settings.push(Setting {
+                name: spec.long,
+                value,
+                origin: Origin::CommandLine,
+            });
         }
+        Config::load(file, settings).map(|cfg| Command::Serve(Box::new(cfg)))
+    }
+
+    /// The configuration from `file` (when given) and then `command_line`, which overrides it:
+    /// a single-valued option given in both takes the command line's value, and a repeatable
+    /// one (`listen`, `tls-listen`, `nats`, `lhttp-upstream`, `verbose`) given on the command
+    /// line replaces all of the file's.
+    pub fn load(file: Option<PathBuf>, command_line: Vec<Setting>) -> Result<Config, ConfigError> {
+        let mut settings = match &file {
+            Some(path) => read_config_file(path)?,
+            None => Vec::new(),
+        };
+        settings.retain(|s| {
+            let repeatable = spec(s.name).is_some_and(|spec| spec.takes.repeats());
+            !(repeatable && command_line.iter().any(|c| c.name == s.name))
+        });
+        let mut builder = Builder::default();
+        for setting in settings.iter().chain(&command_line) {
+            builder
+                .apply(setting.name, setting.value.clone())
+                .map_err(|e| e.at(&setting.origin))?;
+        }
+        let mut cfg = builder.finish()?;
+        cfg.config_file = file;
+        cfg.command_line = command_line;
+        Ok(cfg)
+    }
+
+    /// The configuration made again from the same file (read anew) and command line: SIGHUP.
+    pub fn reread(&self) -> Result<Config, ConfigError> {
+        Config::load(self.config_file.clone(), self.command_line.clone())
+    }
+}
+
+/// What a reload changes, by option name (never by value: some are secrets).
+pub struct Changes {
+    /// Applied from now on.
+    pub live: Vec<&'static str>,
+    /// Taken when a listener was bound, a door opened or the process set up: these keep their
+    /// running values until a restart.
+    pub fixed: Vec<&'static str>,
+}
+
+impl Changes {
+    /// Compares the running configuration with a new one, and puts the running values back
+    /// into the new one where only a restart can change them.
+    pub fn between(old: &Config, new: &mut Config) -> Changes {
+        // Every field is named here, so that a new option cannot be forgotten by reload.
+        let Config {
+            listen: _,
+            tls_listen: _,
+            tls_cert: _,
+            tls_key: _,
+            unix: _,
+            unix_mode: _,
+            docroot: _,
+            secret: _,
+            verbosity: _,
+            max_connections: _,
+            max_head: _,
+            max_body: _,
+            max_queue: _,
+            slow_policy: _,
+            head_timeout: _,
+            body_timeout: _,
+            keepalive_timeout: _,
+            send_timeout: _,
+            history: _,
+            max_history: _,
+            message_lifetime: _,
+            channel_timeout: _,
+            ping_interval: _,
+            poll_timeout: _,
+            max_ws_message: _,
+            allow_origins: _,
+            shutdown_timeout: _,
+            log_file: _,
+            pid_file: _,
+            user: _,
+            jwt_secret: _,
+            jwt_secret_file: _,
+            max_per_address: _,
+            max_subscriptions: _,
+            max_channels: _,
+            max_retained_bytes: _,
+            max_publish_channels: _,
+            status_allow: _,
+            status_token: _,
+            access_log: _,
+            nats: _,
+            node_name: _,
+            reuse_port: _,
+            esb_users: _,
+            martd: _,
+            simple_comet: _,
+            comet: _,
+            lhttp: _,
+            upstream: _,
+            write_timeout: _,
+            implicit_listen: _,
+            config_file: _,
+            command_line: _,
+        } = old;
+        let mut changes = Changes {
+            live: Vec::new(),
+            fixed: Vec::new(),
+        };
+        fn differs<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
+            format!("{a:?}") != format!("{b:?}")
+        }
+        macro_rules! live {
+            ($($($field:ident).+ => $name:literal),* $(,)?) => {$(
+                if differs(&old.$($field).+, &new.$($field).+) {
+                    changes.live.push($name);
+                }
+            )*};
+        }
+        macro_rules! fixed {
+            ($($($field:ident).+ => $name:literal),* $(,)?) => {$(
+                if differs(&old.$($field).+, &new.$($field).+) {
+                    changes.fixed.push($name);
+                    new.$($field).+ = old.$($field).+.clone();
+                }
+            )*};
+        }
+        fixed!(
+            listen => "listen",
+            implicit_listen => "listen",
+            tls_listen => "tls-listen",
+            unix => "unix",
+            unix_mode => "unix-mode",
+            user => "user",
+            pid_file => "pid-file",
+            log_file => "log",
+            reuse_port => "reuse-port",
+            max_connections => "max-connections",
+            nats => "nats",
+            node_name => "node-name",
+            martd => "martd",
+            simple_comet => "simple-comet",
+            lhttp => "lhttp",
+            upstream.allow => "lhttp-upstream",
+            upstream.timeout => "upstream-timeout",
+            upstream.connections => "upstream-connections",
+            upstream.queue => "upstream-queue",
+        );
+        // Opening or closing the door needs a restart; a new users file does not.
+        if old.esb_users.is_some() != new.esb_users.is_some() {
+            changes.fixed.push("esb-users");
+            new.esb_users = old.esb_users.clone();
+        }
+        // Connections are counted per address only while the limit is on.
+        if old.max_per_address.is_some() != new.max_per_address.is_some() {
+            changes.fixed.push("max-per-address");
+            new.max_per_address = old.max_per_address;
+        }
+        // The certificate belongs to the TLS listeners, which stay.
+        if new.tls_cert.is_none() && old.tls_cert.is_some() {
+            new.tls_cert = old.tls_cert.clone();
+            new.tls_key = old.tls_key.clone();
+        }
+        changes.fixed.dedup();
+        live!(
+            tls_cert => "tls-cert",
+            tls_key => "tls-key",
+            docroot => "docroot",
+            secret => "secret",
+            verbosity => "verbose",
+            max_head => "max-head",
+            max_body => "max-body",
+            max_queue => "max-queue",
+            slow_policy => "slow-policy",
+            head_timeout => "head-timeout",
+            body_timeout => "body-timeout",
+            keepalive_timeout => "keepalive-timeout",
+            send_timeout => "send-timeout",
+            history => "history",
+            max_history => "max-history",
+            message_lifetime => "message-lifetime",
+            channel_timeout => "channel-timeout",
+            ping_interval => "ping-interval",
+            poll_timeout => "poll-timeout",
+            max_ws_message => "max-ws-message",
+            allow_origins => "allow-origin",
+            shutdown_timeout => "shutdown-timeout",
+            jwt_secret => "jwt-secret",
+            jwt_secret_file => "jwt-secret-file",
+            max_per_address => "max-per-address",
+            max_subscriptions => "max-subscriptions",
+            max_channels => "max-channels",
+            max_retained_bytes => "max-retained-bytes",
+            max_publish_channels => "max-publish-channels",
+            status_allow => "status-allow",
+            status_token => "status-token",
+            write_timeout => "write-timeout",
+            access_log => "access-log",
+            esb_users => "esb-users",
+            comet.http_timeout => "http-timeout",
+            comet.session_timeout => "session-timeout",
+            comet.inactive_channel_timeout => "inactive-channel-timeout",
+            comet.max_messages_per_channel => "max-messages-per-channel",
+            comet.quote_json => "quote-json",
+            comet.enable_status => "enable-status",
+        );
+        changes
+    }
+}
+
+/// Where a setting came from, so that an error can point at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    CommandLine,
+    File { path: PathBuf, line: usize },
+}
+
+/// One option as given, under its long name (the name it has in a config file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub name: &'static str,
+    pub value: Option<String>,
+    pub origin: Origin,
+}
+
+/// An option the server takes.
+struct Spec {
+    long: &'static str,
+    short: Option<char>,
+    takes: Takes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Takes {
+    /// `--name VALUE`; given again, the last one wins.
+    Value,
+    /// `--name VALUE`, repeatable: the values add up.
+    Values,
+    /// `--name` alone (in a file: `name`, or `name yes|no`).
+    Flag,
+    /// `-v`: each one counts (in a file: `verbose`, or `verbose N`).
+    Count,
+}
+
+impl Takes {
+    fn repeats(self) -> bool {
+        matches!(self, Takes::Values | Takes::Count)
+    }
+}
+
+const fn value(long: &'static str) -> Spec {
+    Spec {
+        long,
+        short: None,
+        takes: Takes::Value,
+    }
+}
+
+const fn short(long: &'static str, short: char, takes: Takes) -> Spec {
+    Spec {
+        long,
+        short: Some(short),
+        takes,
+    }
+}
+
+const fn values(long: &'static str) -> Spec {
+    Spec {
+        long,
+        short: None,
+        takes: Takes::Values,
+    }
+}
+
+const fn flag(long: &'static str) -> Spec {
+    Spec {
+        long,
+        short: None,
+        takes: Takes::Flag,
+    }
+}
+
+/// Every option of the server: the command line and the config file take the same ones.
+const OPTIONS: &[Spec] = &[
+    short("listen", 'l', Takes::Values),
+    short("port", 'p', Takes::Value),
+    values("tls-listen"),
+    value("tls-cert"),
+    value("tls-key"),
+    value("unix"),
+    value("unix-mode"),
+    short("docroot", 'd', Takes::Value),
+    short("secret", 's', Takes::Value),
+    short("verbose", 'v', Takes::Count),
+    value("max-connections"),
+    value("max-head"),
+    value("max-body"),
+    value("max-queue"),
+    value("slow-policy"),
+    value("head-timeout"),
+    value("body-timeout"),
+    value("keepalive-timeout"),
+    value("send-timeout"),
+    value("history"),
+    value("max-history"),
+    value("message-lifetime"),
+    value("channel-timeout"),
+    value("ping-interval"),
+    value("poll-timeout"),
+    value("max-ws-message"),
+    value("allow-origin"),
+    value("shutdown-timeout"),
+    value("log"),
+    value("pid-file"),
+    short("user", 'u', Takes::Value),
+    value("jwt-secret"),
+    value("jwt-secret-file"),
+    value("max-per-address"),
+    value("max-subscriptions"),
+    value("max-channels"),
+    value("max-retained-bytes"),
+    value("max-publish-channels"),
+    value("status-allow"),
+    value("status-token"),
+    flag("access-log"),
+    values("nats"),
+    value("node-name"),
+    flag("reuse-port"),
+    value("esb-users"),
+    flag("martd"),
+    flag("simple-comet"),
+    value("http-timeout"),
+    value("session-timeout"),
+    value("inactive-channel-timeout"),
+    value("max-messages-per-channel"),
+    flag("quote-json"),
+    flag("enable-status"),
+    flag("lhttp"),
+    values("lhttp-upstream"),
+    value("upstream-timeout"),
+    value("upstream-connections"),
+    value("upstream-queue"),
+    value("write-timeout"),
+];
+
+fn spec(long: &str) -> Option<&'static Spec> {
+    OPTIONS.iter().find(|spec| spec.long == long)
+}
+
+/// Reads a config file in redis.conf's manner: one option a line, its long name and its value
+/// (`max-queue 65536`), a flag alone (`martd`), `#` starting a comment line, a value in double
+/// quotes when it has spaces at either end. Only names and the presence of values are checked
+/// here; values are checked as the command line's are, and their errors carry the line.
+pub fn read_config_file(path: &Path) -> Result<Vec<Setting>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::ConfigFile(path.to_path_buf(), e))?;
+    let mut settings = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let origin = Origin::File {
+            path: path.to_path_buf(),
+            line: index + 1,
+        };
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, rest) = match line.split_once(|c: char| c.is_ascii_whitespace()) {
+            Some((name, rest)) => (name, rest.trim()),
+            None => (line, ""),
+        };
+        let name = name.strip_prefix("--").unwrap_or(name);
+        let fail = |why: String| ConfigError::Usage(why).at(&origin);
+        let Some(spec) = spec(name) else {
+            return Err(fail(match name {
+                "config" | "c" => "a config file cannot name another".to_string(),
+                _ => format!("unknown option {name:?}"),
+            }));
+        };
+        let value = match (spec.takes, rest) {
+            (Takes::Value | Takes::Values, "") => {
+                return Err(fail(format!("{name} needs a value")));
+            }
+            (_, "") => None,
+            (_, quoted)
+                if quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"') =>
+            {
+                Some(quoted[1..quoted.len() - 1].to_string())
+            }
+            (_, value) => Some(value.to_string()),
+        };
+        settings.push(Setting {
+            name: spec.long,
+            value,
+            origin,
+        });
+    }
+    Ok(settings)
+}
+
+/// The configuration as settings are applied one by one, before the listeners are put
+/// together and the whole checked.
+#[derive(Default)]
+struct Builder {
+    cfg: Config,
+    addresses: Vec<String>,
+    port: Option<u16>,
+    tls_addresses: Vec<String>,
+    /// `--status-allow` was given (a status token alone then replaces the loopback default).
+    status_allow_given: bool,
+}
+
+impl Builder {
+    fn apply(&mut self, name: &'static str, value: Option<String>) -> Result<(), ConfigError> {
+        let cfg = &mut self.cfg;
+        let flag = name;
+        let text = || value.clone().unwrap_or_default();
+        match name {
+            // Checked here so that a config file's error names the line; the port comes later.
+            "listen" | "tls-listen" => {
+                let address = text();
+                socket_addr(name, &address, 0)?;
+                match name {
+                    "listen" => self.addresses.push(address),
+                    _ => self.tls_addresses.push(address),
+                }
+            }
+            "port" => self.port = Some(number(flag, text())?),
+            "tls-cert" => cfg.tls_cert = Some(PathBuf::from(text())),
+            "tls-key" => cfg.tls_key = Some(PathBuf::from(text())),
+            "unix" => cfg.unix = Some(PathBuf::from(text())),
+            "unix-mode" => {
+                let value = text();
+                cfg.unix_mode = u32::from_str_radix(&value, 8)
+                    .ok()
+                    .filter(|mode| *mode <= 0o777)
+                    .ok_or(ConfigError::BadValue {
+                        flag,
+                        value,
+                        why: "expected an octal mode such as 660",
+                    })?;
+            }
+            "docroot" => cfg.docroot = Some(PathBuf::from(text())),
+            "secret" => cfg.secret = Some(text()),
+            "verbose" => match value {
+                None => cfg.verbosity = cfg.verbosity.saturating_add(1),
+                Some(n) => cfg.verbosity = number(flag, n)?,
+            },
+            "max-connections" => cfg.max_connections = Some(positive(flag, text())?),
+            "max-head" => cfg.max_head = positive(flag, text())?,
+            "max-body" => cfg.max_body = number(flag, text())?,
+            "max-queue" => cfg.max_queue = positive(flag, text())?,
+            "slow-policy" => {
+                let value = text();
+                cfg.slow_policy = match value.as_str() {
+                    "drop" => SlowPolicy::DropOldest,
+                    "close" => SlowPolicy::Close,
+                    _ => {
+                        return Err(ConfigError::BadValue {
+                            flag,
+                            value,
+                            why: "expected drop or close",
+                        })
+                    }
+                }
+            }
+            "head-timeout" => cfg.head_timeout = seconds(flag, text())?,
+            "body-timeout" => cfg.body_timeout = seconds(flag, text())?,
+            "keepalive-timeout" => cfg.keepalive_timeout = seconds(flag, text())?,
+            "send-timeout" => cfg.send_timeout = seconds(flag, text())?,
+            "history" => cfg.history = number(flag, text())?,
+            "max-history" => cfg.max_history = number(flag, text())?,
+            "message-lifetime" => cfg.message_lifetime = seconds(flag, text())?,
+            "channel-timeout" => cfg.channel_timeout = seconds(flag, text())?,
+            "ping-interval" => cfg.ping_interval = seconds(flag, text())?,
+            "poll-timeout" => cfg.poll_timeout = seconds(flag, text())?,
+            "max-ws-message" => cfg.max_ws_message = Some(positive(flag, text())?),
+            "allow-origin" => {
+                let origins = text()
+                    .split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect();
+                cfg.allow_origins = Some(origins);
+            }
+            "shutdown-timeout" => cfg.shutdown_timeout = seconds(flag, text())?,
+            "log" => cfg.log_file = Some(PathBuf::from(text())),
+            "pid-file" => cfg.pid_file = Some(PathBuf::from(text())),
+            "user" => cfg.user = Some(text()),
+            "jwt-secret" => cfg.jwt_secret = Some(text()),
+            "jwt-secret-file" => cfg.jwt_secret_file = Some(PathBuf::from(text())),
+            "max-per-address" => cfg.max_per_address = Some(positive(flag, text())?),
+            "max-subscriptions" => cfg.max_subscriptions = positive(flag, text())?,
+            "max-channels" => cfg.max_channels = positive(flag, text())?,
+            "max-retained-bytes" => cfg.max_retained_bytes = positive(flag, text())?,
+            "max-publish-channels" => cfg.max_publish_channels = positive(flag, text())?,
+            "status-allow" => {
+                let value = text();
+                let nets: Option<Vec<IpNet>> = value
+                    .split(',')
+                    .filter(|n| !n.trim().is_empty())
+                    .map(IpNet::parse)
+                    .collect();
+                self.status_allow_given = true;
+                cfg.status_allow = Some(nets.ok_or(ConfigError::BadValue {
+                    flag,
+                    value,
+                    why: "expected addresses or networks such as 127.0.0.1,10.0.0.0/8",
+                })?);
+            }
+            "status-token" => cfg.status_token = Some(text()),
+            "access-log" => cfg.access_log = switch(flag, value)?,
+            "nats" => {
+                let value = text();
+                let url = crate::cluster::NatsUrl::parse(&value).ok_or(ConfigError::BadValue {
+                    flag,
+                    value,
+                    why: "expected nats://[user:pass@]host[:port]",
+                })?;
+                cfg.nats.push(url);
+            }
+            "node-name" => cfg.node_name = Some(text()),
+            "reuse-port" => cfg.reuse_port = switch(flag, value)?,
+            "esb-users" => cfg.esb_users = Some(PathBuf::from(text())),
+            "martd" => cfg.martd = switch(flag, value)?,
+            "simple-comet" => cfg.simple_comet = switch(flag, value)?,
+            "http-timeout" => cfg.comet.http_timeout = seconds(flag, text())?,
+            "session-timeout" => cfg.comet.session_timeout = seconds(flag, text())?,
+            "inactive-channel-timeout" => {
+                cfg.comet.inactive_channel_timeout = seconds(flag, text())?
+            }
+            "max-messages-per-channel" => {
+                cfg.comet.max_messages_per_channel = positive(flag, text())? as u64
+            }
+            "quote-json" => cfg.comet.quote_json = switch(flag, value)?,
+            "enable-status" => cfg.comet.enable_status = switch(flag, value)?,
+            "lhttp" => cfg.lhttp = switch(flag, value)?,
+            "lhttp-upstream" => cfg.upstream.allow.push(text()),
+            "upstream-timeout" => cfg.upstream.timeout = seconds(flag, text())?,
+            "upstream-connections" => cfg.upstream.connections = positive(flag, text())?,
+            "upstream-queue" => cfg.upstream.queue = positive(flag, text())?,
+            "write-timeout" => cfg.write_timeout = seconds(flag, text())?,
+            _ => return Err(ConfigError::Usage(format!("unknown option {name:?}"))),
+        }
+        Ok(())
+    }
+
+    /// Puts the listeners together and checks what needs several options at once.
+    fn finish(self) -> Result<Config, ConfigError> {
+        let Builder {
+            mut cfg,
+            mut addresses,
+            port,
+            tls_addresses,
+            status_allow_given,
+        } = self;
         // A status token alone means "whoever holds it", not "and this host too".
         if cfg.status_token.is_some() && !status_allow_given {
             cfg.status_allow = None;
         }
         // The default plain listener, unless only other kinds were asked for.
         let other_listeners = !tls_addresses.is_empty() || cfg.unix.is_some();
-        if addresses.is_empty() && (port_given || !other_listeners) {
+        if addresses.is_empty() && (port.is_some() || !other_listeners) {
             addresses.push(DEFAULT_ADDRESS.to_string());
+            cfg.implicit_listen = port.is_none();
         }
         for address in tls_addresses {
             cfg.tls_listen
-                .push(socket_addr(&address, DEFAULT_TLS_PORT)?);
+                .push(socket_addr("tls-listen", &address, DEFAULT_TLS_PORT)?);
         }
         let tls_files = cfg.tls_cert.is_some() && cfg.tls_key.is_some();
         if !cfg.tls_listen.is_empty() && !tls_files {
@@ -636,8 +1089,9 @@ impl Config {
                 "--tls-cert and --tls-key need a --tls-listen address".into(),
             ));
         }
+        let port = port.unwrap_or(DEFAULT_PORT);
         for address in addresses {
-            cfg.listen.push(socket_addr(&address, port)?);
+            cfg.listen.push(socket_addr("listen", &address, port)?);
         }
         if let Some(dir) = cfg.docroot.take() {
             // Canonical once, so that every static lookup can compare prefixes component-wise.
@@ -650,7 +1104,7 @@ impl Config {
             }
             cfg.docroot = Some(canonical);
         }
-        Ok(Command::Serve(Box::new(cfg)))
+        Ok(cfg)
     }
 }
 
@@ -663,11 +1117,20 @@ fn string(parser: &mut lexopt::Parser) -> Result<String, ConfigError> {
         .map_err(|v| ConfigError::Usage(format!("{v:?} is not valid UTF-8")))
 }
 
-fn number<T: std::str::FromStr>(
-    parser: &mut lexopt::Parser,
-    flag: &'static str,
-) -> Result<T, ConfigError> {
-    let value = string(parser)?;
+/// A flag: given alone it is on; a config file may also say `yes` or `no`.
+fn switch(flag: &'static str, value: Option<String>) -> Result<bool, ConfigError> {
+    match value.as_deref() {
+        None | Some("yes") => Ok(true),
+        Some("no") => Ok(false),
+        Some(_) => Err(ConfigError::BadValue {
+            flag,
+            value: value.unwrap_or_default(),
+            why: "a flag takes no value (or yes or no)",
+        }),
+    }
+}
+
+fn number<T: std::str::FromStr>(flag: &'static str, value: String) -> Result<T, ConfigError> {
     value.parse().map_err(|_| ConfigError::BadValue {
         flag,
         value,
@@ -675,8 +1138,8 @@ fn number<T: std::str::FromStr>(
     })
 }
 
-fn positive(parser: &mut lexopt::Parser, flag: &'static str) -> Result<usize, ConfigError> {
-    match number::<usize>(parser, flag)? {
+fn positive(flag: &'static str, value: String) -> Result<usize, ConfigError> {
+    match number::<usize>(flag, value)? {
         0 => Err(ConfigError::BadValue {
             flag,
             value: "0".into(),
@@ -686,8 +1149,7 @@ fn positive(parser: &mut lexopt::Parser, flag: &'static str) -> Result<usize, Co
     }
 }
 
-fn seconds(parser: &mut lexopt::Parser, flag: &'static str) -> Result<Duration, ConfigError> {
-    let value = string(parser)?;
+fn seconds(flag: &'static str, value: String) -> Result<Duration, ConfigError> {
     match value.parse::<f64>() {
         Ok(s) if s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
         _ => Err(ConfigError::BadValue {
@@ -699,7 +1161,7 @@ fn seconds(parser: &mut lexopt::Parser, flag: &'static str) -> Result<Duration, 
 }
 
 /// `-l` takes a bare address (v4 or v6, the port comes from `-p`) or a full `ADDRESS:PORT`.
-fn socket_addr(address: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+fn socket_addr(option: &'static str, address: &str, port: u16) -> Result<SocketAddr, ConfigError> {
     if let Ok(full) = address.parse::<SocketAddr>() {
         return Ok(full);
     }
@@ -707,7 +1169,7 @@ fn socket_addr(address: &str, port: u16) -> Result<SocketAddr, ConfigError> {
     match bare.parse::<std::net::IpAddr>() {
         Ok(ip) => Ok(SocketAddr::new(ip, port)),
         Err(_) => Err(ConfigError::BadValue {
-            flag: "-l",
+            flag: option,
             value: address.to_string(),
             why: "expected an IP address or ADDRESS:PORT",
         }),
@@ -766,6 +1228,122 @@ mod tests {
         }
     }
 
+    /// Writes `text` to a fresh file under the temporary directory and returns its path.
+    fn config_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("msgbus-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_config_file_sets_what_the_command_line_does() {
+        let path = config_file(
+            "good.conf",
+            "# comment\n\nlisten 127.0.0.1\nlisten 127.0.0.2:81\nport 9000\nmax-queue 4096\n\
+             slow-policy close\n  martd\nlhttp no\nverbose\nverbose\nsecret \" two words \"\n\
+             --history 5\n",
+        );
+        let file = path.to_str().unwrap();
+        let cfg = serve(&["-c", file]).unwrap();
+        let listen: Vec<String> = cfg.listen.iter().map(|a| a.to_string()).collect();
+        assert_eq!(listen, ["127.0.0.1:9000", "127.0.0.2:81"]);
+        assert_eq!(cfg.max_queue, 4096);
+        assert_eq!(cfg.slow_policy, SlowPolicy::Close);
+        assert!(cfg.martd && !cfg.lhttp);
+        assert_eq!(cfg.verbosity, 2);
+        assert_eq!(cfg.secret.as_deref(), Some(" two words "));
+        assert_eq!(cfg.history, 5);
+        assert_eq!(cfg.config_file.as_deref(), Some(path.as_path()));
+
+        // The command line wins: a single value replaced, a repeatable option's list replaced.
+        let cfg = serve(&["--max-queue", "8192", "-c", file, "-l", "::1", "-v"]).unwrap();
+        let listen: Vec<String> = cfg.listen.iter().map(|a| a.to_string()).collect();
+        assert_eq!(listen, ["[::1]:9000"]);
+        assert_eq!(cfg.max_queue, 8192);
+        assert_eq!(cfg.verbosity, 1);
+        assert_eq!(cfg.history, 5);
+    }
+
+    #[test]
+    fn a_bad_config_line_is_named_with_its_file_and_number() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "max-queue 0\n",
+                ":1: invalid value \"0\" for --max-queue: must be at least 1",
+            ),
+            ("# ok\nbogus 1\n", ":2: unknown option \"bogus\""),
+            ("\n\nmax-queue\n", ":3: max-queue needs a value"),
+            ("martd please\n", ":1: invalid value \"please\" for --martd"),
+            (
+                "config other.conf\n",
+                ":1: a config file cannot name another",
+            ),
+            (
+                "port http\n",
+                ":1: invalid value \"http\" for --port: expected a whole number",
+            ),
+            (
+                "listen localhost\n",
+                ":1: invalid value \"localhost\" for --listen",
+            ),
+            ("help\n", ":1: unknown option \"help\""),
+        ];
+        for (i, (text, want)) in cases.iter().enumerate() {
+            let path = config_file(&format!("bad{i}.conf"), text);
+            let err = serve(&["-c", path.to_str().unwrap()])
+                .expect_err("should fail")
+                .to_string();
+            let want = format!("{}{want}", path.display());
+            assert!(err.starts_with(&want), "{text:?}: {err}");
+        }
+        let err = serve(&["-c", "/nonexistent/msgbus.conf"]).expect_err("should fail");
+        assert!(err
+            .to_string()
+            .starts_with("cannot read config file /nonexistent/msgbus.conf"));
+    }
+
+    #[test]
+    fn every_option_of_the_table_is_applied() {
+        for spec in OPTIONS {
+            let value = match spec.takes {
+                Takes::Flag | Takes::Count => None,
+                _ => Some("1".to_string()),
+            };
+            let err = Builder::default().apply(spec.long, value).err();
+            // A value of 1 may be refused as a value, never as an unknown option.
+            assert!(
+                !err.is_some_and(|e| e.to_string().contains("unknown option")),
+                "{}",
+                spec.long
+            );
+        }
+    }
+
+    #[test]
+    fn a_reload_names_changes_and_keeps_what_needs_a_restart() {
+        let old = serve(&["-l", "127.0.0.1", "-s", "a", "--max-channels", "5"]).unwrap();
+        let mut new = serve(&["-l", "::1", "-s", "b", "--max-channels", "5", "--martd"]).unwrap();
+        let changes = Changes::between(&old, &mut new);
+        assert_eq!(changes.live, ["secret"]);
+        assert_eq!(changes.fixed, ["listen", "martd"]);
+        assert_eq!(new.listen, old.listen);
+        assert!(!new.martd);
+        assert_eq!(new.secret.as_deref(), Some("b"));
+        let mut same = old.clone();
+        let changes = Changes::between(&old, &mut same);
+        assert!(changes.live.is_empty() && changes.fixed.is_empty());
+    }
+
+    #[test]
+    fn limits_and_policy() {
+        let cfg = serve(&["--max-queue", "4096", "--slow-policy", "close", "-vv"]).unwrap();
+        assert_eq!(cfg.max_queue, 4096);
+        assert_eq!(cfg.slow_policy, SlowPolicy::Close);
+        assert_eq!(cfg.verbosity, 2);
+    }
+
     #[test]
     fn status_is_for_this_host_unless_configured() {
         use std::net::IpAddr;
@@ -780,13 +1358,5 @@ mod tests {
         assert_eq!(cfg.status_allow, None);
         let cfg = serve(&["--status-allow", "10.0.0.0/8", "--status-token", "t"]).unwrap();
         assert_eq!(cfg.status_allow.unwrap().len(), 1);
-    }
-
-    #[test]
-    fn limits_and_policy() {
-        let cfg = serve(&["--max-queue", "4096", "--slow-policy", "close", "-vv"]).unwrap();
-        assert_eq!(cfg.max_queue, 4096);
-        assert_eq!(cfg.slow_policy, SlowPolicy::Close);
-        assert_eq!(cfg.verbosity, 2);
     }
 }

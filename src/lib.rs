@@ -4,6 +4,7 @@
 //! Protocol code (`http`, `transport`, `bus`) has no sockets and no clock; the reactor
 //! (`server`, `conn`, `io`, `outq`, `timer`) carries bytes between it and the kernel.
 
+pub mod activation;
 pub mod auth;
 pub mod bus;
 pub mod client;
@@ -18,6 +19,7 @@ pub mod io;
 pub mod listener;
 pub mod logfile;
 pub mod message;
+pub mod notify;
 pub mod outq;
 pub mod privileges;
 pub mod server;

@@ -4,7 +4,8 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use msgbus::config::{Command, Config, USAGE};
-use msgbus::logfile::LogFile;
+use msgbus::logfile::{self, LogFile, Sink};
+use msgbus::privileges;
 use msgbus::server::Server;
 
 fn main() -> ExitCode {
@@ -39,7 +40,21 @@ fn main() -> ExitCode {
         },
         None => None,
     };
-    init_logger(cfg.verbosity, log_file.clone());
+    // Opened as root, the log must stay writable (and reopenable) by the user -u switches to.
+    if let (Some(log), Some(user)) = (&log_file, &cfg.user) {
+        if privileges::is_root() {
+            if let Err(e) = privileges::give(&log.path(), user) {
+                eprintln!("msgbus: log file {}: {e}", log.path().display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let to_file = log_file.is_some();
+    let sink = match &log_file {
+        Some(log) => Sink::File(log.clone()),
+        None => Sink::stderr(),
+    };
+    logfile::init(cfg.verbosity, sink);
     let started = Server::new(cfg).map(|mut server| {
         if let Some(log) = log_file {
             server.set_log_file(log);
@@ -49,26 +64,11 @@ fn main() -> ExitCode {
     match started.and_then(|mut server| server.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if to_file {
+                log::error!("{e}");
+            }
             eprintln!("msgbus: {e}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// Info by default, debug with -v, trace with -vv; RUST_LOG, when set, decides instead.
-fn init_logger(verbosity: u8, file: Option<LogFile>) {
-    let level = match verbosity {
-        0 => log::LevelFilter::Info,
-        1 => log::LevelFilter::Debug,
-        _ => log::LevelFilter::Trace,
-    };
-    let mut builder = env_logger::Builder::new();
-    builder
-        .filter_level(level)
-        .parse_env("RUST_LOG")
-        .format_target(false);
-    if let Some(file) = file {
-        builder.target(env_logger::Target::Pipe(Box::new(file)));
-    }
-    builder.init();
 }

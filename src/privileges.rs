@@ -2,9 +2,10 @@
 
 use std::ffi::CString;
 use std::io;
+use std::path::Path;
 
-/// Switches to `user`'s uid and primary gid, leaving no supplementary groups.
-pub fn switch_to(user: &str) -> io::Result<()> {
+/// `user`'s uid and primary gid.
+pub fn lookup(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
     let name = CString::new(user)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad user name"))?;
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -29,7 +30,18 @@ pub fn switch_to(user: &str) -> io::Result<()> {
             format!("no user {user}"),
         ));
     }
-    let (uid, gid) = (pwd.pw_uid, pwd.pw_gid);
+    Ok((pwd.pw_uid, pwd.pw_gid))
+}
+
+/// Makes `path` owned by `user` (and its group), so that it stays writable after `-u`.
+pub fn give(path: &Path, user: &str) -> io::Result<()> {
+    let (uid, gid) = lookup(user)?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+}
+
+/// Switches to `user`'s uid and primary gid, leaving no supplementary groups.
+pub fn switch_to(user: &str) -> io::Result<()> {
+    let (uid, gid) = lookup(user)?;
     // SAFETY: plain libc calls; order matters: groups and gid while still root, uid last.
     unsafe {
         if libc::geteuid() != 0 {

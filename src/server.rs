@@ -18,19 +18,20 @@ use slab::Slab;
 use crate::auth::JwtKey;
 use crate::bus::{Bus, BusError, BusLimits, Message};
 use crate::cluster::Cluster;
-use crate::config::{Config, RESERVED_FDS};
+use crate::config::{Changes, Config, RESERVED_FDS};
 use crate::conn::{AfterDrain, Conn, Ctx, Doors, Next, Published};
 use crate::conn::{PublishRequest, Publisher, Refused};
 use crate::gate::Gate;
 use crate::io::{Socket, Stream};
 use crate::listener::{Listener, Peer};
 use crate::logfile::LogFile;
+use crate::notify::Notifier;
 use crate::signals::{Signal, Signals};
 use crate::stats::{ClusterGauges, Gauges, Limit, Reason, Stats, Transport};
 use crate::timer::Timers;
 use crate::transport::Wires;
 use crate::upstream::Upstream;
-use crate::{privileges, tls};
+use crate::{activation, privileges, tls};
 
 /// Tokens above every slab key: the signal fd, then the listeners.
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
@@ -57,8 +58,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const REFUSALS_PER_TURN: usize = 64;
 const REFUSAL_PAUSE: Duration = Duration::from_millis(10);
 /// What a connection over `--max-connections` is told, written straight to the new socket.
-const CONNECTION_LIMIT_REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 34\r\nRetry-After: 5\r\nConnection: close\r\n\r\nserver busy: too many connections\n";
-const PER_ADDRESS_REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 39\r\nConnection: close\r\n\r\ntoo many connections from your address\n";
+const CONNECTION_LIMIT_REFUSAL: &str = "server busy: too many connections";
+const PER_ADDRESS_REFUSAL: &str = "too many connections from your address";
 /// How often expired messages and idle channels are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Channel slots one sweep visits: a million channels are swept in about a minute, and no
@@ -119,6 +120,10 @@ pub struct Server {
     wires: Wires,
     /// lhttp's upstream calls, with `--lhttp` and `--lhttp-upstream`.
     upstream: Option<Upstream>,
+    /// The service manager's notification socket, when there is one.
+    notify: Option<Notifier>,
+    /// When the manager's watchdog is next told that the loop turns.
+    next_watchdog: Option<Instant>,
 }
 
 /// The reactor's record of one connection, kept beside the slab entry.
@@ -158,6 +163,8 @@ impl Server {
             Some(n) => n,
             None => capacity,
         };
+        let notify = Notifier::from_env();
+        let inherited = activation::take_inherited();
         let poll = Poll::new()?;
         let mut signals = Signals::new()?;
         poll.registry()
@@ -208,7 +215,7 @@ impl Server {
             let waker = mio::Waker::new(poll.registry(), RESOLVED_TOKEN)?;
             Some(Cluster::new(cfg.nats.clone(), name, Instant::now(), waker))
         };
-        let listeners = bind_all(&cfg, &poll)?;
+        let listeners = bind_all(&cfg, &poll, inherited)?;
         if let Some(path) = &cfg.pid_file {
             std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
                 io::Error::new(e.kind(), format!("pid file {}: {e}", path.display()))
@@ -271,6 +278,11 @@ impl Server {
             doors,
             wires,
             upstream,
+            next_watchdog: notify
+                .as_ref()
+                .and_then(Notifier::watchdog_interval)
+                .map(|every| now + every),
+            notify,
         })
     }
 
@@ -283,9 +295,13 @@ impl Server {
 
     /// Runs until SIGINT or SIGTERM.
     pub fn run(&mut self) -> io::Result<()> {
+        if let Some(notify) = &self.notify {
+            notify.ready();
+        }
         loop {
             self.poll_events()?;
             self.expire_timers();
+            self.tell_watchdog();
             if let Some(upstream) = self.upstream.as_mut() {
                 upstream.start(self.poll.registry(), |slot| {
                     Token(UPSTREAM_TOKEN_TOP - slot)
@@ -308,10 +324,40 @@ impl Server {
             self.stats.dropped,
             self.conns.len()
         );
-        if let Some(path) = &self.cfg.pid_file {
-            let _ = std::fs::remove_file(path);
-        }
+        self.remove_pid_file();
         Ok(())
+    }
+
+    /// After `-u`, removing the pid file needs its directory to be writable by the user: when
+    /// it is not, the log says so rather than leaving a stale file unmentioned.
+    fn remove_pid_file(&self) {
+        let Some(path) = &self.cfg.pid_file else {
+            return;
+        };
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => warn!(
+                "pid file {} not removed: {e}{}",
+                path.display(),
+                match &self.cfg.user {
+                    Some(user) => format!(" (its directory is not writable by {user}; use one that is, such as /run/msgbus)"),
+                    None => String::new(),
+                }
+            ),
+        }
+    }
+
+    /// Tells the service manager's watchdog that the loop still turns, at half its timeout.
+    fn tell_watchdog(&mut self) {
+        let (Some(notify), Some(at)) = (&self.notify, self.next_watchdog) else {
+            return;
+        };
+        if self.now >= at {
+            notify.watchdog();
+            let every = notify.watchdog_interval().unwrap_or(Duration::from_secs(1));
+            self.next_watchdog = Some(self.now + every);
+        }
     }
 
     /// Uses a log file handle, so SIGUSR1 can reopen it.
@@ -330,6 +376,9 @@ impl Server {
             .map_or(sweep, |t| t.min(sweep));
         if let Some(deadline) = self.cluster.as_ref().and_then(Cluster::deadline) {
             timer = timer.min(deadline.saturating_duration_since(self.now));
+        }
+        if let Some(at) = self.next_watchdog {
+            timer = timer.min(at.saturating_duration_since(self.now));
         }
         if let Some(deadline) = self.shutdown_deadline {
             // While draining, look at the connections often: each turn may finish some.
@@ -354,6 +403,7 @@ impl Server {
         let polled = self.poll.poll(&mut events, timeout);
         self.now = Instant::now();
         self.refused_this_turn = 0;
+        crate::http::response::set_clock(SystemTime::now());
         if let Err(e) = polled {
             self.events = Some(events);
             return if e.kind() == ErrorKind::Interrupted {
@@ -466,7 +516,7 @@ impl Server {
         if tls {
             drop(stream);
         } else {
-            stream.answer_and_close(CONNECTION_LIMIT_REFUSAL);
+            stream.answer_and_close(&refusal(CONNECTION_LIMIT_REFUSAL, &[("Retry-After", "5")]));
         }
     }
 
@@ -510,7 +560,7 @@ impl Server {
         if over_limit {
             // Answered and half-closed like any refusal, so the client reads why rather than
             // a reset; it is not counted against its address.
-            conn.refuse_at_once(PER_ADDRESS_REFUSAL.to_vec());
+            conn.refuse_at_once(refusal(PER_ADDRESS_REFUSAL, &[]));
         } else if let (Some(_), Peer::Tcp(addr)) = (self.cfg.max_per_address, peer) {
             self.per_address.take(addr.ip());
         }
@@ -1061,6 +1111,9 @@ impl Server {
     /// Stops accepting, tells every subscriber to come back later in its transport's way, and
     /// lets queued output drain until `--shutdown-timeout`.
     fn begin_shutdown(&mut self) {
+        if let Some(notify) = &self.notify {
+            notify.stopping();
+        }
         for listener in &mut self.listeners {
             let _ = self.poll.registry().deregister(listener);
         }
@@ -1095,28 +1148,81 @@ impl Server {
         }
     }
 
-    /// SIGHUP: re-reads the certificate and key. Connections keep the configuration they
-    /// started with; a file that does not load leaves the old one in place.
+    /// SIGHUP: makes the configuration again from its file (`-c`) and command line, re-reads
+    /// the files it names (certificate and key, token key, eventsource-broker users), and
+    /// applies what can change while connections stay open. Nothing is applied unless all of
+    /// it loads: a bad file keeps the old configuration, and the log says why. What only a
+    /// restart can change is named and keeps its running value.
     fn reload(&mut self) {
-        if self.cfg.jwt_secret_file.is_some() {
-            match load_jwt_key(&self.cfg) {
-                Ok(key) => {
-                    self.gate.set_jwt(key);
-                    info!("SIGHUP: token key reloaded");
-                }
-                Err(e) => warn!("SIGHUP: keeping the old token key: {e}"),
-            }
+        if let Some(notify) = &self.notify {
+            notify.reloading();
         }
-        let (Some(cert), Some(key)) = (&self.cfg.tls_cert, &self.cfg.tls_key) else {
-            return;
+        if let Err(why) = self.reconfigure() {
+            warn!("SIGHUP: {why}");
+        }
+        if let Some(notify) = &self.notify {
+            notify.ready();
+        }
+    }
+
+    fn reconfigure(&mut self) -> Result<(), String> {
+        let mut new = self
+            .cfg
+            .reread()
+            .map_err(|e| format!("keeping the old configuration: {e}"))?;
+        let changes = Changes::between(&self.cfg, &mut new);
+        let tls = match (&new.tls_cert, &new.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                tls::load(cert, key)
+                    .map_err(|e| format!("keeping the old certificate and configuration: {e}"))?,
+            ),
+            _ => None,
         };
-        match tls::load(cert, key) {
-            Ok(config) => {
-                self.tls = Some(config);
-                info!("SIGHUP: certificate reloaded from {}", cert.display());
-            }
-            Err(e) => warn!("SIGHUP: keeping the old certificate: {e}"),
+        let jwt = load_jwt_key(&new)
+            .map_err(|e| format!("keeping the old token key and configuration: {e}"))?;
+        let mut prepared = Vec::new();
+        for door in self.doors.each() {
+            let ready = door.prepare_reload(&new);
+            prepared.push(ready.map_err(|e| format!("keeping the old configuration: {e}"))?);
         }
+        self.gate = Gate::new(
+            new.secret.clone(),
+            jwt,
+            new.max_subscriptions,
+            new.max_publish_channels,
+        );
+        self.bus.set_limits(BusLimits {
+            max_channels: new.max_channels,
+            max_retained_bytes: new.max_retained_bytes,
+        });
+        self.bus.set_defaults(new.retention(), new.channel_timeout);
+        for (door, ready) in self.doors.each().zip(prepared) {
+            door.apply_reload(&new, ready);
+        }
+        if !crate::logfile::set_verbosity(new.verbosity) && changes.live.contains(&"verbose") {
+            info!("SIGHUP: RUST_LOG decides the log level, not verbose");
+        }
+        if let (Some(config), Some(cert)) = (tls, &new.tls_cert) {
+            self.tls = Some(config);
+            info!("SIGHUP: certificate reloaded from {}", cert.display());
+        }
+        if new.jwt_secret_file.is_some() {
+            info!("SIGHUP: token key reloaded");
+        }
+        self.cfg = new;
+
+        if !changes.fixed.is_empty() {
+            warn!(
+                "SIGHUP: {} cannot change without a restart; keeping the running values",
+                changes.fixed.join(", ")
+            );
+        }
+        if changes.live.is_empty() {
+            info!("SIGHUP: configuration unchanged");
+        } else {
+            info!("SIGHUP: changed {}", changes.live.join(", "));
+        }
+        Ok(())
     }
 }
 
@@ -1160,6 +1266,12 @@ impl AddressCounts {
     }
 }
 
+/// A 503 answered as a connection is accepted, and the connection closed after it.
+fn refusal(reason: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    use crate::http::response::{plain, Status};
+    plain(1, Status::SERVICE_UNAVAILABLE, reason, extra, false, false)
+}
+
 fn schedule_flush(list: &mut Vec<usize>, conn: &mut Conn, key: usize) {
     if !conn.pending_flush {
         conn.pending_flush = true;
@@ -1200,28 +1312,49 @@ fn load_jwt_key(cfg: &Config) -> io::Result<Option<JwtKey>> {
     Ok(Some(JwtKey::new(secret.as_bytes())))
 }
 
-/// Binds every listener the configuration asks for and registers it with the poll.
-fn bind_all(cfg: &Config, poll: &Poll) -> io::Result<Vec<Listener>> {
+/// Binds every listener the configuration asks for and registers it with the poll. A socket
+/// the service manager passed (`LISTEN_FDS`) stands for the configured address it is bound to:
+/// on a `--tls-listen` address it is a TLS listener, at the `--unix` path the UNIX one. Passed
+/// sockets no option names are plain listeners, and take the place of the default one.
+fn bind_all(
+    cfg: &Config,
+    poll: &Poll,
+    mut inherited: Vec<activation::Inherited>,
+) -> io::Result<Vec<Listener>> {
+    use activation::Inherited;
     let mut listeners = Vec::new();
-    let tcp = cfg
-        .listen
-        .iter()
+    let default_replaced = cfg.implicit_listen && !inherited.is_empty();
+    let plain = cfg.listen.iter().filter(|_| !default_replaced);
+    let tcp = plain
         .map(|addr| (*addr, false))
         .chain(cfg.tls_listen.iter().map(|addr| (*addr, true)));
     for (addr, tls) in tcp {
-        let listener = Listener::bind_tcp(addr, tls, cfg.reuse_port)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let passed = inherited
+            .iter()
+            .position(|s| matches!(s, Inherited::Tcp(_, at) if *at == addr));
+        let listener = match passed {
+            Some(i) => adopt(inherited.remove(i), tls),
+            None => Listener::bind_tcp(addr, tls, cfg.reuse_port)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?,
+        };
         listeners.push(listener);
     }
     if let Some(path) = &cfg.unix {
-        let listener = Listener::bind_unix(path, cfg.unix_mode).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot listen on {}: {e}", path.display()),
-            )
-        })?;
+        let passed = inherited
+            .iter()
+            .position(|s| matches!(s, Inherited::Unix(_, Some(at)) if at == path));
+        let listener = match passed {
+            Some(i) => adopt(inherited.remove(i), false),
+            None => Listener::bind_unix(path, cfg.unix_mode).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {}: {e}", path.display()),
+                )
+            })?,
+        };
         listeners.push(listener);
     }
+    listeners.extend(inherited.into_iter().map(|socket| adopt(socket, false)));
     if listeners.len() > MAX_LISTENERS {
         return Err(io::Error::new(
             ErrorKind::InvalidInput,
@@ -1238,6 +1371,11 @@ fn bind_all(cfg: &Config, poll: &Poll) -> io::Result<Vec<Listener>> {
         }
     }
     Ok(listeners)
+}
+
+fn adopt(socket: activation::Inherited, tls: bool) -> Listener {
+    info!("{} passed by the service manager", socket.describe());
+    socket.into_listener(tls)
 }
 
 /// Raises the soft open-files limit to the hard one; returns the limit in force.
@@ -1291,8 +1429,9 @@ mod tests {
 
     #[test]
     fn refusals_say_how_long_their_bodies_are() {
-        for answer in [CONNECTION_LIMIT_REFUSAL, PER_ADDRESS_REFUSAL] {
-            let text = std::str::from_utf8(answer).unwrap();
+        let busy = refusal(CONNECTION_LIMIT_REFUSAL, &[("Retry-After", "5")]);
+        for answer in [busy, refusal(PER_ADDRESS_REFUSAL, &[])] {
+            let text = std::str::from_utf8(&answer).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
             let length = head
                 .lines()

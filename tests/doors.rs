@@ -141,7 +141,7 @@ fn received(receiver: &str, stream: &mut TcpStream, door: &str, body: &str, id: 
     match receiver {
         // Its answer holds a time and a date: read to the end of its JSON.
         "simple-comet" => {
-            String::from_utf8(read_until(stream, b"\"error_message\": \"\"}")).unwrap()
+            undate(&String::from_utf8(read_until(stream, b"\"error_message\": \"\"}")).unwrap())
         }
         // The frame's two header bytes in hex, then its text.
         "lhttp" => {
@@ -154,7 +154,7 @@ fn received(receiver: &str, stream: &mut TcpStream, door: &str, body: &str, id: 
                 String::from_utf8_lossy(&text)
             )
         }
-        _ => String::from_utf8_lossy(&read_exact(stream, want.len())).into_owned(),
+        _ => read_same_len(stream, &want),
     }
 }
 

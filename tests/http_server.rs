@@ -160,7 +160,7 @@ fn a_trickling_head_times_out_without_slowing_anyone() {
             Err(_) => {}
         }
     };
-    let got = String::from_utf8_lossy(&got);
+    let got = undate(&String::from_utf8_lossy(&got));
     assert_eq!(
         got,
         error("408 Request Timeout", "request timed out", ""),
@@ -203,7 +203,7 @@ fn body_and_keep_alive_timeouts() {
     let mut slow = server.connect();
     slow.write_all(b"POST /msgbus/t HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
         .unwrap();
-    let got = String::from_utf8(read_to_end(&mut slow)).unwrap();
+    let got = undate(&String::from_utf8(read_to_end(&mut slow)).unwrap());
     assert_eq!(got, error("408 Request Timeout", "request timed out", ""));
     let mut idle = server.connect();
     idle.write_all(b"GET /status.json HTTP/1.1\r\nHost: t\r\n\r\n")

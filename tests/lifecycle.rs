@@ -147,9 +147,7 @@ fn tls_subscriber(server: &Server, cert: rustls::pki_types::CertificateDer<'stat
     let mut tls = rustls::StreamOwned::new(conn, sock);
     tls.write_all(b"GET /msgbus/hup HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    let mut head = vec![0; HEAD_11.len()];
-    tls.read_exact(&mut head).unwrap();
-    assert_eq!(String::from_utf8(head).unwrap(), HEAD_11);
+    assert_eq!(read_same_len(&mut tls, HEAD_11), HEAD_11);
     tls
 }
 

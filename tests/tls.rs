@@ -139,7 +139,7 @@ fn every_key_type_serves_a_subscription_over_tls() {
         let mut sub = connect(&server, &files);
         sub.write_all(b"GET /msgbus/secure HTTP/1.1\r\nHost: t\r\n\r\n")
             .unwrap();
-        assert_eq!(read_n(&mut sub, HEAD_11.len()), HEAD_11, "{name}");
+        assert_eq!(read_same_len(&mut sub, HEAD_11), HEAD_11, "{name}");
         assert_eq!(sub.conn.alpn_protocol(), Some(&b"http/1.1"[..]), "{name}");
         server.publish("secure", "text/plain", b"over tls");
         let part = chunk("Content-Type: text/plain\n\nover tls--00MsgBus00\n");
@@ -155,7 +155,7 @@ fn large_messages_and_sse_go_through_the_tls_writer_whole() {
     sse.write_all(b"GET /msgbus/big HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
         .unwrap();
     let head = "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n";
-    assert_eq!(read_n(&mut sse, head.len()), head);
+    assert_eq!(read_same_len(&mut sse, head), head);
     // Publish over TLS too: 3 MiB, more than rustls buffers, in one message.
     let body = "x".repeat(3 << 20);
     let mut publisher = connect(&server, &files);
@@ -241,7 +241,7 @@ fn websocket_and_long_poll_over_tls() {
     let mut ws = connect(&server, &files);
     ws.write_all(b"GET /msgbus/tws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
     let switched = "HTTP/1.1 101 Switching Protocols\r\nServer: msgbus\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
-    assert_eq!(read_n(&mut ws, switched.len()), switched);
+    assert_eq!(read_same_len(&mut ws, switched), switched);
     let id = server.publish_id("tws", b"secret");
     let mut frame = [0u8; 8];
     ws.read_exact(&mut frame).unwrap();

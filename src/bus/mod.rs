@@ -309,6 +309,12 @@ impl Bus {
         Ok(index)
     }
 
+    /// What channels created from now on keep, and when an idle one is freed (SIGHUP).
+    pub fn set_defaults(&mut self, retention: Retention, idle_timeout: Duration) {
+        self.default_retention = retention;
+        self.idle_timeout = idle_timeout;
+    }
+
     pub fn set_limits(&mut self, limits: BusLimits) {
         self.limits = limits;
         self.evict_over_limit();

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use super::{Conn, Ctx, Next, Publish, Refused, Reply};
 use crate::bus::Bus;
+use crate::config::Config;
 use crate::http::request::Request;
 use crate::outq::OutQueue;
 use crate::stats::Transport;
@@ -84,6 +85,15 @@ pub trait Door {
 
     /// About once a second: forget what has expired.
     fn sweep(&mut self, _now: Instant, _bus: &Bus) {}
+
+    /// SIGHUP, first half: reads what the new configuration needs (files) without changing
+    /// anything, so that an error keeps the old configuration everywhere.
+    fn prepare_reload(&self, _cfg: &Config) -> Result<DoorState, String> {
+        Ok(Box::new(()))
+    }
+
+    /// SIGHUP, second half: takes the new settings (what `prepare_reload` read included).
+    fn apply_reload(&mut self, _cfg: &Config, _prepared: DoorState) {}
 }
 
 /// A request a door holds open, or a stream it keeps, inside a session: it decides what each

@@ -1,6 +1,46 @@
 //! Response heads and the short error responses, as bytes ready to queue.
 
+use std::cell::Cell;
 use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n`: an IMF-fixdate always has 29 characters.
+pub const DATE_LINE_LEN: usize = 37;
+
+thread_local! {
+    /// The `Date` line every response head carries (RFC 9110 section 6.6.1), formatted once a
+    /// second: the reactor sets the clock each turn, and heads copy the line. Until the clock
+    /// is set there is none, so protocol code and its tests stay without a clock.
+    static DATE_LINE: Cell<(u64, [u8; DATE_LINE_LEN])> = const { Cell::new((0, [0; DATE_LINE_LEN])) };
+}
+
+/// Sets the time heads are dated with; the line is formatted again only when the second
+/// changes.
+pub fn set_clock(now: SystemTime) {
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs().max(1));
+    DATE_LINE.with(|cell| {
+        if cell.get().0 != secs {
+            let text = format!("Date: {}\r\n", super::date::format_http_date(secs));
+            let mut line = [0; DATE_LINE_LEN];
+            if text.len() == DATE_LINE_LEN {
+                line.copy_from_slice(text.as_bytes());
+                cell.set((secs, line));
+            }
+        }
+    });
+}
+
+/// `Server: msgbus`, and the `Date` line once the clock is set: the first header lines of
+/// every response.
+pub fn write_server_and_date(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"Server: msgbus\r\n");
+    let (secs, line) = DATE_LINE.with(Cell::get);
+    if secs != 0 {
+        out.extend_from_slice(&line);
+    }
+}
 
 /// A status code with its reason phrase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,16 +103,17 @@ pub struct Head {
 }
 
 impl Head {
-    /// The status line in the client's HTTP version, and `Server: msgbus`.
+    /// The status line in the client's HTTP version, `Server: msgbus` and `Date`.
     pub fn new(minor_version: u8, status: Status) -> Head {
         let mut buf = Vec::with_capacity(256);
         let _ = write!(
             buf,
-            "HTTP/1.{} {} {}\r\nServer: msgbus\r\n",
+            "HTTP/1.{} {} {}\r\n",
             minor_version.min(1),
             status.0,
             status.1
         );
+        write_server_and_date(&mut buf);
         Head { buf }
     }
 
@@ -153,5 +194,22 @@ mod tests {
             let got = plain(*minor, *status, "not found", &[], *keep_alive, *head_only);
             assert_eq!(String::from_utf8(got).unwrap(), *want);
         }
+    }
+
+    #[test]
+    fn heads_are_dated_once_the_clock_is_set() {
+        // Tests run on threads of their own: this clock is this test's.
+        set_clock(UNIX_EPOCH + std::time::Duration::from_secs(784_111_777));
+        let got = plain(1, Status::NOT_FOUND, "x", &[], true, true);
+        let want =
+            "HTTP/1.1 404 Not Found\r\nServer: msgbus\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
+        assert!(String::from_utf8(got).unwrap().starts_with(want));
+        set_clock(UNIX_EPOCH + std::time::Duration::from_secs(784_111_778));
+        let mut out = Vec::new();
+        write_server_and_date(&mut out);
+        assert_eq!(
+            out,
+            b"Server: msgbus\r\nDate: Sun, 06 Nov 1994 08:49:38 GMT\r\n"
+        );
     }
 }

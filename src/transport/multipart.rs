@@ -22,7 +22,8 @@ pub fn encode_stream_head(minor_version: u8, head_only: bool, extra: &[(&str, &s
     } else {
         b"HTTP/1.0 200 OK\r\n"
     });
-    out.extend_from_slice(b"Server: msgbus\r\nContent-Type: ");
+    crate::http::response::write_server_and_date(&mut out);
+    out.extend_from_slice(b"Content-Type: ");
     out.extend_from_slice(CONTENT_TYPE.as_bytes());
     out.extend_from_slice(b"\r\nCache-Control: no-cache\r\n");
     for (name, value) in extra {

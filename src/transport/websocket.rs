@@ -125,14 +125,17 @@ fn has_token(list: &str, token: &str) -> bool {
 
 /// The 101 answer, with the subprotocol the caller chose from the client's list, if any.
 pub fn handshake_response(accept: &str, protocol: Option<&str>) -> Vec<u8> {
-    let mut head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nServer: msgbus\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+    let mut head = b"HTTP/1.1 101 Switching Protocols\r\n".to_vec();
+    crate::http::response::write_server_and_date(&mut head);
+    head.extend_from_slice(
+        format!("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n")
+            .as_bytes(),
     );
     if let Some(protocol) = protocol {
-        head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+        head.extend_from_slice(format!("Sec-WebSocket-Protocol: {protocol}\r\n").as_bytes());
     }
-    head.push_str("\r\n");
-    head.into_bytes()
+    head.extend_from_slice(b"\r\n");
+    head
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

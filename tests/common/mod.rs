@@ -166,9 +166,14 @@ impl Server {
 
     /// Starts `msgbus ARGS` and waits for the line that follows the listeners.
     pub fn start_raw(args: &[&str]) -> Server {
-        let mut child = Command::new(server_bin())
-            .args(args)
-            .env("RUST_LOG", "info")
+        let mut command = Command::new(server_bin());
+        command.args(args).env("RUST_LOG", "info");
+        Server::start_command(command)
+    }
+
+    /// Starts msgbus as `command` says (its environment, a wrapper), reading its stderr.
+    pub fn start_command(mut command: Command) -> Server {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -250,11 +255,12 @@ impl Server {
         stream
     }
 
-    /// Sends raw bytes on a new connection and returns everything until the server closes.
+    /// Sends raw bytes on a new connection and returns everything until the server closes,
+    /// each response head's `Date` line checked and taken out (see `undate`).
     pub fn exchange(&self, raw: &[u8]) -> String {
         let mut stream = self.connect();
         stream.write_all(raw).unwrap();
-        String::from_utf8_lossy(&read_to_end(&mut stream)).into_owned()
+        undate(&String::from_utf8_lossy(&read_to_end(&mut stream)))
     }
 
     /// Publishes `body` to `/msgbus/CHANNEL` and returns the response head.
@@ -370,9 +376,48 @@ pub fn read_exact(stream: &mut TcpStream, n: usize) -> Vec<u8> {
     out
 }
 
-/// Reads exactly as many bytes as `want` has and returns them as text for comparison.
-pub fn read_same_len(stream: &mut TcpStream, want: &str) -> String {
-    String::from_utf8_lossy(&read_exact(stream, want.len())).into_owned()
+/// Reads exactly as many bytes as `want` has, and a `Date` line more for each response head
+/// in it, and returns them as text for comparison, without the `Date` lines (see `undate`).
+pub fn read_same_len(stream: &mut impl Read, want: &str) -> String {
+    let heads = want.matches(SERVER_LINE).count();
+    let mut got = vec![0; want.len() + heads * DATE_LINE_LEN];
+    stream.read_exact(&mut got).expect("read exact");
+    undate(&String::from_utf8_lossy(&got))
+}
+
+const SERVER_LINE: &str = "\r\nServer: msgbus\r\n";
+/// `Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n`
+pub const DATE_LINE_LEN: usize = 37;
+
+/// Takes the `Date` line out of every response head in `text` (it follows `Server: msgbus`),
+/// after checking that it is there and is an IMF-fixdate, so that tests can compare the rest
+/// of a head byte for byte.
+pub fn undate(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(SERVER_LINE) {
+        let end = at + SERVER_LINE.len();
+        out.push_str(&rest[..end]);
+        let date = rest[end..].get(..DATE_LINE_LEN).unwrap_or("");
+        assert!(is_date_line(date), "no Date line after Server in {text:?}");
+        rest = &rest[end + DATE_LINE_LEN..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `Date: Www, DD Mon YYYY HH:MM:SS GMT\r\n`
+pub fn is_date_line(line: &str) -> bool {
+    let pattern = b"Date: Aaa, 00 Aaa 0000 00:00:00 GMT\r\n";
+    line.len() == pattern.len()
+        && line.bytes().zip(pattern).all(|(b, p)| match p {
+            b'A' => b.is_ascii_uppercase(),
+            b'a' => b.is_ascii_lowercase(),
+            b'0' => b.is_ascii_digit(),
+            other => b == *other,
+        })
+        && line.starts_with("Date: ")
+        && line.ends_with(" GMT\r\n")
 }
 
 /// Reads until `needle` has been seen; returns everything read.

@@ -44,13 +44,7 @@ pub struct EsbDoor {
 impl EsbDoor {
     /// Reads `key:secret` lines (`#` starts a comment).
     pub fn open(text: &str, wires: &mut Wires) -> EsbDoor {
-        let users = text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .filter_map(|line| line.split_once(':'))
-            .map(|(key, secret)| (key.trim().to_string(), secret.trim().to_string()))
-            .collect();
+        let users = parse_users(text);
         EsbDoor {
             wire: wires
                 .register("eventsource_broker", encode_event)
@@ -77,6 +71,16 @@ impl EsbDoor {
         self.order.push_back(id.clone());
         Some(id)
     }
+}
+
+/// `key:secret` lines (`#` starts a comment).
+fn parse_users(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, secret)| (key.trim().to_string(), secret.trim().to_string()))
+        .collect()
 }
 
 /// A message as eventsource-broker's clients read it (see `codec::encode_message_event`).
@@ -282,6 +286,24 @@ impl Door for EsbDoor {
         };
         publish.door_answer = Some((_ctx.door_id, Box::new(answer)));
         Next::Publish(Box::new(publish))
+    }
+
+    /// SIGHUP: the users file is read again; nothing changes if it cannot be.
+    fn prepare_reload(&self, cfg: &crate::config::Config) -> Result<DoorState, String> {
+        let Some(path) = &cfg.esb_users else {
+            return Ok(Box::new(None::<HashMap<String, String>>));
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Box::new(Some(parse_users(&text))))
+    }
+
+    /// The users of the new reading take over; sockets already made stay.
+    fn apply_reload(&mut self, _cfg: &crate::config::Config, prepared: DoorState) {
+        if let Ok(users) = prepared.downcast::<Option<HashMap<String, String>>>() {
+            if let Some(users) = *users {
+                self.users = users;
+            }
+        }
     }
 
     fn answer_publish(

@@ -651,6 +651,12 @@ impl Door for CometDoor {
     fn sweep(&mut self, now: Instant, _bus: &Bus) {
         self.forget_expired(now);
     }
+
+    /// New settings (SIGHUP): they apply to the next request and the next sweep.
+    fn apply_reload(&mut self, cfg: &crate::config::Config, _prepared: DoorState) {
+        self.style.quote_json = cfg.comet.quote_json;
+        self.options = cfg.comet.clone();
+    }
 }
 
 /// A POST whose body is still to come.
@@ -774,4 +780,22 @@ fn refuse(session: &mut Conn, reply: Reply, refused: &Refused) -> Option<Next> {
     let body = format!("{refused}\n");
     let headers = [("Content-Type", "text/plain; charset=utf-8")];
     session.answer_framed(reply, refused.status().0, headers, body.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configuration's defaults for this door are Simple-Comet-Server's own.
+    #[test]
+    fn the_defaults_are_the_originals() {
+        let options = CometOptions::default();
+        let secs = |d: std::time::Duration| d.as_secs();
+        assert_eq!(secs(options.http_timeout), sc::HTTP_TIMEOUT_SECS);
+        assert_eq!(secs(options.session_timeout), sc::SESSION_TIMEOUT_SECS);
+        let inactive = secs(options.inactive_channel_timeout);
+        assert_eq!(inactive, sc::INACTIVE_CHANNEL_TIMEOUT_SECS);
+        let max = options.max_messages_per_channel;
+        assert_eq!(max, sc::DEFAULT_MAX_MESSAGES_PER_CHANNEL);
+    }
 }
