@@ -90,6 +90,8 @@ pub struct Server {
     /// What the gauges need of each connection, by slab key, kept as it changes so that
     /// rendering them is O(1), and when its output stopped moving.
     tracked: Vec<Tracked>,
+    /// Each connection's socket and file, by slab key (the sessions in `conns` do no I/O).
+    io: Vec<Option<ConnIo>>,
     /// Connections by transport, and bytes queued on all of them: the sums of `tracked`.
     by_transport: [usize; Transport::COUNT],
     queued_bytes: usize,
@@ -124,6 +126,13 @@ pub struct Server {
     notify: Option<Notifier>,
     /// When the manager's watchdog is next told that the loop turns.
     next_watchdog: Option<Instant>,
+}
+
+/// What the reactor owns of a connection besides its session: the socket, and the file being
+/// sent, if any. Kept beside the slab entry under the same key.
+struct ConnIo {
+    sock: Socket,
+    file: Option<std::fs::File>,
 }
 
 /// The reactor's record of one connection, kept beside the slab entry.
@@ -259,6 +268,7 @@ impl Server {
             refused_this_turn: 0,
             cluster_again: false,
             tracked: Vec::with_capacity(1024),
+            io: Vec::with_capacity(1024),
             by_transport: [0; Transport::COUNT],
             queued_bytes: 0,
             flush_list: Vec::new(),
@@ -446,7 +456,10 @@ impl Server {
                     };
                     if event.is_writable() {
                         conn.writable = true;
-                        if !conn.outq.is_empty() || conn.sock.has_pending_output() {
+                        let unsent = self.io[key]
+                            .as_ref()
+                            .is_some_and(|io| io.sock.has_pending_output());
+                        if !conn.outq.is_empty() || unsent {
                             schedule_flush(&mut self.flush_list, conn, key);
                         }
                     }
@@ -556,7 +569,7 @@ impl Server {
             },
             _ => Socket::new(stream),
         };
-        let mut conn = Conn::new(sock, peer, self.now, &self.cfg);
+        let mut conn = Conn::new(peer, self.now, &self.cfg);
         if over_limit {
             // Answered and half-closed like any refusal, so the client reads why rather than
             // a reset; it is not counted against its address.
@@ -569,8 +582,10 @@ impl Server {
         self.stats.accepted += 1;
         if self.tracked.len() <= key {
             self.tracked.resize(key + 1, Tracked::NEW);
+            self.io.resize_with(key + 1, || None);
         }
         self.tracked[key] = Tracked::NEW;
+        self.io[key] = Some(ConnIo { sock, file: None });
         self.by_transport[Transport::Http as usize] += 1;
         self.rearm(key);
     }
@@ -589,7 +604,10 @@ impl Server {
                 self.read_again.push(key);
                 break;
             }
-            match conn.sock.read(&mut self.scratch) {
+            let Some(io) = self.io[key].as_mut() else {
+                break;
+            };
+            match io.sock.read(&mut self.scratch) {
                 Ok(0) => {
                     conn.readable = false;
                     match conn.on_peer_closed() {
@@ -615,8 +633,11 @@ impl Server {
                 }
             }
         }
+        let unsent = self.io[key]
+            .as_ref()
+            .is_some_and(|io| io.sock.has_pending_output());
         if let Some(conn) = self.conns.get_mut(key) {
-            if conn.sock.has_pending_output() {
+            if unsent {
                 schedule_flush(&mut self.flush_list, conn, key);
             }
         }
@@ -673,6 +694,7 @@ impl Server {
                         self.conns[key].answer_status(reply, "application/json", &json);
                     }
                 }
+                Next::OpenFile(ask) => self.open_file(key, &ask),
                 Next::Close(reason) => {
                     self.close_later(key, reason);
                     return;
@@ -941,7 +963,10 @@ impl Server {
             if !conn.writable {
                 break;
             }
-            let pending_tls = conn.sock.has_pending_output();
+            let Some(io) = self.io[key].as_mut() else {
+                break;
+            };
+            let pending_tls = io.sock.has_pending_output();
             if conn.outq.is_empty() && !pending_tls {
                 // Nothing to write, but a stream ended with nothing to say (a deleted channel's
                 // HTTP/1.0 multipart) still has to be half-closed.
@@ -954,9 +979,9 @@ impl Server {
             }
             let result = if conn.outq.is_empty() {
                 // Only TLS records the socket did not take last time.
-                conn.sock.flush_pending().map(|_| (Flushed::Drained, 0))
+                io.sock.flush_pending().map(|_| (Flushed::Drained, 0))
             } else {
-                let sock = &mut conn.sock;
+                let sock = &mut io.sock;
                 conn.outq.flush(budget, |iov| sock.writev(iov))
             };
             let (outcome, written) = match result {
@@ -980,7 +1005,7 @@ impl Server {
             }
             // The queue is empty but TLS still holds records: the socket blocked.
             let outcome = match outcome {
-                Flushed::Drained if conn.sock.has_pending_output() => Flushed::Blocked,
+                Flushed::Drained if io.sock.has_pending_output() => Flushed::Blocked,
                 other => other,
             };
             match outcome {
@@ -990,10 +1015,23 @@ impl Server {
                     self.flush_next.push(key);
                 }
                 Flushed::Drained => match conn.on_drained(self.now) {
-                    Ok(AfterDrain::Refilled) if budget > 0 => continue,
-                    Ok(AfterDrain::Refilled) => {
-                        conn.pending_flush = true;
-                        self.flush_next.push(key);
+                    Ok(AfterDrain::NeedFile) => {
+                        if let Err(reason) = self.feed_file(key) {
+                            self.close_later(key, reason);
+                        } else if self.conns[key].outq.is_empty() {
+                            self.drive(key);
+                            self.on_readable(key);
+                        } else if budget > 0 {
+                            continue;
+                        } else {
+                            self.conns[key].pending_flush = true;
+                            self.flush_next.push(key);
+                        }
+                    }
+                    Ok(AfterDrain::HalfClose) => {
+                        io.sock.shutdown_write();
+                        self.drive(key);
+                        self.on_readable(key);
                     }
                     Ok(AfterDrain::ReadMore) => {
                         self.drive(key);
@@ -1030,7 +1068,9 @@ impl Server {
             for id in conn.take_subscriptions() {
                 self.bus.unsubscribe(id, self.now);
             }
-            let _ = self.poll.registry().deregister(conn.sock.source());
+            if let Some(mut io) = self.io.get_mut(key).and_then(Option::take) {
+                let _ = self.poll.registry().deregister(io.sock.source());
+            }
             self.stats.count_close(reason);
             let counted = !conn.refused_at_once;
             if let (Some(_), Peer::Tcp(addr), true) = (self.cfg.max_per_address, conn.peer, counted)
@@ -1061,7 +1101,10 @@ impl Server {
         let queued = conn.outq.queued_bytes();
         self.queued_bytes = self.queued_bytes - tracked.queued + queued;
         tracked.queued = queued;
-        let waiting = !conn.outq.is_empty() || conn.sock.has_pending_output();
+        let unsent = self.io[key]
+            .as_ref()
+            .is_some_and(|io| io.sock.has_pending_output());
+        let waiting = !conn.outq.is_empty() || unsent;
         tracked.stalled_since = match tracked.stalled_since {
             _ if !waiting => None,
             None => Some(self.now),
@@ -1122,8 +1165,9 @@ impl Server {
         self.shutdown_deadline = Some(self.now + self.cfg.shutdown_timeout);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
+            let unsent = self.unsent(key);
             let conn = &mut self.conns[key];
-            match conn.begin_shutdown(key) {
+            match conn.begin_shutdown(key, unsent) {
                 Some(reason) => self.close_later(key, reason),
                 None => schedule_flush(&mut self.flush_list, conn, key),
             }
@@ -1135,12 +1179,70 @@ impl Server {
         }
     }
 
+    /// Whether connection `key`'s socket still holds bytes of its own (TLS records).
+    fn unsent(&self, key: usize) -> bool {
+        let io = self.io.get(key).and_then(Option::as_ref);
+        io.is_some_and(|io| io.sock.has_pending_output())
+    }
+
+    /// Gives the session the next pieces of the file it is sending, as much as it takes now.
+    /// The file is closed once the session has all of it.
+    fn feed_file(&mut self, key: usize) -> Result<(), Reason> {
+        use std::io::Read;
+        let (Some(conn), Some(Some(io))) = (self.conns.get_mut(key), self.io.get_mut(key)) else {
+            return Ok(());
+        };
+        loop {
+            let want = conn.file_wanted();
+            let Some(file) = io.file.as_mut().filter(|_| want > 0) else {
+                break;
+            };
+            let mut piece = vec![0; want];
+            let n = match file.read(&mut piece) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => 0,
+            };
+            piece.truncate(n);
+            // An empty read: the file shrank under us and the promised length cannot be kept.
+            if !conn.on_file_data(piece) {
+                return Err(Reason::IoError);
+            }
+        }
+        if !conn.sending_file() {
+            io.file = None;
+        }
+        Ok(())
+    }
+
+    /// A request for a static file: the reactor opens it (regular files only, without
+    /// blocking), the session answers, and the file's bytes follow as the socket drains.
+    fn open_file(&mut self, key: usize, ask: &crate::conn::FileAsk) {
+        let found =
+            self.cfg.docroot.as_deref().and_then(|root| {
+                crate::http::static_files::resolve(root, ask.path.as_bytes()).ok()
+            });
+        let meta = found.as_ref().map(|file| crate::conn::FileFound {
+            len: file.len,
+            modified: file.modified,
+            content_type: file.content_type,
+        });
+        if self.conns[key].answer_file(ask, meta) {
+            if let (Some(file), Some(Some(io))) = (found, self.io.get_mut(key)) {
+                io.file = Some(file.file);
+            }
+            if let Err(reason) = self.feed_file(key) {
+                self.close_later(key, reason);
+            }
+        }
+    }
+
     /// While shutting down: closes connections with nothing left to send.
     fn reap_finished(&mut self) {
         let done: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, conn)| !conn.closing && conn.is_finished())
+            .filter(|(key, conn)| !conn.closing && conn.is_finished(self.unsent(*key)))
             .map(|(key, _)| key)
             .collect();
         for key in done {

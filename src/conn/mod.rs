@@ -1,9 +1,9 @@
-//! One client connection: its socket, its phase in the protocol, its input and its output
-//! queue. The reactor feeds it input and events; the connection answers with `Next`. It never
-//! touches another connection: a publish is handed back to the reactor as `Next::Publish`.
+//! One client connection without its socket: its phase in the protocol, its input and its
+//! output queue. The reactor owns the socket (and any file being sent), feeds the session the
+//! bytes and events, and carries out what it answers with (`Next`, `AfterDrain`): the session
+//! does no I/O, so the fuzz target drives the same code the server does. It never touches
+//! another connection: a publish is handed back to the reactor as `Next::Publish`.
 
-use std::fs::File;
-use std::io::Read;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -20,12 +20,11 @@ use crate::bus::{constant_time_eq, Bus, BusError, SubscriptionId};
 use crate::config::{Config, SlowPolicy};
 use crate::gate::{self, Credentials, Gate, Identity, Refusal};
 use crate::http::chunked::{ChunkedDecoder, Progress};
+use crate::http::date;
 use crate::http::query::{percent_decode, split_target, Query};
 use crate::http::request::{parse_head, redacted_target, BodyFraming, Method, Parsed, Request};
 use crate::http::response::{self, Head, Status};
 use crate::http::route::{route, Resource, RouteError, Topic};
-use crate::http::{date, static_files};
-use crate::io::Socket;
 use crate::listener::Peer;
 use crate::outq::OutQueue;
 use crate::stats::{Limit, Reason, StatEvent, Stats, Transport};
@@ -87,8 +86,30 @@ pub enum Next {
     Status(Reply, bool),
     /// Delete a channel; then call `answer_delete` and `advance` again.
     Delete(Delete),
+    /// Open the static file asked for (the reactor owns files); then call `answer_file` and
+    /// `advance` again.
+    OpenFile(Box<FileAsk>),
     /// Close at the end of the turn.
     Close(Reason),
+}
+
+/// A static file a request asks for, and how to answer it.
+#[derive(Debug)]
+pub struct FileAsk {
+    /// The decoded URL path, under the document root.
+    pub path: String,
+    pub reply: Reply,
+    /// `If-Modified-Since`, seconds since 1970.
+    pub since: Option<u64>,
+}
+
+/// What the reactor found for a `FileAsk`.
+#[derive(Debug, Clone, Copy)]
+pub struct FileFound {
+    pub len: u64,
+    /// Seconds since 1970.
+    pub modified: u64,
+    pub content_type: &'static str,
 }
 
 /// How to answer the request being handled.
@@ -240,10 +261,13 @@ pub struct Delete {
 #[derive(Debug, PartialEq, Eq)]
 pub enum AfterDrain {
     Nothing,
-    /// More output was queued (the next piece of a file): flush again.
-    Refilled,
+    /// A file is being sent: give it the next pieces (`file_wanted`, `on_file_data`), then
+    /// flush again (or read, if the file is done).
+    NeedFile,
     /// Requests may be waiting in the input: read and advance.
     ReadMore,
+    /// All is said: shut the socket's write side, then read (until the peer closes).
+    HalfClose,
 }
 
 enum Phase {
@@ -293,7 +317,7 @@ struct BodyState {
 }
 
 struct FileState {
-    file: File,
+    /// Bytes of the file still to come from the reactor.
     remaining: u64,
     keep_alive: bool,
 }
@@ -328,7 +352,6 @@ impl Input {
 }
 
 pub struct Conn {
-    pub sock: Socket,
     pub peer: Peer,
     phase: Phase,
     input: Input,
@@ -366,9 +389,8 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(sock: Socket, peer: Peer, now: Instant, cfg: &Config) -> Conn {
+    pub fn new(peer: Peer, now: Instant, cfg: &Config) -> Conn {
         Conn {
-            sock,
             peer,
             phase: Phase::Head {
                 deadline: Some(now + cfg.head_timeout),
@@ -662,7 +684,7 @@ impl Conn {
                 let prometheus = status == Resource::Metrics;
                 Some(Next::Status(reply, prometheus))
             }
-            (Resource::Static, _) => self.serve_file(&path, &request, reply, ctx),
+            (Resource::Static, _) => self.serve_file(&path, &request, reply),
             (resource @ (Resource::ClientJs | Resource::ClientModule), _) => {
                 let source = if resource == Resource::ClientJs {
                     CLIENT_JS
@@ -966,32 +988,49 @@ impl Conn {
         None
     }
 
-    fn serve_file(
-        &mut self,
-        path: &str,
-        request: &Request,
-        reply: Reply,
-        ctx: &mut Ctx,
-    ) -> Option<Next> {
-        let minor = reply.minor_version;
-        let found = ctx
-            .cfg
-            .docroot
-            .as_deref()
-            .map(|root| static_files::resolve(root, path.as_bytes()));
-        let Some(Ok(file)) = found else {
-            return self.refuse(request, reply, Status::NOT_FOUND, "not found", &[]);
-        };
-        let last_modified = date::format_http_date(file.modified);
+    /// A static file: the reactor opens it (`Next::OpenFile`) and says what it found.
+    fn serve_file(&mut self, path: &str, request: &Request, reply: Reply) -> Option<Next> {
         let since = request
             .header("if-modified-since")
             .and_then(date::parse_http_date);
-        if since.is_some_and(|since| file.modified <= since) {
+        // A body we will not read would be taken for the next request.
+        let reply = Reply {
+            keep_alive: reply.keep_alive && !request.has_body(),
+            ..reply
+        };
+        Some(Next::OpenFile(Box::new(FileAsk {
+            path: path.to_string(),
+            reply,
+            since,
+        })))
+    }
+
+    /// Answers a file request with what the reactor found: 404, 304, a HEAD's head, or the
+    /// head and then the file's bytes as the reactor feeds them. Returns whether it wants them.
+    pub fn answer_file(&mut self, ask: &FileAsk, found: Option<FileFound>) -> bool {
+        let reply = ask.reply;
+        let minor = reply.minor_version;
+        let Some(file) = found else {
+            let extra = self.cors_headers();
+            let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let answer = response::plain(
+                minor,
+                Status::NOT_FOUND,
+                "not found",
+                &extra,
+                reply.keep_alive,
+                reply.head_only,
+            );
+            self.answer(answer, reply.keep_alive);
+            return false;
+        };
+        let last_modified = date::format_http_date(file.modified);
+        if ask.since.is_some_and(|since| file.modified <= since) {
             let head = Head::new(minor, Status::NOT_MODIFIED)
                 .header("Last-Modified", &last_modified)
                 .finish(minor, reply.keep_alive);
             self.answer(head, reply.keep_alive);
-            return None;
+            return false;
         }
         let head = Head::new(minor, Status::OK)
             .header("Content-Type", file.content_type)
@@ -1000,48 +1039,54 @@ impl Conn {
             .finish(minor, reply.keep_alive);
         if reply.head_only || file.len == 0 {
             self.answer(head, reply.keep_alive);
-            return None;
+            return false;
         }
-        debug!("DOC {} {path} ({})", self.peer, file.len);
+        debug!("DOC {} {} ({})", self.peer, ask.path, file.len);
         self.log_access(200, file.len as usize);
         self.outq.push_own(head);
         self.phase = Phase::File(Box::new(FileState {
-            file: file.file,
             remaining: file.len,
             keep_alive: reply.keep_alive,
         }));
-        match self.refill_file() {
-            Ok(()) => Some(Next::Wait),
-            Err(reason) => Some(Next::Close(reason)),
+        true
+    }
+
+    /// How many bytes of the file being sent the session takes now (0: none, or no file).
+    pub fn file_wanted(&self) -> usize {
+        match &self.phase {
+            Phase::File(state) if self.outq.queued_bytes() < FILE_QUEUE_BYTES => {
+                state.remaining.min(FILE_READ_BYTES as u64) as usize
+            }
+            _ => 0,
         }
     }
 
-    /// Reads the next pieces of the file being sent into the queue.
-    fn refill_file(&mut self) -> Result<(), Reason> {
+    /// The next piece of the file being sent. Returns false when the file has ended short of
+    /// its promised length (it shrank): the connection cannot be answered rightly, close it.
+    pub fn on_file_data(&mut self, piece: Vec<u8>) -> bool {
         let Phase::File(state) = &mut self.phase else {
-            return Ok(());
+            return true;
         };
-        while state.remaining > 0 && self.outq.queued_bytes() < FILE_QUEUE_BYTES {
-            let want = state.remaining.min(FILE_READ_BYTES as u64) as usize;
-            let mut piece = vec![0; want];
-            match state.file.read(&mut piece) {
-                // The file shrank under us: the promised length cannot be kept.
-                Ok(0) | Err(_) => return Err(Reason::IoError),
-                Ok(n) => {
-                    piece.truncate(n);
-                    state.remaining -= n as u64;
-                    self.outq.push_own(piece);
-                }
-            }
+        if piece.is_empty() {
+            return false;
         }
-        if state.remaining == 0 {
-            self.phase = if state.keep_alive {
+        state.remaining = state.remaining.saturating_sub(piece.len() as u64);
+        let done = state.remaining == 0;
+        let keep_alive = state.keep_alive;
+        self.outq.push_own(piece);
+        if done {
+            self.phase = if keep_alive {
                 Phase::Head { deadline: None }
             } else {
                 Phase::Closing
             };
         }
-        Ok(())
+        true
+    }
+
+    /// Whether a file is being sent (the reactor keeps it open while it is).
+    pub fn sending_file(&self) -> bool {
+        matches!(self.phase, Phase::File(_))
     }
 
     /// Answers a request that is refused after its head. If it has a body we did not read,
@@ -1262,8 +1307,8 @@ impl Conn {
     /// The server is stopping: subscribers are told to come back (multipart ends, SSE gets a
     /// reconnection delay spread by `key` so clients do not return all at once, a held poll is
     /// answered); an idle connection is closed. Returns a reason to close now.
-    pub fn begin_shutdown(&mut self, key: usize) -> Option<Reason> {
-        if self.is_finished() {
+    pub fn begin_shutdown(&mut self, key: usize, unsent: bool) -> Option<Reason> {
+        if self.is_finished(unsent) {
             return Some(Reason::Shutdown);
         }
         match &self.phase {
@@ -1311,8 +1356,9 @@ impl Conn {
 
     /// Nothing in flight: no request being read, nothing queued. While the server stops,
     /// such a connection is closed.
-    pub fn is_finished(&self) -> bool {
-        let quiet = self.outq.is_empty() && !self.sock.has_pending_output();
+    /// `unsent` says whether the socket still holds bytes of its own (TLS records).
+    pub fn is_finished(&self, unsent: bool) -> bool {
+        let quiet = self.outq.is_empty() && !unsent;
         match self.phase {
             Phase::Head { .. } => quiet && self.input.unread().is_empty(),
             Phase::Lingering { .. } => true,
@@ -1426,20 +1472,12 @@ impl Conn {
     pub fn on_drained(&mut self, now: Instant) -> Result<AfterDrain, Reason> {
         self.dropping = false;
         match self.phase {
-            Phase::File(_) => {
-                self.refill_file()?;
-                Ok(if self.outq.is_empty() {
-                    AfterDrain::ReadMore
-                } else {
-                    AfterDrain::Refilled
-                })
-            }
+            Phase::File(_) => Ok(AfterDrain::NeedFile),
             Phase::Closing => {
-                self.sock.shutdown_write();
                 self.phase = Phase::Lingering {
                     deadline: now + LINGER,
                 };
-                Ok(AfterDrain::ReadMore)
+                Ok(AfterDrain::HalfClose)
             }
             Phase::Head { .. } | Phase::Body(_) => {
                 self.outq.shrink_if_empty();
