@@ -92,7 +92,7 @@ pub fn connection(step: u8, data: &[u8]) {
     let mut bus = Bus::new(1, cfg.retention(), Duration::from_secs(60));
     let mut stats = Stats::default();
     let mut wires = Wires::default();
-    let mut doors = msgbus::doors::open(&cfg, Some("key:secret\n"), &mut wires);
+    let mut doors = msgbus::doors::open_with(&cfg, Some("key:secret\n"), &mut wires);
     let gate = Gate::new(None, None, cfg.max_subscriptions, cfg.max_publish_channels);
     for piece in data.chunks(usize::from(step).max(1)) {
         if !conn.wants_input(&cfg) {

@@ -40,7 +40,7 @@ const CLUSTER_TOKEN: Token = Token(usize::MAX - 1 - MAX_LISTENERS);
 /// The NATS name lookup's answer, from its helper thread.
 const RESOLVED_TOKEN: Token = Token(usize::MAX - 2 - MAX_LISTENERS - MAX_UPSTREAM_TOKENS);
 const LISTENER_TOKEN_BASE: usize = usize::MAX - 1;
-/// lhttp upstream calls: `UPSTREAM_TOKEN_TOP - slot`, below the cluster's token.
+/// Outbound HTTP calls a door makes: `UPSTREAM_TOKEN_TOP - slot`, below the cluster's token.
 const UPSTREAM_TOKEN_TOP: usize = CLUSTER_TOKEN.0 - 1;
 const MAX_UPSTREAM_TOKENS: usize = 1 << 20;
 const MAX_LISTENERS: usize = 64;
@@ -120,7 +120,7 @@ pub struct Server {
     doors: Doors,
     /// The wire formats: the transports' and those the doors registered.
     wires: Wires,
-    /// lhttp's upstream calls, with `--lhttp` and `--lhttp-upstream`.
+    /// Outbound HTTP calls a door makes (lhttp's `upstream:`), when configured.
     upstream: Option<Upstream>,
     /// The service manager's notification socket, when there is one.
     notify: Option<Notifier>,
@@ -155,8 +155,9 @@ impl Tracked {
 impl Server {
     pub fn new(cfg: Config) -> io::Result<Server> {
         let open_files = raise_open_files_limit();
-        // lhttp upstream calls need sockets of their own.
-        let upstream_fds = if cfg.lhttp && !cfg.upstream.allow.is_empty() {
+        // Outbound calls a door makes need sockets of their own.
+        let outbound = crate::doors::makes_outbound_calls(&cfg);
+        let upstream_fds = if outbound {
             cfg.upstream.connections
         } else {
             0
@@ -192,27 +193,15 @@ impl Server {
             cfg.max_subscriptions,
             cfg.max_publish_channels,
         );
-        if !cfg.lhttp && !cfg.upstream.allow.is_empty() {
-            warn!("--lhttp-upstream has no effect without --lhttp");
-        }
-        let upstream = if cfg.lhttp && !cfg.upstream.allow.is_empty() {
+        let upstream = if outbound {
             let upstream = Upstream::new(cfg.upstream.clone())
                 .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
             Some(upstream)
         } else {
             None
         };
-        let esb_users = match &cfg.esb_users {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-                info!("eventsource-broker door open ({})", path.display());
-                Some(text)
-            }
-            None => None,
-        };
         let mut wires = Wires::default();
-        let doors = crate::doors::open(&cfg, esb_users.as_deref(), &mut wires);
+        let doors = crate::doors::open(&cfg, &mut wires)?;
         let stats = Stats {
             wire_names: wires.names(),
             ..Stats::default()
@@ -1251,7 +1240,7 @@ impl Server {
     }
 
     /// SIGHUP: makes the configuration again from its file (`-c`) and command line, re-reads
-    /// the files it names (certificate and key, token key, eventsource-broker users), and
+    /// the files it names (certificate and key, token key, the doors' files), and
     /// applies what can change while connections stay open. Nothing is applied unless all of
     /// it loads: a bad file keeps the old configuration, and the log says why. What only a
     /// restart can change is named and keeps its running value.

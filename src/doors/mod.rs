@@ -9,13 +9,31 @@ pub mod lhttp;
 pub mod martd;
 pub mod simple_comet;
 
+use std::io;
+
+use log::{info, warn};
+
 use crate::config::Config;
 use crate::conn::Doors;
 use crate::transport::Wires;
 
 /// Opens the doors the configuration asks for, in the order they see requests, registering
-/// their wire formats. `esb_users` is the text of `--esb-users`, read by the caller.
-pub fn open(cfg: &Config, esb_users: Option<&str>, wires: &mut Wires) -> Doors {
+/// their wire formats and reading their files (`--esb-users`).
+pub fn open(cfg: &Config, wires: &mut Wires) -> io::Result<Doors> {
+    let users = match &cfg.esb_users {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            info!("eventsource-broker door open ({})", path.display());
+            Some(text)
+        }
+        None => None,
+    };
+    Ok(open_with(cfg, users.as_deref(), wires))
+}
+
+/// The same with the users file's text given (the fuzz target has no file).
+pub fn open_with(cfg: &Config, esb_users: Option<&str>, wires: &mut Wires) -> Doors {
     let mut doors = Doors::default();
     if let Some(users) = esb_users {
         doors.add(Box::new(eventsource_broker::EsbDoor::open(users, wires)));
@@ -31,4 +49,13 @@ pub fn open(cfg: &Config, esb_users: Option<&str>, wires: &mut Wires) -> Doors {
         doors.add(Box::new(lhttp::LhttpDoor::open(wires)));
     }
     doors
+}
+
+/// Whether an open door makes outbound HTTP calls (lhttp's `upstream:` with
+/// `--lhttp-upstream`): the reactor then keeps sockets and a client for them.
+pub fn makes_outbound_calls(cfg: &Config) -> bool {
+    if !cfg.lhttp && !cfg.upstream.allow.is_empty() {
+        warn!("--lhttp-upstream has no effect without --lhttp");
+    }
+    cfg.lhttp && !cfg.upstream.allow.is_empty()
 }

@@ -36,6 +36,30 @@ pub fn percent_decode(input: &[u8], plus_as_space: bool) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The same, but a `%` not followed by two hex digits is kept as it is (Python's
+/// `urllib.parse.unquote_to_bytes`), for a door whose original read queries so.
+pub fn percent_decode_lenient(input: &[u8], plus_as_space: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let escaped = match (input[i], input.get(i + 1), input.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) => hex_value(h).zip(hex_value(l)),
+            _ => None,
+        };
+        match (escaped, input[i]) {
+            (Some((high, low)), _) => {
+                out.push(high << 4 | low);
+                i += 3;
+                continue;
+            }
+            (None, b'+') if plus_as_space => out.push(b' '),
+            (None, b) => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
 fn hex_value(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
@@ -118,6 +142,21 @@ fn decode_component(raw: &str) -> Result<String, QueryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lenient_decoding_keeps_bad_escapes() {
+        let cases: &[(&str, bool, &str)] = &[
+            ("a%41b", false, "aAb"),
+            ("a%4", false, "a%4"),
+            ("%zz+%2B", true, "%zz +"),
+            ("%", false, "%"),
+            ("x+y", false, "x+y"),
+        ];
+        for (input, plus, want) in cases {
+            let got = percent_decode_lenient(input.as_bytes(), *plus);
+            assert_eq!(String::from_utf8(got).unwrap(), *want, "{input}");
+        }
+    }
 
     #[test]
     fn targets_split_into_path_and_query() {

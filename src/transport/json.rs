@@ -49,19 +49,54 @@ pub fn encode_missed(missed: Missed) -> String {
 
 /// Appends `text` as a JSON string literal.
 pub fn push_string(out: &mut String, text: &str) {
+    push_string_as(out, text.as_bytes(), Escapes::Json);
+}
+
+/// How a JSON string is escaped: the one escaper, in the manners the originals' encoders had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escapes {
+    /// RFC 8259's minimum, and U+2028/2029, which end a line in JavaScript (JSONP).
+    Json,
+    /// Python's `json.dumps` with `ensure_ascii`: `\b`, `\f`, and everything outside
+    /// printable ASCII as `\uXXXX` UTF-16 units.
+    PythonAscii,
+    /// Go's `encoding/json`: `<`, `>`, `&`, U+2028/2029 as `\u00XX`/`\u20XX` (HTML-safe), and each
+    /// byte of invalid UTF-8 as `\ufffd`.
+    GoHtmlSafe,
+}
+
+/// Appends `text` (UTF-8, or not quite for `GoHtmlSafe`) as a JSON string literal.
+pub fn push_string_as(out: &mut String, text: &[u8], escapes: Escapes) {
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            // U+2028/2029 are valid JSON but end a line in JavaScript, which matters for JSONP.
-            c if c < ' ' || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    for chunk in text.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' if escapes == Escapes::PythonAscii => out.push_str("\\b"),
+                '\u{c}' if escapes == Escapes::PythonAscii => out.push_str("\\f"),
+                '<' | '>' | '&' if escapes == Escapes::GoHtmlSafe => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                ' '..='~' => out.push(c),
+                c if escapes == Escapes::PythonAscii => {
+                    let mut units = [0u16; 2];
+                    for unit in c.encode_utf16(&mut units) {
+                        let _ = write!(out, "\\u{:04x}", unit);
+                    }
+                }
+                c if c < ' ' || c == '\u{2028}' || c == '\u{2029}' => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.push(c),
             }
-            c => out.push(c),
+        }
+        // Only Go's manner meets invalid UTF-8 (its callers hand it bytes): U+FFFD per byte.
+        for _ in chunk.invalid() {
+            out.push_str("\\ufffd");
         }
     }
     out.push('"');
@@ -85,6 +120,29 @@ pub fn valid_callback(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_escaper_in_each_original_manner() {
+        let cases: &[(&[u8], Escapes, &str)] = &[
+            (b"a\"b\\c\n", Escapes::Json, r#""a\"b\\c\n""#),
+            ("é\u{2028}<".as_bytes(), Escapes::Json, "\"é\\u2028<\""),
+            (b"\x08\x0c\x01", Escapes::Json, r#""\u0008\u000c\u0001""#),
+            (b"\x08\x0c\x01", Escapes::PythonAscii, r#""\b\f\u0001""#),
+            (
+                "é😀\x7f".as_bytes(),
+                Escapes::PythonAscii,
+                r#""\u00e9\ud83d\ude00\u007f""#,
+            ),
+            (b"<a&b>", Escapes::GoHtmlSafe, r#""\u003ca\u0026b\u003e""#),
+            (b"ok\xff\xfe", Escapes::GoHtmlSafe, r#""ok\ufffd\ufffd""#),
+            ("\u{2029}é".as_bytes(), Escapes::GoHtmlSafe, "\"\\u2029é\""),
+        ];
+        for (text, escapes, want) in cases {
+            let mut out = String::new();
+            push_string_as(&mut out, text, *escapes);
+            assert_eq!(out, *want, "{escapes:?} {text:?}");
+        }
+    }
 
     fn msg(sender: Option<&str>, event: Option<&str>, body: &[u8]) -> Message {
         let mut m = Message::new(

@@ -395,23 +395,7 @@ pub fn get_param(params: &Params, name: &str) -> Option<Vec<u8>> {
 }
 
 fn url_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = hex(*s.get(i + 1)?)?;
-                let lo = hex(*s.get(i + 2)?)?;
-                out.push(hi << 4 | lo);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Some(out)
+    crate::http::query::percent_decode(s, true)
 }
 
 /// `withAuth` of the last known Main.hs: the three parameters, then the user, then the

@@ -3,6 +3,9 @@
 
 use std::fmt::Write as _;
 
+use crate::http::query::percent_decode;
+use crate::transport::json;
+
 /// The request as the transport parsed it: raw path (no query), query pairs and form pairs
 /// decoded with [`parse_query`] (Go's `url.ParseQuery`), and the raw body.
 pub struct Request<'a> {
@@ -253,32 +256,7 @@ pub fn encode_not_found() -> Reply {
 /// `encoding/json` string encoding (Go 1.19): HTML-safe escapes for `<`, `>`, `&`, U+2028,
 /// U+2029; other controls as `\u00XX` except `\n`, `\r`, `\t`; invalid UTF-8 as `\ufffd`.
 pub fn go_json_str(out: &mut String, s: &[u8]) {
-    out.push('"');
-    for chunk in s.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                }
-                c if (c as u32) < 0x20 => {
-                    let _ = write!(out, "\\u00{:02x}", c as u32);
-                }
-                c => out.push(c),
-            }
-        }
-        if !chunk.invalid().is_empty() {
-            // Go replaces each invalid byte with U+FFFD.
-            for _ in chunk.invalid() {
-                out.push_str("\\ufffd");
-            }
-        }
-    }
-    out.push('"');
+    json::push_string_as(out, s, json::Escapes::GoHtmlSafe);
 }
 
 /// Go's `url.ParseQuery` (Go 1.17+): split on `&`, a pair holding `;` or a bad `%` escape is
@@ -298,27 +276,7 @@ pub fn parse_query(q: &str) -> Vec<(String, String)> {
 }
 
 fn query_unescape(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let h = b.get(i + 1).and_then(|&c| (c as char).to_digit(16))?;
-                let l = b.get(i + 2).and_then(|&c| (c as char).to_digit(16))?;
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
+    let out = percent_decode(s.as_bytes(), true)?;
     // Go strings may hold any bytes; callers here need text, so invalid UTF-8 is replaced.
     Some(String::from_utf8_lossy(&out).into_owned())
 }

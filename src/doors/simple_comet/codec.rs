@@ -7,6 +7,9 @@
 
 use std::fmt::Write as _;
 
+use crate::http::query::percent_decode_lenient;
+use crate::transport::json;
+
 /// `.json` or `.jsonp`: the suffix of every resource decides the reply's wrapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -180,39 +183,13 @@ fn memchr_eq(s: &[u8]) -> Option<usize> {
 }
 
 fn unquote_plus(s: &[u8]) -> Vec<u8> {
-    let spaced: Vec<u8> = s
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    unquote(&spaced)
+    percent_decode_lenient(s, true)
 }
 
 /// Percent-decoding as `urllib.parse.unquote_to_bytes`: a `%` not followed by two hex digits is
 /// kept literally.
 pub fn unquote(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' && i + 2 < s.len() {
-            if let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(s[i]);
-        i += 1;
-    }
-    out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    percent_decode_lenient(s, false)
 }
 
 /// Whether Twisted merges the body into the arguments: POST, a non-empty body and
@@ -511,26 +488,7 @@ pub fn valid_callback(cb: &str) -> bool {
 
 /// `json.dumps` of a string with `ensure_ascii=True`.
 pub fn py_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{:04x}", u);
-                }
-            }
-        }
-    }
-    out.push('"');
+    json::push_string_as(out, s.as_bytes(), json::Escapes::PythonAscii);
 }
 
 fn tail(out: &mut String, return_code: i32) {
