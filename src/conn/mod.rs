@@ -1129,6 +1129,18 @@ impl Conn {
         ctx.gate.identify(credentials, now)
     }
 
+    /// Every door's prologue: who sends the request (the gate's `identify`, with a token from
+    /// the query if there is one), or the refusal already answered (`Err(next)`).
+    pub fn identify_door_request(
+        &mut self,
+        req: &DoorRequest,
+        ctx: &Ctx,
+    ) -> Result<Identity, Option<Next>> {
+        let query = Query::parse(req.raw_query).unwrap_or_default();
+        self.identify(req.request, &query, ctx)
+            .map_err(|refusal| self.refuse_gate(req.request, req.reply, &refusal))
+    }
+
     /// Answers the gate's refusal: its status, reason and challenge.
     pub fn refuse_gate(
         &mut self,

@@ -15,7 +15,6 @@ use crate::conn::{
     Conn, Ctx, Door, DoorRequest, DoorState, Next, Publish, PublishOutcome, PublishRequest,
     Publisher, Reply,
 };
-use crate::http::query::{split_target, Query};
 use crate::http::request::Method;
 use crate::http::response::{self, Head, Status};
 use crate::message::Message;
@@ -87,10 +86,9 @@ impl LhttpDoor {
     /// A WebSocket upgrade on a path outside `/msgbus/`: an lhttp socket.
     fn handshake(&mut self, session: &mut Conn, req: &DoorRequest, ctx: &mut Ctx) -> Option<Next> {
         let (request, reply) = (req.request, req.reply);
-        let query = Query::parse(split_target(&request.target).1).unwrap_or_default();
-        let who = match session.identify(request, &query, ctx) {
+        let who = match session.identify_door_request(req, ctx) {
             Ok(who) => who,
-            Err(refusal) => return session.refuse_gate(request, reply, &refusal),
+            Err(refused) => return refused,
         };
         let is_get = request.method == Method::Get;
         let accept =
@@ -120,10 +118,9 @@ impl LhttpDoor {
     /// `POST /publish`: reads the body, a whole lhttp message.
     fn post(&mut self, session: &mut Conn, req: &DoorRequest, ctx: &mut Ctx) -> Option<Next> {
         let (request, reply) = (req.request, req.reply);
-        let query = Query::parse(req.raw_query).unwrap_or_default();
-        let who = match session.identify(request, &query, ctx) {
+        let who = match session.identify_door_request(req, ctx) {
             Ok(who) => who,
-            Err(refusal) => return session.refuse_gate(request, reply, &refusal),
+            Err(refused) => return refused,
         };
         let publish = Publish {
             req: PublishRequest::default(),

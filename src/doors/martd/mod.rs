@@ -15,7 +15,6 @@ use crate::conn::{
     Conn, Ctx, Door, DoorRequest, DoorState, Hold, HoldNext, Next, Publish, PublishOutcome,
     PublishRequest, Publisher, Refused, Reply,
 };
-use crate::http::query::Query;
 use crate::http::response::{self, Head, Status};
 use crate::message::Message;
 use crate::outq::OutQueue;
@@ -161,10 +160,9 @@ impl Door for MartdDoor {
             session.answer(js, reply.keep_alive);
             return Some(None);
         }
-        let query = Query::parse(req.raw_query).unwrap_or_default();
-        let who = match session.identify(req.request, &query, ctx) {
+        let who = match session.identify_door_request(req, ctx) {
             Ok(who) => who,
-            Err(refusal) => return Some(session.refuse_gate(req.request, reply, &refusal)),
+            Err(refused) => return Some(refused),
         };
         Some(match req.raw_path {
             // martd dumped its store to its own log; its client saw only this.

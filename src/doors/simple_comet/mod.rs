@@ -564,11 +564,11 @@ impl Door for CometDoor {
         if !is_door_path(req.raw_path, self.options.enable_status) {
             return None;
         }
-        let query = crate::http::query::Query::parse(req.raw_query).unwrap_or_default();
-        let who = match session.identify(request, &query, ctx) {
+        let who = match session.identify_door_request(req, ctx) {
             Ok(who) => who,
-            Err(refusal) => return Some(session.refuse_gate(request, reply, &refusal)),
+            Err(refused) => return Some(refused),
         };
+        let query = crate::http::query::Query::parse(req.raw_query).unwrap_or_default();
         // The door's status lists clients and channels: it answers only whom /status.json does.
         if req.raw_path.starts_with("/status") && !session.may_read_status(request, &query, ctx.cfg)
         {
