@@ -222,3 +222,21 @@ fn nodes_can_share_one_port() {
         assert_eq!(read_same_len(sub, &want), want);
     }
 }
+
+/// `--nats` given twice: the first server is not there, so the node joins through the second,
+/// and its messages cross to a node attached to that one.
+#[test]
+fn a_second_nats_url_is_tried_when_the_first_is_away() {
+    let nats = Nats::start();
+    // A port that held a listener a moment ago and holds none now: nothing answers there.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let away = format!("nats://127.0.0.1:{}", gone.local_addr().unwrap().port());
+    drop(gone);
+    let a = Server::start(&["--nats", &away, "--nats", &nats.url(), "--node-name", "a"]);
+    a.wait_for_log("joined the cluster", 1);
+    let b = node(&nats, "b");
+    let mut on_b = sse(&b, "");
+    let id = a.publish_id("room", b"through the second");
+    let want = format!("id: {id}\ndata: through the second\n\n");
+    assert_eq!(read_same_len(&mut on_b, &want), want);
+}

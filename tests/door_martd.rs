@@ -204,3 +204,35 @@ fn the_client_script_is_served() {
     }
     assert_eq!(served, include_str!("../static/martd-client.js"));
 }
+
+/// A one2one channel's message received by a native subscriber is consumed too: a later martd
+/// `/sub` from the start finds nothing and is held.
+#[test]
+fn one2one_messages_are_consumed_by_native_subscribers_too() {
+    let server = Server::start(&["--martd"]);
+    let first = server.post("/pub?channel=solo&one2one=true", "", b"first");
+    assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
+    // The channel exists (the first publish made it one2one); a native subscriber joins.
+    let mut native = subscribe(
+        &server,
+        "GET /msgbus/solo HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n",
+    );
+    server.wait_for_counter(
+        "subscribers",
+        |n| n >= 1,
+        "the native subscriber never joined",
+    );
+    server.post("/pub?channel=solo", "", b"second");
+    let event = String::from_utf8(read_until(&mut native, b"\n\n")).unwrap();
+    assert!(event.ends_with("data: second\n\n"), "{event}");
+    // Its delivery consumed it, and what came before it: a read from the start is held, and
+    // answered by the next message alone.
+    let mut held = server.connect();
+    held.write_all(b"GET /sub?cid=x&solo=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    server.wait_for_counter("subscribers", |n| n >= 2, "the /sub was answered, not held");
+    server.post("/pub?channel=solo", "", b"third");
+    let answer = undate(&String::from_utf8(read_to_end(&mut held)).unwrap());
+    assert!(answer.ends_with("\"payload\":[\"third\"]}}}"), "{answer}");
+}
