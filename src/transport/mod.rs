@@ -55,9 +55,18 @@ impl Wire {
 
     /// The message frame slot this wire's frame is kept in.
     pub fn index(self) -> usize {
+        // A direct mapping: this is on every delivery's path (the frame cache's slot).
         match self {
+            Wire::Multipart => 0,
+            Wire::MultipartChunked => 1,
+            Wire::MultipartLocated => 2,
+            Wire::MultipartLocatedChunked => 3,
+            Wire::Sse => 4,
+            Wire::SseJson => 5,
+            Wire::Json => 6,
+            Wire::Ws => 7,
+            Wire::WsJson => 8,
             Wire::Door(n) => CORE.len() + usize::from(n),
-            core => CORE.iter().position(|w| *w == core).expect("a core wire"),
         }
     }
 
@@ -181,4 +190,17 @@ pub fn is_textual(content_type: &str) -> bool {
             media.as_str(),
             "application/json" | "application/javascript" | "application/xml"
         )
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+
+    #[test]
+    fn each_wire_has_its_own_slot() {
+        for (at, wire) in CORE.iter().enumerate() {
+            assert_eq!(wire.index(), at, "{wire:?}");
+        }
+        assert_eq!(Wire::Door(0).index(), CORE.len());
+    }
 }
