@@ -531,6 +531,7 @@ impl Server {
             if let Some(trusted) = &self.cfg.trusted_proxy {
                 if !peer.is_trusted_proxy(trusted) {
                     debug!("{peer}: not a trusted proxy: closed");
+                    stream.answer_and_close(b"");
                     return;
                 }
             }
