@@ -431,3 +431,36 @@ pub fn nats_proto(bytes: &[u8], channel: &str) {
     let mapped = channel_for("msgbus", &subject_for("msgbus", channel));
     assert_eq!(mapped.as_deref(), Some(channel));
 }
+
+/// A PROXY header parses the same from exactly its own bytes, every shorter prefix of it is
+/// Partial (so the reactor may feed it in any pieces), it is never longer than the limits,
+/// and what it names encodes as v1 and v2 and parses back.
+pub fn proxy_header(data: &[u8]) {
+    use msgbus::http::proxy::{encode_v1, encode_v2, parse_proxy_header, Parsed, V2_MAX};
+    let Ok(Parsed::Complete(header, len)) = parse_proxy_header(data) else {
+        return;
+    };
+    assert!(len <= data.len() && len <= V2_MAX);
+    assert_eq!(
+        parse_proxy_header(&data[..len]),
+        Ok(Parsed::Complete(header, len))
+    );
+    for end in 0..len {
+        assert_eq!(
+            parse_proxy_header(&data[..end]),
+            Ok(Parsed::Partial),
+            "{end}"
+        );
+    }
+    // Parsed headers pair addresses of one family, which both versions carry exactly.
+    let v1 = encode_v1(&header);
+    assert_eq!(
+        parse_proxy_header(v1.as_bytes()),
+        Ok(Parsed::Complete(header, v1.len()))
+    );
+    let v2 = encode_v2(&header);
+    assert_eq!(
+        parse_proxy_header(&v2),
+        Ok(Parsed::Complete(header, v2.len()))
+    );
+}

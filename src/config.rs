@@ -116,6 +116,13 @@ pub struct Config {
     /// By default loopback only (127.0.0.0/8, ::1); `--status-token` alone: token holders only.
     pub status_allow: Option<Vec<IpNet>>,
     pub status_token: Option<String>,
+    /// Proxies whose word is taken for the client's address (`--trusted-proxy`): their
+    /// `X-Forwarded-For` / `Forwarded` headers, and their PROXY protocol headers. None:
+    /// forwarding headers are ignored, and a PROXY header is taken from any peer.
+    pub trusted_proxy: Option<TrustedProxies>,
+    /// The plain listeners (`-l`, `--unix`, passed sockets) expect a PROXY protocol header
+    /// (v1 or v2) before the first request (`--proxy-protocol`).
+    pub proxy_protocol: bool,
     /// Log one line per request (target `access`, at info).
     pub access_log: bool,
     /// NATS servers joining this node to others (tried in turn).
@@ -224,6 +231,32 @@ impl IpNet {
     }
 }
 
+/// The proxies `--trusted-proxy` names: networks, and `unix` for the peers of the UNIX-socket
+/// listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    pub nets: Vec<IpNet>,
+    pub unix: bool,
+}
+
+impl TrustedProxies {
+    pub fn parse(text: &str) -> Option<TrustedProxies> {
+        let mut trusted = TrustedProxies::default();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            if item == "unix" {
+                trusted.unix = true;
+            } else {
+                trusted.nets.push(IpNet::parse(item)?);
+            }
+        }
+        Some(trusted)
+    }
+
+    pub fn trusts_ip(&self, ip: std::net::IpAddr) -> bool {
+        self.nets.iter().any(|net| net.contains(ip))
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -266,6 +299,8 @@ impl Default for Config {
             max_publish_channels: crate::gate::DEFAULT_MAX_PUBLISH_CHANNELS,
             status_allow: Some(loopback_nets()),
             status_token: None,
+            trusted_proxy: None,
+            proxy_protocol: false,
             access_log: false,
             nats: Vec::new(),
             node_name: None,
@@ -413,6 +448,9 @@ Options:
   --status-allow LIST     networks that may read /status.json and /metrics (e.g. 127.0.0.1,10.0.0.0/8)
   --status-token TOKEN    or a bearer token that may (neither: this host only, 127.0.0.0/8 and ::1)
   --access-log            log one line per request
+  --trusted-proxy LIST    proxies whose X-Forwarded-For / Forwarded and PROXY headers give the
+                          client's address (addresses, networks, `unix`; default: none)
+  --proxy-protocol        plain listeners expect a PROXY protocol (v1 or v2) header first
   --nats URL              join other nodes through NATS (nats://[user:pass@|token@]host:port);
                           repeat for failover
   --node-name NAME        this node's name in the cluster (default: msgbus-HOST-PID)
@@ -599,6 +637,8 @@ impl Changes {
             max_publish_channels: _,
             status_allow: _,
             status_token: _,
+            trusted_proxy: _,
+            proxy_protocol: _,
             access_log: _,
             nats: _,
             node_name: _,
@@ -647,6 +687,7 @@ impl Changes {
             log_file => "log",
             reuse_port => "reuse-port",
             max_connections => "max-connections",
+            proxy_protocol => "proxy-protocol",
             nats => "nats",
             node_name => "node-name",
             martd => "martd",
@@ -705,6 +746,7 @@ impl Changes {
             max_publish_channels => "max-publish-channels",
             status_allow => "status-allow",
             status_token => "status-token",
+            trusted_proxy => "trusted-proxy",
             write_timeout => "write-timeout",
             access_log => "access-log",
             esb_users => "esb-users",
@@ -834,6 +876,8 @@ const OPTIONS: &[Spec] = &[
     value("status-allow"),
     value("status-token"),
     flag("access-log"),
+    value("trusted-proxy"),
+    flag("proxy-protocol"),
     values("nats"),
     value("node-name"),
     flag("reuse-port"),
@@ -1019,6 +1063,16 @@ impl Builder {
                 })?);
             }
             "status-token" => cfg.status_token = Some(text()),
+            "trusted-proxy" => {
+                let value = text();
+                cfg.trusted_proxy =
+                    Some(TrustedProxies::parse(&value).ok_or(ConfigError::BadValue {
+                        flag,
+                        value,
+                        why: "expected addresses, networks or unix, such as 127.0.0.1,10.0.0.0/8",
+                    })?);
+            }
+            "proxy-protocol" => cfg.proxy_protocol = switch(flag, value)?,
             "access-log" => cfg.access_log = switch(flag, value)?,
             "nats" => {
                 let value = text();
@@ -1358,5 +1412,40 @@ mod tests {
         assert_eq!(cfg.status_allow, None);
         let cfg = serve(&["--status-allow", "10.0.0.0/8", "--status-token", "t"]).unwrap();
         assert_eq!(cfg.status_allow.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_and_unix() {
+        use std::net::IpAddr;
+        let cfg = serve(&[
+            "--trusted-proxy",
+            "127.0.0.1, 10.0.0.0/8,unix",
+            "--proxy-protocol",
+        ]);
+        let cfg = cfg.unwrap();
+        let trusted = cfg.trusted_proxy.unwrap();
+        assert!(trusted.unix && cfg.proxy_protocol);
+        for (ip, want) in [
+            ("127.0.0.1", true),
+            ("127.0.0.2", false),
+            ("10.9.8.7", true),
+        ] {
+            assert_eq!(
+                trusted.trusts_ip(ip.parse::<IpAddr>().unwrap()),
+                want,
+                "{ip}"
+            );
+        }
+        assert_eq!(serve(&[]).unwrap().trusted_proxy, None);
+        let bad = serve(&["--trusted-proxy", "10.0.0.0/33"]).err().unwrap();
+        assert!(bad.to_string().contains("--trusted-proxy"), "{bad}");
+        let old = serve(&[]).unwrap();
+        let mut new = serve(&["--trusted-proxy", "::1", "--proxy-protocol"]).unwrap();
+        let changes = Changes::between(&old, &mut new);
+        assert_eq!(
+            (changes.live, changes.fixed),
+            (vec!["trusted-proxy"], vec!["proxy-protocol"])
+        );
+        assert!(!new.proxy_protocol);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +11,7 @@ use mio::event::Source;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Interest, Registry, Token};
 
+use crate::config::TrustedProxies;
 use crate::io::Stream;
 
 /// TCP keepalive on accepted sockets: after this long without traffic the kernel probes the
@@ -21,16 +22,35 @@ pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 pub const KEEPALIVE_PROBES: u32 = 6;
 
-/// Who is on the other end of a connection.
+/// Who is on the other end of a connection, or (given by a trusted proxy) of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
+    /// A TCP client; port 0 (no TCP port) when a proxy named the address alone.
     Tcp(SocketAddr),
     Unix,
+}
+
+impl Peer {
+    pub fn ip(self) -> Option<IpAddr> {
+        match self {
+            Peer::Tcp(addr) => Some(addr.ip()),
+            Peer::Unix => None,
+        }
+    }
+
+    /// Whether this peer is one of the proxies `--trusted-proxy` names.
+    pub fn is_trusted_proxy(self, trusted: &TrustedProxies) -> bool {
+        match self {
+            Peer::Tcp(addr) => trusted.trusts_ip(addr.ip()),
+            Peer::Unix => trusted.unix,
+        }
+    }
 }
 
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Peer::Tcp(addr) if addr.port() == 0 => addr.ip().fmt(f),
             Peer::Tcp(addr) => addr.fmt(f),
             Peer::Unix => f.write_str("unix"),
         }

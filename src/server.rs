@@ -480,7 +480,8 @@ impl Server {
                     Ok((stream, peer)) => {
                         let tls = self.listeners[i].is_tls();
                         if self.conns.len() < self.max_connections {
-                            self.on_accept(stream, peer, tls);
+                            let proxied = self.cfg.proxy_protocol && !tls;
+                            self.on_accept(stream, peer, tls, proxied);
                             continue;
                         }
                         self.refuse_over_limit(stream, peer, tls);
@@ -524,10 +525,21 @@ impl Server {
 
     /// Takes a new connection into the slab. Its address is counted against
     /// `--max-per-address` only once nothing can fail any more, so every failure path leaves
-    /// the count as it was.
-    fn on_accept(&mut self, mut stream: Stream, peer: Peer, tls: bool) {
+    /// the count as it was. A connection that is to open with a PROXY header (`proxied`) is
+    /// counted under the address the header names, once it has come; from a peer that
+    /// `--trusted-proxy` does not name, it is closed at once.
+    fn on_accept(&mut self, mut stream: Stream, peer: Peer, tls: bool, proxied: bool) {
+        if proxied {
+            if let Some(trusted) = &self.cfg.trusted_proxy {
+                if !peer.is_trusted_proxy(trusted) {
+                    debug!("{peer}: not a trusted proxy: closed");
+                    stream.answer_and_close(b"");
+                    return;
+                }
+            }
+        }
         let over_limit = match (self.cfg.max_per_address, peer) {
-            (Some(max), Peer::Tcp(addr)) => self.per_address.is_full(addr.ip(), max),
+            (Some(max), Peer::Tcp(addr)) if !proxied => self.per_address.is_full(addr.ip(), max),
             _ => false,
         };
         if over_limit {
@@ -559,12 +571,15 @@ impl Server {
             _ => Socket::new(stream),
         };
         let mut conn = Conn::new(peer, self.now, &self.cfg);
+        conn.awaiting_proxy = proxied;
         if over_limit {
             // Answered and half-closed like any refusal, so the client reads why rather than
             // a reset; it is not counted against its address.
             conn.refuse_at_once(refusal(PER_ADDRESS_REFUSAL, &[]));
-        } else if let (Some(_), Peer::Tcp(addr)) = (self.cfg.max_per_address, peer) {
+        } else if let (Some(_), Peer::Tcp(addr), false) = (self.cfg.max_per_address, peer, proxied)
+        {
             self.per_address.take(addr.ip());
+            conn.counted_as = Some(addr.ip());
         }
         let conn = entry.insert(conn);
         schedule_flush(&mut self.flush_list, conn, key);
@@ -635,6 +650,9 @@ impl Server {
 
     /// Lets a connection handle its buffered input, carrying out what it hands back.
     fn drive(&mut self, key: usize) {
+        if self.conns.get(key).is_some_and(|c| c.awaiting_proxy) && !self.on_proxy_header(key) {
+            return;
+        }
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
@@ -693,6 +711,38 @@ impl Server {
         let conn = &mut self.conns[key];
         if !conn.outq.is_empty() {
             schedule_flush(&mut self.flush_list, conn, key);
+        }
+    }
+
+    /// Reads the PROXY header a connection opens with: whether its requests may be handled
+    /// now. A bad header closes the connection unanswered (the peer is a proxy, not an HTTP
+    /// client); a good one gives the client's address, which is then counted against
+    /// `--max-per-address`.
+    fn on_proxy_header(&mut self, key: usize) -> bool {
+        let conn = &mut self.conns[key];
+        match conn.take_proxy_header() {
+            Ok(None) => false,
+            Err(e) => {
+                debug!("{}: {e}", conn.peer);
+                self.close_later(key, Reason::BadRequest);
+                false
+            }
+            Ok(Some(_)) => {
+                trace!("{key} is a proxied connection from {}", conn.peer);
+                if let (Some(max), Some(ip)) = (self.cfg.max_per_address, conn.peer.ip()) {
+                    if self.per_address.is_full(ip, max) {
+                        self.stats.count_limit(Limit::PerAddress);
+                        self.stats.count_refusal(503);
+                        debug!("{}: over --max-per-address", conn.peer);
+                        conn.refuse_at_once(refusal(PER_ADDRESS_REFUSAL, &[]));
+                        schedule_flush(&mut self.flush_list, conn, key);
+                        return false;
+                    }
+                    self.per_address.take(ip);
+                    conn.counted_as = Some(ip);
+                }
+                true
+            }
         }
     }
 
@@ -1061,10 +1111,8 @@ impl Server {
                 let _ = self.poll.registry().deregister(io.sock.source());
             }
             self.stats.count_close(reason);
-            let counted = !conn.refused_at_once;
-            if let (Some(_), Peer::Tcp(addr), true) = (self.cfg.max_per_address, conn.peer, counted)
-            {
-                self.per_address.release(addr.ip());
+            if let Some(ip) = conn.counted_as {
+                self.per_address.release(ip);
             }
             let tracked = std::mem::replace(&mut self.tracked[key], Tracked::NEW);
             self.by_transport[tracked.transport as usize] -= 1;
@@ -1460,6 +1508,9 @@ fn bind_all(
             (false, Some(addr)) => info!("listening on {addr}"),
             (_, None) => info!("listening on {listener}"),
         }
+    }
+    if cfg.proxy_protocol {
+        info!("plain listeners expect a PROXY protocol header first");
     }
     Ok(listeners)
 }

@@ -108,6 +108,7 @@ fn replay(target: &str, data: &[u8]) {
             let sender = s.flag().then(|| s.str().to_string());
             checks::multipart_parts(body, sender, s.u8())
         }
+        "proxy_header" => checks::proxy_header(data),
         "query_string" => checks::query_string(s.rest_str()),
         "sse_event" => {
             let id = s.u64();

@@ -21,6 +21,7 @@ use crate::config::{Config, SlowPolicy};
 use crate::gate::{self, Credentials, Gate, Identity, Refusal};
 use crate::http::chunked::{ChunkedDecoder, Progress};
 use crate::http::date;
+use crate::http::proxy::{self, ProxyError, ProxyHeader};
 use crate::http::query::{percent_decode, split_target, Query};
 use crate::http::request::{parse_head, redacted_target, BodyFraming, Method, Parsed, Request};
 use crate::http::response::{self, Head, Status};
@@ -352,7 +353,15 @@ impl Input {
 }
 
 pub struct Conn {
+    /// The connection's client: the socket's peer, or the one its PROXY header named.
     pub peer: Peer,
+    /// The request's client: `peer`, or the one a trusted proxy's forwarding headers named.
+    /// This is what status access and the logs go by.
+    pub client: Peer,
+    /// A PROXY protocol header is expected before the first request.
+    pub awaiting_proxy: bool,
+    /// The address this connection is counted under for `--max-per-address`.
+    pub counted_as: Option<std::net::IpAddr>,
     phase: Phase,
     input: Input,
     pub outq: OutQueue,
@@ -392,6 +401,9 @@ impl Conn {
     pub fn new(peer: Peer, now: Instant, cfg: &Config) -> Conn {
         Conn {
             peer,
+            client: peer,
+            awaiting_proxy: false,
+            counted_as: None,
             phase: Phase::Head {
                 deadline: Some(now + cfg.head_timeout),
             },
@@ -420,6 +432,23 @@ impl Conn {
         self.refused_at_once = true;
         self.outq.push_own(response);
         self.phase = Phase::Closing;
+    }
+
+    /// Takes the PROXY protocol header that opens the input once it is whole (None: not yet).
+    /// The address it names becomes the connection's peer.
+    pub fn take_proxy_header(&mut self) -> Result<Option<ProxyHeader>, ProxyError> {
+        match proxy::parse_proxy_header(self.input.unread())? {
+            proxy::Parsed::Partial => Ok(None),
+            proxy::Parsed::Complete(header, len) => {
+                self.input.consume(len);
+                self.awaiting_proxy = false;
+                if let ProxyHeader::Proxied { source, .. } = header {
+                    self.peer = Peer::Tcp(source);
+                    self.client = self.peer;
+                }
+                Ok(Some(header))
+            }
+        }
     }
 
     /// Bytes read and kept but not yet handled (bounded by the head, body and message limits).
@@ -587,6 +616,7 @@ impl Conn {
             );
             self.request_line = Some(line.into());
         }
+        self.client = request_client(self.peer, &request, ctx.cfg);
         self.cors = request
             .header("origin")
             .and_then(|origin| ctx.cfg.allowed_origin(origin))
@@ -677,7 +707,7 @@ impl Conn {
                 self.subscribe(topics, &request, &query, reply, who, ctx)
             }
             (status @ (Resource::Status | Resource::Metrics), _) => {
-                if !status_allowed(&request, &query, self.peer, ctx.cfg) {
+                if !status_allowed(&request, &query, self.client, ctx.cfg) {
                     let why = "not allowed to read the status";
                     return self.refuse(&request, reply, Status::FORBIDDEN, why, &[]);
                 }
@@ -1041,7 +1071,7 @@ impl Conn {
             self.answer(head, reply.keep_alive);
             return false;
         }
-        debug!("DOC {} {} ({})", self.peer, ask.path, file.len);
+        debug!("DOC {} {} ({})", self.client, ask.path, file.len);
         self.log_access(200, file.len as usize);
         self.outq.push_own(head);
         self.phase = Phase::File(Box::new(FileState {
@@ -1164,7 +1194,7 @@ impl Conn {
 
     /// Answers with an error and closes: after bad input the stream cannot be trusted.
     fn fail(&mut self, minor: u8, status: Status, reason: &str, extra: &[(&str, &str)]) -> Next {
-        debug!("{} {} {}: {reason}", self.peer, status.0, status.1);
+        debug!("{} {} {}: {reason}", self.client, status.0, status.1);
         self.input = Input::default();
         self.answer(
             response::plain(minor, status, reason, extra, false, false),
@@ -1211,7 +1241,7 @@ impl Conn {
             if cfg.slow_policy == SlowPolicy::Close || !droppable {
                 info!(
                     "closing slow subscriber {} ({queued} bytes queued)",
-                    self.peer
+                    self.client
                 );
                 return Err(Reason::SlowSubscriber);
             }
@@ -1225,7 +1255,7 @@ impl Conn {
                 self.dropping = true;
                 info!(
                     "dropping messages for slow subscriber {} ({queued} bytes queued)",
-                    self.peer
+                    self.client
                 );
             }
             if !fits {
@@ -1262,7 +1292,7 @@ impl Conn {
 
     /// Whether this client may read the status documents (`--status-allow`, `--status-token`).
     pub fn may_read_status(&self, request: &Request, query: &Query, cfg: &Config) -> bool {
-        status_allowed(request, query, self.peer, cfg)
+        status_allowed(request, query, self.client, cfg)
     }
 
     /// Counts a subscription the bus made for this connection (released when it ends).
@@ -1382,7 +1412,7 @@ impl Conn {
     /// One access-log line for the request being answered (once, when the log is on).
     pub fn log_access(&mut self, status: u16, bytes: usize) {
         if let Some(line) = self.request_line.take() {
-            info!(target: "access", "{} \"{line}\" {status} {bytes}", self.peer);
+            info!(target: "access", "{} \"{line}\" {status} {bytes}", self.client);
         }
     }
 
@@ -1525,6 +1555,10 @@ impl Conn {
     /// The deadline passed. Returns a reason to close now, or None after queueing something
     /// (a 408, a ping, an empty long-poll answer).
     pub fn on_timeout(&mut self, now: Instant, cfg: &Config) -> Option<Reason> {
+        if self.awaiting_proxy {
+            // A load balancer that sends no header in time is not answered in HTTP.
+            return Some(Reason::Timeout);
+        }
         let receiving = match &self.phase {
             Phase::Head { deadline: Some(_) } => !self.input.unread().is_empty(),
             Phase::Body(_) => true,
@@ -1571,6 +1605,21 @@ fn bus_error_status(e: BusError) -> Status {
         BusError::WrongKey => Status::FORBIDDEN,
         BusError::NoSuchChannel => Status::NOT_FOUND,
         BusError::ChannelLimit => Status::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// Who sent `request`: the connection's peer, or, when that is a proxy `--trusted-proxy` names,
+/// the client its forwarding headers give.
+fn request_client(peer: Peer, request: &Request, cfg: &Config) -> Peer {
+    match &cfg.trusted_proxy {
+        Some(trusted) if peer.is_trusted_proxy(trusted) => {
+            let headers = request
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()));
+            proxy::forwarded_client(headers, |ip| trusted.trusts_ip(ip)).map_or(peer, Peer::Tcp)
+        }
+        _ => peer,
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod base64;
 pub mod chunked;
 pub mod date;
+pub mod proxy;
 pub mod query;
 pub mod request;
 pub mod response;
