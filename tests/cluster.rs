@@ -240,3 +240,189 @@ fn a_second_nats_url_is_tried_when_the_first_is_away() {
     let want = format!("id: {id}\ndata: through the second\n\n");
     assert_eq!(read_same_len(&mut on_b, &want), want);
 }
+
+/// Starts nats-server with `extra` arguments (credentials) on a port it picks and reports.
+fn nats_with(extra: &[&str]) -> Nats {
+    let mut command = Command::new("nats-server");
+    command
+        .args(["-a", "127.0.0.1", "-p", "-1"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = Guarded::spawn(&mut command, "nats-server (apt-get install nats-server)");
+    let stderr = child.child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut port = None;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("Listening for client connections on ").nth(1) {
+                port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+            }
+            if line.contains("Server is ready") {
+                let _ = tx.send(port);
+            }
+        }
+    });
+    match rx.recv_timeout(READ_TIMEOUT) {
+        Ok(Some(port)) => Nats { child, port },
+        _ => panic!("nats-server {extra:?} did not start"),
+    }
+}
+
+/// A node whose NATS URL carries `auth` (`user:pass` or a token) before the address.
+fn node_with(nats: &Nats, auth: &str, name: &str) -> Server {
+    let url = format!("nats://{auth}@127.0.0.1:{}", nats.port);
+    Server::start(&["--nats", &url, "--node-name", name])
+}
+
+/// A node with the right credentials joins and its messages cross; one with wrong ones is
+/// refused by NATS (the node logs that NATS is not reachable and tries again) and answers
+/// publishes as a cut-off node does (`local-only`, delivered to its own subscribers).
+fn credentials_are_sent(nats: &Nats, right: &str, wrong: &str) {
+    let a = node_with(nats, right, "a");
+    a.wait_for_log("joined the cluster", 1);
+    let b = node_with(nats, right, "b");
+    b.wait_for_log("joined the cluster", 1);
+    let mut on_b = sse(&b, "");
+    let id = a.publish_id("room", b"with credentials");
+    let want = format!("id: {id}\ndata: with credentials\n\n");
+    assert_eq!(read_same_len(&mut on_b, &want), want);
+
+    let c = node_with(nats, wrong, "c");
+    // Refused twice, so its first try is over either way. NATS says why (`-ERR
+    // 'Authorization Violation'`) and closes at once; the node logs the reason when it has
+    // read the one before the other, else only "connection closed".
+    c.wait_for_log("NATS not reachable: ", 2);
+    assert!(!c.log().contains("joined the cluster"), "{}", c.log());
+    let mut on_c = sse(&c, "");
+    let answer = c.publish("room", "text/plain", b"refused");
+    assert!(answer.starts_with("HTTP/1.1 204 "), "{answer}");
+    assert_eq!(header_value(&answer, "Msgbus-Cluster"), "local-only");
+    let id = header_value(&answer, "Msgbus-Id");
+    let want = format!("id: {id}\ndata: refused\n\n");
+    assert_eq!(read_same_len(&mut on_c, &want), want);
+    let status = c.status();
+    assert!(
+        status.contains("\"cluster\":{\"connected\":false,\"forwarded\":0,\"received\":0,\"not_forwarded\":1,\"disconnects\":0}"),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_user_and_password_in_the_nats_url_are_sent() {
+    let nats = nats_with(&["--user", "u", "--pass", "p"]);
+    credentials_are_sent(&nats, "u:p", "u:wrong");
+}
+
+#[test]
+fn a_token_in_the_nats_url_is_sent() {
+    let nats = nats_with(&["--auth", "s3cret"]);
+    credentials_are_sent(&nats, "s3cret", "guess");
+}
+
+/// The `msgbus_cluster_*` lines of a node's /metrics.
+fn cluster_metrics(server: &Server) -> String {
+    let all = server.exchange(b"GET /metrics HTTP/1.0\r\n\r\n");
+    all.lines()
+        .filter(|l| l.starts_with("msgbus_cluster_"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn metrics(connected: u8, forwarded: u8, received: u8, not_forwarded: u8, lost: u8) -> String {
+    format!(
+        "msgbus_cluster_connected {connected}\nmsgbus_cluster_forwarded_total {forwarded}\nmsgbus_cluster_received_total {received}\nmsgbus_cluster_not_forwarded_total {not_forwarded}\nmsgbus_cluster_disconnects_total {lost}\n"
+    )
+}
+
+/// After a known sequence (two messages from a, one from b, NATS gone, one more from a), each
+/// node's /metrics says exactly that.
+#[test]
+fn the_cluster_metrics_count_what_crossed() {
+    let nats = Nats::start();
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    assert_eq!(cluster_metrics(&a), metrics(1, 0, 0, 0, 0));
+    let mut on_a = sse(&a, "");
+    let mut on_b = sse(&b, "");
+    for body in ["a1", "a2"] {
+        let id = a.publish_id("room", body.as_bytes());
+        let want = format!("id: {id}\ndata: {body}\n\n");
+        assert_eq!(read_same_len(&mut on_a, &want), want);
+        assert_eq!(read_same_len(&mut on_b, &want), want);
+    }
+    let id = b.publish_id("room", b"b1");
+    let want = format!("id: {id}\ndata: b1\n\n");
+    assert_eq!(read_same_len(&mut on_b, &want), want);
+    assert_eq!(read_same_len(&mut on_a, &want), want);
+    assert_eq!(cluster_metrics(&a), metrics(1, 2, 1, 0, 0));
+    assert_eq!(cluster_metrics(&b), metrics(1, 1, 2, 0, 0));
+    nats.stop();
+    a.wait_for_log("cut off from NATS", 1);
+    b.wait_for_log("cut off from NATS", 1);
+    let answer = a.publish("room", "text/plain", b"a3");
+    assert_eq!(header_value(&answer, "Msgbus-Cluster"), "local-only");
+    assert_eq!(cluster_metrics(&a), metrics(0, 2, 1, 1, 1));
+    assert_eq!(cluster_metrics(&b), metrics(0, 1, 2, 0, 1));
+}
+
+/// After NATS goes away the node tries again after 0.1 s, then after twice as long each time,
+/// each wait lengthened by up to half at random: each attempt is logged, and the test takes
+/// the time it reads each line. The first five waits (about 3 s in all) are checked.
+#[test]
+fn reconnect_attempts_back_off_doubling_with_jitter() {
+    let nats = Nats::start();
+    let mut command = Command::new(server_bin());
+    command
+        .args(["-l", "127.0.0.1", "-p", "0", "--nats", &nats.url()])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut node = Guarded::spawn(&mut command, "msgbus");
+    let stderr = node.child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send((std::time::Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    let next_line = || {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        rx.recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no log line within {READ_TIMEOUT:?}"))
+    };
+    while !next_line().1.contains("joined the cluster") {}
+    nats.stop();
+    let (cut, line) = next_line();
+    assert!(line.contains("cut off from NATS"), "{line}");
+    // Each try is refused at once and says so; nothing else is logged meanwhile.
+    let mut attempts = vec![cut];
+    while attempts.len() < 6 {
+        let (at, line) = next_line();
+        assert!(line.contains("NATS not reachable: "), "{line}");
+        attempts.push(at);
+    }
+    drop(node);
+    let mut lengthened = 0;
+    for (k, pair) in attempts.windows(2).enumerate() {
+        let waited = pair[1] - pair[0];
+        let base = std::time::Duration::from_millis(100 << k);
+        // The reactor may run a little late, and this thread may read a line late: margins.
+        let least = base - std::time::Duration::from_millis(40);
+        let most = base * 3 / 2 + std::time::Duration::from_millis(250);
+        assert!(
+            (least..=most).contains(&waited),
+            "wait {k}: {waited:?}, not within {least:?}..={most:?}"
+        );
+        if waited > base + std::time::Duration::from_millis(30) {
+            lengthened += 1;
+        }
+    }
+    // Random: the last three waits may each be lengthened by up to 100, 200 and 400 ms (and
+    // all three by under 30 ms in about 1 run of 2500).
+    assert!(lengthened > 0, "no wait lengthened: {attempts:?}");
+}

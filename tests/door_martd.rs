@@ -236,3 +236,44 @@ fn one2one_messages_are_consumed_by_native_subscribers_too() {
     let answer = undate(&String::from_utf8(read_to_end(&mut held)).unwrap());
     assert!(answer.ends_with("\"payload\":[\"third\"]}}}"), "{answer}");
 }
+
+/// `life` is in nanoseconds, as martd read it: a message published with `life=1000000000` is
+/// gone after that second while one with an hour's life stays. A life under a second (here
+/// 1 ns) is taken as one second: the message is there right after it is published.
+#[test]
+fn life_is_in_nanoseconds() {
+    let server = Server::start(&["--martd"]);
+    let hour = etag_of(&server.post("/pub?channel=hour&life=3600000000000", "", b"stays"));
+    let second = etag_of(&server.post("/pub?channel=second&life=1000000000", "", b"goes"));
+    let tiny = etag_of(&server.post("/pub?channel=tiny&life=1", "", b"also goes"));
+    let published = std::time::Instant::now();
+    let query = "cid=x&hour=0&second=0&tiny=0";
+    assert_eq!(
+        sub(&server, query),
+        answer(
+            "200 OK",
+            &format!("{{\"channels\":{{\"hour\":{{\"etag\":\"{hour}\",\"payload\":[\"stays\"]}},\"second\":{{\"etag\":\"{second}\",\"payload\":[\"goes\"]}},\"tiny\":{{\"etag\":\"{tiny}\",\"payload\":[\"also goes\"]}}}}}}")
+        )
+    );
+    // Expiry is the behaviour under test, so this waits for it: a look every 50 ms, for at
+    // most 5 s.
+    let hour_only = answer(
+        "200 OK",
+        &format!("{{\"channels\":{{\"hour\":{{\"etag\":\"{hour}\",\"payload\":[\"stays\"]}}}}}}"),
+    );
+    let deadline = published + std::time::Duration::from_secs(5);
+    let mut last = String::new();
+    while last != hour_only {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not expired within 5 s: {last}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        last = sub(&server, query);
+    }
+    let after = published.elapsed();
+    assert!(
+        after >= std::time::Duration::from_millis(900),
+        "gone {after:?} after publishing"
+    );
+}
