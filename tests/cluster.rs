@@ -289,10 +289,10 @@ fn credentials_are_sent(nats: &Nats, right: &str, wrong: &str) {
     assert_eq!(read_same_len(&mut on_b, &want), want);
 
     let c = node_with(nats, wrong, "c");
-    // Refused twice, so its first try is over either way. NATS says why (`-ERR
-    // 'Authorization Violation'`) and closes at once; the node logs the reason when it has
-    // read the one before the other, else only "connection closed".
+    // Refused twice. NATS says why (`-ERR 'Authorization Violation'`) and closes at once; the
+    // node reads what came before the close, so it logs the reason.
     c.wait_for_log("NATS not reachable: ", 2);
+    c.wait_for_log("Authorization Violation", 2);
     assert!(!c.log().contains("joined the cluster"), "{}", c.log());
     let mut on_c = sse(&c, "");
     let answer = c.publish("room", "text/plain", b"refused");

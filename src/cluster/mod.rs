@@ -349,13 +349,19 @@ impl Cluster {
         }
         let mut buf = [0u8; 64 * 1024];
         let mut taken = 0;
+        let mut closed = false;
         loop {
             if taken >= READ_BYTES_PER_TURN {
                 outcome.more = true;
                 break;
             }
             match sock.read(&mut buf) {
-                Ok(0) => return Err("connection closed".into()),
+                // What came before the close is read first: a server that refuses a node says
+                // why (`-ERR 'Authorization Violation'`) and then hangs up.
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
                 Ok(n) => {
                     taken += n;
                     self.input.extend_from_slice(&buf[..n]);
@@ -367,6 +373,9 @@ impl Cluster {
             }
         }
         self.handle_input(outcome)?;
+        if closed {
+            return Err("connection closed".into());
+        }
         self.flush().map_err(|e| e.to_string())
     }
 
