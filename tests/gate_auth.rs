@@ -204,3 +204,40 @@ fn a_keyed_channel_cannot_be_wiped_or_changed_through_a_door() {
     let replay = get(&server, "/msgbus/kc?transport=longpoll&since=0", "");
     assert!(replay.contains("one") && replay.contains("two"), "{replay}");
 }
+
+/// An lhttp socket is held to the token that opened it: a denied channel cannot be joined, and
+/// a subscribe-only token cannot publish, each refusal said in an lhttp error frame.
+#[test]
+fn an_lhttp_socket_is_held_to_its_token() {
+    let server = Server::start(&["--jwt-secret", "k", "--lhttp"]);
+    let reader = JwtKey::new(b"k").sign(r#"{"subscribe":["news/*","!news/secret"]}"#);
+    let mut ws = server.connect();
+    let request = format!("GET /chat?token={reader} HTTP/1.1\r\nHost: t\r\n{UPGRADE}\r\n");
+    ws.write_all(request.as_bytes()).unwrap();
+    let head = String::from_utf8(read_until(&mut ws, b"\r\n\r\n")).unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    let send = |ws: &mut std::net::TcpStream, text: &str| {
+        let frame = encode_client_frame(Opcode::Text, true, text.as_bytes(), [5, 6, 7, 8]);
+        ws.write_all(&frame).unwrap();
+    };
+    send(&mut ws, "LHTTP/1.0 chat\r\nsubscribe:news/secret\r\n\r\n");
+    let refusal = String::from_utf8_lossy(&read_until(&mut ws, b"secret\r\n\r\n")).into_owned();
+    assert!(
+        refusal.contains("error:token does not allow you to subscribe to news/secret"),
+        "{refusal}"
+    );
+    send(
+        &mut ws,
+        "LHTTP/1.0 chat\r\npublish:news/today\r\n\r\nforged",
+    );
+    let refusal = String::from_utf8_lossy(&read_until(&mut ws, b"today\r\n\r\n")).into_owned();
+    assert!(
+        refusal.contains("error:token does not allow you to publish to news/today"),
+        "{refusal}"
+    );
+    assert_eq!(server.counter("published"), 0);
+    assert_eq!(server.counter("subscribers"), 0);
+}
