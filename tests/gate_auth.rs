@@ -241,3 +241,39 @@ fn an_lhttp_socket_is_held_to_its_token() {
     assert_eq!(server.counter("published"), 0);
     assert_eq!(server.counter("subscribers"), 0);
 }
+
+/// Simple-Comet's `/status.json` (`--enable-status`) lists clients and channels: it answers only
+/// whom the native status answers.
+#[test]
+fn the_doors_status_obeys_the_status_access_rules() {
+    let server = Server::start(&[
+        "--simple-comet",
+        "--enable-status",
+        "--status-allow",
+        "10.0.0.0/8",
+    ]);
+    let answer = get(&server, "/status.json", "");
+    assert_eq!(status_line(&answer), "HTTP/1.1 403 Forbidden", "{answer}");
+    let open = Server::start(&["--simple-comet", "--enable-status"]);
+    let answer = get(&open, "/status.json", "");
+    assert_eq!(
+        status_line(&answer),
+        "HTTP/1.1 200 OK",
+        "loopback may: {answer}"
+    );
+}
+
+/// A HEAD answer has no body on any door (a body would be read as the next answer).
+#[test]
+fn head_answers_carry_no_body_on_any_door() {
+    let server = Server::start(&["--simple-comet", "--martd"]);
+    // (A HEAD /sub is held like a GET, until a message answers it: not asked here.)
+    for target in ["/channels/none.json", "/list", "/client.js"] {
+        let answer = server.exchange(
+            format!("HEAD {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+        assert!(head.starts_with("HTTP/1.1 "), "{answer}");
+        assert_eq!(body, "", "HEAD {target}: {answer}");
+    }
+}
