@@ -30,7 +30,7 @@ use crate::listener::Peer;
 use crate::outq::OutQueue;
 use crate::stats::{Limit, Reason, StatEvent, Stats, Transport};
 use crate::timer::TimerSlot;
-use crate::transport::{longpoll, sse};
+use crate::transport::{longpoll, sse, Wire};
 
 /// The browser client, served at /msgbus.js whatever the document root.
 const CLIENT_JS: &str = include_str!("../../static/msgbus.js");
@@ -849,6 +849,41 @@ impl Conn {
             return None;
         }
         Some(self.advance(ctx))
+    }
+
+    /// A door's POST: reads the body, then hands it to the door (`Door::on_body`) with `state`.
+    pub fn read_door_body(
+        &mut self,
+        req: &DoorRequest,
+        who: Publisher,
+        state: DoorState,
+        ctx: &mut Ctx,
+    ) -> Option<Next> {
+        let publish = Publish {
+            req: PublishRequest::default(),
+            who,
+            reply: req.reply,
+            json_answer: false,
+            via_websocket: false,
+            door: Some((ctx.door_id, state)),
+            door_answer: None,
+        };
+        self.read_body(req.request, publish, ctx)
+    }
+
+    /// Subscribes the connection to each admitted topic, in a door's wire format (a topic the
+    /// bus cannot take, past `--max-channels`, is left out, as the older servers did).
+    pub fn subscribe_door(&mut self, topics: &[gate::Topic], wire: Wire, ctx: &mut Ctx) {
+        for topic in topics {
+            let subscriber = crate::bus::Subscriber {
+                conn: ctx.key,
+                wire,
+                filter: None,
+            };
+            if let Ok(id) = ctx.bus.subscribe(topic, subscriber, ctx.now) {
+                self.subscriptions.push(id);
+            }
+        }
     }
 
     /// A door's POST body has arrived: the door takes it from here.

@@ -138,23 +138,12 @@ impl Door for EsbDoor {
                     .eq_ignore_ascii_case("application/x-www-form-urlencoded")
             });
             // The door's own signed tokens identify the publisher (checked by its codec).
-            let publish = Publish {
-                req: PublishRequest::default(),
-                who: Publisher::Door(None),
-                reply,
-                json_answer: false,
-                via_websocket: false,
-                door_answer: None,
-                door: Some((
-                    ctx.door_id,
-                    Box::new(EsbPost {
-                        path: raw_path.to_string(),
-                        query: raw_query.to_string(),
-                        form,
-                    }),
-                )),
-            };
-            return Some(session.read_body(request, publish, ctx));
+            let post: DoorState = Box::new(EsbPost {
+                path: raw_path.to_string(),
+                query: raw_query.to_string(),
+                form,
+            });
+            return Some(session.read_door_body(req, Publisher::Door(None), post, ctx));
         }
         let codec_request = esb::Request {
             method: request.method.as_str(),

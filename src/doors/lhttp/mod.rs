@@ -117,21 +117,11 @@ impl LhttpDoor {
 
     /// `POST /publish`: reads the body, a whole lhttp message.
     fn post(&mut self, session: &mut Conn, req: &DoorRequest, ctx: &mut Ctx) -> Option<Next> {
-        let (request, reply) = (req.request, req.reply);
         let who = match session.identify_door_request(req, ctx) {
             Ok(who) => who,
             Err(refused) => return refused,
         };
-        let publish = Publish {
-            req: PublishRequest::default(),
-            who: Publisher::Client(who),
-            reply,
-            json_answer: false,
-            via_websocket: false,
-            door: Some((ctx.door_id, Box::new(()))),
-            door_answer: None,
-        };
-        session.read_body(request, publish, ctx)
+        session.read_door_body(req, Publisher::Client(who), Box::new(()), ctx)
     }
 }
 

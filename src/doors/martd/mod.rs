@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use self::codec as martd;
-use crate::bus::{Bus, BusError, Subscriber};
+use crate::bus::{Bus, BusError};
 use crate::conn::{
     Conn, Ctx, Door, DoorRequest, DoorState, Hold, HoldNext, Next, Publish, PublishOutcome,
     PublishRequest, Publisher, Refused, Reply,
@@ -117,16 +117,7 @@ impl MartdDoor {
             }
             return answer(session, reply, &answer_now);
         }
-        for topic in &topics {
-            let subscriber = Subscriber {
-                conn: ctx.key,
-                wire: self.wire,
-                filter: None,
-            };
-            if let Ok(id) = ctx.bus.subscribe(topic, subscriber, ctx.now) {
-                session.add_subscription(id);
-            }
-        }
+        session.subscribe_door(&topics, self.wire, ctx);
         // martd holds a /sub until something arrives, with no timeout of its own.
         session.hold(Box::new(HeldSub { reply }));
         Some(Next::Wait)
@@ -168,16 +159,8 @@ impl Door for MartdDoor {
             // martd dumped its store to its own log; its client saw only this.
             "/list" => answer(session, reply, &martd::encode_list()),
             "/pub" => {
-                let publish = Publish {
-                    req: PublishRequest::default(),
-                    who: Publisher::Client(who),
-                    reply,
-                    json_answer: false,
-                    via_websocket: false,
-                    door: Some((ctx.door_id, Box::new(req.raw_query.to_string()))),
-                    door_answer: None,
-                };
-                session.read_body(req.request, publish, ctx)
+                let query: DoorState = Box::new(req.raw_query.to_string());
+                session.read_door_body(req, Publisher::Client(who), query, ctx)
             }
             _ => self.subscribe(session, req, &who, ctx),
         })

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use self::codec as sc;
-use crate::bus::{Bus, Subscriber};
+use crate::bus::Bus;
 use crate::config::CometOptions;
 use crate::conn::{
     Conn, Ctx, Door, DoorId, DoorRequest, DoorState, Hold, HoldNext, Next, Publish, PublishOutcome,
@@ -523,16 +523,7 @@ impl CometDoor {
             let answer = read.messages(&found, since, last_id, unix_now());
             return send(session, reply, &answer);
         }
-        for topic in &topics {
-            let subscriber = Subscriber {
-                conn: ctx.key,
-                wire: door.wire,
-                filter: None,
-            };
-            if let Ok(id) = ctx.bus.subscribe(topic, subscriber, ctx.now) {
-                session.add_subscription(id);
-            }
-        }
+        session.subscribe_door(&topics, door.wire, ctx);
         door.held += 1;
         session.hold(Box::new(CometPoll {
             reply,
@@ -582,16 +573,7 @@ impl Door for CometDoor {
                 content_type: request.header("content-type").unwrap_or("").to_string(),
                 who: who.clone(),
             };
-            let publish = Publish {
-                req: PublishRequest::default(),
-                who: Publisher::Client(who),
-                reply,
-                json_answer: false,
-                via_websocket: false,
-                door: Some((ctx.door_id, Box::new(post))),
-                door_answer: None,
-            };
-            return Some(session.read_body(request, publish, ctx));
+            return Some(session.read_door_body(req, Publisher::Client(who), Box::new(post), ctx));
         }
         let method = request.method.as_str();
         let (path, query) = (req.raw_path, req.raw_query);
