@@ -108,23 +108,23 @@ impl OutQueue {
         });
     }
 
-    /// Stamps the newest queued chunk holding `frame` (a live message's frame just queued, or
-    /// a long-poll answer carrying it), so that `flush_observed` reports it when written. Only
-    /// the last few chunks are looked at; a frame not found (dropped, or wrapped by a door in
-    /// bytes of its own) goes unobserved.
+    /// Stamps the chunk just queued for `frame` (the last one; in a long-poll answer, the one
+    /// before its closing bytes), so that `flush_observed` reports it when written. A frame not
+    /// found there (dropped, or wrapped by a door in bytes of its own) goes unobserved. Two
+    /// looks at most: this runs once per delivery.
     pub fn stamp_frame(&mut self, frame: *const [u8], stamp: u64) {
-        let found = self
-            .chunks
-            .iter_mut()
-            .rev()
-            .take(4)
-            .find(|c| match &c.bytes {
-                Bytes::Frame(f) | Bytes::Pinned(f) => std::ptr::eq(Rc::as_ptr(f), frame),
-                Bytes::Own(_) => false,
-            });
-        if let Some(chunk) = found {
-            if chunk.stamp == 0 {
-                chunk.stamp = stamp;
+        let len = self.chunks.len();
+        for at in [len.wrapping_sub(1), len.wrapping_sub(2)] {
+            let Some(chunk) = self.chunks.get_mut(at) else {
+                return;
+            };
+            if let Bytes::Frame(f) | Bytes::Pinned(f) = &chunk.bytes {
+                if std::ptr::eq(Rc::as_ptr(f), frame) {
+                    if chunk.stamp == 0 {
+                        chunk.stamp = stamp;
+                    }
+                    return;
+                }
             }
         }
     }

@@ -747,7 +747,12 @@ impl Server {
     /// Queues `msg` on every subscriber it matches; returns how many.
     fn deliver(&mut self, msg: &Rc<Message>) -> usize {
         let mut recipients = 0;
-        let stamp = stamp_of(self.started, msg.made_at);
+        // Deliveries of one message in `LATENCY_SAMPLE` are timed: their frames carry a stamp.
+        let stamp = if crate::stats::is_timed(msg.id) {
+            stamp_of(self.started, msg.made_at)
+        } else {
+            0
+        };
         let (conns, stats, cfg, wires) = (&mut self.conns, &mut self.stats, &self.cfg, &self.wires);
         let (flush_list, close_list) = (&mut self.flush_list, &mut self.close_list);
         let polls_done = &mut self.polls_done;
@@ -761,7 +766,9 @@ impl Server {
             let queued = Rc::as_ptr(&frame);
             match conn.enqueue_frame(frame, msg.id, cfg, stats) {
                 Ok(()) => {
-                    conn.outq.stamp_frame(queued, stamp);
+                    if stamp != 0 {
+                        conn.outq.stamp_frame(queued, stamp);
+                    }
                     schedule_flush(flush_list, conn, sub.conn);
                 }
                 Err(reason) => {
@@ -972,7 +979,7 @@ impl Server {
             } else {
                 let (sock, latency, started) =
                     (&mut conn.sock, &mut self.stats.latency, self.started);
-                // Each live frame whose last byte went out is timed from its message's making:
+                // Each stamped frame whose last byte went out is timed from its message's making:
                 // one clock read per write that finished one, and a bucket increment per frame.
                 let mut written_at = 0;
                 let observe = |stamp: u64| {

@@ -113,30 +113,39 @@ pub const LATENCY_BOUNDS_NS: [u64; 16] = [
     10_000_000_000,
 ];
 
-/// A histogram with fixed buckets: an observation is a few comparisons and one increment, no
-/// allocation, so it can sit in the flush path (once per frame written).
+/// One message in this many is timed from publish to written, chosen by its id
+/// (`is_timed`). Timing every frame cost about 75 instructions per delivery in a pipelined
+/// burst (a clock read per write, a stamp per queued frame, a bucket per written one): some
+/// 10% of a delivery's CPU there. One in 16 brings it under 1%, and a busy server still
+/// gets thousands of observations a second.
+pub const LATENCY_SAMPLE: u64 = 16;
+
+/// Whether message `id`'s deliveries are timed: the top four bits of a multiplicative hash of
+/// the id are zero. A hash rather than `id % 16`, so that a publisher cycling over 16
+/// channels does not have only one of them timed.
+pub fn is_timed(id: u64) -> bool {
+    id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60 == 0
+}
+
+/// A histogram with fixed buckets: an observation is a binary search of 16 bounds and two
+/// additions, no allocation, so it can sit in the flush path (once per frame written).
 #[derive(Debug, Default, Clone)]
 pub struct Latency {
     /// Observations per bucket (not cumulative); the last is above every bound.
     buckets: [u64; LATENCY_BOUNDS_NS.len() + 1],
-    count: u64,
-    sum_ns: u64,
+    /// In nanoseconds: a u64 would wrap within days at millions of deliveries a second.
+    sum_ns: u128,
 }
 
 impl Latency {
     pub fn observe(&mut self, ns: u64) {
-        // Most observations fall in the first buckets: scan from the bottom.
-        let bucket = LATENCY_BOUNDS_NS
-            .iter()
-            .position(|&bound| ns <= bound)
-            .unwrap_or(LATENCY_BOUNDS_NS.len());
+        let bucket = LATENCY_BOUNDS_NS.partition_point(|&bound| bound < ns);
         self.buckets[bucket] += 1;
-        self.count += 1;
-        self.sum_ns = self.sum_ns.saturating_add(ns);
+        self.sum_ns += u128::from(ns);
     }
 
     pub fn count(&self) -> u64 {
-        self.count
+        self.buckets.iter().sum()
     }
 }
 
@@ -630,7 +639,7 @@ impl Stats {
         let _ = writeln!(
             out,
             "# HELP {name} From a message's publish to the last byte of its frame written to a \
-             subscriber (streams and long-poll answers; replays are not counted).\n\
+             subscriber, for one message in 16 (streams and long-poll answers; not replays).\n\
              # TYPE {name} histogram"
         );
         let mut cumulative = 0;
@@ -639,12 +648,11 @@ impl Stats {
             let le = *bound as f64 / 1e9;
             let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
         }
+        let count = self.latency.count();
         let _ = writeln!(
             out,
-            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
-            self.latency.count,
+            "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {}\n{name}_count {count}",
             self.latency.sum_ns as f64 / 1e9,
-            self.latency.count
         );
     }
 }

@@ -1572,8 +1572,8 @@ fn bus_error_status(e: BusError) -> Status {
 const CHANNEL_PAGE_DEFAULT: usize = 100;
 const CHANNEL_PAGE_MAX: usize = 1000;
 
-/// Whether the client may read /status.json, /metrics and the channel pages: from an allowed network or with the
-/// status token; anyone when neither is configured.
+/// Whether the client may read /status.json, /metrics and the channel pages: from an allowed
+/// network or with the status token; anyone when neither is configured.
 pub(super) fn status_allowed(request: &Request, query: &Query, peer: Peer, cfg: &Config) -> bool {
     if cfg.status_allow.is_none() && cfg.status_token.is_none() {
         return true;
