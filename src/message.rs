@@ -4,6 +4,7 @@
 
 use std::cell::OnceCell;
 use std::rc::Rc;
+use std::time::Instant;
 
 /// Frame slots a message has: the transports' wire formats and those the doors register.
 pub const FRAME_SLOTS: usize = 16;
@@ -21,6 +22,9 @@ pub struct Message {
     pub event: Option<Box<str>>,
     /// When it was published here, seconds since 1970.
     pub published: u64,
+    /// When it was made here (published, or taken in from the cluster): where its
+    /// publish-to-written latency starts.
+    pub made_at: Instant,
     frames: [OnceCell<Rc<[u8]>>; FRAME_SLOTS],
 }
 
@@ -42,6 +46,7 @@ impl Message {
             published: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            made_at: Instant::now(),
             frames: Default::default(),
         }
     }

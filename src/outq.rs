@@ -35,6 +35,9 @@ impl Bytes {
 struct Chunk {
     bytes: Bytes,
     sent: usize,
+    /// For a message's frame, when the message was made (the reactor's clock, never 0), so
+    /// its publish-to-written latency is observed once the last byte is out; 0 for the rest.
+    stamp: u64,
 }
 
 impl Chunk {
@@ -79,6 +82,7 @@ impl OutQueue {
         self.chunks.push_back(Chunk {
             bytes: Bytes::Frame(frame),
             sent: 0,
+            stamp: 0,
         });
     }
 
@@ -88,6 +92,7 @@ impl OutQueue {
         self.chunks.push_back(Chunk {
             bytes: Bytes::Pinned(frame),
             sent: 0,
+            stamp: 0,
         });
     }
 
@@ -99,7 +104,29 @@ impl OutQueue {
         self.chunks.push_back(Chunk {
             bytes: Bytes::Own(bytes),
             sent: 0,
+            stamp: 0,
         });
+    }
+
+    /// Stamps the chunk just queued for `frame` (the last one; in a long-poll answer, the one
+    /// before its closing bytes), so that `flush_observed` reports it when written. A frame not
+    /// found there (dropped, or wrapped by a door in bytes of its own) goes unobserved. Two
+    /// looks at most: this runs once per delivery.
+    pub fn stamp_frame(&mut self, frame: *const [u8], stamp: u64) {
+        let len = self.chunks.len();
+        for at in [len.wrapping_sub(1), len.wrapping_sub(2)] {
+            let Some(chunk) = self.chunks.get_mut(at) else {
+                return;
+            };
+            if let Bytes::Frame(f) | Bytes::Pinned(f) = &chunk.bytes {
+                if std::ptr::eq(Rc::as_ptr(f), frame) {
+                    if chunk.stamp == 0 {
+                        chunk.stamp = stamp;
+                    }
+                    return;
+                }
+            }
+        }
     }
 
     /// Drops wholly unsent frames, oldest first, until `incoming` more bytes fit under `limit`
@@ -122,9 +149,24 @@ impl OutQueue {
 
     /// Writes from the front with vectored writes until drained, blocked, or `cap` bytes went
     /// out in this call. `write` is one `writev`; it returns bytes written.
-    pub fn flush<W>(&mut self, cap: usize, mut write: W) -> io::Result<(Flushed, usize)>
+    pub fn flush<W>(&mut self, cap: usize, write: W) -> io::Result<(Flushed, usize)>
     where
         W: FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    {
+        self.flush_observed(cap, write, |_| {})
+    }
+
+    /// `flush`, calling `written` with the stamp of each stamped chunk whose last byte went
+    /// out (see `stamp_frame`).
+    pub fn flush_observed<W, O>(
+        &mut self,
+        cap: usize,
+        mut write: W,
+        mut written: O,
+    ) -> io::Result<(Flushed, usize)>
+    where
+        W: FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+        O: FnMut(u64),
     {
         let mut total = 0;
         while !self.chunks.is_empty() {
@@ -139,9 +181,9 @@ impl OutQueue {
             }
             match write(&iov[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => {
-                    total += written;
-                    self.advance(written);
+                Ok(n_written) => {
+                    total += n_written;
+                    self.advance(n_written, &mut written);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return Ok((Flushed::Blocked, total))
@@ -153,13 +195,16 @@ impl OutQueue {
         Ok((Flushed::Drained, total))
     }
 
-    fn advance(&mut self, mut written: usize) {
+    fn advance(&mut self, mut written: usize, observe: &mut impl FnMut(u64)) {
         self.queued -= written;
         while written > 0 {
             let front = self.chunks.front_mut().expect("wrote more than was queued");
             let left = front.bytes.as_slice().len() - front.sent;
             if written >= left {
                 written -= left;
+                if front.stamp != 0 {
+                    observe(front.stamp);
+                }
                 self.chunks.pop_front();
             } else {
                 front.sent += written;
@@ -232,6 +277,30 @@ mod tests {
         assert_eq!(sink.out, b"head|abbccc");
         assert_eq!(sink.calls, 1);
         assert_eq!(q.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_stamped_frame_is_reported_once_its_last_byte_is_out() {
+        let mut q = OutQueue::new();
+        let (a, b) = (frame("hello"), frame("world"));
+        q.push_frame(a.clone());
+        q.stamp_frame(Rc::as_ptr(&a), 11);
+        q.push_own(b"own".to_vec());
+        q.push_pinned(b.clone());
+        q.stamp_frame(Rc::as_ptr(&b), 22);
+        q.stamp_frame(Rc::as_ptr(&b), 33); // stamped already: kept
+        q.stamp_frame(Rc::as_ptr(&frame("elsewhere")), 44);
+        let mut seen = Vec::new();
+        let mut first = Sink::new(4, 7);
+        let r = q.flush_observed(1 << 20, |iov| first.writev(iov), |s| seen.push(s));
+        assert_eq!(
+            (r.unwrap(), seen.as_slice()),
+            ((Flushed::Blocked, 7), &[11][..])
+        );
+        let mut rest = Sink::new(100, 100);
+        q.flush_observed(1 << 20, |iov| rest.writev(iov), |s| seen.push(s))
+            .unwrap();
+        assert_eq!(seen, [11, 22]);
     }
 
     #[test]

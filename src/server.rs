@@ -27,7 +27,7 @@ use crate::listener::{Listener, Peer};
 use crate::logfile::LogFile;
 use crate::notify::Notifier;
 use crate::signals::{Signal, Signals};
-use crate::stats::{ClusterGauges, Gauges, Limit, Reason, Stats, Transport};
+use crate::stats::{ClusterGauges, Gauges, Limit, ProcessGauges, Reason, Stats, Transport};
 use crate::timer::Timers;
 use crate::transport::Wires;
 use crate::upstream::Upstream;
@@ -294,6 +294,7 @@ impl Server {
 
     /// Runs until SIGINT or SIGTERM.
     pub fn run(&mut self) -> io::Result<()> {
+        self.stats.fds_at_start = crate::stats::count_open_fds();
         if let Some(notify) = &self.notify {
             notify.ready();
         }
@@ -622,6 +623,7 @@ impl Server {
                 }
                 Ok(n) => {
                     taken += n;
+                    self.stats.bytes_in += n as u64;
                     conn.on_input(&self.scratch[..n]);
                     self.drive(key);
                 }
@@ -693,7 +695,11 @@ impl Server {
                 }
                 Next::Status(reply, prometheus) => {
                     if prometheus {
-                        let text = self.stats.render_prometheus(&self.gauges());
+                        let process = ProcessGauges::read(
+                            self.now.duration_since(self.started),
+                            self.stats.fds_at_start + self.conns.len(),
+                        );
+                        let text = self.stats.render_prometheus(&self.gauges(), &process);
                         let content_type = "text/plain; version=0.0.4; charset=utf-8";
                         self.conns[key].answer_status(reply, content_type, &text);
                     } else {
@@ -802,6 +808,12 @@ impl Server {
     /// Queues `msg` on every subscriber it matches; returns how many.
     fn deliver(&mut self, msg: &Rc<Message>) -> usize {
         let mut recipients = 0;
+        // Deliveries of one message in `LATENCY_SAMPLE` are timed: their frames carry a stamp.
+        let stamp = if crate::stats::is_timed(msg.id) {
+            stamp_of(self.started, msg.made_at)
+        } else {
+            0
+        };
         let (conns, stats, cfg, wires) = (&mut self.conns, &mut self.stats, &self.cfg, &self.wires);
         let (flush_list, close_list) = (&mut self.flush_list, &mut self.close_list);
         let polls_done = &mut self.polls_done;
@@ -812,8 +824,14 @@ impl Server {
             }
             recipients += 1;
             let frame = wires.frame(msg, sub.wire, &mut stats.encodings);
+            let queued = Rc::as_ptr(&frame);
             match conn.enqueue_frame(frame, msg.id, cfg, stats) {
-                Ok(()) => schedule_flush(flush_list, conn, sub.conn),
+                Ok(()) => {
+                    if stamp != 0 {
+                        conn.outq.stamp_frame(queued, stamp);
+                    }
+                    schedule_flush(flush_list, conn, sub.conn);
+                }
                 Err(reason) => {
                     conn.closing = true;
                     close_list.push((sub.conn, reason));
@@ -921,6 +939,9 @@ impl Server {
             channels: self.bus.channel_count(),
             retained: self.bus.retained_count(),
             queued_bytes: self.queued_bytes,
+            evicted: self.bus.evicted,
+            displaced: self.bus.displaced,
+            expired: self.bus.expired,
         }
     }
 
@@ -1020,8 +1041,19 @@ impl Server {
                 // Only TLS records the socket did not take last time.
                 io.sock.flush_pending().map(|_| (Flushed::Drained, 0))
             } else {
-                let sock = &mut io.sock;
-                conn.outq.flush(budget, |iov| sock.writev(iov))
+                let (sock, latency, started) =
+                    (&mut io.sock, &mut self.stats.latency, self.started);
+                // Each stamped frame whose last byte went out is timed from its message's making:
+                // one clock read per write that finished one, and a bucket increment per frame.
+                let mut written_at = 0;
+                let observe = |stamp: u64| {
+                    if written_at == 0 {
+                        written_at = stamp_of(started, Instant::now());
+                    }
+                    latency.observe(written_at.saturating_sub(stamp));
+                };
+                conn.outq
+                    .flush_observed(budget, |iov| sock.writev(iov), observe)
             };
             let (outcome, written) = match result {
                 Ok(done) => done,
@@ -1409,6 +1441,12 @@ impl AddressCounts {
 fn refusal(reason: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     use crate::http::response::{plain, Status};
     plain(1, Status::SERVICE_UNAVAILABLE, reason, extra, false, false)
+}
+
+/// An instant as the output queue's frame stamp: nanoseconds since the server started, plus one
+/// so that no stamp is 0 ("not a live frame").
+fn stamp_of(started: Instant, at: Instant) -> u64 {
+    at.saturating_duration_since(started).as_nanos() as u64 + 1
 }
 
 fn schedule_flush(list: &mut Vec<usize>, conn: &mut Conn, key: usize) {

@@ -8,8 +8,9 @@
 
 pub mod filter;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::ops::Bound;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -110,19 +111,36 @@ impl Channel {
         Some(front)
     }
 
-    fn expire(&mut self, now: Instant) {
+    /// Drops what is past its lifetime, and what is beyond the history's size; says how many
+    /// of each.
+    fn expire(&mut self, now: Instant) -> Left {
+        let mut left = Left::default();
         while let Some(front) = self.history.front() {
-            if front.expires > now && self.history.len() <= self.retention.size {
+            let over_size = self.history.len() > self.retention.size;
+            if front.expires > now && !over_size {
                 break;
+            }
+            if over_size {
+                left.displaced += 1;
+            } else {
+                left.expired += 1;
             }
             self.pop_front();
         }
+        left
+    }
+
+    /// The id of the last message published on it, if any: the newest kept, or the newest
+    /// that left.
+    fn last_id(&self) -> Option<u64> {
+        let newest = self.history.back().map_or(0, |r| r.msg.id);
+        Some(newest.max(self.forgotten_upto)).filter(|id| *id > 0)
     }
 
     /// Takes a message in: kept in id order (once: a message from the cluster may come back),
     /// or, when the channel keeps nothing, noted as gone; then expires what is due. Returns
-    /// whether it was kept.
-    fn keep(&mut self, msg: &Rc<Message>, now: Instant) -> bool {
+    /// whether it was kept, and what left.
+    fn keep(&mut self, msg: &Rc<Message>, now: Instant) -> (bool, Left) {
         self.last_used = now;
         let mut kept = false;
         if self.retention.size > 0 && !self.retention.lifetime.is_zero() {
@@ -141,8 +159,7 @@ impl Channel {
         } else {
             self.forgotten_upto = self.forgotten_upto.max(msg.id);
         }
-        self.expire(now);
-        kept
+        (kept, self.expire(now))
     }
 
     /// Drops retained messages with ids up to `upto`; returns how many.
@@ -164,6 +181,44 @@ impl Channel {
     fn is_idle(&self) -> bool {
         self.subscribers.is_empty() && self.history.is_empty()
     }
+}
+
+/// Messages that left a history by themselves, counted for `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Left {
+    /// Past their lifetime.
+    expired: u64,
+    /// Pushed out by newer ones beyond the history's size.
+    displaced: u64,
+}
+
+/// One channel as the status pages show it. Its key is never part of it: only whether it has
+/// one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    pub name: Rc<str>,
+    /// Subscriptions to the channel itself, by wire slot (`Wire::index`).
+    pub by_wire: [usize; Wire::COUNT],
+    /// Subscriptions to subtrees containing it (all channels, or a prefix of its name).
+    pub subtree_subscribers: usize,
+    /// Messages kept, and the bytes they count against `--max-retained-bytes`.
+    pub messages: usize,
+    pub bytes: usize,
+    pub oldest_id: Option<u64>,
+    pub last_id: Option<u64>,
+    pub retention: Retention,
+    pub keyed: bool,
+    pub one2one: bool,
+}
+
+/// One line of the paged channel list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSummary {
+    pub name: Rc<str>,
+    /// Subscriptions to the channel itself.
+    pub subscribers: usize,
+    pub messages: usize,
+    pub last_id: Option<u64>,
 }
 
 /// Subscribers of every channel under a prefix ("" for all of them).
@@ -246,6 +301,9 @@ impl Default for BusLimits {
 pub struct Bus {
     channels: Slab<Channel>,
     by_name: HashMap<Rc<str>, usize>,
+    /// The public channels' names in order, for the paged list: O(log n) more per channel
+    /// made or freed, so that a page costs O(log n + page) rather than a walk of every name.
+    names: BTreeSet<Rc<str>>,
     subtrees: Slab<Subtree>,
     by_prefix: HashMap<Box<str>, usize>,
     default_retention: Retention,
@@ -265,6 +323,10 @@ pub struct Bus {
     kept_order: VecDeque<(Rc<str>, u64)>,
     /// Messages dropped for `--max-retained-bytes`.
     pub evicted: u64,
+    /// Messages pushed out of a history beyond its size.
+    pub displaced: u64,
+    /// Messages that left a history at the end of their lifetime.
+    pub expired: u64,
     /// Where the incremental sweep goes on from.
     sweep_cursor: usize,
     /// Cursors before this may have missed messages published while this node was cut off.
@@ -277,6 +339,7 @@ impl Bus {
         Bus {
             channels: Slab::new(),
             by_name: HashMap::new(),
+            names: BTreeSet::new(),
             subtrees: Slab::new(),
             by_prefix: HashMap::new(),
             default_retention,
@@ -289,6 +352,8 @@ impl Bus {
             limits: BusLimits::default(),
             kept_order: VecDeque::new(),
             evicted: 0,
+            displaced: 0,
+            expired: 0,
             sweep_cursor: 0,
             gap_upto: 0,
         }
@@ -305,6 +370,9 @@ impl Bus {
         let index = self
             .channels
             .insert(Channel::new(name.clone(), self.default_retention, now));
+        if !gate::is_private(&name) {
+            self.names.insert(name.clone());
+        }
         self.by_name.insert(name, index);
         Ok(index)
     }
@@ -437,11 +505,13 @@ impl Bus {
     fn keep(&mut self, index: usize, msg: &Rc<Message>, now: Instant) {
         let channel = &mut self.channels[index];
         let (len, bytes) = (channel.history.len(), channel.bytes);
-        if channel.keep(msg, now) {
+        let (kept, left) = channel.keep(msg, now);
+        if kept {
             self.kept_order.push_back((channel.name.clone(), msg.id));
         }
         self.retained = self.retained + channel.history.len() - len;
         self.retained_bytes = self.retained_bytes + channel.bytes - bytes;
+        self.count_left(left);
         self.evict_over_limit();
     }
 
@@ -526,6 +596,7 @@ impl Bus {
         let index = self.keyed_channel(delete)?;
         let channel = self.channels.remove(index);
         self.by_name.remove(&channel.name);
+        self.names.remove(&channel.name);
         self.retained -= channel.history.len();
         self.retained_bytes -= channel.bytes;
         self.subscribers -= channel.subscribers.len();
@@ -600,10 +671,13 @@ impl Bus {
         let mut replay = Replay::default();
         let mut forgotten_upto = 0;
         let mut oldest_retained = None::<u64>;
+        let mut left = Left::default();
         let mut visit =
             |channel: &mut Channel, retained: &mut usize, retained_bytes: &mut usize| {
                 let (len, bytes) = (channel.history.len(), channel.bytes);
-                channel.expire(now);
+                let gone = channel.expire(now);
+                left.expired += gone.expired;
+                left.displaced += gone.displaced;
                 *retained -= len - channel.history.len();
                 *retained_bytes -= bytes - channel.bytes;
                 forgotten_upto = forgotten_upto.max(channel.forgotten_upto);
@@ -630,6 +704,7 @@ impl Bus {
                 &mut self.retained_bytes,
             );
         }
+        self.count_left(left);
         // Before this process started nothing is known, so a cursor from then may have missed
         // messages; otherwise only if something after the cursor has been forgotten.
         let unknown_before = self.gap_upto.max(self.first_id.saturating_sub(1));
@@ -689,20 +764,97 @@ impl Bus {
         for _ in 0..budget.min(capacity) {
             let index = self.sweep_cursor % capacity;
             self.sweep_cursor = (index + 1) % capacity;
-            let Some(channel) = self.channels.get_mut(index) else {
+            if !self.channels.contains(index) {
                 continue;
-            };
-            let (len, bytes) = (channel.history.len(), channel.bytes);
-            channel.expire(now);
-            self.retained -= len - channel.history.len();
-            self.retained_bytes -= bytes - channel.bytes;
+            }
+            self.expire_in(index, now);
+            let channel = &self.channels[index];
             if channel.is_idle() && now.duration_since(channel.last_used) >= self.idle_timeout {
                 let channel = self.channels.remove(index);
                 self.by_name.remove(&channel.name);
+                self.names.remove(&channel.name);
                 freed += 1;
             }
         }
         freed
+    }
+
+    fn count_left(&mut self, left: Left) {
+        self.expired += left.expired;
+        self.displaced += left.displaced;
+    }
+
+    /// Expires what is due in channel `index`, keeping the counts.
+    fn expire_in(&mut self, index: usize, now: Instant) {
+        let channel = &mut self.channels[index];
+        let (len, bytes) = (channel.history.len(), channel.bytes);
+        let left = channel.expire(now);
+        self.retained -= len - channel.history.len();
+        self.retained_bytes -= bytes - channel.bytes;
+        self.count_left(left);
+    }
+
+    /// What the status pages show of one channel, after expiring what is due in it (so the
+    /// counts agree with what a resuming client would get). O(its subscribers), to count them
+    /// by wire, plus one lookup per '/' in its name for the subtrees.
+    pub fn channel_info(&mut self, name: &str, now: Instant) -> Option<ChannelInfo> {
+        let index = *self.by_name.get(name)?;
+        self.expire_in(index, now);
+        let channel = &self.channels[index];
+        let mut by_wire = [0; Wire::COUNT];
+        for (_, sub) in &channel.subscribers {
+            by_wire[sub.wire.index()] += 1;
+        }
+        let subtree_subscribers = if gate::is_private(name) {
+            0
+        } else {
+            subtree_prefixes(name)
+                .filter_map(|prefix| self.by_prefix.get(prefix))
+                .map(|&i| self.subtrees[i].subscribers.len())
+                .sum()
+        };
+        Some(ChannelInfo {
+            name: channel.name.clone(),
+            by_wire,
+            subtree_subscribers,
+            messages: channel.history.len(),
+            bytes: channel.bytes,
+            oldest_id: channel.history.front().map(|r| r.msg.id),
+            last_id: channel.last_id(),
+            retention: channel.retention,
+            keyed: channel.key.is_some(),
+            one2one: channel.one2one,
+        })
+    }
+
+    /// Up to `limit` public channels whose names sort after `after` (bytewise), in order, with
+    /// whether more follow. Each listed channel is expired first, like `channel_info`. Costs
+    /// O(log channels + limit) through the name index; the doors' private channels are not
+    /// listed.
+    pub fn channels_after(
+        &mut self,
+        after: &str,
+        limit: usize,
+        now: Instant,
+    ) -> (Vec<ChannelSummary>, bool) {
+        let mut range = self
+            .names
+            .range::<str, _>((Bound::Excluded(after), Bound::Unbounded));
+        let page: Vec<Rc<str>> = range.by_ref().take(limit).cloned().collect();
+        let more = range.next().is_some();
+        let mut summaries = Vec::with_capacity(page.len());
+        for name in page {
+            let index = self.by_name[&name];
+            self.expire_in(index, now);
+            let channel = &self.channels[index];
+            summaries.push(ChannelSummary {
+                subscribers: channel.subscribers.len(),
+                messages: channel.history.len(),
+                last_id: channel.last_id(),
+                name,
+            });
+        }
+        (summaries, more)
     }
 
     pub fn has_channel(&self, name: &str) -> bool {
@@ -1161,6 +1313,86 @@ mod tests {
         assert_eq!(recipients(&bus, &msg.unwrap()), [2]);
         assert!(bus.replay(&topic("", true), 0, now).messages.is_empty());
         assert!(gate().admit_door_subscribe("\u{1f}door\n").is_err());
+    }
+
+    #[test]
+    fn channel_info_counts_by_wire_and_never_shows_the_key() {
+        let now = Instant::now();
+        let mut bus = bus(1);
+        let keyed = with(Draft {
+            key: Some("s3cret"),
+            attributes: gate::Attributes {
+                size: Some(2),
+                ..Default::default()
+            },
+            ..draft("a/b", "t")
+        });
+        bus.publish(keyed, now).unwrap(); // 1
+        for wire in [Wire::Sse, Wire::Sse, Wire::Ws] {
+            let sub = Subscriber {
+                wire,
+                ..sub(1, None)
+            };
+            bus.subscribe(&topic("a/b", false), sub, now).unwrap();
+        }
+        bus.subscribe(&topic("a/", true), sub(2, None), now)
+            .unwrap();
+        bus.subscribe(&topic("", true), sub(3, None), now).unwrap();
+        for _ in 0..2 {
+            let publish = with(Draft {
+                key: Some("s3cret"),
+                ..draft("a/b", "t")
+            });
+            bus.publish(publish, now).unwrap(); // 2, 3: 1 is displaced
+        }
+        let info = bus.channel_info("a/b", now).unwrap();
+        let mut by_wire = [0; Wire::COUNT];
+        by_wire[Wire::Sse.index()] = 2;
+        by_wire[Wire::Ws.index()] = 1;
+        assert_eq!(info.by_wire, by_wire);
+        assert_eq!(info.subtree_subscribers, 2);
+        assert_eq!(
+            (info.messages, info.oldest_id, info.last_id),
+            (2, Some(2), Some(3))
+        );
+        assert_eq!(info.retention.size, 2);
+        assert!(info.keyed && !info.one2one);
+        assert_eq!((bus.displaced, bus.expired), (1, 0));
+        let later = now + Duration::from_secs(61);
+        let info = bus.channel_info("a/b", later).unwrap();
+        assert_eq!(
+            (info.messages, info.oldest_id, info.last_id),
+            (0, None, Some(3))
+        );
+        assert_eq!((bus.expired, bus.retained_count()), (2, 0));
+        assert_eq!(bus.channel_info("nope", now), None);
+    }
+
+    #[test]
+    fn channels_are_listed_in_pages_by_name() {
+        let now = Instant::now();
+        let mut bus = bus(1);
+        for name in ["c", "a", "e", "b", "d"] {
+            bus.publish(req(name, "t", None), now).unwrap();
+        }
+        let private = gate().admit_door_subscribe("\u{1f}door:k:c").unwrap();
+        bus.subscribe(&private, sub(2, None), now).unwrap();
+        let names = |page: &[ChannelSummary]| -> Vec<String> {
+            page.iter().map(|c| c.name.to_string()).collect()
+        };
+        let (page, more) = bus.channels_after("", 2, now);
+        assert_eq!((names(&page), more), (vec!["a".into(), "b".into()], true));
+        assert_eq!((page[0].messages, page[0].last_id), (1, Some(2)));
+        let (page, more) = bus.channels_after("b", 2, now);
+        assert_eq!((names(&page), more), (vec!["c".into(), "d".into()], true));
+        let (page, more) = bus.channels_after("d", 2, now);
+        assert_eq!((names(&page), more), (vec!["e".into()], false));
+        let (page, more) = bus.channels_after("bb", 10, now);
+        assert_eq!((names(&page).len(), more), (3, false));
+        // Freed channels leave the index.
+        let later = now + Duration::from_secs(120);
+        assert_eq!(bus.sweep(later, usize::MAX), 5); // the private one is held
+        assert_eq!(bus.channels_after("", 10, later), (Vec::new(), false));
     }
 
     #[test]

@@ -714,6 +714,13 @@ impl Conn {
                 let prometheus = status == Resource::Metrics;
                 Some(Next::Status(reply, prometheus))
             }
+            (page @ (Resource::ChannelList | Resource::ChannelInfo(_)), _) => {
+                if !status_allowed(&request, &query, self.client, ctx.cfg) {
+                    let why = "not allowed to read the status";
+                    return self.refuse(&request, reply, Status::FORBIDDEN, why, &[]);
+                }
+                self.answer_channel_page(page, &request, &query, reply, ctx)
+            }
             (Resource::Static, _) => self.serve_file(&path, &request, reply),
             (resource @ (Resource::ClientJs | Resource::ClientModule), _) => {
                 let source = if resource == Resource::ClientJs {
@@ -1000,6 +1007,42 @@ impl Conn {
             }
         };
         self.answer(answer, reply.keep_alive);
+    }
+
+    /// Answers `/msgbus-status/channels.json` (a page: `?after=NAME&limit=N`, 100 by default,
+    /// at most `CHANNEL_PAGE_MAX`) or `/msgbus-status/channels/NAME.json` from this node's bus.
+    fn answer_channel_page(
+        &mut self,
+        page: Resource,
+        request: &Request,
+        query: &Query,
+        reply: Reply,
+        ctx: &mut Ctx,
+    ) -> Option<Next> {
+        let body = match page {
+            Resource::ChannelInfo(name) => match ctx.bus.channel_info(&name, ctx.now) {
+                Some(info) => crate::stats::render_channel(&info, &ctx.stats.wire_names),
+                None => {
+                    let why = "no such channel";
+                    return self.refuse(request, reply, Status::NOT_FOUND, why, &[]);
+                }
+            },
+            _ => {
+                let limit = match query.get("limit").map(str::parse::<usize>) {
+                    None => CHANNEL_PAGE_DEFAULT,
+                    Some(Ok(n)) if (1..=CHANNEL_PAGE_MAX).contains(&n) => n,
+                    Some(_) => {
+                        let why = "limit must be a number from 1 to 1000";
+                        return self.refuse(request, reply, Status::BAD_REQUEST, why, &[]);
+                    }
+                };
+                let after = query.get("after").unwrap_or("");
+                let (page, more) = ctx.bus.channels_after(after, limit, ctx.now);
+                crate::stats::render_channel_page(&page, more)
+            }
+        };
+        self.answer_status(reply, "application/json", &body);
+        None
     }
 
     pub fn answer_status(&mut self, reply: Reply, content_type: &str, body: &str) {
@@ -1658,8 +1701,13 @@ fn request_client(peer: Peer, request: &Request, cfg: &Config) -> Peer {
     }
 }
 
-/// Whether the client may read /status.json and /metrics: from an allowed network or with the
-/// status token; anyone when neither is configured.
+/// Channels in a page of `/msgbus-status/channels.json` unless `?limit=` says otherwise, and
+/// the most it may ask for.
+const CHANNEL_PAGE_DEFAULT: usize = 100;
+const CHANNEL_PAGE_MAX: usize = 1000;
+
+/// Whether the client may read /status.json, /metrics and the channel pages: from an allowed
+/// network or with the status token; anyone when neither is configured.
 pub(super) fn status_allowed(request: &Request, query: &Query, peer: Peer, cfg: &Config) -> bool {
     if cfg.status_allow.is_none() && cfg.status_token.is_none() {
         return true;

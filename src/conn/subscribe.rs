@@ -118,6 +118,9 @@ impl Conn {
             }
             None => Replay::default(),
         };
+        if replay.missed.is_some() {
+            self.stat_events.push(StatEvent::MissedNotice);
+        }
         if reply.head_only && !matches!(transport, Transport::LongPoll | Transport::WebSocket) {
             let head = self.stream_head(transport, reply, replay.missed);
             let keep_alive = reply.keep_alive && transport == Transport::Multipart;

@@ -6,6 +6,10 @@ use std::collections::HashSet;
 use crate::http::request::Method;
 
 pub const MSGBUS_PREFIX: &str = "/msgbus/";
+/// The channel pages, apart from every door's paths (Simple-Comet owns `/channels...` and
+/// `/status...` when open) and from `/msgbus/` channel names.
+pub const CHANNEL_LIST: &str = "/msgbus-status/channels.json";
+pub const CHANNEL_PREFIX: &str = "/msgbus-status/channels/";
 
 /// One name in a `/msgbus/` path: a channel, or with `subtree` every channel under a prefix
 /// ("" for all of them, else a name ending in '/').
@@ -25,6 +29,10 @@ pub enum Resource {
     Status,
     /// `/metrics`: the same counters in Prometheus text format.
     Metrics,
+    /// `/msgbus-status/channels.json`: a page of channels (`?after=NAME&limit=N`).
+    ChannelList,
+    /// `/msgbus-status/channels/NAME.json`: one channel.
+    ChannelInfo(String),
     /// `/msgbus.js`: the browser client, built in.
     ClientJs,
     /// `/msgbus.mjs`: the same client as an ES module, built in.
@@ -71,8 +79,18 @@ pub fn route(path: &str, max_names: usize) -> Result<Resource, RouteError> {
         }
         return Ok(Resource::Topics(topics));
     }
+    if let Some(rest) = path.strip_prefix(CHANNEL_PREFIX) {
+        return match rest.strip_suffix(".json") {
+            Some(name) if !name.is_empty() && !name.chars().any(char::is_control) => {
+                Ok(Resource::ChannelInfo(name.to_string()))
+            }
+            Some(_) => Err(RouteError::BadChannelName),
+            None => Ok(Resource::Static),
+        };
+    }
     Ok(match path {
         "/status.json" => Resource::Status,
+        CHANNEL_LIST => Resource::ChannelList,
         "/metrics" => Resource::Metrics,
         "/msgbus.js" => Resource::ClientJs,
         "/msgbus.mjs" => Resource::ClientModule,
@@ -93,6 +111,8 @@ impl Resource {
             ],
             Resource::Status
             | Resource::Metrics
+            | Resource::ChannelList
+            | Resource::ChannelInfo(_)
             | Resource::ClientJs
             | Resource::ClientModule
             | Resource::Static => &[Method::Get, Method::Head, Method::Options],
@@ -138,6 +158,25 @@ mod tests {
             ("/msgbus/x\ny", Err(RouteError::BadChannelName)),
             ("/status.json", Ok(Resource::Status)),
             ("/metrics", Ok(Resource::Metrics)),
+            ("/msgbus-status/channels.json", Ok(Resource::ChannelList)),
+            (
+                "/msgbus-status/channels/a/b.json",
+                Ok(Resource::ChannelInfo("a/b".into())),
+            ),
+            (
+                "/msgbus-status/channels/x.json.json",
+                Ok(Resource::ChannelInfo("x.json".into())),
+            ),
+            (
+                "/msgbus-status/channels/.json",
+                Err(RouteError::BadChannelName),
+            ),
+            (
+                "/msgbus-status/channels/a\rb.json",
+                Err(RouteError::BadChannelName),
+            ),
+            ("/msgbus-status/channels/a", Ok(Resource::Static)),
+            ("/msgbus-status/channels", Ok(Resource::Static)),
             ("/", Ok(Resource::Static)),
             ("/index.html", Ok(Resource::Static)),
         ];
