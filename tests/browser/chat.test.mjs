@@ -2,7 +2,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { deflateSync, crc32 } from "node:zlib";
-import { startMsgbus, startBrowser, publish, waitForStatus } from "./harness.mjs";
+import { startMsgbus, startBrowser, publish, waitForStatus, waitForChannel } from "./harness.mjs";
 
 /** A width x height opaque red PNG. */
 function pngImage(width, height) {
@@ -113,8 +113,10 @@ for (const transport of ["sse", "ws", "longpoll"]) {
       }, transport);
       if (transport === "longpoll") {
         // A long-poll is "open" only once its first answer comes, and a poll without a cursor
-        // waits for the next message: publish once the server holds it.
-        await waitForStatus(server.url, (s) => s.subscribers > 0, "the first poll held");
+        // waits for the next message: publish once the server holds it (on x and y: the page's
+        // own flood chart subscribes too, so the total count says nothing).
+        await waitForChannel(server.url, "x", "the first poll held");
+        await waitForChannel(server.url, "y", "the first poll held");
       } else {
         await page.waitForFunction(() => window.states.includes("open"));
       }
@@ -198,7 +200,7 @@ test("msgbus.js backs off exponentially with jitter, up to 10 s, and starts agai
         onState: (s) => window.states.push(s),
       });
     });
-    await waitForStatus(server.url, (s) => s.subscribers > 0, "the poll held");
+    await waitForChannel(server.url, "b", "the poll held");
     await publish(server.url, "b", "through");
     await page.waitForFunction(() => window.states.includes("open"));
     refuse = true;

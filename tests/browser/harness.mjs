@@ -93,6 +93,19 @@ export async function waitForStatus(base, ok, what) {
   throw new Error(`${what}: not seen in /status.json within ${DEADLINE_MS} ms`);
 }
 
+/** Waits until channel `name` has a subscriber of its own (the page's other subscriptions, such
+ * as flood.html's, do not count). */
+export async function waitForChannel(base, name, what) {
+  const deadline = Date.now() + DEADLINE_MS;
+  for (let look = 0; look < 10000 && Date.now() < deadline; look++) {
+    const answer = await fetch(`${base}/msgbus-status/channels/${name}.json`, {
+      signal: AbortSignal.timeout(DEADLINE_MS),
+    });
+    if (answer.ok && (await answer.json()).subscribers_total > 0) return;
+  }
+  throw new Error(`${what}: no subscriber of ${name} within ${DEADLINE_MS} ms`);
+}
+
 /** A headless Chromium with a fresh profile, flags as this machine needs them. */
 export async function startBrowser() {
   const profile = mkdtempSync(join(tmpdir(), "msgbus-chromium-"));
