@@ -281,3 +281,23 @@ fn deleting_the_channel_ends_http10_multipart_streams() {
         "Content-Type: text/plain\nContent-Length: 4\n\nlast--00MsgBus00\n"
     );
 }
+
+/// Decided against the original, which went on without `From` for Basic credentials lacking
+/// the `:` and refused a POST without `Content-Type` with 400: here the first is a 400 with its
+/// reason, the second a message of type `application/octet-stream`.
+#[test]
+fn basic_without_colon_is_refused_and_a_post_without_type_is_octet_stream() {
+    let server = Server::start(&[]);
+    let mut sub = subscribe(&server, "GET /msgbus/n HTTP/1.0\r\n\r\n", HEAD_10);
+    let reason = "bad Basic credentials: no ':' after the user name\n";
+    let want = format!(
+        "HTTP/1.1 400 Bad Request\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}",
+        reason.len()
+    );
+    let raw = "POST /msgbus/n HTTP/1.1\r\nHost: x\r\nAuthorization: Basic bm9jb2xvbg==\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi";
+    assert_eq!(server.exchange(raw.as_bytes()), want);
+    let raw = "POST /msgbus/n HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi";
+    assert!(server.exchange(raw.as_bytes()).starts_with("HTTP/1.0 204"));
+    let want = "Content-Type: application/octet-stream\nContent-Length: 2\n\nhi--00MsgBus00\n";
+    assert_eq!(read_same_len(&mut sub, want), want);
+}
