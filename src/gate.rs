@@ -582,12 +582,16 @@ fn check_channel(name: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// `user:password` from Basic credentials.
+/// `user:password` from Basic credentials. The original msgbus took credentials it could not
+/// decode, or without the `:`, as no credentials at all (the request went on without `From`);
+/// here they are a 400 with the reason, so a publisher learns its `From` is missing.
 fn decode_basic(credentials: &str) -> Result<(String, String), Refusal> {
     let bad = || Refusal::new(400, "bad Basic credentials");
     let decoded = base64::decode(credentials.as_bytes()).ok_or_else(bad)?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
-    let (user, password) = decoded.split_once(':').ok_or_else(bad)?;
+    let (user, password) = decoded
+        .split_once(':')
+        .ok_or_else(|| Refusal::new(400, "bad Basic credentials: no ':' after the user name"))?;
     if user.chars().any(char::is_control) {
         return Err(Refusal::new(400, "bad Basic user name"));
     }

@@ -3,21 +3,42 @@
 //!
 //! A value passes a list when no denying pattern matches it and either some allowing pattern
 //! matches it or the list has no allowing patterns at all (`!text/html` alone means "everything
-//! but HTML"). Matching ignores ASCII case.
+//! but HTML"). Matching ignores ASCII case, unless the list was made by `parse_exact`.
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GlobList {
     allow: Vec<String>,
     deny: Vec<String>,
+    /// Compare bytes as they are instead of folding ASCII case.
+    exact: bool,
 }
 
 impl GlobList {
     pub fn parse(list: &str) -> GlobList {
-        let mut globs = GlobList::default();
+        GlobList::parse_with(list, false)
+    }
+
+    /// A list whose patterns match case-sensitively, as names are compared (a sender filter).
+    pub fn parse_exact(list: &str) -> GlobList {
+        GlobList::parse_with(list, true)
+    }
+
+    fn parse_with(list: &str, exact: bool) -> GlobList {
+        let fold = |p: &str| {
+            if exact {
+                p.to_string()
+            } else {
+                p.to_ascii_lowercase()
+            }
+        };
+        let mut globs = GlobList {
+            exact,
+            ..GlobList::default()
+        };
         for pattern in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match pattern.strip_prefix('!') {
-                Some(denied) => globs.deny.push(denied.trim().to_ascii_lowercase()),
-                None => globs.allow.push(pattern.to_ascii_lowercase()),
+                Some(denied) => globs.deny.push(fold(denied.trim())),
+                None => globs.allow.push(fold(pattern)),
             }
         }
         globs
@@ -55,8 +76,24 @@ impl GlobList {
     }
 
     pub fn matches(&self, value: &str) -> bool {
-        let value = value.to_ascii_lowercase();
-        let hit = |pattern: &String| glob_match(pattern.as_bytes(), value.as_bytes());
+        self.matches_any(&[value])
+    }
+
+    /// Whether a value known by several spellings passes: no denying pattern matches any of
+    /// them, and some allowing pattern matches one of them (or there is none).
+    pub fn matches_any(&self, values: &[&str]) -> bool {
+        let values: Vec<std::borrow::Cow<str>> = values
+            .iter()
+            .map(|v| match self.exact {
+                true => (*v).into(),
+                false => v.to_ascii_lowercase().into(),
+            })
+            .collect();
+        let hit = |pattern: &String| {
+            values
+                .iter()
+                .any(|v| glob_match(pattern.as_bytes(), v.as_bytes()))
+        };
         !self.deny.iter().any(hit) && (self.allow.is_empty() || self.allow.iter().any(hit))
     }
 }
@@ -152,6 +189,28 @@ mod tests {
                 "{list} ~ {value}"
             );
         }
+    }
+
+    #[test]
+    fn exact_lists_keep_case_and_lists_match_any_spelling() {
+        let cases = [
+            ("Alice", "Alice", true),
+            ("Alice", "alice", false),
+            ("a*", "A1", false),
+            ("!Bob", "bob", true),
+            ("!Bob", "Bob", false),
+        ];
+        for (list, value, want) in cases {
+            assert_eq!(
+                GlobList::parse_exact(list).matches(value),
+                want,
+                "{list} ~ {value}"
+            );
+        }
+        let types = GlobList::parse("text/plain,!text/html");
+        assert!(types.matches_any(&["text/plain; charset=utf-8", "text/plain"]));
+        assert!(!types.matches_any(&["text/html; q=1", "text/html"]));
+        assert!(!types.matches_any(&["image/png"]));
     }
 
     #[test]

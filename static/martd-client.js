@@ -5,7 +5,9 @@
 //   s.cancel();
 //   martd.pub("news", size, life, one2one, key, "hello", function (text, xhr) { ... });
 //
-// martd.SERVER (default: this origin) and martd.cid work as they did. Unlike martd's, this
+// martd.SERVER (default: this origin), martd.cid, martd.channels (name -> { name, etag,
+// callbacks }), martd.request (the running /sub's XMLHttpRequest, or null) and the gid of a
+// subscription (a GUID string) are as martd's client had them. Unlike martd's, this
 // client URL-encodes channel names, backs off after an error instead of retrying at once,
 // aborts the pending request when cancel() leaves it with nothing to wait for, sends no
 // Content-Type on GET (so a cross-origin page needs no preflight), and leaves out the /pub
@@ -17,12 +19,16 @@
   function s4() {
     return Math.floor((1 + Math.random()) * 0x10000).toString(16).substring(1);
   }
-  martd.cid = s4() + s4() + "-" + s4() + "-" + s4() + "-" + s4() + "-" + s4() + s4() + s4();
-  // name -> { etag, callbacks: { gid: fn } }
+  function guid() {
+    return s4() + s4() + "-" + s4() + "-" + s4() + "-" + s4() + "-" + s4() + s4() + s4();
+  }
+  martd.cid = guid();
+  // name -> { name, etag, callbacks: { gid: fn } }
   martd.channels = {};
+  martd.request = null; // the XMLHttpRequest of the running /sub
+  martd.ever_bumped = false;
+  martd.forcing_close = false; // martd's way to redo a /sub; this client redoes it at once
 
-  var nextGid = 0;
-  var pending = null; // the XMLHttpRequest of the running /sub
   var pendingNames = ""; // the channels it names, to know when it must be redone
   var timer = null;
   var failures = 0;
@@ -39,9 +45,9 @@
   }
 
   function stop() {
-    if (pending) {
-      var req = pending;
-      pending = null;
+    if (martd.request) {
+      var req = martd.request;
+      martd.request = null;
       req.abort();
     }
     if (timer) {
@@ -53,7 +59,7 @@
   // Redoes the /sub when the set of channels changed; a message answered to the aborted one
   // is asked for again, since its etag was not moved.
   function refresh() {
-    if (listened().join("\n") === pendingNames && (pending || timer)) return;
+    if (listened().join("\n") === pendingNames && (martd.request || timer)) return;
     stop();
     bump();
   }
@@ -91,11 +97,11 @@
       url += "&" + encodeURIComponent(names[i]) + "=" + encodeURIComponent(martd.channels[names[i]].etag);
     }
     var req = new XMLHttpRequest();
-    pending = req;
+    martd.request = req;
     req.open("GET", url, true);
     req.onreadystatechange = function () {
-      if (req.readyState !== 4 || pending !== req) return;
-      pending = null;
+      if (req.readyState !== 4 || martd.request !== req) return;
+      martd.request = null;
       var resp = null;
       if (req.status === 200) {
         try {
@@ -120,10 +126,12 @@
   martd.sub = function (name, callback, etag) {
     var channel = martd.channels[name];
     var idle = !channel || !Object.keys(channel.callbacks).length;
-    if (!channel) channel = martd.channels[name] = { etag: 0, callbacks: {} };
+    if (!channel) channel = martd.channels[name] = { name: name, etag: 0, callbacks: {} };
     if (idle && etag !== undefined && etag !== null) channel.etag = etag;
-    var gid = ++nextGid;
+    var gid = guid();
+    while (channel.callbacks[gid]) gid = guid();
     channel.callbacks[gid] = callback;
+    martd.ever_bumped = true;
     refresh();
     return {
       gid: gid,

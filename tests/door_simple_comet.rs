@@ -288,3 +288,44 @@ fn shutdown_answers_held_reads() {
         r#"_JSONP_x({"messages": {"c": []}, "since": 0, "last_id": 0, "return_code": 1, "error_message": ""});"#
     );
 }
+
+/// The original answered every path outside `/channels` (and `/clients`, `/status`) with
+/// `-1 "Missing '/channels' prefix"`, HTTP 200. So does the door, for the paths naming its
+/// formats that msgbus has no other meaning for; native paths and files stay msgbus's.
+#[test]
+fn paths_outside_channels_answer_as_the_original() {
+    let root = std::env::temp_dir().join(format!("msgbus-test-comet-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("data.json"), "{}\n").unwrap();
+    let server = Server::start(&["--simple-comet", "-d", root.to_str().unwrap()]);
+    let missing = r#"{"return_code": -1, "error_message": "Missing '/channels' prefix"}"#;
+    for target in ["/foo.json", "/a/b.jsonp", "/status.jsonp"] {
+        let answer = get(&server, target);
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{target}: {answer}"
+        );
+        assert_eq!(body(&answer), missing, "{target}");
+    }
+    let posted = server.post_form("/foo.json", "content=x");
+    assert_eq!(body(&posted), missing);
+    let deleted =
+        server.exchange(b"DELETE /x.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(body(&deleted), missing);
+    // The original unquoted the path before looking for the prefix.
+    assert_eq!(
+        body(&get(&server, "/%63hannels.json")),
+        r#"{"return_code": -2, "error_message": "No channels"}"#
+    );
+    // msgbus's own: a file in the document root, the status, the introspection pages, pages.
+    assert_eq!(body(&get(&server, "/data.json")), "{}\n");
+    for target in [
+        "/status.json",
+        "/msgbus-status/foo.json",
+        "/msgbus.json",
+        "/nothing-here",
+    ] {
+        assert!(!get(&server, target).contains("return_code"), "{target}");
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -89,6 +89,60 @@ fn type_and_sender_filters() {
     assert_eq!(read_same_len(&mut text, &want), want);
 }
 
+/// The original's own `msgdump2 -s dugsong` received messages from dugsong and those without a
+/// sender; senders keep their case; a type filter takes a type with `;` parameters.
+#[test]
+fn sender_filter_lets_anonymous_messages_through_as_the_original() {
+    let server = Server::start(&[]);
+    let mut dugsong = subscribe(
+        &server,
+        "GET /msgbus/d?sender=dugsong HTTP/1.0\r\n\r\n",
+        HEAD_10,
+    );
+    let mut plain = subscribe(
+        &server,
+        "GET /msgbus/d?type=TEXT/PLAIN HTTP/1.0\r\n\r\n",
+        HEAD_10,
+    );
+    let mut not_html = subscribe(
+        &server,
+        "GET /msgbus/d?type=!text/html HTTP/1.0\r\n\r\n",
+        HEAD_10,
+    );
+    let publish = |user: Option<&str>, ty: &str, body: &str| {
+        let auth = user
+            .map(|u| format!("Authorization: Basic {}\r\n", common_basic(u)))
+            .unwrap_or_default();
+        let raw = format!(
+            "POST /msgbus/d HTTP/1.0\r\n{auth}Content-Type: {ty}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        assert!(server.exchange(raw.as_bytes()).starts_with("HTTP/1.0 204"));
+    };
+    publish(Some("dugsong"), "text/plain; charset=utf-8", "1");
+    publish(None, "text/html", "2");
+    publish(Some("DugSong"), "text/plain", "3");
+    publish(Some("alice"), "image/png", "4");
+    publish(None, "text/plain", "5");
+    let part = |from: Option<&str>, ty: &str, body: &str| {
+        let from = from.map(|f| format!("From: {f}\n")).unwrap_or_default();
+        format!("{from}Content-Type: {ty}\nContent-Length: 1\n\n{body}--00MsgBus00\n")
+    };
+    let want = part(Some("dugsong"), "text/plain; charset=utf-8", "1")
+        + &part(None, "text/html", "2")
+        + &part(None, "text/plain", "5");
+    assert_eq!(read_same_len(&mut dugsong, &want), want);
+    let want = part(Some("dugsong"), "text/plain; charset=utf-8", "1")
+        + &part(Some("DugSong"), "text/plain", "3")
+        + &part(None, "text/plain", "5");
+    assert_eq!(read_same_len(&mut plain, &want), want);
+    let want = part(Some("dugsong"), "text/plain; charset=utf-8", "1")
+        + &part(Some("DugSong"), "text/plain", "3")
+        + &part(Some("alice"), "image/png", "4")
+        + &part(None, "text/plain", "5");
+    assert_eq!(read_same_len(&mut not_html, &want), want);
+}
+
 fn common_basic(user: &str) -> String {
     msgbus::http::base64::encode(format!("{user}:pw").as_bytes())
 }
@@ -226,4 +280,24 @@ fn deleting_the_channel_ends_http10_multipart_streams() {
         rest,
         "Content-Type: text/plain\nContent-Length: 4\n\nlast--00MsgBus00\n"
     );
+}
+
+/// Decided against the original, which went on without `From` for Basic credentials lacking
+/// the `:` and refused a POST without `Content-Type` with 400: here the first is a 400 with its
+/// reason, the second a message of type `application/octet-stream`.
+#[test]
+fn basic_without_colon_is_refused_and_a_post_without_type_is_octet_stream() {
+    let server = Server::start(&[]);
+    let mut sub = subscribe(&server, "GET /msgbus/n HTTP/1.0\r\n\r\n", HEAD_10);
+    let reason = "bad Basic credentials: no ':' after the user name\n";
+    let want = format!(
+        "HTTP/1.1 400 Bad Request\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}",
+        reason.len()
+    );
+    let raw = "POST /msgbus/n HTTP/1.1\r\nHost: x\r\nAuthorization: Basic bm9jb2xvbg==\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi";
+    assert_eq!(server.exchange(raw.as_bytes()), want);
+    let raw = "POST /msgbus/n HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi";
+    assert!(server.exchange(raw.as_bytes()).starts_with("HTTP/1.0 204"));
+    let want = "Content-Type: application/octet-stream\nContent-Length: 2\n\nhi--00MsgBus00\n";
+    assert_eq!(read_same_len(&mut sub, want), want);
 }

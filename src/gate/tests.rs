@@ -40,7 +40,11 @@ fn basic_credentials() {
         ("Basic OnB3", Ok(None)),
         ("Bearer abc", Ok(None)),
         ("Basic !!!", Err("bad Basic credentials")),
-        ("Basic bm9jb2xvbg==", Err("bad Basic credentials")),
+        // "nocolon": the original went on without `From`.
+        (
+            "Basic bm9jb2xvbg==",
+            Err("bad Basic credentials: no ':' after the user name"),
+        ),
         ("Basic YQpiOmM=", Err("bad Basic user name")),
     ];
     for (header, want) in cases {

@@ -23,6 +23,26 @@ test("martd's client API subscribes, publishes and cancels through /client.js", 
     }));
     assert.match(answer, /^\{\n {5}"etag": "\d+"\n \}$/);
     await page.waitForFunction(() => window.got.length === 1);
+    // The names and types of martd's own client: a gid is a GUID string, martd.request the
+    // running /sub, martd.channels[name] { name, etag, callbacks }.
+    await page.waitForFunction(() => martd.request !== null);
+    assert.deepEqual(await page.evaluate(() => ({
+      gid: typeof window.subscription.gid,
+      guid: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(window.subscription.gid),
+      request: martd.request instanceof XMLHttpRequest,
+      name: martd.channels["room one"].name,
+      etag: typeof martd.channels["room one"].etag,
+      callback: typeof martd.channels["room one"].callbacks[window.subscription.gid],
+      everBumped: martd.ever_bumped,
+    })), {
+      gid: "string",
+      guid: true,
+      request: true,
+      name: "room one",
+      etag: "string",
+      callback: "function",
+      everBumped: true,
+    });
     // A message through the native door reaches the martd client too.
     await publish(server.url, "room%20one", "from msgbus");
     await page.waitForFunction(() => window.got.length === 2);

@@ -260,6 +260,32 @@ fn is_door_path(path: &str, enable_status: bool) -> bool {
         || (enable_status && path.starts_with("/status"))
 }
 
+/// A path the original answered with `-1 "Missing '/channels' prefix"` and msgbus has no other
+/// meaning for: it names a door format (`.json` / `.jsonp`, what a Simple-Comet client asks
+/// for, say with a wrong base URL), it is not under msgbus's own names (`/msgbus...`), the
+/// native router has nothing there (`/status.json` is its) and no file in the document root has that name. Pages
+/// and assets (`/`, `/favicon.ico`) stay the static server's: the original answered them with
+/// the same JSON, which no browser wants. The doors before this one have had their turn.
+fn is_stray_door_path(raw_path: &str, docroot: Option<&std::path::Path>) -> bool {
+    if !(raw_path.ends_with(".json") || raw_path.ends_with(".jsonp")) {
+        return false;
+    }
+    let Some(path) = crate::http::query::percent_decode(raw_path.as_bytes(), false)
+        .and_then(|p| String::from_utf8(p).ok())
+    else {
+        return false;
+    };
+    if path.starts_with("/msgbus")
+        || !matches!(
+            crate::http::route::route(&path, usize::MAX),
+            Ok(crate::http::route::Resource::Static)
+        )
+    {
+        return false;
+    }
+    docroot.is_none_or(|root| crate::http::static_files::resolve(root, path.as_bytes()).is_err())
+}
+
 impl CometDoor {
     /// Carries out one request once its body (if any) has arrived.
     #[allow(clippy::too_many_arguments)]
@@ -552,7 +578,9 @@ impl Door for CometDoor {
         ctx: &mut Ctx,
     ) -> Option<Option<Next>> {
         let (request, reply) = (req.request, req.reply);
-        if !is_door_path(req.raw_path, self.options.enable_status) {
+        if !is_door_path(req.raw_path, self.options.enable_status)
+            && !is_stray_door_path(req.raw_path, ctx.cfg.docroot.as_deref())
+        {
             return None;
         }
         let who = match session.identify_door_request(req, ctx) {
