@@ -290,14 +290,12 @@ fn shutdown_answers_held_reads() {
 }
 
 /// The original answered every path outside `/channels` (and `/clients`, `/status`) with
-/// `-1 "Missing '/channels' prefix"`, HTTP 200. So does the door, for the paths naming its
-/// formats that msgbus has no other meaning for; native paths and files stay msgbus's.
+/// `-1 "Missing '/channels' prefix"`, HTTP 200. So does the door, without a document root, for
+/// the paths naming its formats that msgbus has no other meaning for; native paths stay
+/// msgbus's, and with a document root every other path is the static server's.
 #[test]
 fn paths_outside_channels_answer_as_the_original() {
-    let root = std::env::temp_dir().join(format!("msgbus-test-comet-{}", std::process::id()));
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("data.json"), "{}\n").unwrap();
-    let server = Server::start(&["--simple-comet", "-d", root.to_str().unwrap()]);
+    let server = Server::start(&["--simple-comet"]);
     let missing = r#"{"return_code": -1, "error_message": "Missing '/channels' prefix"}"#;
     for target in ["/foo.json", "/a/b.jsonp", "/status.jsonp"] {
         let answer = get(&server, target);
@@ -317,8 +315,7 @@ fn paths_outside_channels_answer_as_the_original() {
         body(&get(&server, "/%63hannels.json")),
         r#"{"return_code": -2, "error_message": "No channels"}"#
     );
-    // msgbus's own: a file in the document root, the status, the introspection pages, pages.
-    assert_eq!(body(&get(&server, "/data.json")), "{}\n");
+    // msgbus's own: the status, the introspection pages, other paths.
     for target in [
         "/status.json",
         "/msgbus-status/foo.json",
@@ -327,5 +324,12 @@ fn paths_outside_channels_answer_as_the_original() {
     ] {
         assert!(!get(&server, target).contains("return_code"), "{target}");
     }
+    // With a document root, its files (and its 404s) are the static server's.
+    let root = std::env::temp_dir().join(format!("msgbus-test-comet-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("data.json"), "{}\n").unwrap();
+    let with_files = Server::start(&["--simple-comet", "-d", root.to_str().unwrap()]);
+    assert_eq!(body(&get(&with_files, "/data.json")), "{}\n");
+    assert!(!get(&with_files, "/foo.json").contains("return_code"));
     std::fs::remove_dir_all(&root).unwrap();
 }

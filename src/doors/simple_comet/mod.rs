@@ -263,9 +263,11 @@ fn is_door_path(path: &str, enable_status: bool) -> bool {
 /// A path the original answered with `-1 "Missing '/channels' prefix"` and msgbus has no other
 /// meaning for: it names a door format (`.json` / `.jsonp`, what a Simple-Comet client asks
 /// for, say with a wrong base URL), it is not under msgbus's own names (`/msgbus...`), the
-/// native router has nothing there (`/status.json` is its) and no file in the document root has that name. Pages
-/// and assets (`/`, `/favicon.ico`) stay the static server's: the original answered them with
-/// the same JSON, which no browser wants. The doors before this one have had their turn.
+/// native router has nothing there (`/status.json` is its) and there is no document root (with
+/// one, every other path is the static server's: the session does no I/O, so it cannot ask
+/// whether a file is there). Pages and assets (`/`, `/favicon.ico`) stay the static server's:
+/// the original answered them with the same JSON, which no browser wants. The doors before this
+/// one have had their turn.
 fn is_stray_door_path(raw_path: &str, docroot: Option<&std::path::Path>) -> bool {
     if !(raw_path.ends_with(".json") || raw_path.ends_with(".jsonp")) {
         return false;
@@ -283,7 +285,7 @@ fn is_stray_door_path(raw_path: &str, docroot: Option<&std::path::Path>) -> bool
     {
         return false;
     }
-    docroot.is_none_or(|root| crate::http::static_files::resolve(root, path.as_bytes()).is_err())
+    docroot.is_none()
 }
 
 impl CometDoor {
