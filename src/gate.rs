@@ -525,11 +525,9 @@ fn admit_values(draft: Draft, sender: Option<Box<str>>) -> Result<Publish, Refus
     if !is_clean_line(draft.content_type.as_bytes()) {
         return Err(Refusal::bad_value("content type"));
     }
-    if let Some(event) = draft.event {
-        if event.is_empty() || event.len() > 128 || !is_clean_line(event.as_bytes()) {
-            let why = "event name must be 1 to 128 bytes on one line";
-            return Err(Refusal::new(400, why));
-        }
+    if draft.event.is_some_and(|event| !valid_event_name(event)) {
+        let why = "event name must be 1 to 128 bytes on one line";
+        return Err(Refusal::new(400, why));
     }
     if draft.key.is_some_and(|k| !is_clean_line(k.as_bytes())) {
         return Err(Refusal::bad_value("channel key"));
@@ -547,6 +545,11 @@ fn admit_values(draft: Draft, sender: Option<Box<str>>) -> Result<Publish, Refus
         attributes: draft.attributes,
         preset: draft.preset,
     })
+}
+
+/// Whether `name` can follow SSE's `event:` (one short line).
+pub fn valid_event_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && is_clean_line(name.as_bytes())
 }
 
 /// Whether `value` may stand in a header-like line: no CR, LF or NUL.

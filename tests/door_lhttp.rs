@@ -7,7 +7,6 @@ use std::io::Write;
 use std::net::TcpStream;
 
 use common::*;
-use msgbus::transport::websocket::{encode_client_frame, Opcode};
 
 const SWITCHED: &str = "HTTP/1.1 101 Switching Protocols\r\nServer: msgbus\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
 
@@ -16,33 +15,12 @@ fn open(server: &Server, path: &str) -> TcpStream {
     subscribe(server, &request, SWITCHED)
 }
 
-fn send(ws: &mut TcpStream, message: &str) {
-    ws.write_all(&encode_client_frame(
-        Opcode::Text,
-        true,
-        message.as_bytes(),
-        [9, 8, 7, 6],
-    ))
-    .unwrap();
-}
-
-/// The next text frame's payload (the tests' frames are short).
-fn receive(ws: &mut TcpStream) -> String {
-    let head = read_exact(ws, 2);
-    assert_eq!(head[0], 0x81, "a text frame");
-    let len = match head[1] {
-        126 => usize::from(u16::from_be_bytes(read_exact(ws, 2).try_into().unwrap())),
-        n => usize::from(n),
-    };
-    String::from_utf8(read_exact(ws, len)).unwrap()
-}
-
 #[test]
 fn lhttp_clients_meet_each_other_and_the_native_doors() {
     let server = Server::start(&["--lhttp"]);
     let mut alice = open(&server, "/");
     let mut bob = open(&server, "/echo");
-    send(&mut alice, "LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n");
+    send_text(&mut alice, "LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n");
     // Bob's publish reaches Alice as lhttp re-serialized it, and a native subscriber as a body.
     let mut native = subscribe(
         &server,
@@ -50,12 +28,12 @@ fn lhttp_clients_meet_each_other_and_the_native_doors() {
         "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n",
     );
     server.wait_for_counter("subscribers", |n| n >= 2, "alice never subscribed");
-    send(
+    send_text(
         &mut bob,
         "LHTTP/1.0 chat\r\npublish:room\r\ncontent-type:text/plain\r\n\r\nhello",
     );
     assert_eq!(
-        receive(&mut alice),
+        receive_text(&mut alice),
         "LHTTP/1.0 chat\r\npublish:room\r\ncontent-type:text/plain\r\n\r\nhello"
     );
     let event = String::from_utf8(read_until(&mut native, b"\n\n")).unwrap();
@@ -63,7 +41,7 @@ fn lhttp_clients_meet_each_other_and_the_native_doors() {
     // A native publish reaches Alice as an lhttp message.
     server.publish("room", "text/plain", b"native");
     assert_eq!(
-        receive(&mut alice),
+        receive_text(&mut alice),
         "LHTTP/1.0 publish\r\npublish:room\r\ncontent-type:text/plain\r\n\r\nnative"
     );
     // POST /publish: the body verbatim to the channel's lhttp subscribers; 200, empty.
@@ -77,29 +55,29 @@ fn lhttp_clients_meet_each_other_and_the_native_doors() {
         "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     assert_eq!(
-        receive(&mut alice),
+        receive_text(&mut alice),
         "LHTTP/1.0 x\r\npublish:room\r\n\r\nvia http"
     );
     // Refusals are said, not swallowed; unsubscribe ends delivery.
-    send(&mut bob, "garbage");
-    assert!(receive(&mut bob).starts_with("LHTTP/1.0 error\r\nerror:"));
-    send(
+    send_text(&mut bob, "garbage");
+    assert!(receive_text(&mut bob).starts_with("LHTTP/1.0 error\r\nerror:"));
+    send_text(
         &mut bob,
         "LHTTP/1.0 go\r\nupstream:POST http://127.0.0.1:9/x\r\n\r\nbody",
     );
     assert_eq!(
-        receive(&mut bob),
+        receive_text(&mut bob),
         "LHTTP/1.0 error\r\nerror:upstream forwarding is not enabled on this server\r\n\r\n"
     );
-    send(&mut alice, "LHTTP/1.0 chat\r\nunsubscribe:room\r\n\r\n");
+    send_text(&mut alice, "LHTTP/1.0 chat\r\nunsubscribe:room\r\n\r\n");
     server.wait_for_counter("subscribers", |n| n <= 1, "alice never unsubscribed");
     // What reaches her next is from a channel she joins afterwards, not the one she left.
-    send(&mut alice, "LHTTP/1.0 chat\r\nsubscribe:other\r\n\r\n");
+    send_text(&mut alice, "LHTTP/1.0 chat\r\nsubscribe:other\r\n\r\n");
     server.wait_for_counter("subscribers", |n| n >= 2, "alice never joined other");
     server.publish("room", "text/plain", b"after");
     server.publish("other", "text/plain", b"marker");
     assert_eq!(
-        receive(&mut alice),
+        receive_text(&mut alice),
         "LHTTP/1.0 publish\r\npublish:other\r\ncontent-type:text/plain\r\n\r\nmarker"
     );
 }
@@ -160,7 +138,7 @@ fn upstream_calls_reach_allowed_urls_only() {
         "1",
     ]);
     let mut ws = open(&server, "/");
-    send(
+    send_text(
         &mut ws,
         &format!(
             "LHTTP/1.0 store\r\nupstream:POST http://127.0.0.1:{port}/api/items?x=1\r\nx-user:7\r\n\r\nhello"
@@ -181,7 +159,7 @@ fn upstream_calls_reach_allowed_urls_only() {
         1,
     );
     // GET sends no body.
-    send(
+    send_text(
         &mut ws,
         &format!("LHTTP/1.0 q\r\nupstream:GET http://127.0.0.1:{port}/api\r\n\r\nignored"),
     );
@@ -190,12 +168,12 @@ fn upstream_calls_reach_allowed_urls_only() {
     assert!(request.starts_with("GET /api HTTP/1.1\r\n"), "{request}");
     assert!(request.ends_with("Connection: close\r\n\r\n"), "{request}");
     // While it runs, the queue (of one) is full.
-    send(
+    send_text(
         &mut ws,
         &format!("LHTTP/1.0 q\r\nupstream:GET http://127.0.0.1:{port}/api\r\n\r\n"),
     );
     assert_eq!(
-        receive(&mut ws),
+        receive_text(&mut ws),
         "LHTTP/1.0 error\r\nerror:too many upstream calls waiting; try again later\r\n\r\n"
     );
     // A backend that never answers: the call is given up at the timeout.
@@ -224,12 +202,12 @@ fn upstream_calls_reach_allowed_urls_only() {
             "bad upstream URL: only http:// URLs are supported",
         ),
     ] {
-        send(
+        send_text(
             &mut ws,
             &format!("LHTTP/1.0 go\r\nupstream:{value}\r\n\r\nb"),
         );
         assert_eq!(
-            receive(&mut ws),
+            receive_text(&mut ws),
             format!("LHTTP/1.0 error\r\nerror:{why}\r\n\r\n"),
             "{value}"
         );
@@ -254,13 +232,13 @@ fn upstream_calls_beyond_the_connection_limit_wait_their_turn() {
     // One call from each of three sockets (each connection's share is half the limit).
     let mut sockets: Vec<TcpStream> = (0..3).map(|_| open(&server, "/")).collect();
     for (n, ws) in (1..=3).zip(sockets.iter_mut()) {
-        send(
+        send_text(
             ws,
             &format!("LHTTP/1.0 q\r\nupstream:GET http://127.0.0.1:{port}/api/{n}\r\n\r\n"),
         );
         // A frame with a reply of its own: once it comes, the server has handled the call.
-        send(ws, "garbage");
-        assert!(receive(ws).starts_with("LHTTP/1.0 error\r\n"));
+        send_text(ws, "garbage");
+        assert!(receive_text(ws).starts_with("LHTTP/1.0 error\r\n"));
     }
     let mut first = accept_call(&backend);
     let mut second = accept_call(&backend);

@@ -9,7 +9,6 @@ use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 
 use common::*;
-use msgbus::transport::websocket::{encode_client_frame, Opcode};
 
 const SWITCHED: &str = "HTTP/1.1 101 Switching Protocols\r\nServer: msgbus\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
 
@@ -22,27 +21,6 @@ fn open(server: &Server) -> TcpStream {
     subscribe(server, &handshake("GET", "/", None), SWITCHED)
 }
 
-fn send(ws: &mut TcpStream, message: &str) {
-    ws.write_all(&encode_client_frame(
-        Opcode::Text,
-        true,
-        message.as_bytes(),
-        [9, 8, 7, 6],
-    ))
-    .unwrap();
-}
-
-/// The next text frame's payload (the tests' frames are short).
-fn receive(ws: &mut TcpStream) -> String {
-    let head = read_exact(ws, 2);
-    assert_eq!(head[0], 0x81, "a text frame");
-    let len = match head[1] {
-        126 => usize::from(u16::from_be_bytes(read_exact(ws, 2).try_into().unwrap())),
-        n => usize::from(n),
-    };
-    String::from_utf8(read_exact(ws, len)).unwrap()
-}
-
 fn error_frame(why: &str) -> String {
     format!("LHTTP/1.0 error\r\nerror:{why}\r\n\r\n")
 }
@@ -50,11 +28,11 @@ fn error_frame(why: &str) -> String {
 /// Sends one upstream call and the frame `garbage` after it: the first frame back says what
 /// became of the call (an error), or, if the call was taken, is the answer to `garbage`.
 fn call(ws: &mut TcpStream, value: &str) -> String {
-    send(ws, &format!("LHTTP/1.0 go\r\nupstream:{value}\r\n\r\nbody"));
-    send(ws, "garbage");
-    let first = receive(ws);
+    send_text(ws, &format!("LHTTP/1.0 go\r\nupstream:{value}\r\n\r\nbody"));
+    send_text(ws, "garbage");
+    let first = receive_text(ws);
     if first.contains("upstream") {
-        let garbage = receive(ws);
+        let garbage = receive_text(ws);
         assert!(garbage.starts_with("LHTTP/1.0 error\r\n"), "{garbage}");
     }
     first

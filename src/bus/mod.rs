@@ -667,44 +667,38 @@ impl Bus {
     /// ids after `after`, oldest first, and whether any are already gone. A cursor of 0 means
     /// "from the start": it has missed only what was dropped.
     pub fn replay(&mut self, topic: &gate::Topic, after: u64, now: Instant) -> Replay {
-        let (name, subtree) = (topic.name(), topic.is_subtree());
+        let name = topic.name();
+        // The channels it reads: one, or those under the prefix, found in the sorted index of
+        // public names (O(log n) and the matches, not a walk of every channel).
+        let indices: Vec<usize> = if topic.is_subtree() {
+            use std::ops::Bound;
+            self.names
+                .range::<str, _>((Bound::Included(name), Bound::Unbounded))
+                .take_while(|n| n.starts_with(name))
+                .filter_map(|n| self.by_name.get(n).copied())
+                .collect()
+        } else {
+            self.by_name.get(name).copied().into_iter().collect()
+        };
         let mut replay = Replay::default();
         let mut forgotten_upto = 0;
         let mut oldest_retained = None::<u64>;
-        let mut left = Left::default();
-        let mut visit =
-            |channel: &mut Channel, retained: &mut usize, retained_bytes: &mut usize| {
-                let (len, bytes) = (channel.history.len(), channel.bytes);
-                let gone = channel.expire(now);
-                left.expired += gone.expired;
-                left.displaced += gone.displaced;
-                *retained -= len - channel.history.len();
-                *retained_bytes -= bytes - channel.bytes;
-                forgotten_upto = forgotten_upto.max(channel.forgotten_upto);
-                if let Some(front) = channel.history.front() {
-                    let id = front.msg.id;
-                    oldest_retained = Some(oldest_retained.map_or(id, |o| o.min(id)));
-                }
-                let start = channel.history.partition_point(|r| r.msg.id <= after);
-                replay
-                    .messages
-                    .extend(channel.history.range(start..).map(|r| r.msg.clone()));
-            };
-        if subtree {
-            for (_, channel) in self.channels.iter_mut() {
-                if channel.name.starts_with(name) && !gate::is_private(&channel.name) {
-                    visit(channel, &mut self.retained, &mut self.retained_bytes);
-                }
+        for index in indices {
+            self.expire_in(index, now);
+            let channel = &self.channels[index];
+            forgotten_upto = forgotten_upto.max(channel.forgotten_upto);
+            if let Some(front) = channel.history.front() {
+                let id = front.msg.id;
+                oldest_retained = Some(oldest_retained.map_or(id, |o| o.min(id)));
             }
-            replay.messages.sort_by_key(|m| m.id);
-        } else if let Some(&index) = self.by_name.get(name) {
-            visit(
-                &mut self.channels[index],
-                &mut self.retained,
-                &mut self.retained_bytes,
-            );
+            let start = channel.history.partition_point(|r| r.msg.id <= after);
+            replay
+                .messages
+                .extend(channel.history.range(start..).map(|r| r.msg.clone()));
         }
-        self.count_left(left);
+        if topic.is_subtree() {
+            replay.messages.sort_by_key(|m| m.id);
+        }
         // Before this process started nothing is known, so a cursor from then may have missed
         // messages; otherwise only if something after the cursor has been forgotten.
         let unknown_before = self.gap_upto.max(self.first_id.saturating_sub(1));

@@ -65,6 +65,27 @@ pub struct Ctx<'a> {
     pub upstream: Option<&'a mut crate::upstream::Upstream>,
 }
 
+/// An answer with its status, headers, `Content-Length` and body, as the doors write theirs. A
+/// HEAD answer has no body, whichever door writes it: one would desync keep-alive.
+pub fn framed<'h>(
+    reply: Reply,
+    code: u16,
+    headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut head = Head::new(reply.minor_version, Status::from_code(code));
+    for (name, value) in headers {
+        head = head.header(name, value);
+    }
+    let mut out = head
+        .header("Content-Length", body.len())
+        .finish(reply.minor_version, reply.keep_alive);
+    if !reply.head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
 /// What a publish the reactor carried out came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -1081,18 +1102,7 @@ impl Conn {
         headers: impl IntoIterator<Item = (&'h str, &'h str)>,
         body: &[u8],
     ) -> Option<Next> {
-        let mut head = Head::new(reply.minor_version, Status::from_code(code));
-        for (name, value) in headers {
-            head = head.header(name, value);
-        }
-        let mut out = head
-            .header("Content-Length", body.len())
-            .finish(reply.minor_version, reply.keep_alive);
-        // A HEAD answer has no body, whichever door writes it: one would desync keep-alive.
-        if !reply.head_only {
-            out.extend_from_slice(body);
-        }
-        self.answer(out, reply.keep_alive);
+        self.answer(framed(reply, code, headers, body), reply.keep_alive);
         None
     }
 
@@ -1294,17 +1304,7 @@ impl Conn {
             return Ok(()); // ended (a goodbye is queued): nothing more belongs on this stream
         };
         let droppable = matches!(stream, Stream::Multipart { .. });
-        if matches!(stream, Stream::Door(_)) {
-            // A door's stream is never thinned: over the limit its client goes, and resumes.
-            let queued = self.outq.queued_bytes();
-            if queued > 0 && queued + frame.len() > cfg.max_queue {
-                return Err(Reason::SlowSubscriber);
-            }
-            self.last_delivered = id;
-            stats.delivered += 1;
-            self.on_hold(|hold, out| hold.on_message(frame, id, out));
-            return Ok(());
-        }
+        let door = matches!(stream, Stream::Door(_));
         self.last_delivered = id;
         if let Some(poll) = self.take_poll() {
             stats.delivered += 1;
@@ -1340,8 +1340,13 @@ impl Conn {
                 return Ok(());
             }
         }
-        self.outq.push_frame(frame);
         stats.delivered += 1;
+        if door {
+            // The door's hold says what the message writes (a held read's whole answer).
+            self.on_hold(|hold, out| hold.on_message(frame, id, out));
+            return Ok(());
+        }
+        self.outq.push_frame(frame);
         Ok(())
     }
 

@@ -86,10 +86,8 @@ fn split_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Whether `name` can follow `event:` (one short line).
-pub fn valid_event_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 128 && !name.contains(['\r', '\n', '\0'])
-}
+/// Whether `name` can follow `event:` (one short line): the gate's rule for every event name.
+pub use crate::gate::valid_event_name;
 
 #[cfg(test)]
 mod tests {

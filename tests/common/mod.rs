@@ -497,3 +497,21 @@ pub fn esb_credentials(key: &str, secret: &str) -> String {
     let token: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     format!("key={key}&token={token}&timestamp={timestamp}")
 }
+
+/// Sends one masked WebSocket text frame.
+pub fn send_text(ws: &mut TcpStream, message: &str) {
+    use msgbus::transport::websocket::{encode_client_frame, Opcode};
+    let frame = encode_client_frame(Opcode::Text, true, message.as_bytes(), [9, 8, 7, 6]);
+    ws.write_all(&frame).unwrap();
+}
+
+/// The next WebSocket text frame's payload (the tests' frames are short).
+pub fn receive_text(ws: &mut TcpStream) -> String {
+    let head = read_exact(ws, 2);
+    assert_eq!(head[0], 0x81, "a text frame");
+    let len = match head[1] {
+        126 => usize::from(u16::from_be_bytes(read_exact(ws, 2).try_into().unwrap())),
+        n => usize::from(n),
+    };
+    String::from_utf8(read_exact(ws, len)).unwrap()
+}

@@ -432,16 +432,5 @@ impl Hold for EventStream {
 /// (none for HEAD, whose Content-Length still says what GET would have had).
 fn answer_door(session: &mut Conn, reply: Reply, answer: &esb::Reply) -> Option<Next> {
     let content_type = answer.content_type.map(|value| ("Content-Type", value));
-    if !reply.head_only {
-        return session.answer_framed(reply, answer.status, content_type, &answer.body);
-    }
-    let mut head = Head::new(reply.minor_version, Status::from_code(answer.status));
-    if let Some((name, value)) = content_type {
-        head = head.header(name, value);
-    }
-    let head = head
-        .header("Content-Length", answer.body.len())
-        .finish(reply.minor_version, reply.keep_alive);
-    session.answer(head, reply.keep_alive);
-    None
+    session.answer_framed(reply, answer.status, content_type, &answer.body)
 }

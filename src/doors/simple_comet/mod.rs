@@ -762,20 +762,10 @@ impl Hold for CometPoll {
     }
 }
 
-/// One of the codec's replies as HTTP: its status and headers, Content-Length, and its body
-/// (none on HEAD).
+/// One of the codec's replies as HTTP.
 fn framed(reply: Reply, answer: &sc::Reply) -> Vec<u8> {
-    let mut head = Head::new(reply.minor_version, Status::from_code(answer.status));
-    for (name, value) in &answer.headers {
-        head = head.header(name, value);
-    }
-    let mut out = head
-        .header("Content-Length", answer.body.len())
-        .finish(reply.minor_version, reply.keep_alive);
-    if !reply.head_only {
-        out.extend_from_slice(&answer.body);
-    }
-    out
+    let headers = answer.headers.iter().map(|(n, v)| (*n, v.as_str()));
+    crate::conn::framed(reply, answer.status, headers, &answer.body)
 }
 
 fn send(session: &mut Conn, reply: Reply, answer: &sc::Reply) -> Option<Next> {
