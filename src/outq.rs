@@ -9,6 +9,9 @@ use std::rc::Rc;
 /// Slices handed to one `writev`: enough to empty a backlog in one call, few enough to build on
 /// the stack (Linux's IOV_MAX is 1024).
 pub const IOVECS_PER_WRITE: usize = 128;
+/// Slices of the small gather used when few chunks are queued, the usual case of one message at
+/// a time: filling all `IOVECS_PER_WRITE` empty slices first cost more than the rest of a flush.
+const FEW_IOVECS: usize = 4;
 /// Queue slots an idle connection keeps (40 bytes each).
 const KEPT_CHUNKS: usize = 4;
 
@@ -173,13 +176,12 @@ impl OutQueue {
             if total >= cap {
                 return Ok((Flushed::Capped, total));
             }
-            let mut iov = [IoSlice::new(&[]); IOVECS_PER_WRITE];
-            let mut n = 0;
-            for chunk in self.chunks.iter().take(IOVECS_PER_WRITE) {
-                iov[n] = IoSlice::new(chunk.unsent());
-                n += 1;
-            }
-            match write(&iov[..n]) {
+            let wrote = if self.chunks.len() <= FEW_IOVECS {
+                self.gather_and_write::<FEW_IOVECS, W>(&mut write)
+            } else {
+                self.gather_and_write::<IOVECS_PER_WRITE, W>(&mut write)
+            };
+            match wrote {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n_written) => {
                     total += n_written;
@@ -193,6 +195,20 @@ impl OutQueue {
             }
         }
         Ok((Flushed::Drained, total))
+    }
+
+    /// One `write` of up to `N` chunks from the front, gathered on the stack.
+    fn gather_and_write<const N: usize, W>(&self, write: &mut W) -> io::Result<usize>
+    where
+        W: FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    {
+        let mut iov = [IoSlice::new(&[]); N];
+        let mut n = 0;
+        for chunk in self.chunks.iter().take(N) {
+            iov[n] = IoSlice::new(chunk.unsent());
+            n += 1;
+        }
+        write(&iov[..n])
     }
 
     fn advance(&mut self, mut written: usize, observe: &mut impl FnMut(u64)) {
@@ -277,6 +293,20 @@ mod tests {
         assert_eq!(sink.out, b"head|abbccc");
         assert_eq!(sink.calls, 1);
         assert_eq!(q.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_backlog_past_the_small_gather_still_goes_in_one_writev() {
+        let mut q = OutQueue::new();
+        let frames: Vec<String> = (0..FEW_IOVECS * 3).map(|i| format!("<{i}>")).collect();
+        for f in &frames {
+            q.push_frame(frame(f));
+        }
+        let mut sink = Sink::new(usize::MAX, usize::MAX);
+        let r = q.flush(1 << 20, |iov| sink.writev(iov)).unwrap();
+        assert_eq!(r.0, Flushed::Drained);
+        assert_eq!(sink.out, frames.concat().as_bytes());
+        assert_eq!(sink.calls, 1);
     }
 
     #[test]
