@@ -1607,4 +1607,52 @@ mod tests {
             assert!(!valid_origin(bad), "{bad}");
         }
     }
+
+    #[test]
+    fn lhttp_processors_and_the_broker_origin() {
+        let cfg = serve(&[
+            "--lhttp",
+            "--lhttp-upstream",
+            "http://127.0.0.1:8080/lhttp",
+            "--lhttp-processor",
+            "chat=http://127.0.0.1:8080/lhttp/chat",
+            "--lhttp-processor",
+            "auth=http://127.0.0.1:8080/lhttp?x=1",
+            "--esb-origin",
+            "https://push.example.com/",
+        ])
+        .unwrap();
+        let commands: Vec<&str> = cfg
+            .lhttp_processors
+            .iter()
+            .map(|p| p.command.as_str())
+            .collect();
+        assert_eq!(commands, ["chat", "auth"]);
+        assert_eq!(cfg.esb_origin.as_deref(), Some("https://push.example.com"));
+        for (args, why) in [
+            (
+                &[
+                    "--lhttp-processor",
+                    "chat=http://h/",
+                    "--lhttp-processor",
+                    "chat=http://h/x",
+                ][..],
+                "this command already has a processor",
+            ),
+            (
+                &["--esb-origin", "https://h/path"][..],
+                "expected an origin",
+            ),
+        ] {
+            let err = serve(args).expect_err("should fail").to_string();
+            assert!(err.contains(why), "{args:?}: {err}");
+        }
+        // Processors and the origin change on reload; the allow-list needs a restart.
+        let mut new = cfg.clone();
+        new.lhttp_processors.pop();
+        new.esb_origin = None;
+        let changes = Changes::between(&cfg, &mut new);
+        assert_eq!(changes.live, ["esb-origin", "lhttp-processor"]);
+        assert!(changes.fixed.is_empty());
+    }
 }
