@@ -133,6 +133,9 @@ pub struct Config {
     pub reuse_port: bool,
     /// Opens the eventsource-broker door, with its users (`key:secret` lines).
     pub esb_users: Option<PathBuf>,
+    /// The broker's origin written into its `/es.js` (the original's `ORIGIN`); None: the
+    /// script takes the origin it was loaded from.
+    pub esb_origin: Option<String>,
     /// Opens the martd door (`/pub`, `/sub`).
     pub martd: bool,
     /// Opens the Simple-Comet door (`/channels...`, `/clients...`).
@@ -143,6 +146,8 @@ pub struct Config {
     pub lhttp: bool,
     /// Where lhttp's `upstream:` calls may go, and their limits.
     pub upstream: crate::upstream::UpstreamOptions,
+    /// lhttp commands whose messages an HTTP endpoint answers (`--lhttp-processor`).
+    pub lhttp_processors: Vec<LhttpProcessor>,
     /// A connection with queued output that makes no write progress for this long is closed.
     pub write_timeout: Duration,
     /// The plain listener is the default one, asked for by nobody: a socket handed over by
@@ -152,6 +157,14 @@ pub struct Config {
     /// make it again.
     pub config_file: Option<PathBuf>,
     pub command_line: Vec<Setting>,
+}
+
+/// An lhttp processor: messages with this command go to this URL, and its answer back to the
+/// client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LhttpProcessor {
+    pub command: String,
+    pub url: String,
 }
 
 /// Simple-Comet-Server's settings, with its defaults.
@@ -306,11 +319,13 @@ impl Default for Config {
             node_name: None,
             reuse_port: false,
             esb_users: None,
+            esb_origin: None,
             martd: false,
             simple_comet: false,
             comet: CometOptions::default(),
             lhttp: false,
             upstream: crate::upstream::UpstreamOptions::default(),
+            lhttp_processors: Vec::new(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             implicit_listen: false,
             config_file: None,
@@ -457,6 +472,8 @@ Options:
   --reuse-port            let several msgbus processes listen on the same port (SO_REUSEPORT)
   --esb-users FILE        open the eventsource-broker door (/eventsource, /socket, /event);
                           FILE has one key:secret per line
+  --esb-origin ORIGIN     the broker's origin written into its /es.js (default: the origin
+                          the script was loaded from)
   --martd                 open the martd door (/pub, /sub)
   --simple-comet          open the Simple-Comet door (/channels.json, /clients.json, ...);
                           its own settings keep the original's names:
@@ -474,6 +491,9 @@ Options:
   --upstream-timeout SECS an upstream call is given up after this (default: 10)
   --upstream-connections N  upstream calls running at once (default: 16)
   --upstream-queue N      upstream calls waiting or running; more are refused (default: 256)
+  --lhttp-processor COMMAND=URL
+                          lhttp messages with COMMAND are POSTed to URL (under an
+                          --lhttp-upstream prefix) and its answer sent back; repeat for more
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   --write-timeout SECS    close a connection that takes none of its queued output for this
                           long (default: 60)
@@ -554,7 +574,7 @@ impl Config {
 
     /// The configuration from `file` (when given) and then `command_line`, which overrides it:
     /// a single-valued option given in both takes the command line's value, and a repeatable
-    /// one (`listen`, `tls-listen`, `nats`, `lhttp-upstream`, `verbose`) given on the command
+    /// one (`listen`, `tls-listen`, `nats`, `lhttp-upstream`, `lhttp-processor`, `verbose`) given on the command
     /// line replaces all of the file's.
     pub fn load(file: Option<PathBuf>, command_line: Vec<Setting>) -> Result<Config, ConfigError> {
         let mut settings = match &file {
@@ -644,11 +664,13 @@ impl Changes {
             node_name: _,
             reuse_port: _,
             esb_users: _,
+            esb_origin: _,
             martd: _,
             simple_comet: _,
             comet: _,
             lhttp: _,
             upstream: _,
+            lhttp_processors: _,
             write_timeout: _,
             implicit_listen: _,
             config_file: _,
@@ -750,6 +772,8 @@ impl Changes {
             write_timeout => "write-timeout",
             access_log => "access-log",
             esb_users => "esb-users",
+            esb_origin => "esb-origin",
+            lhttp_processors => "lhttp-processor",
             comet.http_timeout => "http-timeout",
             comet.session_timeout => "session-timeout",
             comet.inactive_channel_timeout => "inactive-channel-timeout",
@@ -882,6 +906,7 @@ const OPTIONS: &[Spec] = &[
     value("node-name"),
     flag("reuse-port"),
     value("esb-users"),
+    value("esb-origin"),
     flag("martd"),
     flag("simple-comet"),
     value("http-timeout"),
@@ -895,6 +920,7 @@ const OPTIONS: &[Spec] = &[
     value("upstream-timeout"),
     value("upstream-connections"),
     value("upstream-queue"),
+    values("lhttp-processor"),
     value("write-timeout"),
 ];
 
@@ -1086,6 +1112,17 @@ impl Builder {
             "node-name" => cfg.node_name = Some(text()),
             "reuse-port" => cfg.reuse_port = switch(flag, value)?,
             "esb-users" => cfg.esb_users = Some(PathBuf::from(text())),
+            "esb-origin" => {
+                let value = text().trim_end_matches('/').to_string();
+                if !valid_origin(&value) {
+                    return Err(ConfigError::BadValue {
+                        flag,
+                        value,
+                        why: "expected an origin such as https://push.example.com:8443",
+                    });
+                }
+                cfg.esb_origin = Some(value);
+            }
             "martd" => cfg.martd = switch(flag, value)?,
             "simple-comet" => cfg.simple_comet = switch(flag, value)?,
             "http-timeout" => cfg.comet.http_timeout = seconds(flag, text())?,
@@ -1103,6 +1140,26 @@ impl Builder {
             "upstream-timeout" => cfg.upstream.timeout = seconds(flag, text())?,
             "upstream-connections" => cfg.upstream.connections = positive(flag, text())?,
             "upstream-queue" => cfg.upstream.queue = positive(flag, text())?,
+            "lhttp-processor" => {
+                let value = text();
+                let processor = parse_processor(&value).map_err(|why| ConfigError::BadValue {
+                    flag,
+                    value: value.clone(),
+                    why,
+                })?;
+                if cfg
+                    .lhttp_processors
+                    .iter()
+                    .any(|p| p.command == processor.command)
+                {
+                    return Err(ConfigError::BadValue {
+                        flag,
+                        value,
+                        why: "this command already has a processor",
+                    });
+                }
+                cfg.lhttp_processors.push(processor);
+            }
             "write-timeout" => cfg.write_timeout = seconds(flag, text())?,
             _ => return Err(ConfigError::Usage(format!("unknown option {name:?}"))),
         }
@@ -1147,6 +1204,7 @@ impl Builder {
         for address in addresses {
             cfg.listen.push(socket_addr("listen", &address, port)?);
         }
+        check_processors(&cfg)?;
         if let Some(dir) = cfg.docroot.take() {
             // Canonical once, so that every static lookup can compare prefixes component-wise.
             let canonical = dir
@@ -1160,6 +1218,80 @@ impl Builder {
         }
         Ok(cfg)
     }
+}
+
+/// Whether `text` is an origin `--esb-origin` takes: `http://` or `https://`, a host (name,
+/// IPv4 or bracketed IPv6 address) and an optional port, nothing after.
+fn valid_origin(text: &str) -> bool {
+    let Some(rest) = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') && !port.contains(']') => (host, Some(port)),
+        _ => (rest, None),
+    };
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok
+}
+
+/// `COMMAND=URL`: the command an lhttp token (it is matched exactly against messages' commands
+/// and sent in a header), the URL one the upstream client can call.
+fn parse_processor(text: &str) -> Result<LhttpProcessor, &'static str> {
+    let (command, url) = text
+        .split_once('=')
+        .ok_or("expected COMMAND=URL, such as chat=http://127.0.0.1:8080/chat")?;
+    if !crate::upstream::request::is_token(command.as_bytes()) {
+        return Err("the command must be a token (letters, digits, - _ . and the like)");
+    }
+    crate::upstream::request::HttpUrl::parse(url)
+        .map_err(|_| "expected an http:// URL after COMMAND=")?;
+    Ok(LhttpProcessor {
+        command: command.to_string(),
+        url: url.to_string(),
+    })
+}
+
+/// A processor is called through the upstream client, so only where `--lhttp-upstream`
+/// allows, and only with the lhttp door open.
+fn check_processors(cfg: &Config) -> Result<(), ConfigError> {
+    use crate::upstream::request::HttpUrl;
+    let Some(first) = cfg.lhttp_processors.first() else {
+        return Ok(());
+    };
+    if !cfg.lhttp {
+        return Err(ConfigError::Usage(format!(
+            "--lhttp-processor {}={} needs --lhttp",
+            first.command, first.url
+        )));
+    }
+    let allowed: Vec<HttpUrl> = cfg
+        .upstream
+        .allow
+        .iter()
+        .filter_map(|prefix| HttpUrl::parse(prefix).ok())
+        .collect();
+    for processor in &cfg.lhttp_processors {
+        let under = HttpUrl::parse(&processor.url)
+            .is_ok_and(|url| allowed.iter().any(|prefix| url.is_under(prefix)));
+        if !under {
+            return Err(ConfigError::Usage(format!(
+                "--lhttp-processor {}={}: the URL is not under any --lhttp-upstream prefix",
+                processor.command, processor.url
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn string(parser: &mut lexopt::Parser) -> Result<String, ConfigError> {
@@ -1447,5 +1579,80 @@ mod tests {
             (vec!["trusted-proxy"], vec!["proxy-protocol"])
         );
         assert!(!new.proxy_protocol);
+    }
+
+    #[test]
+    fn origins() {
+        for good in [
+            "http://127.0.0.1",
+            "https://push.example.com:8443",
+            "http://[::1]:8080",
+            "http://localhost",
+        ] {
+            assert!(valid_origin(good), "{good}");
+        }
+        for bad in [
+            "",
+            "127.0.0.1",
+            "ftp://h",
+            "http://",
+            "http://h/",
+            "http://h/path",
+            "http://h:0",
+            "http://h:x",
+            "http://h\"",
+            "http://[nope]",
+            "http://u@h",
+        ] {
+            assert!(!valid_origin(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lhttp_processors_and_the_broker_origin() {
+        let cfg = serve(&[
+            "--lhttp",
+            "--lhttp-upstream",
+            "http://127.0.0.1:8080/lhttp",
+            "--lhttp-processor",
+            "chat=http://127.0.0.1:8080/lhttp/chat",
+            "--lhttp-processor",
+            "auth=http://127.0.0.1:8080/lhttp?x=1",
+            "--esb-origin",
+            "https://push.example.com/",
+        ])
+        .unwrap();
+        let commands: Vec<&str> = cfg
+            .lhttp_processors
+            .iter()
+            .map(|p| p.command.as_str())
+            .collect();
+        assert_eq!(commands, ["chat", "auth"]);
+        assert_eq!(cfg.esb_origin.as_deref(), Some("https://push.example.com"));
+        for (args, why) in [
+            (
+                &[
+                    "--lhttp-processor",
+                    "chat=http://h/",
+                    "--lhttp-processor",
+                    "chat=http://h/x",
+                ][..],
+                "this command already has a processor",
+            ),
+            (
+                &["--esb-origin", "https://h/path"][..],
+                "expected an origin",
+            ),
+        ] {
+            let err = serve(args).expect_err("should fail").to_string();
+            assert!(err.contains(why), "{args:?}: {err}");
+        }
+        // Processors and the origin change on reload; the allow-list needs a restart.
+        let mut new = cfg.clone();
+        new.lhttp_processors.pop();
+        new.esb_origin = None;
+        let changes = Changes::between(&cfg, &mut new);
+        assert_eq!(changes.live, ["esb-origin", "lhttp-processor"]);
+        assert!(changes.fixed.is_empty());
     }
 }

@@ -307,6 +307,7 @@ impl Server {
                     Token(UPSTREAM_TOKEN_TOP - slot)
                 });
             }
+            self.deliver_upstream_answers();
             self.flush_pending();
             if let Some(deadline) = self.shutdown_deadline {
                 self.reap_finished();
@@ -1126,6 +1127,26 @@ impl Server {
         }
     }
 
+    /// Answers of outbound calls made for a connection (lhttp processors) are queued on it, if
+    /// it is still the WebSocket that asked (a closed one's calls were dropped with it).
+    fn deliver_upstream_answers(&mut self) {
+        let Some(upstream) = self.upstream.as_mut() else {
+            return;
+        };
+        for delivery in upstream.take_deliveries() {
+            let key = delivery.owner;
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.closing || conn.transport() != Transport::WebSocket {
+                continue;
+            }
+            conn.outq.push_own(delivery.bytes);
+            schedule_flush(&mut self.flush_list, conn, key);
+            self.rearm(key);
+        }
+    }
+
     fn close_deferred(&mut self) {
         for (key, reason) in std::mem::take(&mut self.close_list) {
             let Some(mut conn) = self.conns.try_remove(key) else {
@@ -1138,6 +1159,9 @@ impl Server {
             }
             for id in conn.take_subscriptions() {
                 self.bus.unsubscribe(id, self.now);
+            }
+            if let Some(upstream) = self.upstream.as_mut() {
+                upstream.forget_owner(key, self.poll.registry());
             }
             if let Some(mut io) = self.io.get_mut(key).and_then(Option::take) {
                 let _ = self.poll.registry().deregister(io.sock.source());

@@ -266,3 +266,77 @@ fn iframe_and_script_transports_are_not_implemented() {
     }
     let _ = std::fs::remove_file(users);
 }
+
+/// The browser client's files as es.js users fetch them: `/es.js` with the broker's origin where
+/// the original's template had `$origin$`, the iframe page and its script, and the same under
+/// `/static/`. GET and HEAD only; other paths stay the native server's.
+#[test]
+fn the_browser_client_is_served_as_the_original_served_it() {
+    let users = std::env::temp_dir().join(format!("msgbus-esb-users-js-{}", std::process::id()));
+    std::fs::write(&users, "k1:s3cret\n").unwrap();
+    let users_arg = users.display().to_string();
+    let server = Server::start(&[
+        "--esb-users",
+        &users_arg,
+        "--esb-origin",
+        "https://push.example.com:8443/",
+    ]);
+    let get = |target: &str| {
+        server.exchange(
+            format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    };
+    let head = |content_type: &str, body: &str| {
+        format!(
+            "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+    };
+    let js = "text/javascript; charset=utf-8";
+    let es = get("/es.js");
+    let es_body = body(&es).to_string();
+    assert_eq!(es, format!("{}{es_body}", head(js, &es_body)));
+    assert!(es_body.contains("var configured = \"https://push.example.com:8443\";"));
+    assert!(!es_body.contains("$origin$"));
+    assert!(es_body.contains("window.ESHQ = ESHQ;"));
+    assert_eq!(get("/static/eshq.js"), es);
+
+    // The page es.js opens, with its cache-busting query, and the script it loads.
+    let page = get("/iframe?channel=chat&socket=0c4d&t=1700000000000");
+    let page_body = body(&page).to_string();
+    assert_eq!(
+        page,
+        format!(
+            "{}{page_body}",
+            head("text/html; charset=utf-8", &page_body)
+        )
+    );
+    assert!(page_body.contains("<script src=\"iframe.js\"></script>"));
+    assert_eq!(get("/static/iframe.html"), page);
+    let script = get("/iframe.js");
+    let script_body = body(&script).to_string();
+    assert_eq!(script, format!("{}{script_body}", head(js, &script_body)));
+    assert!(script_body.contains("\"/eventsource?socket=\""));
+    assert_eq!(get("/static/iframe.js"), script);
+
+    let head_only =
+        server.exchange(b"HEAD /es.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(head_only, head(js, &es_body));
+    for target in ["/iframe/", "/static/eventsource.js", "/es.js/x"] {
+        assert!(
+            get(target).starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{target}"
+        );
+    }
+    let _ = std::fs::remove_file(users);
+}
+
+/// Without `--esb-origin`, es.js takes the origin it was loaded from.
+#[test]
+fn es_js_without_an_origin_takes_its_own() {
+    let (server, users) = start("js-origin");
+    let es = server.exchange(b"GET /es.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert!(es.starts_with("HTTP/1.1 200 OK\r\n"), "{es}");
+    assert!(body(&es).contains("var configured = \"\";"));
+    let _ = std::fs::remove_file(users);
+}

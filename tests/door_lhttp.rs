@@ -2,11 +2,13 @@
 //! crossing to and from the native doors.
 
 mod common;
+mod door_lhttp_endpoint;
 
 use std::io::Write;
 use std::net::TcpStream;
 
 use common::*;
+use door_lhttp_endpoint::{chat, ok, Endpoint};
 
 const SWITCHED: &str = "HTTP/1.1 101 Switching Protocols\r\nServer: msgbus\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
 
@@ -259,4 +261,114 @@ fn upstream_calls_beyond_the_connection_limit_wait_their_turn() {
     drop(first);
     let mut third = accept_call(&backend);
     assert!(read_request(&mut third).starts_with("GET /api/3 HTTP/1.1\r\n"));
+}
+
+/// lhttp's own test scenario (websocketClient/test.go against websocketServer/test.go) with its
+/// `chat` processor as an HTTP endpoint (`--lhttp-processor chat=URL`): the chat message is
+/// answered `LHTTP/1.0 auth` with its body, subscribe and publish work beside it, commands
+/// without a processor (`subpub`, `upload`) call nothing.
+#[test]
+fn lhttps_test_scenario_with_a_chat_processor() {
+    let endpoint = Endpoint::start(2, chat);
+    let prefix = endpoint.url("/lhttp");
+    let chat_url = format!("chat={}", endpoint.url("/lhttp/chat"));
+    let server = Server::start(&[
+        "--lhttp",
+        "--lhttp-upstream",
+        &prefix,
+        "--lhttp-processor",
+        &chat_url,
+    ]);
+    let mut ws = open(&server, "/echo");
+    let message_chat = "LHTTP/1.0 chat\r\ncontent-type:json\r\ncontent-length:10\r\n\r\njsonbody";
+    send_text(&mut ws, message_chat);
+    assert_eq!(
+        receive_text(&mut ws),
+        "LHTTP/1.0 auth\r\ncontent-type:image/png\r\n\r\njsonbody"
+    );
+    // The endpoint got the whole message, its command named in a header.
+    let call = endpoint.next_call();
+    let port = endpoint.port;
+    assert_eq!(
+        call.head,
+        format!(
+            "POST /lhttp/chat HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nLhttp-Command: chat\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            message_chat.len()
+        )
+    );
+    assert_eq!(call.body, message_chat.as_bytes());
+
+    // MESSAGE_SUB, MESSAGE_PUB and the multipart upload: no processor, no call.
+    send_text(
+        &mut ws,
+        "LHTTP/1.0 subpub\r\nsubscribe:channel_mike\r\n\r\n",
+    );
+    server.wait_for_counter("subscribers", |n| n >= 1, "never subscribed");
+    send_text(
+        &mut ws,
+        "LHTTP/1.0 subpub\r\npublish:channel_mike\r\n\r\nhello mike, I am jack",
+    );
+    assert_eq!(
+        receive_text(&mut ws),
+        "LHTTP/1.0 subpub\r\npublish:channel_mike\r\n\r\nhello mike, I am jack"
+    );
+    send_text(
+        &mut ws,
+        "LHTTP/1.0 upload\r\nmultipart:0 14\r\n\r\nk1:v1\r\n\r\nbody1k2:v2\r\n\r\nbody2",
+    );
+    // A chat message that also publishes: the publish at once, the processor's answer after.
+    send_text(
+        &mut ws,
+        "LHTTP/1.0 chat\r\npublish:channel_mike\r\n\r\nboth",
+    );
+    assert_eq!(
+        receive_text(&mut ws),
+        "LHTTP/1.0 chat\r\npublish:channel_mike\r\n\r\nboth"
+    );
+    assert_eq!(
+        receive_text(&mut ws),
+        "LHTTP/1.0 auth\r\ncontent-type:image/png\r\n\r\nboth"
+    );
+    let second = endpoint.next_call();
+    assert_eq!(
+        second.body,
+        b"LHTTP/1.0 chat\r\npublish:channel_mike\r\n\r\nboth"
+    );
+    assert!(!endpoint.called(), "subpub or upload called the processor");
+}
+
+/// What an endpoint may answer besides an lhttp message: a body of another kind becomes the
+/// body of a message with the request's command, an empty answer sends nothing.
+#[test]
+fn processor_answers_of_other_kinds() {
+    fn answer(head: &str, _body: &[u8]) -> Option<Vec<u8>> {
+        Some(if head.starts_with("POST /p/json ") {
+            ok("application/json", b"{\"ok\":true}")
+        } else {
+            b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_vec()
+        })
+    }
+    let endpoint = Endpoint::start(2, answer);
+    let json = format!("status={}", endpoint.url("/p/json"));
+    let quiet = format!("quiet={}", endpoint.url("/p/quiet"));
+    let prefix = endpoint.url("/p");
+    let server = Server::start(&[
+        "--lhttp",
+        "--lhttp-upstream",
+        &prefix,
+        "--lhttp-processor",
+        &quiet,
+        "--lhttp-processor",
+        &json,
+    ]);
+    let mut ws = open(&server, "/");
+    send_text(&mut ws, "LHTTP/1.0 quiet\r\nk:v\r\n\r\nx");
+    endpoint.next_call();
+    send_text(&mut ws, "LHTTP/1.0 status\r\nk:v\r\n\r\n");
+    assert_eq!(
+        receive_text(&mut ws),
+        "LHTTP/1.0 status\r\ncontent-type:application/json\r\n\r\n{\"ok\":true}"
+    );
+    endpoint.next_call();
 }

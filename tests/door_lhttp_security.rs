@@ -1,14 +1,18 @@
 //! The lhttp door against hostile clients: its WebSocket handshake obeys `--allow-origin` as
 //! the native one does, `upstream:` paths cannot climb out of an allowed prefix however they
 //! are spelled, and one connection cannot take the whole upstream queue. One regression test
-//! per finding of issue 13.
+//! per finding of issue 13. Processors (`--lhttp-processor`) against hostile clients and
+//! endpoints: no call for a command spelled with CR or LF, none outside the allow-list, and an
+//! endpoint that hangs, fails or answers too much gives a one-line error frame.
 
 mod common;
+mod door_lhttp_endpoint;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 
 use common::*;
+use door_lhttp_endpoint::{chat, Endpoint};
 
 const SWITCHED: &str = "HTTP/1.1 101 Switching Protocols\r\nServer: msgbus\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
 
@@ -175,4 +179,206 @@ fn one_connection_cannot_take_the_whole_upstream_queue() {
     server.wait_for_log("upstream GET", 1);
     assert_eq!(outcome(call(&mut greedy, &format!("GET {base}"))), TAKEN);
     held.push(backend.accept().unwrap().0);
+}
+
+/// A server with the `chat` processor at `endpoint`, and more options.
+fn with_chat(endpoint: &Endpoint, more: &[&str]) -> Server {
+    let prefix = endpoint.url("/");
+    let chat_url = format!("chat={}", endpoint.url("/chat"));
+    let mut args = vec![
+        "--lhttp",
+        "--lhttp-upstream",
+        &prefix,
+        "--lhttp-processor",
+        &chat_url,
+    ];
+    args.extend_from_slice(more);
+    Server::start(&args)
+}
+
+/// Commands are matched whole and exactly: one spelled with CR or LF (or a prefix of `chat`)
+/// calls nothing, and a chat message with a line break in a header value is refused before the
+/// call, as the gate refuses such values everywhere.
+#[test]
+fn no_processor_call_for_commands_or_headers_with_line_breaks() {
+    let endpoint = Endpoint::start(1, chat);
+    let server = with_chat(&endpoint, &[]);
+    let mut ws = open(&server);
+    for message in [
+        "LHTTP/1.0 chat\n\r\nk:v\r\n\r\nlf",
+        "LHTTP/1.0 chat\rx\r\nk:v\r\n\r\ncr",
+        "LHTTP/1.0 cha\r\nk:v\r\n\r\nprefix",
+        "LHTTP/1.0 Chat\r\nk:v\r\n\r\ncase",
+    ] {
+        send_text(&mut ws, message);
+    }
+    send_text(&mut ws, "LHTTP/1.0 chat\r\nk:a\nb\r\n\r\nsplit");
+    assert_eq!(
+        receive_text(&mut ws),
+        error_frame("processor chat: a header may not hold CR, LF or NUL")
+    );
+    send_text(&mut ws, "LHTTP/1.0 chat\r\nk:v\r\n\r\ngood");
+    assert_eq!(
+        receive_text(&mut ws),
+        "LHTTP/1.0 auth\r\ncontent-type:image/png\r\n\r\ngood"
+    );
+    // The only call the endpoint saw was the good one.
+    assert_eq!(
+        endpoint.next_call().body,
+        b"LHTTP/1.0 chat\r\nk:v\r\n\r\ngood"
+    );
+}
+
+/// A processor's URL must lie under an `--lhttp-upstream` prefix, and the door must be open:
+/// otherwise the server does not start, and says why in one line.
+#[test]
+fn processors_outside_the_allow_list_are_refused_at_start() {
+    for (args, why) in [
+        (
+            &[
+                "--lhttp",
+                "--lhttp-upstream",
+                "http://127.0.0.1:9/api",
+                "--lhttp-processor",
+                "chat=http://127.0.0.1:9/apix",
+            ][..],
+            "--lhttp-processor chat=http://127.0.0.1:9/apix: the URL is not under any --lhttp-upstream prefix",
+        ),
+        (
+            &["--lhttp", "--lhttp-processor", "chat=http://127.0.0.1:9/x"][..],
+            "the URL is not under any --lhttp-upstream prefix",
+        ),
+        (
+            &[
+                "--lhttp-upstream",
+                "http://127.0.0.1:9/",
+                "--lhttp-processor",
+                "chat=http://127.0.0.1:9/x",
+            ][..],
+            "--lhttp-processor chat=http://127.0.0.1:9/x needs --lhttp",
+        ),
+        (
+            &["--lhttp", "--lhttp-processor", "chat"][..],
+            "expected COMMAND=URL",
+        ),
+        (
+            &["--lhttp", "--lhttp-processor", "ch at=http://127.0.0.1:9/"][..],
+            "the command must be a token",
+        ),
+        (
+            &["--lhttp", "--lhttp-processor", "chat=https://127.0.0.1:9/"][..],
+            "expected an http:// URL",
+        ),
+    ] {
+        let mut all = vec!["-l", "127.0.0.1", "-p", "0"];
+        all.extend_from_slice(args);
+        let output = run_to_exit(&all, "msgbus with a bad processor");
+        assert!(!output.status.success(), "{args:?} started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}
+
+/// An endpoint that never answers holds no client forever: after `--upstream-timeout` the
+/// client gets an error frame; and a connection has only its share of calls in flight.
+#[test]
+fn a_hanging_processor_times_out_and_calls_in_flight_are_bounded() {
+    fn never(_head: &str, _body: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    let endpoint = Endpoint::start(2, never);
+    let server = with_chat(
+        &endpoint,
+        &["--upstream-timeout", "1", "--upstream-connections", "2"],
+    );
+    let mut ws = open(&server);
+    send_text(&mut ws, "LHTTP/1.0 chat\r\nk:v\r\n\r\none");
+    let held = endpoint.next_call();
+    // Its share (half of 2 calls) is taken: the next is refused at once.
+    send_text(&mut ws, "LHTTP/1.0 chat\r\nk:v\r\n\r\ntwo");
+    assert_eq!(
+        receive_text(&mut ws),
+        error_frame(
+            "processor chat: too many upstream calls from this connection; wait for one to end"
+        )
+    );
+    assert_eq!(
+        receive_text(&mut ws),
+        error_frame("processor chat: no answer within 1 s")
+    );
+    drop(held);
+    // The share is free again.
+    send_text(&mut ws, "LHTTP/1.0 chat\r\nk:v\r\n\r\nthree");
+    assert_eq!(
+        endpoint.next_call().body,
+        b"LHTTP/1.0 chat\r\nk:v\r\n\r\nthree"
+    );
+}
+
+/// Endpoints that answer too much, badly or with an error: one-line error frames, and the
+/// connection goes on.
+#[test]
+fn huge_or_bad_processor_answers_are_error_frames() {
+    fn bad(_head: &str, body: &[u8]) -> Option<Vec<u8>> {
+        let text = String::from_utf8_lossy(body);
+        Some(if text.ends_with("length") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec()
+        } else if text.ends_with("stream") {
+            [&b"HTTP/1.0 200 OK\r\n\r\n"[..], &vec![b'x'; 70_000]].concat()
+        } else if text.ends_with("error") {
+            b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n".to_vec()
+        } else {
+            b"SSH-2.0-OpenSSH_9.6\r\n".to_vec()
+        })
+    }
+    let endpoint = Endpoint::start(4, bad);
+    let server = with_chat(&endpoint, &[]);
+    let mut ws = open(&server);
+    for (ending, why) in [
+        ("length", "answer larger than 65536 bytes"),
+        ("stream", "answer larger than 65536 bytes"),
+        ("error", "the processor answered HTTP 500"),
+        ("ssh", "bad HTTP answer: not an HTTP/1 answer"),
+    ] {
+        send_text(&mut ws, &format!("LHTTP/1.0 chat\r\nk:v\r\n\r\n{ending}"));
+        assert_eq!(
+            receive_text(&mut ws),
+            error_frame(&format!("processor chat: {why}")),
+            "{ending}"
+        );
+        endpoint.next_call();
+    }
+}
+
+/// A call's answer belongs to the connection that asked: one that closed before the answer
+/// came has its call dropped, and the connection that takes its place gets nothing of it.
+#[test]
+fn an_answer_never_reaches_another_connection() {
+    fn never(_head: &str, _body: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    let endpoint = Endpoint::start(2, never);
+    let server = with_chat(&endpoint, &[]);
+    let mut first = open(&server);
+    send_text(&mut first, "LHTTP/1.0 chat\r\nk:v\r\n\r\nmine");
+    let mut held = endpoint.next_call();
+    drop(first);
+    server.wait_for_counter("connections", |n| n <= 1, "the first socket never closed");
+    let mut second = open(&server);
+    // The endpoint answers the first connection's call late: it went nowhere.
+    let _ = held.stream.write_all(&door_lhttp_endpoint::ok(
+        "text/plain",
+        b"LHTTP/1.0 auth\r\n\r\nmine",
+    ));
+    assert_silent(&mut second, std::time::Duration::from_millis(500));
+    send_text(&mut second, "LHTTP/1.0 chat\r\nk:v\r\n\r\nyours");
+    let mut call = endpoint.next_call();
+    call.stream
+        .write_all(&door_lhttp_endpoint::ok(
+            "text/plain",
+            b"LHTTP/1.0 auth\r\n\r\nyours",
+        ))
+        .unwrap();
+    assert_eq!(receive_text(&mut second), "LHTTP/1.0 auth\r\n\r\nyours");
 }

@@ -2,8 +2,11 @@
 //! every other socket, and only to URLs under a prefix the operator allowed
 //! (`--lhttp-upstream`), so the door is never an open proxy. Each call has a deadline; at most
 //! `--upstream-connections` run at once and `--upstream-queue` wait or run, of which one client
-//! connection may have only its share ([`UpstreamOptions::per_connection`]). As in lhttp, the
-//! answer is logged and nothing goes back to the client.
+//! connection may have only its share ([`UpstreamOptions::per_connection`]). As in lhttp, an
+//! `upstream:` call's answer is logged and nothing goes back to the client; a call made with
+//! [`Upstream::submit_for_answer`] (an lhttp processor) reads the whole answer, bounded, and
+//! its caller's function turns it (or why there is none) into bytes for the client, which the
+//! reactor collects with [`Upstream::take_deliveries`].
 
 pub mod request;
 
@@ -18,7 +21,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use request::{HttpUrl, UrlError};
+use request::{Answer, AnswerError, AnswerProgress, AnswerReader, HttpUrl, UrlError};
 
 /// How much of an answer is read before the call is ended anyway: only its status is used.
 const MAX_ANSWER: usize = 1 << 20;
@@ -88,9 +91,48 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// Why a call that was to be answered has no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// Not answered within `--upstream-timeout` (queueing included).
+    TimedOut(Duration),
+    /// The connection failed (refused, reset, ...).
+    Failed(String),
+    /// The answer could not be read, or was too large.
+    Answer(AnswerError),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::TimedOut(after) => write!(f, "no answer within {} s", after.as_secs_f64()),
+            CallError::Failed(why) => write!(f, "call failed: {why}"),
+            CallError::Answer(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Turns a call's answer, or why there is none, into bytes for the client that asked (None:
+/// nothing to send).
+pub type OnAnswer = Box<dyn FnOnce(Result<Answer, CallError>) -> Option<Vec<u8>>>;
+
+/// Bytes for connection `owner` (its slab key), from an answered call.
+pub struct Delivery {
+    pub owner: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// A call whose answer goes back: the reader and what to make of it.
+struct Wanted {
+    reader: AnswerReader,
+    on_answer: OnAnswer,
+}
+
 struct Call {
     /// The connection (its slab key) that asked for the call, whose share it counts against.
     owner: usize,
+    /// Set when the answer goes back to the owner; else it is only logged.
+    wanted: Option<Wanted>,
     addr: SocketAddr,
     request: Vec<u8>,
     /// `METHOD URL`, for the log.
@@ -117,12 +159,17 @@ pub struct Upstream {
     running: Slab<Running>,
     /// Calls waiting or running per owner; owners with none are not kept.
     per_owner: HashMap<usize, usize>,
+    /// Answers for their connections, collected by the reactor each turn.
+    deliveries: Vec<Delivery>,
 }
 
 enum Progress {
     Pending,
+    /// The peer closed (a call whose answer is only logged).
     Done,
-    Failed(String),
+    /// A wanted answer is whole.
+    Answered(Answer),
+    Failed(CallError),
 }
 
 impl Upstream {
@@ -147,6 +194,7 @@ impl Upstream {
             waiting: VecDeque::new(),
             running: Slab::new(),
             per_owner: HashMap::new(),
+            deliveries: Vec::new(),
         })
     }
 
@@ -161,6 +209,71 @@ impl Upstream {
         url: &[u8],
         headers: &[(Vec<u8>, Vec<u8>)],
         body: Option<&[u8]>,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        self.accept(owner, method, url, headers, body, None, now)
+    }
+
+    /// Accepts a call whose answer goes back to connection `owner`: read whole, up to
+    /// `max_answer` bytes of body, then given to `on_answer`, whose bytes (if any) are
+    /// delivered to `owner`; so is what it makes of a failure or a timeout. The calls of a
+    /// connection that closes are dropped ([`Upstream::forget_owner`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit_for_answer(
+        &mut self,
+        owner: usize,
+        url: &[u8],
+        headers: &[(Vec<u8>, Vec<u8>)],
+        body: &[u8],
+        max_answer: usize,
+        on_answer: OnAnswer,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let wanted = Wanted {
+            reader: AnswerReader::new(max_answer),
+            on_answer,
+        };
+        self.accept(owner, b"POST", url, headers, Some(body), Some(wanted), now)
+    }
+
+    /// Answers collected since the last call, for the reactor to hand to their connections.
+    pub fn take_deliveries(&mut self) -> Vec<Delivery> {
+        std::mem::take(&mut self.deliveries)
+    }
+
+    /// Connection `owner` closed: its calls whose answer would go back to it are dropped (its
+    /// slot may soon be another connection's). Its other calls go on.
+    pub fn forget_owner(&mut self, owner: usize, registry: &Registry) {
+        let mut dropped = 0;
+        self.waiting.retain(|call| {
+            let keep = call.owner != owner || call.wanted.is_none();
+            dropped += usize::from(!keep);
+            keep
+        });
+        let slots: Vec<usize> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.call.owner == owner && r.call.wanted.is_some())
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in slots {
+            finish(self.running.remove(slot), registry);
+            dropped += 1;
+        }
+        for _ in 0..dropped {
+            self.release(owner);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn accept(
+        &mut self,
+        owner: usize,
+        method: &[u8],
+        url: &[u8],
+        headers: &[(Vec<u8>, Vec<u8>)],
+        body: Option<&[u8]>,
+        wanted: Option<Wanted>,
         now: Instant,
     ) -> Result<(), Refusal> {
         if self.allowed.is_empty() {
@@ -186,6 +299,7 @@ impl Upstream {
         *self.per_owner.entry(owner).or_insert(0) += 1;
         self.waiting.push_back(Call {
             owner,
+            wanted,
             addr: allowed.addr,
             request: request::encode_request(method, &url, headers, body),
             label: format!("{} {text}", String::from_utf8_lossy(method)),
@@ -205,7 +319,7 @@ impl Upstream {
                 Ok(stream) => stream,
                 Err(e) => {
                     warn!("upstream {}: {e}", call.label);
-                    self.release(call.owner);
+                    self.end(call, Err(CallError::Failed(e.to_string())));
                     continue;
                 }
             };
@@ -213,7 +327,7 @@ impl Upstream {
             let interest = Interest::READABLE | Interest::WRITABLE;
             if let Err(e) = registry.register(&mut stream, token(entry.key()), interest) {
                 warn!("upstream {}: {e}", call.label);
-                self.release(call.owner);
+                self.end(call, Err(CallError::Failed(e.to_string())));
                 continue;
             }
             entry.insert(Running {
@@ -249,11 +363,24 @@ impl Upstream {
                 }
                 finish(running, registry);
             }
+            Progress::Answered(answer) => {
+                let mut running = self.running.remove(slot);
+                let elapsed = now.duration_since(running.call.started);
+                info!(
+                    "upstream {} answered {} ({} bytes) in {} ms",
+                    running.call.label,
+                    answer.status,
+                    running.received,
+                    elapsed.as_millis()
+                );
+                let _ = registry.deregister(&mut running.stream);
+                self.end(running.call, Ok(answer));
+            }
             Progress::Failed(why) => {
-                let running = self.running.remove(slot);
-                self.release(running.call.owner);
+                let mut running = self.running.remove(slot);
                 warn!("upstream {}: {why}", running.call.label);
-                finish(running, registry);
+                let _ = registry.deregister(&mut running.stream);
+                self.end(running.call, Err(why));
             }
         }
     }
@@ -261,20 +388,16 @@ impl Upstream {
     /// Ends the calls whose deadline passed, waiting or running.
     pub fn expire(&mut self, registry: &Registry, now: Instant) {
         let timeout = self.options.timeout.as_secs_f64();
-        let mut gone = Vec::new();
-        self.waiting.retain(|call| {
-            let live = call.deadline > now;
-            if !live {
-                warn!(
-                    "upstream {}: timed out after {timeout} s (queued)",
-                    call.label
-                );
-                gone.push(call.owner);
-            }
-            live
-        });
-        for owner in gone {
-            self.release(owner);
+        let (late, waiting): (VecDeque<Call>, VecDeque<Call>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|call| call.deadline <= now);
+        self.waiting = waiting;
+        for call in late {
+            warn!(
+                "upstream {}: timed out after {timeout} s (queued)",
+                call.label
+            );
+            self.end(call, Err(CallError::TimedOut(self.options.timeout)));
         }
         let late: Vec<usize> = self
             .running
@@ -283,7 +406,16 @@ impl Upstream {
             .map(|(slot, _)| slot)
             .collect();
         for slot in late {
-            let running = self.running.remove(slot);
+            let mut running = self.running.remove(slot);
+            if running.call.wanted.is_some() {
+                warn!(
+                    "upstream {}: timed out after {timeout} s",
+                    running.call.label
+                );
+                let _ = registry.deregister(&mut running.stream);
+                self.end(running.call, Err(CallError::TimedOut(self.options.timeout)));
+                continue;
+            }
             self.release(running.call.owner);
             match request::response_status(&running.head) {
                 // Answered, but the server kept the connection open past the deadline.
@@ -302,6 +434,20 @@ impl Upstream {
 }
 
 impl Upstream {
+    /// A call has ended: its owner's share is freed, and a wanted answer (or why there is
+    /// none) is made into a delivery.
+    fn end(&mut self, mut call: Call, outcome: Result<Answer, CallError>) {
+        self.release(call.owner);
+        if let Some(wanted) = call.wanted.take() {
+            if let Some(bytes) = (wanted.on_answer)(outcome) {
+                self.deliveries.push(Delivery {
+                    owner: call.owner,
+                    bytes,
+                });
+            }
+        }
+    }
+
     /// One of `owner`'s calls has ended (or was never started).
     fn release(&mut self, owner: usize) {
         if let Some(count) = self.per_owner.get_mut(&owner) {
@@ -324,27 +470,44 @@ impl Running {
         if !self.connected {
             match self.stream.take_error() {
                 Ok(None) => {}
-                Ok(Some(e)) | Err(e) => return Progress::Failed(e.to_string()),
+                Ok(Some(e)) | Err(e) => return failed(e.to_string()),
             }
             match self.stream.peer_addr() {
                 Ok(_) => self.connected = true,
                 Err(e) if e.kind() == ErrorKind::NotConnected => return Progress::Pending,
-                Err(e) => return Progress::Failed(e.to_string()),
+                Err(e) => return failed(e.to_string()),
             }
         }
         while self.written < self.call.request.len() {
             match self.stream.write(&self.call.request[self.written..]) {
-                Ok(0) => return Progress::Failed("connection closed".into()),
+                Ok(0) => return failed("connection closed".into()),
                 Ok(n) => self.written += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Progress::Pending,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Progress::Failed(e.to_string()),
+                Err(e) => return failed(e.to_string()),
             }
         }
         let mut buf = [0u8; 4096];
         loop {
             match self.stream.read(&mut buf) {
-                Ok(0) => return Progress::Done,
+                Ok(0) => {
+                    return match self.call.wanted.as_mut() {
+                        Some(wanted) => match wanted.reader.finish() {
+                            Ok(answer) => Progress::Answered(answer),
+                            Err(e) => Progress::Failed(CallError::Answer(e)),
+                        },
+                        None => Progress::Done,
+                    };
+                }
+                Ok(n) if self.call.wanted.is_some() => {
+                    self.received += n;
+                    let wanted = self.call.wanted.as_mut().expect("checked");
+                    match wanted.reader.feed(&buf[..n]) {
+                        Ok(AnswerProgress::More) => {}
+                        Ok(AnswerProgress::Done(answer)) => return Progress::Answered(answer),
+                        Err(e) => return Progress::Failed(CallError::Answer(e)),
+                    }
+                }
                 Ok(n) => {
                     self.received += n;
                     if self.head.len() < 1024 {
@@ -357,8 +520,12 @@ impl Running {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Progress::Pending,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Progress::Failed(e.to_string()),
+                Err(e) => return failed(e.to_string()),
             }
         }
     }
+}
+
+fn failed(why: String) -> Progress {
+    Progress::Failed(CallError::Failed(why))
 }

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::http::chunked::{ChunkError, ChunkedDecoder, Progress as ChunkProgress};
+
 /// An `http://host[:port]/path?query` URL, as the call will use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
@@ -289,6 +291,216 @@ pub fn response_status(head: &[u8]) -> AnswerHead {
     }
 }
 
+/// The largest answer head read; past it the answer is refused.
+const MAX_ANSWER_HEAD: usize = 16 * 1024;
+
+/// A whole answer, for calls whose answer goes back to a client (lhttp processors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Why an answer could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerError {
+    /// The body is longer than the caller takes (its limit).
+    TooLarge(usize),
+    /// Not an HTTP/1 answer, or framed in a way that cannot be trusted.
+    Malformed(&'static str),
+    /// The connection ended before the answer did.
+    Truncated,
+}
+
+impl fmt::Display for AnswerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnswerError::TooLarge(limit) => write!(f, "answer larger than {limit} bytes"),
+            AnswerError::Malformed(why) => write!(f, "bad HTTP answer: {why}"),
+            AnswerError::Truncated => f.write_str("answer cut short"),
+        }
+    }
+}
+
+/// How the answer's body ends.
+#[derive(Debug)]
+enum Framing {
+    Length(usize),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+/// Reads an answer from whatever bytes have arrived: the head (interim 1xx answers skipped),
+/// then a body framed by `Content-Length`, chunked, or the end of the connection, never more
+/// than `max_body` bytes of it. No I/O: the caller feeds it and tells it when the peer closed.
+#[derive(Debug)]
+pub struct AnswerReader {
+    max_body: usize,
+    /// Bytes of the head until it is whole; then chunked framing not yet decoded.
+    head: Vec<u8>,
+    /// Status, Content-Type and framing once the head is read.
+    read: Option<(u16, Option<String>, Framing)>,
+    body: Vec<u8>,
+}
+
+/// What a feed came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AnswerProgress {
+    More,
+    Done(Answer),
+}
+
+impl AnswerReader {
+    pub fn new(max_body: usize) -> AnswerReader {
+        AnswerReader {
+            max_body,
+            head: Vec::new(),
+            read: None,
+            body: Vec::new(),
+        }
+    }
+
+    /// Takes bytes that arrived.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<AnswerProgress, AnswerError> {
+        if self.read.is_some() {
+            return self.feed_body(bytes);
+        }
+        self.head.extend_from_slice(bytes);
+        let Some(used) = self.read_head()? else {
+            if self.head.len() > MAX_ANSWER_HEAD {
+                return Err(AnswerError::Malformed("head too large"));
+            }
+            return Ok(AnswerProgress::More);
+        };
+        let rest = self.head.split_off(used);
+        self.head = Vec::new();
+        self.feed_body(&rest)
+    }
+
+    /// Takes bytes of the body.
+    fn feed_body(&mut self, bytes: &[u8]) -> Result<AnswerProgress, AnswerError> {
+        let Some((status, content_type, framing)) = &mut self.read else {
+            return Ok(AnswerProgress::More);
+        };
+        let done = match framing {
+            Framing::Length(left) => {
+                let take = bytes.len().min(*left);
+                self.body.extend_from_slice(&bytes[..take]);
+                *left -= take;
+                *left == 0
+            }
+            Framing::Chunked(decoder) => {
+                // A size line may arrive in pieces: what the decoder leaves is kept for later.
+                self.head.extend_from_slice(bytes);
+                let decoded = decoder.decode(&self.head, &mut self.body, self.max_body);
+                if let Ok((used, _)) = decoded {
+                    self.head.drain(..used);
+                }
+                match decoded {
+                    Ok((_, ChunkProgress::Done)) => true,
+                    Ok((_, ChunkProgress::NeedMore)) => false,
+                    Err(ChunkError::BodyTooLarge) => {
+                        return Err(AnswerError::TooLarge(self.max_body))
+                    }
+                    Err(_) => return Err(AnswerError::Malformed("bad chunked framing")),
+                }
+            }
+            Framing::UntilClose => {
+                self.body.extend_from_slice(bytes);
+                if self.body.len() > self.max_body {
+                    return Err(AnswerError::TooLarge(self.max_body));
+                }
+                false
+            }
+        };
+        if !done {
+            return Ok(AnswerProgress::More);
+        }
+        Ok(AnswerProgress::Done(Answer {
+            status: *status,
+            content_type: content_type.take(),
+            body: std::mem::take(&mut self.body),
+        }))
+    }
+
+    /// The peer closed: the answer if it was whole (or ran to the close).
+    pub fn finish(&mut self) -> Result<Answer, AnswerError> {
+        match &mut self.read {
+            Some((status, content_type, Framing::UntilClose)) => Ok(Answer {
+                status: *status,
+                content_type: content_type.take(),
+                body: std::mem::take(&mut self.body),
+            }),
+            Some(_) => Err(AnswerError::Truncated),
+            None if self.head.is_empty() => Err(AnswerError::Truncated),
+            None => Err(AnswerError::Malformed("no whole head before the close")),
+        }
+    }
+
+    /// Reads the head once it is whole: Some(its length), after which the body follows.
+    fn read_head(&mut self) -> Result<Option<usize>, AnswerError> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut response = httparse::Response::new(&mut headers);
+            let used = match response.parse(&self.head) {
+                Ok(httparse::Status::Complete(used)) => used,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(_) => return Err(AnswerError::Malformed("not an HTTP/1 answer")),
+            };
+            let status = response.code.unwrap_or(0);
+            if (100..200).contains(&status) {
+                // An interim answer (100 Continue): the real one follows.
+                self.head.drain(..used);
+                continue;
+            }
+            let mut content_type = None;
+            let mut length: Option<usize> = None;
+            let mut chunked = false;
+            for header in response.headers.iter() {
+                let value = std::str::from_utf8(header.value)
+                    .map_err(|_| AnswerError::Malformed("a header value is not UTF-8"))?
+                    .trim();
+                if header.name.eq_ignore_ascii_case("content-type") {
+                    content_type = Some(value.to_string());
+                } else if header.name.eq_ignore_ascii_case("content-length") {
+                    let n = value
+                        .parse()
+                        .ok()
+                        .filter(|_| value.bytes().all(|b| b.is_ascii_digit()))
+                        .ok_or(AnswerError::Malformed("bad Content-Length"))?;
+                    if length.is_some_and(|before| before != n) {
+                        return Err(AnswerError::Malformed("two Content-Lengths"));
+                    }
+                    length = Some(n);
+                } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+                    let last = value.rsplit(',').next().unwrap_or("").trim();
+                    if !last.eq_ignore_ascii_case("chunked") {
+                        return Err(AnswerError::Malformed("unknown Transfer-Encoding"));
+                    }
+                    chunked = true;
+                }
+            }
+            let framing = match (status, chunked, length) {
+                (204 | 304, _, _) => Framing::Length(0),
+                (_, true, Some(_)) => {
+                    return Err(AnswerError::Malformed(
+                        "both Content-Length and Transfer-Encoding",
+                    ))
+                }
+                (_, true, None) => Framing::Chunked(ChunkedDecoder::new()),
+                (_, false, Some(n)) if n > self.max_body => {
+                    return Err(AnswerError::TooLarge(self.max_body))
+                }
+                (_, false, Some(n)) => Framing::Length(n),
+                (_, false, None) => Framing::UntilClose,
+            };
+            self.read = Some((status, content_type, framing));
+            return Ok(Some(used));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,5 +623,97 @@ mod tests {
         assert_eq!(response_status(b"HTTP/1.1 2x0 x\r\n"), NotHttp);
         assert_eq!(response_status(&[b'a'; 2000]), NotHttp);
         assert!(is_token(b"POST") && is_token(b"x-y") && !is_token(b"") && !is_token(b"a b"));
+    }
+
+    /// Feeds `bytes` in pieces of `step` and then, if still wanted, the close.
+    fn read_answer(bytes: &[u8], step: usize, max: usize) -> Result<Answer, AnswerError> {
+        let mut reader = AnswerReader::new(max);
+        for piece in bytes.chunks(step) {
+            if let AnswerProgress::Done(answer) = reader.feed(piece)? {
+                return Ok(answer);
+            }
+        }
+        reader.finish()
+    }
+
+    #[test]
+    fn answers_are_read_whatever_their_framing_and_however_they_arrive() {
+        let ok = |status, content_type: Option<&str>, body: &[u8]| {
+            Ok(Answer {
+                status,
+                content_type: content_type.map(str::to_string),
+                body: body.to_vec(),
+            })
+        };
+        let cases: &[(&[u8], Result<Answer, AnswerError>)] = &[
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+                ok(200, Some("text/plain"), b"hello"),
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\nto close",
+                ok(200, None, b"to close"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+                ok(200, None, b"abcde"),
+            ),
+            (
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+                ok(204, None, b""),
+            ),
+            (b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n", ok(500, None, b"")),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n",
+                Err(AnswerError::TooLarge(10)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\n\r\n0123456789A",
+                Err(AnswerError::TooLarge(10)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n",
+                Err(AnswerError::TooLarge(10)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel",
+                Err(AnswerError::Truncated),
+            ),
+            (b"", Err(AnswerError::Truncated)),
+            (
+                b"SSH-2.0-OpenSSH_9\r\n",
+                Err(AnswerError::Malformed("not an HTTP/1 answer")),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+                Err(AnswerError::Malformed("two Content-Lengths")),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nab",
+                Err(AnswerError::Malformed("bad Content-Length")),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                Err(AnswerError::Malformed("unknown Transfer-Encoding")),
+            ),
+        ];
+        for (bytes, want) in cases {
+            for step in [1, 7, bytes.len().max(1)] {
+                let got = read_answer(bytes, step, 10);
+                assert_eq!(
+                    &got,
+                    want,
+                    "{:?} in pieces of {step}",
+                    String::from_utf8_lossy(bytes)
+                );
+            }
+        }
+        let endless = [b'x'; MAX_ANSWER_HEAD + 10];
+        let got = read_answer(
+            &[b"HTTP/1.1 200 OK\r\nX: ", &endless[..]].concat(),
+            4096,
+            10,
+        );
+        assert_eq!(got, Err(AnswerError::Malformed("head too large")));
     }
 }

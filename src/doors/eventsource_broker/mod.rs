@@ -5,6 +5,7 @@
 //! original: the bus channel behind key K's `chat` is `esb::bus_channel(K, "chat")`, a name no
 //! other key and no native client can use.
 
+pub mod client;
 pub mod codec;
 
 use std::collections::{HashMap, VecDeque};
@@ -124,6 +125,9 @@ impl Door for EsbDoor {
         req: &DoorRequest,
         ctx: &mut Ctx,
     ) -> Option<Option<Next>> {
+        if let Some(answer) = client::serve(session, req, ctx) {
+            return Some(answer);
+        }
         let (request, raw_path, raw_query, reply) =
             (req.request, req.raw_path, req.raw_query, req.reply);
         if !is_door_path(raw_path) {

@@ -279,6 +279,43 @@ pub fn encode(msg: &LhttpMessage) -> Vec<u8> {
     out
 }
 
+/// What goes back to the client when the HTTP endpoint of a processor (`--lhttp-processor`)
+/// answered a message with `command`: nothing for an empty 2xx answer (a processor that
+/// `Send`s nothing); a body that is an lhttp message (read as the door reads clients' messages),
+/// as it is (the demo's `chat` answers `LHTTP/1.0 auth...`); any other body as the body of a message with the request's command and
+/// the answer's `content-type`. A status outside 2xx, or a body that starts like an lhttp
+/// message but is not one, is an error with a one-line reason.
+pub fn processor_reply(
+    command: &[u8],
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Option<Vec<u8>>, String> {
+    if !(200..300).contains(&status) {
+        return Err(format!("the processor answered HTTP {status}"));
+    }
+    if body.is_empty() {
+        return Ok(None);
+    }
+    if body.starts_with(PROTOCOL) {
+        return match parse_lenient(body) {
+            Ok(_) => Ok(Some(body.to_vec())),
+            Err(e) => Err(format!(
+                "the processor's answer is not an lhttp message: {e}"
+            )),
+        };
+    }
+    let headers = content_type
+        .filter(|t| !t.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)))
+        .map(|t| vec![(b"content-type".to_vec(), t.as_bytes().to_vec())])
+        .unwrap_or_default();
+    Ok(Some(encode(&LhttpMessage {
+        command: command.to_vec(),
+        headers,
+        body: body.to_vec(),
+    })))
+}
+
 /// The bytes every subscriber receives (as one text frame) when `msg` arrives over WebSocket
 /// with a `publish:` header: the message re-serialized from the parsed map (mqFilter.go
 /// `setResponse` + `serializeMessage`), every header kept, `publish:` included.
@@ -952,5 +989,40 @@ mod tests {
             }
         }
         assert!(checked > 100);
+    }
+
+    #[test]
+    fn processor_answers_become_frames_or_reasons() {
+        let chat = b"LHTTP/1.0 auth\r\ncontent-type:image/png\r\n\r\njsonbody";
+        let cases: &[(u16, Option<&str>, &[u8], Result<Option<&[u8]>, &str>)] = &[
+            (200, Some("text/x-lhttp"), chat, Ok(Some(chat))),
+            (204, None, b"", Ok(None)),
+            (200, Some("text/plain"), b"", Ok(None)),
+            (
+                200,
+                Some("application/json"),
+                b"{\"ok\":true}",
+                Ok(Some(
+                    b"LHTTP/1.0 chat\r\ncontent-type:application/json\r\n\r\n{\"ok\":true}",
+                )),
+            ),
+            (201, None, b"x", Ok(Some(b"LHTTP/1.0 chat\r\n\r\nx"))),
+            (500, None, b"oops", Err("the processor answered HTTP 500")),
+            (302, None, b"", Err("the processor answered HTTP 302")),
+            (
+                200,
+                None,
+                b"LHTTP/1.0 auth",
+                Err("the processor's answer is not an lhttp message: "),
+            ),
+        ];
+        for (status, content_type, body, want) in cases {
+            let got = processor_reply(b"chat", *status, *content_type, body);
+            match (got, want) {
+                (Ok(got), Ok(want)) => assert_eq!(got.as_deref(), *want, "{status}"),
+                (Err(got), Err(want)) => assert!(got.starts_with(want), "{got}"),
+                (got, want) => panic!("{status}: {got:?} vs {want:?}"),
+            }
+        }
     }
 }

@@ -2,7 +2,9 @@
 //! protocol (`LHTTP/1.0 COMMAND`, `subscribe:` / `publish:` / `unsubscribe:` headers, a body),
 //! and `POST /publish` takes a whole lhttp message. The codec (`codec.rs`) parses frames as
 //! lhttp did and decides what each asks; channels are msgbus channels, so messages cross doors:
-//! native subscribers get the lhttp body, lhttp subscribers the lhttp frame. The protocol as
+//! native subscribers get the lhttp body, lhttp subscribers the lhttp frame. A command with a
+//! processor (`--lhttp-processor chat=URL`) has its messages POSTed to that URL through the
+//! upstream client, and the answer comes back to the client as an lhttp frame. The protocol as
 //! lhttp had it: `PROTOCOL.md`.
 
 pub mod codec;
@@ -20,6 +22,10 @@ use crate::http::response::{self, Head, Status};
 use crate::message::Message;
 use crate::transport::websocket::{self as ws, encode_frame, Opcode};
 use crate::transport::{Wire, Wires};
+use crate::upstream::{CallError, OnAnswer};
+
+/// The most body a processor's answer may have; past it the client gets an error frame.
+pub const MAX_PROCESSOR_ANSWER: usize = 64 * 1024;
 
 /// The lhttp door: its wire (a WebSocket text frame with the lhttp message).
 pub struct LhttpDoor {
@@ -228,6 +234,10 @@ impl Door for LhttpDoor {
             session.outq.push_own(error_frame(&e.to_string()));
             return;
         }
+        // lhttp ran the command's processor first, then the headers' operations.
+        if let Some(refused) = call_processor(&msg, payload, ctx) {
+            session.outq.push_own(error_frame(&refused));
+        }
         let frame = lhttp::publish_frame(&msg);
         let content_type = msg
             .header(b"content-type")
@@ -307,6 +317,75 @@ impl Door for LhttpDoor {
             session.queue_publish(Publish::over_websocket(publish, who, answer));
         }
     }
+}
+
+/// Hands a message whose command has a processor to the upstream client: the whole message,
+/// as the client sent it, is POSTed to the processor's URL with its command in
+/// `Lhttp-Command`, and what comes back (or why nothing does) reaches the client as a frame
+/// (`processor_frame`). Returns why the call cannot be made, if it cannot.
+fn call_processor(msg: &lhttp::LhttpMessage, payload: &[u8], ctx: &mut Ctx) -> Option<String> {
+    let processor = ctx
+        .cfg
+        .lhttp_processors
+        .iter()
+        .find(|p| p.command.as_bytes() == msg.command.as_slice())?;
+    let name = processor.command.clone();
+    // The values the gate checks on every line a message could write elsewhere.
+    if !header_lines(msg)
+        .iter()
+        .all(|line| crate::gate::is_clean_line(line))
+    {
+        return Some(format!(
+            "processor {name}: a header may not hold CR, LF or NUL"
+        ));
+    }
+    let headers = [
+        (
+            b"content-type".to_vec(),
+            b"application/octet-stream".to_vec(),
+        ),
+        (b"lhttp-command".to_vec(), name.as_bytes().to_vec()),
+    ];
+    let on_answer: OnAnswer = {
+        let name = name.clone();
+        Box::new(move |outcome| processor_frame(&name, outcome))
+    };
+    let Some(upstream) = ctx.upstream.as_deref_mut() else {
+        return Some(format!("processor {name}: outbound calls are not enabled"));
+    };
+    let url = processor.url.as_bytes();
+    let submitted = upstream.submit_for_answer(
+        ctx.key,
+        url,
+        &headers,
+        payload,
+        MAX_PROCESSOR_ANSWER,
+        on_answer,
+        ctx.now,
+    );
+    submitted
+        .err()
+        .map(|refusal| format!("processor {name}: {refusal}"))
+}
+
+/// The frame a processor's answer makes for the client: its message, nothing, or an error
+/// frame saying why there is none.
+fn processor_frame(
+    name: &str,
+    outcome: Result<crate::upstream::request::Answer, CallError>,
+) -> Option<Vec<u8>> {
+    let why = match outcome {
+        Ok(answer) => {
+            let content_type = answer.content_type.as_deref();
+            match lhttp::processor_reply(name.as_bytes(), answer.status, content_type, &answer.body)
+            {
+                Ok(reply) => return reply.map(|message| encode_frame(Opcode::Text, &message)),
+                Err(why) => why,
+            }
+        }
+        Err(e) => e.to_string(),
+    };
+    Some(error_frame(&format!("processor {name}: {why}")))
 }
 
 /// `POST /publish`'s answer: an empty 200, as lhttp gave, or the refusal.
