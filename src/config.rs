@@ -133,6 +133,12 @@ pub struct Config {
     pub reuse_port: bool,
     /// Opens the eventsource-broker door, with its users (`key:secret` lines).
     pub esb_users: Option<PathBuf>,
+    /// The eventsource-broker door's AMQP broker (`--amqp`), its exchange, the durable queue
+    /// of this node if named, and the unacknowledged messages it may hold at once.
+    pub amqp: Option<crate::amqp::AmqpUrl>,
+    pub amqp_exchange: String,
+    pub amqp_queue: Option<String>,
+    pub amqp_prefetch: u16,
     /// Opens the martd door (`/pub`, `/sub`).
     pub martd: bool,
     /// Opens the Simple-Comet door (`/channels...`, `/clients...`).
@@ -306,6 +312,10 @@ impl Default for Config {
             node_name: None,
             reuse_port: false,
             esb_users: None,
+            amqp: None,
+            amqp_exchange: crate::amqp::DEFAULT_EXCHANGE.to_string(),
+            amqp_queue: None,
+            amqp_prefetch: crate::amqp::DEFAULT_PREFETCH,
             martd: false,
             simple_comet: false,
             comet: CometOptions::default(),
@@ -457,6 +467,12 @@ Options:
   --reuse-port            let several msgbus processes listen on the same port (SO_REUSEPORT)
   --esb-users FILE        open the eventsource-broker door (/eventsource, /socket, /event);
                           FILE has one key:secret per line
+  --amqp URL              the door's AMQP broker (amqp[s]://user:pass@host:port/vhost): consume
+                          its exchange and publish the door's events to it
+  --amqp-exchange NAME    the fanout exchange (default: eventsource.fanout)
+  --amqp-queue NAME       a durable queue of this node's own (default: a server-named,
+                          exclusive one, whose messages are lost while the node is away)
+  --amqp-prefetch N       unacknowledged messages in flight, 1 to 65535 (default: 256)
   --martd                 open the martd door (/pub, /sub)
   --simple-comet          open the Simple-Comet door (/channels.json, /clients.json, ...);
                           its own settings keep the original's names:
@@ -644,6 +660,10 @@ impl Changes {
             node_name: _,
             reuse_port: _,
             esb_users: _,
+            amqp: _,
+            amqp_exchange: _,
+            amqp_queue: _,
+            amqp_prefetch: _,
             martd: _,
             simple_comet: _,
             comet: _,
@@ -690,6 +710,10 @@ impl Changes {
             proxy_protocol => "proxy-protocol",
             nats => "nats",
             node_name => "node-name",
+            amqp => "amqp",
+            amqp_exchange => "amqp-exchange",
+            amqp_queue => "amqp-queue",
+            amqp_prefetch => "amqp-prefetch",
             martd => "martd",
             simple_comet => "simple-comet",
             lhttp => "lhttp",
@@ -882,6 +906,10 @@ const OPTIONS: &[Spec] = &[
     value("node-name"),
     flag("reuse-port"),
     value("esb-users"),
+    value("amqp"),
+    value("amqp-exchange"),
+    value("amqp-queue"),
+    value("amqp-prefetch"),
     flag("martd"),
     flag("simple-comet"),
     value("http-timeout"),
@@ -1086,6 +1114,25 @@ impl Builder {
             "node-name" => cfg.node_name = Some(text()),
             "reuse-port" => cfg.reuse_port = switch(flag, value)?,
             "esb-users" => cfg.esb_users = Some(PathBuf::from(text())),
+            "amqp" => {
+                let value = text();
+                let url = crate::amqp::AmqpUrl::parse(&value).ok_or(ConfigError::BadValue {
+                    flag,
+                    value,
+                    why: "expected amqp://[user:pass@]host[:port][/vhost] or amqps://...",
+                })?;
+                cfg.amqp = Some(url);
+            }
+            "amqp-exchange" => cfg.amqp_exchange = amqp_name(flag, text())?,
+            "amqp-queue" => cfg.amqp_queue = Some(amqp_name(flag, text())?),
+            "amqp-prefetch" => {
+                let n = positive(flag, text())?;
+                cfg.amqp_prefetch = u16::try_from(n).map_err(|_| ConfigError::BadValue {
+                    flag,
+                    value: n.to_string(),
+                    why: "at most 65535",
+                })?;
+            }
             "martd" => cfg.martd = switch(flag, value)?,
             "simple-comet" => cfg.simple_comet = switch(flag, value)?,
             "http-timeout" => cfg.comet.http_timeout = seconds(flag, text())?,
@@ -1143,6 +1190,11 @@ impl Builder {
                 "--tls-cert and --tls-key need a --tls-listen address".into(),
             ));
         }
+        if cfg.amqp.is_some() && cfg.esb_users.is_none() {
+            return Err(ConfigError::Usage(
+                "--amqp carries the eventsource-broker door's events: it needs --esb-users".into(),
+            ));
+        }
         let port = port.unwrap_or(DEFAULT_PORT);
         for address in addresses {
             cfg.listen.push(socket_addr("listen", &address, port)?);
@@ -1190,6 +1242,18 @@ fn number<T: std::str::FromStr>(flag: &'static str, value: String) -> Result<T, 
         value,
         why: "expected a whole number",
     })
+}
+
+/// An exchange or queue name: an AMQP short string (at most 255 bytes), of one line.
+fn amqp_name(flag: &'static str, value: String) -> Result<String, ConfigError> {
+    if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control) {
+        return Err(ConfigError::BadValue {
+            flag,
+            value,
+            why: "expected 1 to 255 bytes without control characters",
+        });
+    }
+    Ok(value)
 }
 
 fn positive(flag: &'static str, value: String) -> Result<usize, ConfigError> {
