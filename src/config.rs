@@ -1455,6 +1455,39 @@ mod tests {
     }
 
     #[test]
+    fn amqp_options_and_what_they_need() {
+        let cfg = serve(&[
+            "--esb-users",
+            "/dev/null",
+            "--amqp",
+            "amqps://u:p@broker/v",
+            "--amqp-queue",
+            "node-1",
+            "--amqp-prefetch",
+            "10",
+        ])
+        .unwrap();
+        let url = cfg.amqp.unwrap();
+        assert_eq!((url.tls, url.port, url.vhost.as_str()), (true, 5671, "v"));
+        assert_eq!(cfg.amqp_exchange, "eventsource.fanout");
+        assert_eq!(
+            (cfg.amqp_queue.as_deref(), cfg.amqp_prefetch),
+            (Some("node-1"), 10)
+        );
+        let errors = [
+            (&["--amqp", "amqp://h"][..], "needs --esb-users"),
+            (&["--amqp", "http://h"], "--amqp"),
+            (&["--amqp-prefetch", "0"], "at least 1"),
+            (&["--amqp-prefetch", "65536"], "at most 65535"),
+            (&["--amqp-queue", "a\nb"], "control characters"),
+        ];
+        for (args, want) in errors {
+            let err = serve(args).err().unwrap().to_string();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
     fn limits_and_policy() {
         let cfg = serve(&["--max-queue", "4096", "--slow-policy", "close", "-vv"]).unwrap();
         assert_eq!(cfg.max_queue, 4096);
