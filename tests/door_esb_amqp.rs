@@ -72,6 +72,11 @@ struct Rabbit {
 impl Rabbit {
     /// Starts a node, or says why it cannot and returns None (the test then passes).
     fn start(test: &str) -> Option<Rabbit> {
+        Rabbit::start_with(test, "")
+    }
+
+    /// The same with `conf` as its rabbitmq.conf.
+    fn start_with(test: &str, conf: &str) -> Option<Rabbit> {
         let have = |what: &str| {
             Command::new("sh")
                 .args(["-c", &format!("command -v {what}")])
@@ -92,6 +97,7 @@ impl Rabbit {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("home")).unwrap();
         std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
+        std::fs::write(dir.join("rabbitmq.conf"), conf).unwrap();
         let epmd_port = free_port();
         let mut command = Command::new("epmd");
         command
@@ -508,4 +514,52 @@ fn a_rabbitmq_restart_loses_nothing_it_holds() {
     assert_eq!(replay.next(), "id:ID\ndata:three\n\n");
     assert_eq!(replay.next(), "id:ID\ndata:four\n\n");
     let _ = std::fs::remove_file(users);
+}
+
+#[test]
+fn amqps_through_rustls() {
+    let dir = std::env::temp_dir().join(format!("msgbus-amqps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let tls_port = free_port();
+    let conf = format!(
+        "listeners.ssl.default = 127.0.0.1:{tls_port}\n\
+         ssl_options.certfile = {cert}\n\
+         ssl_options.keyfile = {key}\n\
+         ssl_options.cacertfile = {cert}\n\
+         ssl_options.verify = verify_none\n\
+         ssl_options.fail_if_no_peer_cert = false\n",
+        cert = cert_file.display(),
+        key = key_file.display(),
+    );
+    let Some(rabbit) = Rabbit::start_with("tls", &conf) else {
+        return;
+    };
+    let users = users_file("tls");
+    let mut command = Command::new(server_bin());
+    command
+        .args(["-l", "127.0.0.1", "-p", "0", "--esb-users"])
+        .arg(&users)
+        .args([
+            "--amqp",
+            &format!("amqps://guest:guest@127.0.0.1:{tls_port}/"),
+        ])
+        .env("SSL_CERT_FILE", &cert_file)
+        .env("RUST_LOG", "info");
+    let a = Server::start_command(command);
+    a.wait_for_log("consuming AMQP exchange", 1);
+    let mut on_a = stream(&a, "chat");
+    rabbit.publish(&[r#"{"channel":"chat","user":"k1","data":"over TLS"}"#]);
+    assert_eq!(on_a.next(), "id:ID\ndata:over TLS\n\n");
+    let form = format!("{}&channel=chat&data=back", esb_credentials("k1", "s3cret"));
+    assert_eq!(body(&a.post_form("/event", &form)), "{}");
+    assert_eq!(on_a.next(), "id:ID\ndata:back\n\n");
+    wait_for_metric(&a, "own_total", |n| n == 1);
+    let _ = std::fs::remove_file(users);
+    let _ = std::fs::remove_dir_all(dir);
 }
