@@ -890,29 +890,27 @@ impl Server {
             amqp.ack(delivery.tag, registry, self.now);
             return;
         }
-        let limit = if delivery.too_large {
-            0
-        } else {
-            self.cfg.max_body
+        // A body over the limit was not kept, only counted.
+        let decoded = match delivery.too_large {
+            true => Err(event::BadEvent::TooLarge),
+            false => event::decode(&delivery.body, self.cfg.max_body),
         };
-        let taken = event::decode(&delivery.body, limit)
-            .map_err(|bad| bad.to_string())
-            .and_then(|ev| {
-                let draft = crate::gate::Draft {
-                    channel: &ev.bus_channel,
-                    content_type: "text/plain; charset=utf-8",
-                    event: ev.name.as_deref(),
-                    body: ev.data.into_bytes().into(),
-                    ..crate::gate::Draft::default()
-                };
-                let publish = self
-                    .gate
-                    .admit_door_publish(draft, None)
-                    .map_err(|refusal| format!("refused: {refusal}"))?;
-                self.bus
-                    .publish(publish, self.now)
-                    .map_err(|e| format!("not taken: {e}"))
-            });
+        let taken = decoded.map_err(|bad| bad.to_string()).and_then(|ev| {
+            let draft = crate::gate::Draft {
+                channel: &ev.bus_channel,
+                content_type: "text/plain; charset=utf-8",
+                event: ev.name.as_deref(),
+                body: ev.data.into_bytes().into(),
+                ..crate::gate::Draft::default()
+            };
+            let publish = self
+                .gate
+                .admit_door_publish(draft, None)
+                .map_err(|refusal| format!("refused: {refusal}"))?;
+            self.bus
+                .publish(publish, self.now)
+                .map_err(|e| format!("not taken: {e}"))
+        });
         let Some(amqp) = self.amqp.as_mut() else {
             return;
         };
