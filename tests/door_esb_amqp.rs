@@ -464,6 +464,16 @@ fn bad_messages_are_acknowledged_counted_and_logged() {
     // Said once; the rest within the second are counted, and said with the next warning.
     a.wait_for_log("AMQP message dropped: too large", 1);
     assert_eq!(a.log().matches("AMQP message dropped").count(), 1);
+
+    // A refused login is named in the log, and the node keeps trying (and serving).
+    let wrong = format!("amqp://guest:wrong@127.0.0.1:{}/", rabbit.port);
+    let users_arg = users.display().to_string();
+    let refused = Server::start(&["--esb-users", &users_arg, "--amqp", &wrong]);
+    refused.wait_for_log(
+        "the AMQP broker closed the connection: 403 ACCESS_REFUSED",
+        2,
+    );
+    assert_eq!(amqp_metric(&refused, "connected"), 0);
     on_a.assert_silent(Duration::from_millis(200));
     let _ = std::fs::remove_file(users);
 }

@@ -626,17 +626,16 @@ impl Amqp {
         }
         let mut buf = [0u8; 64 * 1024];
         let mut taken = 0;
-        let mut closed = false;
+        // Why the stream ended, if it did.
+        let mut ended = None;
         loop {
             if taken >= READ_BYTES_PER_TURN {
                 outcome.more = true;
                 break;
             }
             match pipe.read(&mut buf) {
-                // What came before the close is read first: a broker that refuses a login
-                // says why (connection.close) and then hangs up.
                 Ok(0) => {
-                    closed = true;
+                    ended = Some("connection closed".to_string());
                     break;
                 }
                 Ok(n) => {
@@ -646,15 +645,20 @@ impl Amqp {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::NotConnected => break,
-                Err(e) => return Err(e.to_string()),
+                Err(e) => {
+                    ended = Some(e.to_string());
+                    break;
+                }
             }
         }
         if taken > 0 {
             self.heard_at = now;
         }
+        // What came before the end is handled first: a broker that refuses a login says why
+        // (connection.close) and then hangs up, or resets the connection.
         self.handle_input(outcome, now)?;
-        if closed {
-            return Err("connection closed".into());
+        if let Some(why) = ended {
+            return Err(why);
         }
         let State::Up { pipe, .. } = &mut self.state else {
             return Ok(());
@@ -1078,7 +1082,8 @@ fn describe(close: &Close) -> String {
     format!("{} {}", close.reply_code, close.reply_text)
 }
 
-/// What msgbus tells the broker about itself (shown in its management views).
+/// What msgbus tells the broker about itself (shown in its management views), and what it
+/// understands.
 fn client_properties() -> codec::Table {
     use codec::Field;
     vec![
@@ -1089,7 +1094,11 @@ fn client_properties() -> codec::Table {
         ),
         (
             "capabilities".into(),
-            Field::Table(vec![("consumer_cancel_notify".into(), Field::Bool(true))]),
+            // The broker says why it refuses a login (connection.close) before it hangs up.
+            Field::Table(vec![
+                ("consumer_cancel_notify".into(), Field::Bool(true)),
+                ("authentication_failure_close".into(), Field::Bool(true)),
+            ]),
         ),
     ]
 }
@@ -1139,6 +1148,30 @@ fn jitter_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each wait doubles up to five seconds, lengthened by up to half at random.
+    #[test]
+    fn reconnects_back_off_doubling_with_jitter() {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), Token(0)).unwrap();
+        let settings = Settings {
+            url: AmqpUrl::parse("amqp://127.0.0.1").unwrap(),
+            exchange: DEFAULT_EXCHANGE.into(),
+            queue: None,
+            prefetch: DEFAULT_PREFETCH,
+        };
+        let now = Instant::now();
+        let mut amqp = Amqp::new(settings, 1024, now, waker).unwrap();
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let base = amqp.retry;
+            amqp.schedule_retry(now);
+            let wait = amqp.deadline().unwrap() - now;
+            assert!(wait >= base && wait <= base + base / 2 + Duration::from_millis(1));
+            waits.push(base.as_millis());
+        }
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+    }
 
     #[test]
     fn urls() {
