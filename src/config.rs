@@ -136,6 +136,12 @@ pub struct Config {
     /// The broker's origin written into its `/es.js` (the original's `ORIGIN`); None: the
     /// script takes the origin it was loaded from.
     pub esb_origin: Option<String>,
+    /// The eventsource-broker door's AMQP broker (`--amqp`), its exchange, the durable queue
+    /// of this node if named, and the unacknowledged messages it may hold at once.
+    pub amqp: Option<crate::amqp::AmqpUrl>,
+    pub amqp_exchange: String,
+    pub amqp_queue: Option<String>,
+    pub amqp_prefetch: u16,
     /// Opens the martd door (`/pub`, `/sub`).
     pub martd: bool,
     /// Opens the Simple-Comet door (`/channels...`, `/clients...`).
@@ -320,6 +326,10 @@ impl Default for Config {
             reuse_port: false,
             esb_users: None,
             esb_origin: None,
+            amqp: None,
+            amqp_exchange: crate::amqp::DEFAULT_EXCHANGE.to_string(),
+            amqp_queue: None,
+            amqp_prefetch: crate::amqp::DEFAULT_PREFETCH,
             martd: false,
             simple_comet: false,
             comet: CometOptions::default(),
@@ -474,6 +484,12 @@ Options:
                           FILE has one key:secret per line
   --esb-origin ORIGIN     the broker's origin written into its /es.js (default: the origin
                           the script was loaded from)
+  --amqp URL              the door's AMQP broker (amqp[s]://user:pass@host:port/vhost): consume
+                          its exchange and publish the door's events to it
+  --amqp-exchange NAME    the fanout exchange (default: eventsource.fanout)
+  --amqp-queue NAME       a durable queue of this node's own (default: a server-named,
+                          exclusive one, whose messages are lost while the node is away)
+  --amqp-prefetch N       unacknowledged messages in flight, 1 to 65535 (default: 256)
   --martd                 open the martd door (/pub, /sub)
   --simple-comet          open the Simple-Comet door (/channels.json, /clients.json, ...);
                           its own settings keep the original's names:
@@ -665,6 +681,10 @@ impl Changes {
             reuse_port: _,
             esb_users: _,
             esb_origin: _,
+            amqp: _,
+            amqp_exchange: _,
+            amqp_queue: _,
+            amqp_prefetch: _,
             martd: _,
             simple_comet: _,
             comet: _,
@@ -712,6 +732,10 @@ impl Changes {
             proxy_protocol => "proxy-protocol",
             nats => "nats",
             node_name => "node-name",
+            amqp => "amqp",
+            amqp_exchange => "amqp-exchange",
+            amqp_queue => "amqp-queue",
+            amqp_prefetch => "amqp-prefetch",
             martd => "martd",
             simple_comet => "simple-comet",
             lhttp => "lhttp",
@@ -907,6 +931,10 @@ const OPTIONS: &[Spec] = &[
     flag("reuse-port"),
     value("esb-users"),
     value("esb-origin"),
+    value("amqp"),
+    value("amqp-exchange"),
+    value("amqp-queue"),
+    value("amqp-prefetch"),
     flag("martd"),
     flag("simple-comet"),
     value("http-timeout"),
@@ -1122,6 +1150,24 @@ impl Builder {
                     });
                 }
                 cfg.esb_origin = Some(value);
+            "amqp" => {
+                let value = text();
+                let url = crate::amqp::AmqpUrl::parse(&value).ok_or(ConfigError::BadValue {
+                    flag,
+                    value,
+                    why: "expected amqp://[user:pass@]host[:port][/vhost] or amqps://...",
+                })?;
+                cfg.amqp = Some(url);
+            }
+            "amqp-exchange" => cfg.amqp_exchange = amqp_name(flag, text())?,
+            "amqp-queue" => cfg.amqp_queue = Some(amqp_name(flag, text())?),
+            "amqp-prefetch" => {
+                let n = positive(flag, text())?;
+                cfg.amqp_prefetch = u16::try_from(n).map_err(|_| ConfigError::BadValue {
+                    flag,
+                    value: n.to_string(),
+                    why: "at most 65535",
+                })?;
             }
             "martd" => cfg.martd = switch(flag, value)?,
             "simple-comet" => cfg.simple_comet = switch(flag, value)?,
@@ -1198,6 +1244,11 @@ impl Builder {
         if cfg.tls_listen.is_empty() && (cfg.tls_cert.is_some() || cfg.tls_key.is_some()) {
             return Err(ConfigError::Usage(
                 "--tls-cert and --tls-key need a --tls-listen address".into(),
+            ));
+        }
+        if cfg.amqp.is_some() && cfg.esb_users.is_none() {
+            return Err(ConfigError::Usage(
+                "--amqp carries the eventsource-broker door's events: it needs --esb-users".into(),
             ));
         }
         let port = port.unwrap_or(DEFAULT_PORT);
@@ -1322,6 +1373,18 @@ fn number<T: std::str::FromStr>(flag: &'static str, value: String) -> Result<T, 
         value,
         why: "expected a whole number",
     })
+}
+
+/// An exchange or queue name: an AMQP short string (at most 255 bytes), of one line.
+fn amqp_name(flag: &'static str, value: String) -> Result<String, ConfigError> {
+    if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control) {
+        return Err(ConfigError::BadValue {
+            flag,
+            value,
+            why: "expected 1 to 255 bytes without control characters",
+        });
+    }
+    Ok(value)
 }
 
 fn positive(flag: &'static str, value: String) -> Result<usize, ConfigError> {
@@ -1520,6 +1583,39 @@ mod tests {
         let mut same = old.clone();
         let changes = Changes::between(&old, &mut same);
         assert!(changes.live.is_empty() && changes.fixed.is_empty());
+    }
+
+    #[test]
+    fn amqp_options_and_what_they_need() {
+        let cfg = serve(&[
+            "--esb-users",
+            "/dev/null",
+            "--amqp",
+            "amqps://u:p@broker/v",
+            "--amqp-queue",
+            "node-1",
+            "--amqp-prefetch",
+            "10",
+        ])
+        .unwrap();
+        let url = cfg.amqp.unwrap();
+        assert_eq!((url.tls, url.port, url.vhost.as_str()), (true, 5671, "v"));
+        assert_eq!(cfg.amqp_exchange, "eventsource.fanout");
+        assert_eq!(
+            (cfg.amqp_queue.as_deref(), cfg.amqp_prefetch),
+            (Some("node-1"), 10)
+        );
+        let errors = [
+            (&["--amqp", "amqp://h"][..], "needs --esb-users"),
+            (&["--amqp", "http://h"], "--amqp"),
+            (&["--amqp-prefetch", "0"], "at least 1"),
+            (&["--amqp-prefetch", "65536"], "at most 65535"),
+            (&["--amqp-queue", "a\nb"], "control characters"),
+        ];
+        for (args, want) in errors {
+            let err = serve(args).err().unwrap().to_string();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! (`server`, `conn`, `io`, `outq`, `timer`) carries bytes between it and the kernel.
 
 pub mod activation;
+pub mod amqp;
 pub mod auth;
 pub mod bus;
 pub mod client;

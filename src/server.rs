@@ -15,6 +15,7 @@ use log::{debug, info, trace, warn};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::amqp::Amqp;
 use crate::auth::JwtKey;
 use crate::bus::{Bus, BusError, BusLimits, Message};
 use crate::cluster::Cluster;
@@ -39,6 +40,9 @@ const SIGNAL_TOKEN: Token = Token(usize::MAX);
 const CLUSTER_TOKEN: Token = Token(usize::MAX - 1 - MAX_LISTENERS);
 /// The NATS name lookup's answer, from its helper thread.
 const RESOLVED_TOKEN: Token = Token(usize::MAX - 2 - MAX_LISTENERS - MAX_UPSTREAM_TOKENS);
+/// The AMQP connection (`--amqp`), and its name lookup's answer, below the NATS lookup's.
+const AMQP_TOKEN: Token = Token(RESOLVED_TOKEN.0 - 1);
+const AMQP_RESOLVED_TOKEN: Token = Token(RESOLVED_TOKEN.0 - 2);
 const LISTENER_TOKEN_BASE: usize = usize::MAX - 1;
 /// Outbound HTTP calls a door makes: `UPSTREAM_TOKEN_TOP - slot`, below the cluster's token.
 const UPSTREAM_TOKEN_TOP: usize = CLUSTER_TOKEN.0 - 1;
@@ -87,6 +91,8 @@ pub struct Server {
     refused_this_turn: usize,
     /// NATS input stopped at the per-turn cap: read on next turn.
     cluster_again: bool,
+    /// The same for AMQP input.
+    amqp_again: bool,
     /// What the gauges need of each connection, by slab key, kept as it changes so that
     /// rendering them is O(1), and when its output stopped moving.
     tracked: Vec<Tracked>,
@@ -116,6 +122,8 @@ pub struct Server {
     per_address: AddressCounts,
     /// The NATS connection joining this node to others, with `--nats`.
     cluster: Option<Cluster>,
+    /// The eventsource-broker door's AMQP connection, with `--amqp`.
+    amqp: Option<Amqp>,
     /// The doors the configuration opened (`crate::doors`), each behind the `Door` trait.
     doors: Doors,
     /// The wire formats: the transports' and those the doors registered.
@@ -213,6 +221,21 @@ impl Server {
             let waker = mio::Waker::new(poll.registry(), RESOLVED_TOKEN)?;
             Some(Cluster::new(cfg.nats.clone(), name, Instant::now(), waker))
         };
+        let amqp = match &cfg.amqp {
+            None => None,
+            Some(url) => {
+                let settings = crate::amqp::Settings {
+                    url: url.clone(),
+                    exchange: cfg.amqp_exchange.clone(),
+                    queue: cfg.amqp_queue.clone(),
+                    prefetch: cfg.amqp_prefetch,
+                };
+                let waker = mio::Waker::new(poll.registry(), AMQP_RESOLVED_TOKEN)?;
+                let amqp = Amqp::new(settings, cfg.max_body, Instant::now(), waker)
+                    .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
+                Some(amqp)
+            }
+        };
         let listeners = bind_all(&cfg, &poll, inherited)?;
         if let Some(path) = &cfg.pid_file {
             std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
@@ -256,6 +279,7 @@ impl Server {
             accept_retry_at: None,
             refused_this_turn: 0,
             cluster_again: false,
+            amqp_again: false,
             tracked: Vec::with_capacity(1024),
             io: Vec::with_capacity(1024),
             by_transport: [0; Transport::COUNT],
@@ -274,6 +298,7 @@ impl Server {
             gate,
             per_address: AddressCounts::default(),
             cluster,
+            amqp,
             doors,
             wires,
             upstream,
@@ -367,7 +392,11 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.flush_next.is_empty() || !self.read_again.is_empty() || self.cluster_again {
+        if !self.flush_next.is_empty()
+            || !self.read_again.is_empty()
+            || self.cluster_again
+            || self.amqp_again
+        {
             return Some(Duration::ZERO);
         }
         let sweep = self.next_sweep.saturating_duration_since(self.now);
@@ -375,7 +404,11 @@ impl Server {
             .timers
             .next_timeout(self.now)
             .map_or(sweep, |t| t.min(sweep));
-        if let Some(deadline) = self.cluster.as_ref().and_then(Cluster::deadline) {
+        let links = [
+            self.cluster.as_ref().and_then(Cluster::deadline),
+            self.amqp.as_ref().and_then(Amqp::deadline),
+        ];
+        for deadline in links.into_iter().flatten() {
             timer = timer.min(deadline.saturating_duration_since(self.now));
         }
         if let Some(at) = self.next_watchdog {
@@ -417,6 +450,9 @@ impl Server {
         if std::mem::take(&mut self.cluster_again) {
             self.on_cluster(false);
         }
+        if std::mem::take(&mut self.amqp_again) {
+            self.on_amqp(false);
+        }
         for key in std::mem::take(&mut self.read_again) {
             // Input may already be buffered (a request pipelined behind a long-poll).
             self.drive(key);
@@ -426,6 +462,12 @@ impl Server {
             match event.token() {
                 SIGNAL_TOKEN => self.on_signal(),
                 CLUSTER_TOKEN => self.on_cluster(false),
+                AMQP_TOKEN => self.on_amqp(false),
+                AMQP_RESOLVED_TOKEN => {
+                    if let Some(amqp) = self.amqp.as_mut() {
+                        amqp.on_resolved(self.poll.registry(), AMQP_TOKEN, self.now);
+                    }
+                }
                 RESOLVED_TOKEN => {
                     if let Some(cluster) = self.cluster.as_mut() {
                         cluster.on_resolved(self.poll.registry(), CLUSTER_TOKEN, self.now);
@@ -700,7 +742,10 @@ impl Server {
                             self.now.duration_since(self.started),
                             self.stats.fds_at_start + self.conns.len(),
                         );
-                        let text = self.stats.render_prometheus(&self.gauges(), &process);
+                        let mut text = self.stats.render_prometheus(&self.gauges(), &process);
+                        if let Some(amqp) = &self.amqp {
+                            text += &amqp.render_prometheus();
+                        }
                         let content_type = "text/plain; version=0.0.4; charset=utf-8";
                         self.conns[key].answer_status(reply, content_type, &text);
                     } else {
@@ -769,9 +814,17 @@ impl Server {
     fn publish_admitted(&mut self, publish: crate::gate::Publish) -> Result<Published, Refused> {
         let msg = self.bus.publish(publish, self.now).map_err(Refused::Bus)?;
         self.stats.published += 1;
-        let local_only = match &mut self.cluster {
-            Some(cluster) => !cluster.forward(&msg, self.poll.registry(), self.now),
-            None => false,
+        // The eventsource-broker door's events go to its AMQP exchange, which reaches every
+        // broker attached to it, other msgbus nodes included; so not to NATS as well.
+        let to_exchange = self.amqp.as_mut().and_then(|amqp| {
+            let json =
+                crate::amqp::event::encode(&msg.channel, msg.id, msg.event.as_deref(), &msg.body)?;
+            Some(amqp.publish(&json, self.poll.registry(), self.now))
+        });
+        let local_only = match (&mut self.cluster, to_exchange) {
+            (_, Some(sent)) => !sent,
+            (Some(cluster), None) => !cluster.forward(&msg, self.poll.registry(), self.now),
+            (None, None) => false,
         };
         let recipients = self.deliver(&msg);
         Ok(Published {
@@ -803,6 +856,75 @@ impl Server {
                 self.deliver(&msg);
             }
             Err(e) => debug!("message from the cluster not taken: {e}"),
+        }
+    }
+
+    /// Handles the AMQP connection's readiness or deadline.
+    fn on_amqp(&mut self, timer: bool) {
+        let Some(amqp) = &mut self.amqp else {
+            return;
+        };
+        let registry = self.poll.registry();
+        let outcome = if timer {
+            amqp.on_timer(registry, AMQP_TOKEN, self.now);
+            crate::amqp::Outcome::default()
+        } else {
+            amqp.on_ready(registry, self.now)
+        };
+        self.amqp_again |= outcome.more;
+        for delivery in outcome.deliveries {
+            self.deliver_from_exchange(delivery);
+        }
+    }
+
+    /// A message from the AMQP exchange: through the gate to the bus as a door publish, then
+    /// acknowledged. This node's own and bad messages are acknowledged without delivery (the
+    /// bad ones counted and logged), so none comes back again and again.
+    fn deliver_from_exchange(&mut self, delivery: crate::amqp::Delivery) {
+        use crate::amqp::event;
+        let Some(amqp) = self.amqp.as_mut() else {
+            return;
+        };
+        let registry = self.poll.registry();
+        if delivery.own {
+            amqp.counters.own += 1;
+            amqp.ack(delivery.tag, registry, self.now);
+            return;
+        }
+        // A body over the limit was not kept, only counted.
+        let decoded = match delivery.too_large {
+            true => Err(event::BadEvent::TooLarge),
+            false => event::decode(&delivery.body, self.cfg.max_body),
+        };
+        let taken = decoded.map_err(|bad| bad.to_string()).and_then(|ev| {
+            let draft = crate::gate::Draft {
+                channel: &ev.bus_channel,
+                content_type: "text/plain; charset=utf-8",
+                event: ev.name.as_deref(),
+                body: ev.data.into_bytes().into(),
+                ..crate::gate::Draft::default()
+            };
+            let publish = self
+                .gate
+                .admit_door_publish(draft, None)
+                .map_err(|refusal| format!("refused: {refusal}"))?;
+            self.bus
+                .publish(publish, self.now)
+                .map_err(|e| format!("not taken: {e}"))
+        });
+        let Some(amqp) = self.amqp.as_mut() else {
+            return;
+        };
+        match taken {
+            Ok(msg) => {
+                amqp.counters.received += 1;
+                amqp.ack(delivery.tag, registry, self.now);
+                self.deliver(&msg);
+            }
+            Err(why) => {
+                amqp.count_bad(&why, self.now);
+                amqp.ack(delivery.tag, registry, self.now);
+            }
         }
     }
 
@@ -950,6 +1072,11 @@ impl Server {
         if let Some(deadline) = self.cluster.as_ref().and_then(Cluster::deadline) {
             if self.now >= deadline {
                 self.on_cluster(true);
+            }
+        }
+        if let Some(deadline) = self.amqp.as_ref().and_then(Amqp::deadline) {
+            if self.now >= deadline {
+                self.on_amqp(true);
             }
         }
         if self.now >= self.next_sweep {

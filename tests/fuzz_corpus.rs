@@ -82,6 +82,7 @@ impl<'a> Seed<'a> {
 fn replay(target: &str, data: &[u8]) {
     let mut s = Seed { data };
     match target {
+        "amqp_frames" => checks::amqp_frames(data),
         "base64" => checks::base64(data),
         "chunked_body" => checks::chunked_body(s.u8(), s.rest()),
         "connection" => checks::connection(s.u8(), s.rest()),

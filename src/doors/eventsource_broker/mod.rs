@@ -4,6 +4,10 @@
 //! sockets and connects them to the bus. Each api key has channels of its own, as in the
 //! original: the bus channel behind key K's `chat` is `esb::bus_channel(K, "chat")`, a name no
 //! other key and no native client can use.
+//!
+//! With `--amqp`, the door's events also travel on the original's AMQP exchange, both ways
+//! (`crate::amqp`): the reactor sends each publish on these channels there, and delivers what
+//! other brokers published through the gate to the same channels.
 
 pub mod client;
 pub mod codec;

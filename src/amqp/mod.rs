@@ -1,0 +1,1224 @@
+//! eventsource-broker's AMQP side (`--amqp URL`): one AMQP 0-9-1 client connection inside the
+//! reactor, consuming the broker's fanout exchange (`eventsource.fanout` by default) through a
+//! queue of this node's own, and publishing the eventsource-broker door's events to it, as the
+//! original's brokers did (`AMQPEvents.hs`).
+//!
+//! Both directions:
+//! - a message on the exchange (`event.rs`: JSON `{"channel", "user", "data", "id"?, "name"?}`)
+//!   goes through the gate to the door's bus channel of that api key and channel, and is
+//!   acknowledged only once the bus took it; a bad one is acknowledged, counted and logged;
+//! - a door publish (`POST /event`, `POST /socket/ID`) reaches this node's subscribers at once,
+//!   as without AMQP, and is also sent to the exchange, marked with this process's node id in
+//!   the `app_id` property; when it comes back through this node's queue it is acknowledged
+//!   and not delivered again. Other nodes deliver it from their own queues.
+//!
+//! The queue is server-named, exclusive and auto-deleted (what the exchange routes while the
+//! node is away is lost to it, as in the original), or with `--amqp-queue NAME` durable and
+//! named, so that RabbitMQ keeps what arrives while the node is away or restarting (messages
+//! published persistent survive a RabbitMQ restart too). `basic.qos` bounds the unacknowledged
+//! messages in flight (`--amqp-prefetch`).
+//!
+//! Nothing here blocks the reactor: a host name is looked up on a short-lived helper thread
+//! whose answer comes back through a `mio::Waker`, reading stops after `READ_BYTES_PER_TURN`,
+//! the connection is retried with capped, jittered backoff, and a broker silent for two
+//! heartbeat intervals is given up.
+
+pub mod codec;
+pub mod event;
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token, Waker};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+
+use codec::{Close, DeclareFlags, FrameType, Method, Properties};
+
+/// The exchange the original's brokers use.
+pub const DEFAULT_EXCHANGE: &str = "eventsource.fanout";
+pub const DEFAULT_PREFETCH: u16 = 256;
+/// The one channel msgbus opens.
+const CHANNEL: u16 = 1;
+/// The largest frame msgbus asks for (the broker may ask for less).
+const FRAME_MAX: u32 = 128 * 1024;
+/// Bytes waiting to go to the broker before the connection is given up as stuck.
+const MAX_OUTPUT: usize = 16 * 1024 * 1024;
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// A connection that has not finished its handshake by then is given up; so is a name lookup.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The heartbeat asked for when the broker proposes none or a longer one.
+const MAX_HEARTBEAT: u16 = 60;
+/// Bytes read from the broker per turn, as for every client connection.
+const READ_BYTES_PER_TURN: usize = 256 * 1024;
+/// Bad messages are logged at most this often (the rest are counted, and the count logged).
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
+/// System CA bundles tried for amqps:// when `$SSL_CERT_FILE` is not set.
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// A broker address with its credentials:
+/// `amqp[s]://[user[:pass]@]host[:port][/vhost]` (user and password default to guest, the
+/// vhost to `/`; the vhost, user and password percent-encoded, so `/%2f` is `/`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AmqpUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub pass: String,
+    pub vhost: String,
+}
+
+/// Never the password (a reload names changed options by comparing these).
+impl std::fmt::Debug for AmqpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "amqps" } else { "amqp" };
+        let digest = self
+            .pass
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        write!(
+            f,
+            "{scheme}://{}:<{digest:x}>@{}:{}/{:?}",
+            self.user, self.host, self.port, self.vhost
+        )
+    }
+}
+
+impl AmqpUrl {
+    pub fn parse(text: &str) -> Option<AmqpUrl> {
+        let (tls, rest) = if let Some(rest) = text.strip_prefix("amqps://") {
+            (true, rest)
+        } else {
+            (false, text.strip_prefix("amqp://")?)
+        };
+        let decode = |s: &str| {
+            let bytes = crate::http::query::percent_decode(s.as_bytes(), false)?;
+            String::from_utf8(bytes).ok()
+        };
+        let (authority, path) = match rest.split_once('/') {
+            Some((authority, path)) => (authority, Some(path)),
+            None => (rest, None),
+        };
+        let (auth, host_port) = match authority.rsplit_once('@') {
+            Some((auth, host_port)) => (Some(auth), host_port),
+            None => (None, authority),
+        };
+        let (user, pass) = match auth.map(|a| a.split_once(':').unwrap_or((a, ""))) {
+            Some((user, pass)) => (decode(user)?, decode(pass)?),
+            None => ("guest".to_string(), "guest".to_string()),
+        };
+        let default_port = if tls { 5671 } else { 5672 };
+        let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+            let (host, after) = v6.split_once(']')?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().ok()?,
+                None if after.is_empty() => default_port,
+                None => return None,
+            };
+            (host.to_string(), port)
+        } else {
+            match host_port.rsplit_once(':') {
+                Some((host, port)) => (host.to_string(), port.parse().ok()?),
+                None => (host_port.to_string(), default_port),
+            }
+        };
+        // As pika and the original read it: no path, or `/` alone, is the default vhost.
+        let vhost = match path {
+            None | Some("") => "/".to_string(),
+            Some(path) => decode(path)?,
+        };
+        if host.is_empty() || host.contains(['/', '?', '#']) || vhost.len() > 255 {
+            return None;
+        }
+        Some(AmqpUrl {
+            tls,
+            host,
+            port,
+            user,
+            pass,
+            vhost,
+        })
+    }
+
+    fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// What `--amqp` and its companions ask for.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub url: AmqpUrl,
+    pub exchange: String,
+    /// A durable queue of this name, else a server-named exclusive one.
+    pub queue: Option<String>,
+    pub prefetch: u16,
+}
+
+/// A message from the exchange, whole.
+#[derive(Debug)]
+pub struct Delivery {
+    pub tag: u64,
+    pub body: Vec<u8>,
+    /// This node published it (its `app_id` is ours): delivered here already.
+    pub own: bool,
+    /// Its body was larger than the limit, and was not kept.
+    pub too_large: bool,
+}
+
+/// What the reactor should know after the connection handled an event.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub deliveries: Vec<Delivery>,
+    /// Reading stopped at the per-turn cap: call `on_ready` again next turn.
+    pub more: bool,
+}
+
+/// Counted for /metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    /// Messages from the exchange delivered to the bus.
+    pub received: u64,
+    /// This node's own messages come back, acknowledged and not delivered again.
+    pub own: u64,
+    /// Messages acknowledged and dropped: not JSON, missing fields, bad values, too large,
+    /// or refused by the gate or the bus.
+    pub bad: u64,
+    /// Door publishes sent to the exchange.
+    pub published: u64,
+    /// Door publishes made while the broker was away: local subscribers only.
+    pub not_published: u64,
+    pub disconnects: u64,
+}
+
+/// Where the handshake is; each step waits for the broker's answer to what the last one sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Protocol header sent; next: connection.start.
+    Start,
+    /// start-ok sent; next: connection.tune.
+    Tune,
+    /// tune-ok and connection.open sent; next: open-ok.
+    Open,
+    /// channel.open sent; next: its open-ok.
+    Channel,
+    /// exchange.declare sent.
+    Exchange,
+    /// queue.declare sent; next: declare-ok with the queue's name.
+    Queue,
+    /// queue.bind sent.
+    Bind,
+    /// basic.qos sent.
+    Qos,
+    /// basic.consume sent; next: consume-ok, and then deliveries.
+    Consume,
+    /// Consuming and publishing.
+    Ready,
+}
+
+/// The socket, plain or with TLS.
+enum Pipe {
+    Plain(TcpStream),
+    Tls(Box<ClientConnection>, TcpStream),
+}
+
+impl Pipe {
+    fn socket(&mut self) -> &mut TcpStream {
+        match self {
+            Pipe::Plain(sock) | Pipe::Tls(_, sock) => sock,
+        }
+    }
+
+    /// Plaintext into `buf`: Ok(0) at the end of the stream, WouldBlock when nothing is there.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (tls, sock) = match self {
+            Pipe::Plain(sock) => return sock.read(buf),
+            Pipe::Tls(tls, sock) => (tls, sock),
+        };
+        loop {
+            match tls.reader().read(buf) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                done => return done,
+            }
+            if tls.read_tls(sock)? == 0 {
+                return Ok(0);
+            }
+            tls.process_new_packets()
+                .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+        }
+    }
+
+    /// Writes what it can of `output` (taking it out), and what TLS has to send.
+    fn write(&mut self, output: &mut Vec<u8>) -> io::Result<()> {
+        let result = match self {
+            Pipe::Plain(sock) => write_out(sock, output),
+            Pipe::Tls(tls, sock) => loop {
+                if !output.is_empty() {
+                    let n = tls.writer().write(output)?;
+                    output.drain(..n);
+                }
+                if !tls.wants_write() {
+                    break Ok(());
+                }
+                match tls.write_tls(sock) {
+                    Ok(0) => break Err(ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
+                }
+            },
+        };
+        match result {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::NotConnected) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+fn write_out(sock: &mut TcpStream, output: &mut Vec<u8>) -> io::Result<()> {
+    while !output.is_empty() {
+        match sock.write(output) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                output.drain(..n);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+enum State {
+    /// Waiting to try again.
+    Down { retry_at: Instant },
+    /// The host name is being looked up on a helper thread (answer number `lookup`).
+    Resolving { lookup: u64, since: Instant },
+    /// Connected, or connecting, at handshake `step`.
+    Up {
+        pipe: Pipe,
+        step: Step,
+        since: Instant,
+    },
+}
+
+/// A message being put together from its deliver, header and body frames.
+struct Incoming {
+    tag: u64,
+    /// From the content header: the body's size, and whether it is this node's own.
+    size: Option<u64>,
+    own: bool,
+    body: Vec<u8>,
+    received: u64,
+    too_large: bool,
+}
+
+/// A name lookup's answer from its helper thread: which lookup, and the addresses.
+type Lookup = (u64, io::Result<Vec<SocketAddr>>);
+
+pub struct Amqp {
+    settings: Settings,
+    /// This process's mark on what it publishes (`app_id`), random per process.
+    node_id: String,
+    tls: Option<Arc<ClientConfig>>,
+    state: State,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    incoming: Option<Incoming>,
+    /// The queue consumed, as the broker named it.
+    queue_name: String,
+    /// The broker's frame limit, once tuned.
+    frame_max: u32,
+    /// The heartbeat agreed on (zero: none), when the broker was last heard and last told.
+    heartbeat: Duration,
+    heard_at: Instant,
+    told_at: Instant,
+    /// The largest body taken from the exchange.
+    max_message: usize,
+    retry: Duration,
+    rng: u64,
+    waker: Arc<Waker>,
+    answers: Receiver<Lookup>,
+    sender: Sender<Lookup>,
+    /// Numbers the lookups, so a late answer to one given up is recognised and dropped.
+    last_lookup: u64,
+    lookups_running: usize,
+    /// Turns through the addresses a name has, one per connection attempt.
+    attempts: usize,
+    /// Bad messages not logged since the last warning, and when that was.
+    unlogged: u64,
+    warned_at: Option<Instant>,
+    pub counters: Counters,
+}
+
+impl Amqp {
+    /// `waker` wakes the reactor when a name lookup is answered; the reactor then calls
+    /// `on_resolved`. Fails when amqps:// is asked for and no CA certificate can be read.
+    pub fn new(
+        settings: Settings,
+        max_message: usize,
+        now: Instant,
+        waker: Waker,
+    ) -> Result<Amqp, String> {
+        let tls = if settings.url.tls {
+            Some(tls_config()?)
+        } else {
+            None
+        };
+        let (sender, answers) = channel();
+        let rng = jitter_seed();
+        Ok(Amqp {
+            node_id: node_id(),
+            settings,
+            tls,
+            state: State::Down { retry_at: now },
+            input: Vec::new(),
+            output: Vec::new(),
+            incoming: None,
+            queue_name: String::new(),
+            frame_max: codec::MIN_FRAME_MAX,
+            heartbeat: Duration::ZERO,
+            heard_at: now,
+            told_at: now,
+            max_message,
+            retry: FIRST_RETRY,
+            rng,
+            waker: Arc::new(waker),
+            answers,
+            sender,
+            last_lookup: 0,
+            lookups_running: 0,
+            attempts: 0,
+            unlogged: 0,
+            warned_at: None,
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        matches!(
+            self.state,
+            State::Up {
+                step: Step::Ready,
+                ..
+            }
+        )
+    }
+
+    /// When the reactor should call `on_timer` next.
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Down { retry_at } => Some(*retry_at),
+            State::Resolving { since, .. } => Some(*since + HANDSHAKE_TIMEOUT),
+            State::Up { step, since, .. } if *step != Step::Ready => {
+                Some(*since + HANDSHAKE_TIMEOUT)
+            }
+            State::Up { .. } if self.heartbeat.is_zero() => None,
+            State::Up { .. } => {
+                Some((self.told_at + self.heartbeat / 2).min(self.heard_at + self.heartbeat * 2))
+            }
+        }
+    }
+
+    /// Connects when it is time; gives up a handshake that takes too long or a broker that
+    /// has gone silent; sends heartbeats.
+    pub fn on_timer(&mut self, registry: &Registry, token: Token, now: Instant) {
+        match &self.state {
+            State::Down { retry_at } if now >= *retry_at => self.connect(registry, token, now),
+            State::Resolving { since, .. } if now >= *since + HANDSHAKE_TIMEOUT => {
+                self.cut("name lookup timed out", registry, now);
+            }
+            State::Up { step, since, .. }
+                if *step != Step::Ready && now >= *since + HANDSHAKE_TIMEOUT =>
+            {
+                self.cut("handshake timed out", registry, now);
+            }
+            State::Up { step, .. } if *step == Step::Ready && !self.heartbeat.is_zero() => {
+                if now >= self.heard_at + self.heartbeat * 2 {
+                    self.cut("no heartbeat from the broker", registry, now);
+                } else if now >= self.told_at + self.heartbeat / 2 {
+                    self.output.extend_from_slice(codec::HEARTBEAT);
+                    self.told_at = now;
+                    self.flush_or_cut(registry, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts the next attempt: at once for an IP address, else after a lookup off-thread.
+    fn connect(&mut self, registry: &Registry, token: Token, now: Instant) {
+        let host_port = self.settings.url.host_port();
+        self.attempts += 1;
+        if let Ok(addr) = host_port.parse::<SocketAddr>() {
+            self.open(addr, registry, token, now);
+            return;
+        }
+        if self.lookups_running > 0 {
+            warn!("AMQP {host_port}: still looking up an earlier name");
+            self.schedule_retry(now);
+            return;
+        }
+        self.last_lookup += 1;
+        let lookup = self.last_lookup;
+        let sender = self.sender.clone();
+        let waker = Arc::clone(&self.waker);
+        let started = std::thread::Builder::new()
+            .name("msgbus-resolve".into())
+            .spawn(move || {
+                let addrs = host_port.to_socket_addrs().map(Iterator::collect);
+                let _ = sender.send((lookup, addrs));
+                let _ = waker.wake();
+            });
+        match started {
+            Ok(_) => {
+                self.lookups_running += 1;
+                self.state = State::Resolving { lookup, since: now };
+            }
+            Err(e) => {
+                warn!("AMQP: cannot start a name lookup: {e}");
+                self.schedule_retry(now);
+            }
+        }
+    }
+
+    /// A name lookup was answered (the reactor's waker fired): connect to one of the
+    /// addresses, a different one on each attempt, or try again later.
+    pub fn on_resolved(&mut self, registry: &Registry, token: Token, now: Instant) {
+        while let Ok((lookup, answer)) = self.answers.try_recv() {
+            self.lookups_running = self.lookups_running.saturating_sub(1);
+            if !matches!(self.state, State::Resolving { lookup: l, .. } if l == lookup) {
+                continue; // given up on already
+            }
+            match answer {
+                Ok(addrs) if !addrs.is_empty() => {
+                    let addr = addrs[self.attempts % addrs.len()];
+                    self.open(addr, registry, token, now);
+                }
+                Ok(_) => {
+                    warn!("AMQP {}: no address", self.settings.url.host);
+                    self.schedule_retry(now);
+                }
+                Err(e) => {
+                    warn!("AMQP {}: cannot resolve: {e}", self.settings.url.host);
+                    self.schedule_retry(now);
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, addr: SocketAddr, registry: &Registry, token: Token, now: Instant) {
+        let mut sock = match TcpStream::connect(addr) {
+            Ok(sock) => sock,
+            Err(e) => {
+                warn!("AMQP {addr}: {e}");
+                self.schedule_retry(now);
+                return;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        if let Err(e) = registry.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            warn!("AMQP {addr}: {e}");
+            self.schedule_retry(now);
+            return;
+        }
+        let pipe = match &self.tls {
+            None => Pipe::Plain(sock),
+            Some(config) => {
+                let name = ServerName::try_from(self.settings.url.host.clone());
+                match name.map_err(|e| e.to_string()).and_then(|name| {
+                    ClientConnection::new(Arc::clone(config), name).map_err(|e| e.to_string())
+                }) {
+                    Ok(tls) => Pipe::Tls(Box::new(tls), sock),
+                    Err(e) => {
+                        let _ = registry.deregister(&mut sock);
+                        warn!("AMQP {}: TLS: {e}", self.settings.url.host);
+                        self.schedule_retry(now);
+                        return;
+                    }
+                }
+            }
+        };
+        self.input.clear();
+        self.output.clear();
+        self.incoming = None;
+        self.output.extend_from_slice(codec::PROTOCOL_HEADER);
+        self.frame_max = codec::MIN_FRAME_MAX;
+        self.heartbeat = Duration::ZERO;
+        self.state = State::Up {
+            pipe,
+            step: Step::Start,
+            since: now,
+        };
+    }
+
+    /// Backoff doubling up to five seconds, plus up to half as much again at random, so
+    /// nodes cut off together do not all come back in the same instant.
+    fn schedule_retry(&mut self, now: Instant) {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let spread = self.retry.as_millis() as u64 / 2 + 1;
+        let jitter = Duration::from_millis(self.rng % spread);
+        self.state = State::Down {
+            retry_at: now + self.retry + jitter,
+        };
+        self.retry = (self.retry * 2).min(MAX_RETRY);
+    }
+
+    fn cut(&mut self, why: &str, registry: &Registry, now: Instant) {
+        if let State::Up { pipe, .. } = &mut self.state {
+            let _ = registry.deregister(pipe.socket());
+        }
+        if self.is_ready() {
+            self.counters.disconnects += 1;
+            warn!("cut off from AMQP: {why}; door publishes reach this node's subscribers only");
+        } else {
+            info!("AMQP not reachable: {why}");
+        }
+        self.incoming = None;
+        self.schedule_retry(now);
+    }
+
+    fn flush_or_cut(&mut self, registry: &Registry, now: Instant) {
+        let State::Up { pipe, .. } = &mut self.state else {
+            return;
+        };
+        if let Err(e) = pipe.write(&mut self.output) {
+            self.cut(&e.to_string(), registry, now);
+        }
+    }
+
+    /// The socket is readable or writable.
+    pub fn on_ready(&mut self, registry: &Registry, now: Instant) -> Outcome {
+        let mut outcome = Outcome::default();
+        if let Err(why) = self.pump(&mut outcome, now) {
+            self.cut(&why, registry, now);
+            // Not acknowledged on this connection, so the broker delivers them again.
+            outcome.deliveries.clear();
+        }
+        outcome
+    }
+
+    fn pump(&mut self, outcome: &mut Outcome, now: Instant) -> Result<(), String> {
+        let State::Up { pipe, .. } = &mut self.state else {
+            return Ok(());
+        };
+        if let Ok(Some(e)) | Err(e) = pipe.socket().take_error() {
+            return Err(e.to_string());
+        }
+        let mut buf = [0u8; 64 * 1024];
+        let mut taken = 0;
+        // Why the stream ended, if it did.
+        let mut ended = None;
+        loop {
+            if taken >= READ_BYTES_PER_TURN {
+                outcome.more = true;
+                break;
+            }
+            match pipe.read(&mut buf) {
+                Ok(0) => {
+                    ended = Some("connection closed".to_string());
+                    break;
+                }
+                Ok(n) => {
+                    taken += n;
+                    self.input.extend_from_slice(&buf[..n]);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::NotConnected => break,
+                Err(e) => {
+                    ended = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if taken > 0 {
+            self.heard_at = now;
+        }
+        // What came before the end is handled first: a broker that refuses a login says why
+        // (connection.close) and then hangs up, or resets the connection.
+        self.handle_input(outcome, now)?;
+        if let Some(why) = ended {
+            return Err(why);
+        }
+        let State::Up { pipe, .. } = &mut self.state else {
+            return Ok(());
+        };
+        pipe.write(&mut self.output).map_err(|e| e.to_string())
+    }
+
+    fn handle_input(&mut self, outcome: &mut Outcome, now: Instant) -> Result<(), String> {
+        // Taken out while its frames are handled, which borrow from it.
+        let mut input = std::mem::take(&mut self.input);
+        let used = self.handle_frames(&input, outcome, now)?;
+        input.drain(..used);
+        self.input = input;
+        if self.output.len() > MAX_OUTPUT {
+            return Err("the broker is not taking what is sent".into());
+        }
+        Ok(())
+    }
+
+    /// Handles the whole frames at the front of `input`; returns how many bytes they took.
+    fn handle_frames(
+        &mut self,
+        input: &[u8],
+        outcome: &mut Outcome,
+        now: Instant,
+    ) -> Result<usize, String> {
+        let mut used = 0;
+        while let Some((frame, n)) =
+            codec::parse_frame(&input[used..], FRAME_MAX).map_err(|e| e.to_string())?
+        {
+            used += n;
+            match frame.kind {
+                FrameType::Heartbeat => {}
+                FrameType::Method => {
+                    let method = codec::decode_method(frame.payload).map_err(|e| e.to_string())?;
+                    self.on_method(frame.channel, method, now)?;
+                }
+                FrameType::Header => self.on_header(frame.payload, outcome)?,
+                FrameType::Body => self.on_body(frame.payload, outcome)?,
+            }
+        }
+        Ok(used)
+    }
+
+    fn send(&mut self, method: &Method) {
+        let channel = match method {
+            Method::ConnectionStartOk { .. }
+            | Method::ConnectionTuneOk { .. }
+            | Method::ConnectionOpen { .. }
+            | Method::ConnectionClose(_)
+            | Method::ConnectionCloseOk => 0,
+            _ => CHANNEL,
+        };
+        codec::push_method(&mut self.output, channel, method);
+    }
+
+    fn step(&mut self) -> Option<Step> {
+        match &self.state {
+            State::Up { step, .. } => Some(*step),
+            _ => None,
+        }
+    }
+
+    fn set_step(&mut self, next: Step) {
+        if let State::Up { step, .. } = &mut self.state {
+            *step = next;
+        }
+    }
+
+    /// One method from the broker: the next handshake step, a delivery's start, or a close.
+    fn on_method(&mut self, channel: u16, method: Method, now: Instant) -> Result<(), String> {
+        let step = self.step();
+        let expected = |want| step == Some(want);
+        let next = match method {
+            Method::ConnectionStart { mechanisms, .. } if expected(Step::Start) => {
+                if !mechanisms.split(|&b| b == b' ').any(|m| m == b"PLAIN") {
+                    return Err("the broker does not take PLAIN logins".into());
+                }
+                let url = &self.settings.url;
+                let start_ok = Method::ConnectionStartOk {
+                    client_properties: client_properties(),
+                    mechanism: "PLAIN".into(),
+                    response: codec::plain_response(&url.user, &url.pass),
+                    locale: "en_US".into(),
+                };
+                self.send(&start_ok);
+                Step::Tune
+            }
+            Method::ConnectionTune {
+                frame_max,
+                heartbeat,
+                ..
+            } if expected(Step::Tune) => {
+                let frame_max = match frame_max {
+                    0 => FRAME_MAX,
+                    n => n.clamp(codec::MIN_FRAME_MAX, FRAME_MAX),
+                };
+                let heartbeat = match heartbeat {
+                    0 => MAX_HEARTBEAT,
+                    n => n.min(MAX_HEARTBEAT),
+                };
+                self.frame_max = frame_max;
+                self.heartbeat = Duration::from_secs(u64::from(heartbeat));
+                let vhost = self.settings.url.vhost.clone();
+                self.send(&Method::ConnectionTuneOk {
+                    channel_max: 1,
+                    frame_max,
+                    heartbeat,
+                });
+                self.send(&Method::ConnectionOpen { vhost });
+                Step::Open
+            }
+            Method::ConnectionOpenOk if expected(Step::Open) => {
+                self.send(&Method::ChannelOpen);
+                Step::Channel
+            }
+            Method::ChannelOpenOk if expected(Step::Channel) => {
+                // As the original declares it: fanout, not durable, not auto-deleted.
+                self.send(&Method::ExchangeDeclare {
+                    exchange: self.settings.exchange.clone(),
+                    kind: "fanout".into(),
+                    flags: DeclareFlags::default(),
+                    arguments: Vec::new(),
+                });
+                Step::Exchange
+            }
+            Method::ExchangeDeclareOk if expected(Step::Exchange) => {
+                let (queue, flags) = match &self.settings.queue {
+                    Some(name) => (
+                        name.clone(),
+                        DeclareFlags {
+                            durable: true,
+                            ..DeclareFlags::default()
+                        },
+                    ),
+                    None => (
+                        String::new(),
+                        DeclareFlags {
+                            exclusive: true,
+                            auto_delete: true,
+                            ..DeclareFlags::default()
+                        },
+                    ),
+                };
+                self.send(&Method::QueueDeclare {
+                    queue,
+                    flags,
+                    arguments: Vec::new(),
+                });
+                Step::Queue
+            }
+            Method::QueueDeclareOk {
+                queue,
+                message_count,
+                ..
+            } if expected(Step::Queue) => {
+                info!("AMQP queue {queue:?} holds {message_count} messages");
+                self.send(&Method::QueueBind {
+                    queue: queue.clone(),
+                    exchange: self.settings.exchange.clone(),
+                    routing_key: String::new(),
+                    no_wait: false,
+                    arguments: Vec::new(),
+                });
+                self.queue_name = queue;
+                Step::Bind
+            }
+            Method::QueueBindOk if expected(Step::Bind) => {
+                self.send(&Method::BasicQos {
+                    prefetch_size: 0,
+                    prefetch_count: self.settings.prefetch,
+                    global: false,
+                });
+                Step::Qos
+            }
+            Method::BasicQosOk if expected(Step::Qos) => {
+                let queue = self.queue_name.clone();
+                self.send(&Method::BasicConsume {
+                    queue,
+                    consumer_tag: self.node_id.clone(),
+                    no_local: false,
+                    no_ack: false,
+                    exclusive: false,
+                    no_wait: false,
+                    arguments: Vec::new(),
+                });
+                Step::Consume
+            }
+            Method::BasicConsumeOk { .. } if expected(Step::Consume) => {
+                info!(
+                    "consuming AMQP exchange {:?} at {} as {}",
+                    self.settings.exchange, self.settings.url.host, self.node_id
+                );
+                self.retry = FIRST_RETRY;
+                self.told_at = now;
+                Step::Ready
+            }
+            Method::BasicDeliver { delivery_tag, .. } if expected(Step::Ready) => {
+                if self.incoming.is_some() {
+                    return Err("a delivery began inside another".into());
+                }
+                self.incoming = Some(Incoming {
+                    tag: delivery_tag,
+                    size: None,
+                    own: false,
+                    body: Vec::new(),
+                    received: 0,
+                    too_large: false,
+                });
+                Step::Ready
+            }
+            // Said at warn: a refused login, or a declare that does not match the exchange
+            // as it exists, is a configuration to fix.
+            Method::ConnectionClose(close) => {
+                self.send(&Method::ConnectionCloseOk);
+                warn!(
+                    "the AMQP broker closed the connection: {}",
+                    describe(&close)
+                );
+                return Err(format!(
+                    "the broker closed the connection: {}",
+                    describe(&close)
+                ));
+            }
+            Method::ChannelClose(close) => {
+                warn!("the AMQP broker closed the channel: {}", describe(&close));
+                return Err(format!(
+                    "the broker closed the channel: {}",
+                    describe(&close)
+                ));
+            }
+            Method::BasicCancel { .. } => {
+                return Err("the broker cancelled the consumer (queue deleted?)".into());
+            }
+            Method::ConnectionBlocked { reason } => {
+                warn!("the AMQP broker blocks publishing: {reason}");
+                return Ok(());
+            }
+            Method::ConnectionUnblocked => return Ok(()),
+            Method::ChannelFlow { active } => {
+                self.send(&Method::ChannelFlowOk { active });
+                return Ok(());
+            }
+            other => {
+                return Err(format!("unexpected {other:?} on channel {channel}"));
+            }
+        };
+        self.set_step(next);
+        Ok(())
+    }
+
+    fn on_header(&mut self, payload: &[u8], outcome: &mut Outcome) -> Result<(), String> {
+        let header = codec::decode_content_header(payload).map_err(|e| e.to_string())?;
+        let Some(incoming) = self.incoming.as_mut().filter(|i| i.size.is_none()) else {
+            return Err("a content header without a delivery".into());
+        };
+        incoming.size = Some(header.body_size);
+        incoming.own = header.properties.app_id.as_deref() == Some(self.node_id.as_str());
+        incoming.too_large = header.body_size > self.max_message as u64;
+        if header.body_size == 0 {
+            self.finish_delivery(outcome);
+        }
+        Ok(())
+    }
+
+    fn on_body(&mut self, payload: &[u8], outcome: &mut Outcome) -> Result<(), String> {
+        let Some(incoming) = self.incoming.as_mut() else {
+            return Err("a body frame without a delivery".into());
+        };
+        let Some(size) = incoming.size else {
+            return Err("a body frame before its header".into());
+        };
+        incoming.received += payload.len() as u64;
+        if incoming.received > size {
+            return Err("a body longer than its header said".into());
+        }
+        if !incoming.too_large {
+            incoming.body.extend_from_slice(payload);
+        }
+        if incoming.received == size {
+            self.finish_delivery(outcome);
+        }
+        Ok(())
+    }
+
+    fn finish_delivery(&mut self, outcome: &mut Outcome) {
+        if let Some(incoming) = self.incoming.take() {
+            outcome.deliveries.push(Delivery {
+                tag: incoming.tag,
+                body: incoming.body,
+                own: incoming.own,
+                too_large: incoming.too_large,
+            });
+        }
+    }
+
+    /// Acknowledges a delivery the bus took (or that was dropped as bad).
+    pub fn ack(&mut self, tag: u64, registry: &Registry, now: Instant) {
+        if !self.is_ready() {
+            return; // the broker delivers it again on the next connection
+        }
+        self.send(&Method::BasicAck {
+            delivery_tag: tag,
+            multiple: false,
+        });
+        self.flush_or_cut(registry, now);
+    }
+
+    /// Sends a door publish to the exchange, marked as this node's. False when the broker is
+    /// away: the message reached this node's subscribers only.
+    pub fn publish(&mut self, body: &[u8], registry: &Registry, now: Instant) -> bool {
+        if !self.is_ready() {
+            self.counters.not_published += 1;
+            return false;
+        }
+        let properties = Properties {
+            content_type: Some("application/json".into()),
+            delivery_mode: Some(2),
+            app_id: Some(self.node_id.clone()),
+            ..Properties::default()
+        };
+        codec::push_publish(
+            &mut self.output,
+            CHANNEL,
+            &self.settings.exchange,
+            properties,
+            body,
+            self.frame_max,
+        );
+        self.counters.published += 1;
+        if self.output.len() > MAX_OUTPUT {
+            self.cut(
+                "the broker is not taking messages fast enough",
+                registry,
+                now,
+            );
+            return false;
+        }
+        self.flush_or_cut(registry, now);
+        true
+    }
+
+    /// Counts a message acknowledged and dropped, and says why in the log, at most once a
+    /// second (then with how many were dropped without a word).
+    pub fn count_bad(&mut self, why: &dyn std::fmt::Display, now: Instant) {
+        self.counters.bad += 1;
+        if self
+            .warned_at
+            .is_some_and(|at| now.duration_since(at) < WARN_INTERVAL)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        let more = std::mem::take(&mut self.unlogged);
+        if more > 0 {
+            warn!("AMQP message dropped: {why} (and {more} more since the last warning)");
+        } else {
+            warn!("AMQP message dropped: {why}");
+        }
+        self.warned_at = Some(now);
+    }
+
+    /// The counters as Prometheus text, to follow the server's own.
+    pub fn render_prometheus(&self) -> String {
+        let c = &self.counters;
+        let rows = [
+            (
+                "amqp_connected",
+                "gauge",
+                "1 while consuming the AMQP exchange.",
+                u64::from(self.is_ready()),
+            ),
+            (
+                "amqp_received_total",
+                "counter",
+                "Messages from the AMQP exchange delivered to the bus.",
+                c.received,
+            ),
+            (
+                "amqp_own_total",
+                "counter",
+                "This node's own messages back from the exchange, not delivered twice.",
+                c.own,
+            ),
+            (
+                "amqp_bad_total",
+                "counter",
+                "Messages from the exchange acknowledged and dropped as bad.",
+                c.bad,
+            ),
+            (
+                "amqp_published_total",
+                "counter",
+                "Door publishes sent to the exchange.",
+                c.published,
+            ),
+            (
+                "amqp_not_published_total",
+                "counter",
+                "Door publishes made while the broker was away.",
+                c.not_published,
+            ),
+            (
+                "amqp_disconnects_total",
+                "counter",
+                "Times the AMQP connection was lost.",
+                c.disconnects,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, value) in rows {
+            out += &format!(
+                "# HELP msgbus_{name} {help}\n# TYPE msgbus_{name} {kind}\nmsgbus_{name} {value}\n"
+            );
+        }
+        out
+    }
+}
+
+fn describe(close: &Close) -> String {
+    format!("{} {}", close.reply_code, close.reply_text)
+}
+
+/// What msgbus tells the broker about itself (shown in its management views), and what it
+/// understands.
+fn client_properties() -> codec::Table {
+    use codec::Field;
+    vec![
+        ("product".into(), Field::LongStr(b"msgbus".to_vec())),
+        (
+            "version".into(),
+            Field::LongStr(env!("CARGO_PKG_VERSION").as_bytes().to_vec()),
+        ),
+        (
+            "capabilities".into(),
+            // The broker says why it refuses a login (connection.close) before it hangs up.
+            Field::Table(vec![
+                ("consumer_cancel_notify".into(), Field::Bool(true)),
+                ("authentication_failure_close".into(), Field::Bool(true)),
+            ]),
+        ),
+    ]
+}
+
+/// TLS 1.2 and 1.3, trusting `$SSL_CERT_FILE` or the first system CA bundle found.
+fn tls_config() -> Result<Arc<ClientConfig>, String> {
+    let path = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(SYSTEM_CA_BUNDLES.iter().map(PathBuf::from))
+        .find(|p| p.is_file())
+        .ok_or("amqps: no CA bundle found (set SSL_CERT_FILE)")?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
+        .and_then(Iterator::collect)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut roots = RootCertStore::empty();
+    if roots.add_parsable_certificates(certs).0 == 0 {
+        return Err(format!("{}: no usable CA certificate", path.display()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// `msgbus-` and 64 random bits: what marks this process's publishes.
+fn node_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut random = [0u8; 8];
+    if ring::rand::SystemRandom::new().fill(&mut random).is_err() {
+        random = jitter_seed().to_be_bytes();
+    }
+    format!("msgbus-{:016x}", u64::from_be_bytes(random))
+}
+
+/// A seed for the reconnect jitter that differs between processes and runs.
+fn jitter_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ (u64::from(std::process::id()) << 32)) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each wait doubles up to five seconds, lengthened by up to half at random.
+    #[test]
+    fn reconnects_back_off_doubling_with_jitter() {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), Token(0)).unwrap();
+        let settings = Settings {
+            url: AmqpUrl::parse("amqp://127.0.0.1").unwrap(),
+            exchange: DEFAULT_EXCHANGE.into(),
+            queue: None,
+            prefetch: DEFAULT_PREFETCH,
+        };
+        let now = Instant::now();
+        let mut amqp = Amqp::new(settings, 1024, now, waker).unwrap();
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let base = amqp.retry;
+            amqp.schedule_retry(now);
+            let wait = amqp.deadline().unwrap() - now;
+            assert!(wait >= base && wait <= base + base / 2 + Duration::from_millis(1));
+            waits.push(base.as_millis());
+        }
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+    }
+
+    #[test]
+    fn urls() {
+        let cases = [
+            ("amqp://h", Some((false, "h", 5672, "guest", "guest", "/"))),
+            ("amqps://h", Some((true, "h", 5671, "guest", "guest", "/"))),
+            (
+                "amqp://u:p@h:1234/",
+                Some((false, "h", 1234, "u", "p", "/")),
+            ),
+            (
+                "amqp://u:p%40x@h/v",
+                Some((false, "h", 5672, "u", "p@x", "v")),
+            ),
+            (
+                "amqp://h/%2f",
+                Some((false, "h", 5672, "guest", "guest", "/")),
+            ),
+            (
+                "amqp://u@[::1]:99/x%2Fy",
+                Some((false, "::1", 99, "u", "", "x/y")),
+            ),
+            (
+                "amqp://127.0.0.1:5672",
+                Some((false, "127.0.0.1", 5672, "guest", "guest", "/")),
+            ),
+            ("http://h", None),
+            ("amqp://", None),
+            ("amqp://h:port", None),
+            ("amqp://h/%zz", None),
+        ];
+        for (text, want) in cases {
+            let got =
+                AmqpUrl::parse(text).map(|u| (u.tls, u.host, u.port, u.user, u.pass, u.vhost));
+            let want = want.map(|(t, h, p, u, pw, v)| {
+                (
+                    t,
+                    h.to_string(),
+                    p,
+                    u.to_string(),
+                    pw.to_string(),
+                    v.to_string(),
+                )
+            });
+            assert_eq!(got, want, "{text}");
+        }
+        let url = AmqpUrl::parse("amqp://u:secret@h").unwrap();
+        assert!(!format!("{url:?}").contains("secret"));
+    }
+}
