@@ -1150,6 +1150,7 @@ impl Builder {
                     });
                 }
                 cfg.esb_origin = Some(value);
+            }
             "amqp" => {
                 let value = text();
                 let url = crate::amqp::AmqpUrl::parse(&value).ok_or(ConfigError::BadValue {
