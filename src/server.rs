@@ -142,6 +142,8 @@ struct Tracked {
     queued: usize,
     /// Output has been waiting since then with none of it taken by the peer.
     stalled_since: Option<Instant>,
+    /// Its socket's send buffer was capped, once it first became a subscriber.
+    send_buffer_capped: bool,
 }
 
 impl Tracked {
@@ -149,6 +151,7 @@ impl Tracked {
         transport: Transport::Http,
         queued: 0,
         stalled_since: None,
+        send_buffer_capped: false,
     };
 }
 
@@ -1166,6 +1169,16 @@ impl Server {
             self.by_transport[tracked.transport as usize] -= 1;
             self.by_transport[transport as usize] += 1;
             tracked.transport = transport;
+            let send_buffer = self.cfg.subscriber_send_buffer();
+            if transport != Transport::Http && !tracked.send_buffer_capped && send_buffer > 0 {
+                // The kernel's share of what a subscriber holds, counted in --max-queue.
+                tracked.send_buffer_capped = true;
+                if let Some(io) = &self.io[key] {
+                    if let Err(e) = io.sock.cap_send_buffer(send_buffer) {
+                        debug!("SO_SNDBUF {}: {e}", conn.peer);
+                    }
+                }
+            }
         }
         let queued = conn.outq.queued_bytes();
         self.queued_bytes = self.queued_bytes - tracked.queued + queued;

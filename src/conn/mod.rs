@@ -1317,7 +1317,9 @@ impl Conn {
         }
         let incoming = frame.len();
         let queued = self.outq.queued_bytes();
-        if queued > 0 && queued + incoming > cfg.max_queue {
+        // What the socket's send buffer may hold counts in --max-queue (see `Config`).
+        let limit = cfg.subscriber_queue_limit();
+        if queued > 0 && queued + incoming > limit {
             // Only x-mixed-replace means "the newest replaces the rest"; an event stream that
             // lost messages silently would lie, so its client is closed and resumes instead.
             let chunked = match droppable {
@@ -1331,10 +1333,8 @@ impl Conn {
                 }
             };
             let notice = move |count| multipart::encode_missed_notice(count, chunked);
-            let mut dropped = self
-                .outq
-                .drop_oldest_frames(incoming, cfg.max_queue, Some(&notice));
-            let fits = self.outq.queued_bytes() + incoming <= cfg.max_queue;
+            let mut dropped = self.outq.drop_oldest_frames(incoming, limit, Some(&notice));
+            let fits = self.outq.queued_bytes() + incoming <= limit;
             if !fits {
                 // Nothing left to drop but the frame in flight: drop the new one.
                 self.outq.note_dropped(1, &notice);
