@@ -60,6 +60,12 @@ const REFUSAL_PAUSE: Duration = Duration::from_millis(10);
 /// What a connection over `--max-connections` is told, written straight to the new socket.
 const CONNECTION_LIMIT_REFUSAL: &str = "server busy: too many connections";
 const PER_ADDRESS_REFUSAL: &str = "too many connections from your address";
+/// Closes at the end of a turn stop after this long; the rest wait for the next turn. A close
+/// frees the connection's queue and its socket, and hundreds at once (a mass slow-subscriber
+/// close) would otherwise hold up every other connection for that whole time.
+const CLOSE_BUDGET: Duration = Duration::from_millis(2);
+/// Closes between two looks at the clock.
+const CLOSES_PER_CLOCK_READ: usize = 8;
 /// How often expired messages and idle channels are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Channel slots one sweep visits: a million channels are swept in about a minute, and no
@@ -369,7 +375,11 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.flush_next.is_empty() || !self.read_again.is_empty() || self.cluster_again {
+        if !self.flush_next.is_empty()
+            || !self.read_again.is_empty()
+            || !self.close_list.is_empty()
+            || self.cluster_again
+        {
             return Some(Duration::ZERO);
         }
         let sweep = self.next_sweep.saturating_duration_since(self.now);
@@ -1129,8 +1139,20 @@ impl Server {
         }
     }
 
+    /// Removes connections marked closing, oldest first, within `CLOSE_BUDGET`; those left stay
+    /// marked (inert: not read, flushed or delivered to) and keep their slab key until a later
+    /// turn closes them, which polls without waiting.
     fn close_deferred(&mut self) {
-        for (key, reason) in std::mem::take(&mut self.close_list) {
+        let mut list = std::mem::take(&mut self.close_list);
+        let started = Instant::now();
+        let mut closed = 0;
+        for (key, reason) in list.iter().copied() {
+            if closed % CLOSES_PER_CLOCK_READ == CLOSES_PER_CLOCK_READ - 1
+                && started.elapsed() >= CLOSE_BUDGET
+            {
+                break;
+            }
+            closed += 1;
             let Some(mut conn) = self.conns.try_remove(key) else {
                 continue;
             };
@@ -1153,6 +1175,11 @@ impl Server {
             self.by_transport[tracked.transport as usize] -= 1;
             self.queued_bytes -= tracked.queued;
             trace!("closed {} ({})", conn.peer, reason.name());
+        }
+        if closed < list.len() {
+            let mut left = list.split_off(closed);
+            left.append(&mut self.close_list);
+            self.close_list = left;
         }
     }
 
