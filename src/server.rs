@@ -63,9 +63,8 @@ const PER_ADDRESS_REFUSAL: &str = "too many connections from your address";
 /// Closes at the end of a turn stop after this long; the rest wait for the next turn. A close
 /// frees the connection's queue and its socket, and hundreds at once (a mass slow-subscriber
 /// close) would otherwise hold up every other connection for that whole time.
+/// (Measured: closing a subscriber with 4 MB unsent in an autotuned send buffer took ~1.5 ms.)
 const CLOSE_BUDGET: Duration = Duration::from_millis(2);
-/// Closes between two looks at the clock.
-const CLOSES_PER_CLOCK_READ: usize = 8;
 /// How often expired messages and idle channels are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Channel slots one sweep visits: a million channels are swept in about a minute, and no
@@ -1147,9 +1146,7 @@ impl Server {
         let started = Instant::now();
         let mut closed = 0;
         for (key, reason) in list.iter().copied() {
-            if closed % CLOSES_PER_CLOCK_READ == CLOSES_PER_CLOCK_READ - 1
-                && started.elapsed() >= CLOSE_BUDGET
-            {
+            if closed > 0 && started.elapsed() >= CLOSE_BUDGET {
                 break;
             }
             closed += 1;
