@@ -1,25 +1,24 @@
 #!/bin/sh
 # Runs the README's scenarios, RUNS times each, and prints medians:
 #   (a) 10,000 multipart subscribers x 1,000 messages of 128 bytes: lost / duplicates
-#   (b) --one-at-a-time at 1,000 subscribers: server CPU per delivery, vs /tmp/ceiling
+#   (b) --one-at-a-time at 1,000 subscribers: server CPU per delivery, vs the floor (floor.c)
 #   (c) pipelined burst, 1,000 subscribers x 1,000 messages: msgbus vs Nchan
 #   (d) RSS per idle subscriber at 10,000: msgbus vs Nchan
 # Each msgbus run gets a fresh release server on 127.0.0.1:$PORT, killed by its PID afterwards.
-# Nchan (127.0.0.1:9201) is started with ../shared/bench/nchan/start.sh if it is not running,
+# Nchan (127.0.0.1:9201) is started with loadtest/nchan/start.sh if it is not running,
 # and stopped at the end only if this script started it.
 #
 # Environment: RUNS (default 3), SCENARIOS (default "a b c d"), PORT (default 18888),
-# MSGBUS (server binary; default target/release/msgbus), SHARED (the bench directory's parent).
+# MSGBUS (server binary; default target/release/msgbus), NCHAN_PREFIX (default /tmp/msgbus-nchan).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 RUNS=${RUNS:-3}
 SCENARIOS=${SCENARIOS:-a b c d}
 PORT=${PORT:-18888}
-SHARED=${SHARED:-$(dirname "$ROOT")/shared}
-NCHAN_DIR=${NCHAN_DIR:-$SHARED/bench/nchan}
-NCHAN_PREFIX=${NCHAN_PREFIX:-/tmp/anchors/nchan}
-CEILING_SRC=${CEILING_SRC:-$SHARED/bench/ceiling/ceiling.c}
+NCHAN_DIR="$HERE/nchan"
+NCHAN_PREFIX=${NCHAN_PREFIX:-/tmp/msgbus-nchan}
+export NCHAN_PREFIX
 LOAD="$HERE/target/release/msgbus-load"
 WORK=$(mktemp -d /tmp/msgbus-compare.XXXXXX)
 MPID=""
@@ -141,10 +140,10 @@ for s in $SCENARIOS; do
     echo "(b) one-at-a-time, 1000 subscribers x 1000 messages of 128 bytes: server CPU per delivery"
     msgbus_runs "$WORK/b" --subs 1000 --messages 1000 --size 128 --one-at-a-time
     summary "$WORK/b" lost duplicates server_cpu_us_per_delivery deliveries_per_server_cpu_s p50
-    [ -x /tmp/ceiling ] || gcc -O2 -o /tmp/ceiling "$CEILING_SRC"
+    cc -O2 -o "$WORK/floor" "$HERE/floor.c"
     : >"$WORK/ceil"
-    for r in $(seq "$RUNS"); do /tmp/ceiling -n 1000 -m 1000 -s 128 -k 1 >>"$WORK/ceil"; done
-    printf '  %-28s %12s   (runs: %s)\n' "ceiling cpu_us_per_delivery" \
+    for r in $(seq "$RUNS"); do "$WORK/floor" -n 1000 -m 1000 -s 128 -k 1 >>"$WORK/ceil"; done
+    printf '  %-28s %12s   (runs: %s)\n' "floor cpu_us_per_delivery" \
       "$(sed -n 's/.*cpu_us_per_delivery=\([0-9.]*\).*/\1/p' "$WORK/ceil" | median)" \
       "$(sed -n 's/.*cpu_us_per_delivery=\([0-9.]*\).*/\1/p' "$WORK/ceil" | tr '\n' ' ' | sed 's/ $//')"
     ;;

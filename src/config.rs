@@ -18,6 +18,9 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// Bytes a subscriber may have queued before the slow-subscriber policy applies (the original
 /// used 1,000,000).
 pub const DEFAULT_MAX_QUEUE: usize = 1024 * 1024;
+/// SO_SNDBUF a subscriber's socket gets: without a cap Linux autotunes a send buffer that a
+/// reader who does not read fills to megabytes, in kernel memory and in copies the loop waits on.
+pub const DEFAULT_SOCKET_SEND_BUFFER: usize = 64 * 1024;
 /// A request head must arrive whole within this time of its first byte.
 pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request body must arrive whole within this time of its head.
@@ -80,6 +83,8 @@ pub struct Config {
     pub max_body: usize,
     pub max_queue: usize,
     pub slow_policy: SlowPolicy,
+    /// SO_SNDBUF for subscribers' sockets (0: the kernel's autotuning); counted in `max_queue`.
+    pub socket_send_buffer: usize,
     pub head_timeout: Duration,
     pub body_timeout: Duration,
     pub keepalive_timeout: Duration,
@@ -293,6 +298,7 @@ impl Default for Config {
             max_body: DEFAULT_MAX_BODY,
             max_queue: DEFAULT_MAX_QUEUE,
             slow_policy: SlowPolicy::DropOldest,
+            socket_send_buffer: DEFAULT_SOCKET_SEND_BUFFER,
             head_timeout: DEFAULT_HEAD_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
@@ -448,6 +454,8 @@ Options:
   --max-body BYTES        largest request body, else 413 (default: 1048576)
   --max-queue BYTES       a subscriber's output queue limit (default: 1048576)
   --slow-policy drop|close  what a subscriber over --max-queue gets (default: drop)
+  --socket-send-buffer BYTES  a subscriber socket's send buffer, counted in --max-queue
+                          (default: 65536; 0: the kernel's autotuning)
   --head-timeout SECS     time for a whole request head (default: 10)
   --body-timeout SECS     time for a whole request body (default: 60)
   --keepalive-timeout SECS  idle time between requests (default: 60)
@@ -613,6 +621,19 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The SO_SNDBUF a subscriber's socket is given (0: none, autotuning). At most a quarter of
+    /// `max_queue`, as the kernel holds up to twice the value (it counts its bookkeeping in).
+    pub fn subscriber_send_buffer(&self) -> usize {
+        self.socket_send_buffer.min(self.max_queue / 4)
+    }
+
+    /// Bytes a subscriber's own queue may hold: `max_queue` less what its socket may (twice
+    /// the send buffer), so the two together stay within `max_queue`. Counting the kernel's
+    /// share as full is exact when it matters: a queue only grows once the socket takes no more.
+    pub fn subscriber_queue_limit(&self) -> usize {
+        self.max_queue - 2 * self.subscriber_send_buffer()
+    }
+
     /// The configuration made again from the same file (read anew) and command line: SIGHUP.
     pub fn reread(&self) -> Result<Config, ConfigError> {
         Config::load(self.config_file.clone(), self.command_line.clone())
@@ -648,6 +669,7 @@ impl Changes {
             max_body: _,
             max_queue: _,
             slow_policy: _,
+            socket_send_buffer: _,
             head_timeout: _,
             body_timeout: _,
             keepalive_timeout: _,
@@ -770,6 +792,7 @@ impl Changes {
             max_body => "max-body",
             max_queue => "max-queue",
             slow_policy => "slow-policy",
+            socket_send_buffer => "socket-send-buffer",
             head_timeout => "head-timeout",
             body_timeout => "body-timeout",
             keepalive_timeout => "keepalive-timeout",
@@ -898,6 +921,7 @@ const OPTIONS: &[Spec] = &[
     value("max-body"),
     value("max-queue"),
     value("slow-policy"),
+    value("socket-send-buffer"),
     value("head-timeout"),
     value("body-timeout"),
     value("keepalive-timeout"),
@@ -1058,6 +1082,7 @@ impl Builder {
             "max-head" => cfg.max_head = positive(flag, text())?,
             "max-body" => cfg.max_body = number(flag, text())?,
             "max-queue" => cfg.max_queue = positive(flag, text())?,
+            "socket-send-buffer" => cfg.socket_send_buffer = number(flag, text())?,
             "slow-policy" => {
                 let value = text();
                 cfg.slow_policy = match value.as_str() {
@@ -1625,6 +1650,29 @@ mod tests {
         assert_eq!(cfg.max_queue, 4096);
         assert_eq!(cfg.slow_policy, SlowPolicy::Close);
         assert_eq!(cfg.verbosity, 2);
+    }
+
+    #[test]
+    fn the_send_buffer_counts_in_the_queue_limit() {
+        // (--max-queue, --socket-send-buffer, SO_SNDBUF given, the queue's own share)
+        let cases: &[(&str, &str, usize, usize)] = &[
+            ("1048576", "65536", 65536, 1048576 - 131072),
+            ("65536", "65536", 16384, 32768),
+            ("4096", "0", 0, 4096),
+            ("1", "65536", 0, 1),
+        ];
+        for (queue, sndbuf, given, share) in cases {
+            let cfg = serve(&["--max-queue", queue, "--socket-send-buffer", sndbuf]).unwrap();
+            assert_eq!(
+                (cfg.subscriber_send_buffer(), cfg.subscriber_queue_limit()),
+                (*given, *share),
+                "{queue} {sndbuf}"
+            );
+        }
+        assert_eq!(
+            serve(&[]).unwrap().socket_send_buffer,
+            DEFAULT_SOCKET_SEND_BUFFER
+        );
     }
 
     #[test]

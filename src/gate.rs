@@ -49,8 +49,9 @@ pub struct Credentials<'a> {
 pub struct Identity {
     /// Shown to subscribers as `From`: the Basic user, else the token's subject.
     sender: Option<Box<str>>,
-    /// The token's grant, when tokens are required and one was valid.
-    grant: Option<Grant>,
+    /// The token's grant, when tokens are required and one was valid. Boxed: an identity is
+    /// kept by every WebSocket subscriber, and most have no grant.
+    grant: Option<Box<Grant>>,
     /// Tokens are required and none was valid: why, for the 401.
     token_problem: Option<Box<str>>,
 }
@@ -314,7 +315,7 @@ impl Gate {
                         if identity.sender.is_none() {
                             identity.sender = grant.subject.as_deref().map(Into::into);
                         }
-                        identity.grant = Some(grant);
+                        identity.grant = Some(Box::new(grant));
                     }
                     Err(e) => identity.token_problem = Some(e.to_string().into()),
                 },
@@ -329,7 +330,7 @@ impl Gate {
             return Ok(None);
         }
         match (&who.grant, &who.token_problem) {
-            (Some(grant), _) => Ok(Some(grant)),
+            (Some(grant), _) => Ok(Some(&**grant)),
             (None, problem) => {
                 let why = problem
                     .as_deref()

@@ -123,6 +123,15 @@ impl Socket {
         self.tls.is_some()
     }
 
+    /// Caps the kernel's send buffer (SO_SNDBUF), which also turns off Linux's autotuning of it:
+    /// what a subscriber who does not read can make the kernel hold, and copy at once.
+    pub fn cap_send_buffer(&self, bytes: usize) -> io::Result<()> {
+        match &self.stream {
+            Stream::Tcp(s) => socket2::SockRef::from(s).set_send_buffer_size(bytes),
+            Stream::Unix(s) => socket2::SockRef::from(s).set_send_buffer_size(bytes),
+        }
+    }
+
     /// Reads plaintext. Ok(0) is the end of the stream; WouldBlock means nothing more now.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(tls) = &mut self.tls else {

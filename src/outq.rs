@@ -1,6 +1,7 @@
 //! A connection's output: a queue of byte chunks, most of them frames shared by every subscriber
 //! of a message (`Rc<[u8]>`), each with how much of it has been sent. Flushing fills iovecs from
-//! the front; the slow-subscriber policy drops whole unsent frames from the front.
+//! the front; the slow-subscriber policy drops whole unsent frames from the front, and leaves
+//! a small notice of its own where they were, so the next frame the client reads is told.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -23,6 +24,17 @@ enum Bytes {
     Own(Vec<u8>),
     /// A shared frame inside a response of known length (a long-poll answer); never dropped.
     Pinned(Rc<[u8]>),
+    /// This connection's note that `count` frames were dropped just before this point, encoded
+    /// so that it becomes part of the frame after it (a multipart part header). While wholly
+    /// unsent it absorbs later drops at the same point, so notices never stack. Boxed: it is
+    /// rare, and a queue slot stays 40 bytes.
+    Notice(Box<Notice>),
+}
+
+#[derive(Debug)]
+struct Notice {
+    count: u32,
+    bytes: Vec<u8>,
 }
 
 impl Bytes {
@@ -30,9 +42,13 @@ impl Bytes {
         match self {
             Bytes::Frame(frame) | Bytes::Pinned(frame) => frame,
             Bytes::Own(bytes) => bytes,
+            Bytes::Notice(notice) => &notice.bytes,
         }
     }
 }
+
+/// Encodes the notice that `count` messages were dropped, for the transport of the queue.
+pub type NoticeEncoder<'a> = &'a dyn Fn(u32) -> Vec<u8>;
 
 #[derive(Debug)]
 struct Chunk {
@@ -133,21 +149,71 @@ impl OutQueue {
     }
 
     /// Drops wholly unsent frames, oldest first, until `incoming` more bytes fit under `limit`
-    /// or no droppable frame is left. Returns how many frames were dropped.
-    pub fn drop_oldest_frames(&mut self, incoming: usize, limit: usize) -> usize {
+    /// or no droppable frame is left. Returns how many frames were dropped. With `notice`, each
+    /// gap gets one notice chunk where the dropped frames were, so the frame after them carries
+    /// it; a frame right behind a notice already in flight is kept, as that notice is its own.
+    pub fn drop_oldest_frames(
+        &mut self,
+        incoming: usize,
+        limit: usize,
+        notice: Option<NoticeEncoder<'_>>,
+    ) -> usize {
         let mut dropped = 0;
         let mut i = 0;
         while self.queued + incoming > limit && i < self.chunks.len() {
             let chunk = &self.chunks[i];
-            if chunk.sent == 0 && matches!(chunk.bytes, Bytes::Frame(_)) {
+            let behind_sent_notice = i > 0
+                && matches!(self.chunks[i - 1], Chunk { bytes: Bytes::Notice(..), sent, .. } if sent > 0);
+            if chunk.sent == 0 && matches!(chunk.bytes, Bytes::Frame(_)) && !behind_sent_notice {
                 self.queued -= chunk.bytes.as_slice().len();
                 self.chunks.remove(i);
                 dropped += 1;
+                if let Some(encode) = notice {
+                    if self.note_dropped_at(i, 1, encode) {
+                        i += 1;
+                    }
+                }
             } else {
                 i += 1;
             }
         }
         dropped
+    }
+
+    /// Notes that `count` frames were dropped after everything queued (the incoming one, when
+    /// nothing older could go): the next frame queued carries the notice.
+    pub fn note_dropped(&mut self, count: u32, notice: NoticeEncoder<'_>) {
+        self.note_dropped_at(self.chunks.len(), count, notice);
+    }
+
+    /// Adds `count` to the unsent notice just before `at`, or inserts one there. Returns
+    /// whether a chunk was inserted.
+    fn note_dropped_at(&mut self, at: usize, count: u32, encode: NoticeEncoder<'_>) -> bool {
+        if let Some(Chunk {
+            bytes: Bytes::Notice(notice),
+            sent: 0,
+            ..
+        }) = at
+            .checked_sub(1)
+            .and_then(|before| self.chunks.get_mut(before))
+        {
+            notice.count = notice.count.saturating_add(count);
+            let encoded = encode(notice.count);
+            self.queued = self.queued - notice.bytes.len() + encoded.len();
+            notice.bytes = encoded;
+            return false;
+        }
+        let bytes = encode(count);
+        self.queued += bytes.len();
+        self.chunks.insert(
+            at,
+            Chunk {
+                bytes: Bytes::Notice(Box::new(Notice { count, bytes })),
+                sent: 0,
+                stamp: 0,
+            },
+        );
+        true
     }
 
     /// Writes from the front with vectored writes until drained, blocked, or `cap` bytes went
@@ -370,7 +436,7 @@ mod tests {
         // Send the head and one byte of m1: m1 is in flight and must not be dropped.
         let mut first = Sink::new(usize::MAX, 5);
         q.flush(1 << 20, |iov| first.writev(iov)).unwrap();
-        assert_eq!(q.drop_oldest_frames(2, 5), 2); // m2, m3 go; 1 + 2 + 2 <= 5
+        assert_eq!(q.drop_oldest_frames(2, 5, None), 2); // m2, m3 go; 1 + 2 + 2 <= 5
         let mut rest = Sink::new(usize::MAX, usize::MAX);
         q.flush(1 << 20, |iov| rest.writev(iov)).unwrap();
         assert_eq!(rest.out, b"1m4");
@@ -380,7 +446,99 @@ mod tests {
     fn dropping_stops_when_nothing_droppable_is_left() {
         let mut q = OutQueue::new();
         q.push_own(vec![b'x'; 10]);
-        assert_eq!(q.drop_oldest_frames(5, 8), 0);
+        assert_eq!(q.drop_oldest_frames(5, 8, None), 0);
         assert_eq!(q.queued_bytes(), 10);
+    }
+
+    fn notice(count: u32) -> Vec<u8> {
+        format!("<{count}>").into_bytes()
+    }
+
+    fn drain(q: &mut OutQueue) -> String {
+        let mut sink = Sink::new(usize::MAX, usize::MAX);
+        q.flush(1 << 20, |iov| sink.writev(iov)).unwrap();
+        String::from_utf8(sink.out).unwrap()
+    }
+
+    #[test]
+    fn a_gap_is_noted_once_before_the_next_frame() {
+        // (frames queued, bytes sent first, limit, incoming, frames queued after the drop,
+        //  dropped at the end, what the client reads)
+        let cases: &[(&[&str], usize, usize, usize, &[&str], u32, &str)] = &[
+            (
+                &["m1..", "m2..", "m3.."],
+                0,
+                12,
+                4,
+                &["m4.."],
+                0,
+                "<2>m3..m4..",
+            ),
+            (
+                &["m1..", "m2..", "m3.."],
+                1,
+                12,
+                4,
+                &["m4.."],
+                0,
+                "m1..<2>m4..",
+            ),
+            (&["m1.."], 1, 4, 4, &[], 1, "m1..<1>"),
+            (&[], 0, 0, 0, &["m9.."], 3, "<3>m9.."),
+        ];
+        for (before, sent, limit, incoming, after, at_end, want) in cases {
+            let mut q = OutQueue::new();
+            for s in *before {
+                q.push_frame(frame(s));
+            }
+            let mut first = Sink::new(usize::MAX, *sent);
+            let _ = q.flush(1 << 20, |iov| first.writev(iov));
+            q.drop_oldest_frames(*incoming, *limit, Some(&notice));
+            if *at_end > 0 {
+                q.note_dropped(*at_end, &notice);
+            }
+            for s in *after {
+                q.push_frame(frame(s));
+            }
+            let read = String::from_utf8(first.out).unwrap() + &drain(&mut q);
+            assert_eq!(read, *want, "{before:?} sent {sent}");
+        }
+    }
+
+    #[test]
+    fn notices_accumulate_instead_of_stacking() {
+        let mut q = OutQueue::new();
+        for s in ["m1..", "m2..", "m3..", "m4.."] {
+            q.push_frame(frame(s));
+        }
+        assert_eq!(q.drop_oldest_frames(0, 11, Some(&notice)), 2); // <2>m3..m4..
+        assert_eq!(q.queued_bytes(), 11);
+        assert_eq!(q.drop_oldest_frames(0, 7, Some(&notice)), 1); // <3>m4..
+        q.note_dropped(1, &notice); // the new one too: <3>m4..<1>
+        q.note_dropped(2, &notice); // <3>m4..<3>
+        q.push_frame(frame("m7.."));
+        assert_eq!(q.queued_bytes(), 3 + 4 + 3 + 4);
+        assert_eq!(drain(&mut q), "<3>m4..<3>m7..");
+    }
+
+    #[test]
+    fn a_notice_in_flight_keeps_its_frame() {
+        let mut q = OutQueue::new();
+        q.push_frame(frame("m1.."));
+        q.push_frame(frame("m2.."));
+        q.drop_oldest_frames(0, 7, Some(&notice)); // <1>m2..
+        let mut first = Sink::new(usize::MAX, 1);
+        q.flush(1 << 20, |iov| first.writev(iov)).unwrap();
+        q.push_frame(frame("m3.."));
+        assert_eq!(q.drop_oldest_frames(0, 9, Some(&notice)), 1); // m2 stays; m3 goes
+        assert_eq!(
+            String::from_utf8(first.out).unwrap() + &drain(&mut q),
+            "<1>m2..<1>"
+        );
+    }
+
+    #[test]
+    fn a_chunk_stays_small() {
+        assert_eq!(std::mem::size_of::<Chunk>(), 40);
     }
 }

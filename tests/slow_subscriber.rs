@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
 use std::thread;
@@ -131,4 +131,70 @@ fn close_policy_disconnects_the_stalled_subscriber() {
         seen.len() < MESSAGES && seen.iter().enumerate().all(|(i, s)| i == *s),
         "{seen:?}"
     );
+}
+
+/// A subscriber that never reads, with a small receive buffer set before it connects.
+fn never_reading(server: &Server) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream
+        .write_all(b"GET /msgbus/capped HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_same_len(&mut stream, HEAD_11), HEAD_11);
+    stream
+}
+
+/// With the socket's send buffer capped, a reader that stops is caught by the policy after
+/// about `--max-queue` bytes, not after the megabytes an autotuned kernel buffer would take
+/// first; a reading subscriber next to it gets every part, byte for byte, meanwhile.
+#[test]
+fn a_capped_send_buffer_brings_the_policy_in_early_and_the_reader_loses_nothing() {
+    const SIZE: usize = 4096;
+    // Kernel share 2 x 8 KiB, queue share 48 KiB: the policy acts within ~20 messages; an
+    // autotuned send buffer (4 MiB on loopback) would take ~1,000 first.
+    const WITHIN: usize = 60;
+    for (policy, counter) in [("close", "slow_subscriber"), ("drop", "dropped")] {
+        let server = Server::start(&[
+            "--max-queue",
+            "65536",
+            "--socket-send-buffer",
+            "8192",
+            "--slow-policy",
+            policy,
+        ]);
+        let _stalled = never_reading(&server);
+        let request = "GET /msgbus/capped HTTP/1.1\r\nHost: t\r\n\r\n";
+        let mut reader = subscribe(&server, request, HEAD_11);
+        let mut acted_at = None;
+        for seq in 0..WITHIN {
+            let mut body = format!("{seq:06}").into_bytes();
+            body.resize(SIZE, b'.');
+            let answer = server.publish("capped", "text/plain", &body);
+            assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+            let part = format!(
+                "Content-Type: text/plain\n\n{}--00MsgBus00\n",
+                String::from_utf8(body).unwrap()
+            );
+            let want = chunk(&part);
+            assert_eq!(
+                read_same_len(&mut reader, &want),
+                want,
+                "{policy}: part {seq}"
+            );
+            if server.counter(counter) > 0 {
+                acted_at = Some(seq);
+                break;
+            }
+        }
+        assert!(
+            acted_at.is_some(),
+            "{policy}: the stalled reader was still whole after {WITHIN} messages of {SIZE} B"
+        );
+        if policy == "close" {
+            server.wait_for_counter("subscribers", |n| n == 1, "the stalled one is closed");
+        }
+    }
 }

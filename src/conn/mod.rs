@@ -30,7 +30,7 @@ use crate::listener::Peer;
 use crate::outq::OutQueue;
 use crate::stats::{Limit, Reason, StatEvent, Stats, Transport};
 use crate::timer::TimerSlot;
-use crate::transport::{longpoll, sse, Wire};
+use crate::transport::{longpoll, multipart, sse, Wire};
 
 /// The browser client, served at /msgbus.js whatever the document root.
 const CLIENT_JS: &str = include_str!("../../static/msgbus.js");
@@ -1303,7 +1303,11 @@ impl Conn {
         let Phase::Streaming(stream) = &self.phase else {
             return Ok(()); // ended (a goodbye is queued): nothing more belongs on this stream
         };
-        let droppable = matches!(stream, Stream::Multipart { .. });
+        // Some(chunked) for a stream whose parts may be dropped (the notice's framing).
+        let droppable = match stream {
+            Stream::Multipart { chunked } => Some(*chunked),
+            _ => None,
+        };
         let door = matches!(stream, Stream::Door(_));
         self.last_delivered = id;
         if let Some(poll) = self.take_poll() {
@@ -1313,20 +1317,28 @@ impl Conn {
         }
         let incoming = frame.len();
         let queued = self.outq.queued_bytes();
-        if queued > 0 && queued + incoming > cfg.max_queue {
+        // What the socket's send buffer may hold counts in --max-queue (see `Config`).
+        let limit = cfg.subscriber_queue_limit();
+        if queued > 0 && queued + incoming > limit {
             // Only x-mixed-replace means "the newest replaces the rest"; an event stream that
             // lost messages silently would lie, so its client is closed and resumes instead.
-            if cfg.slow_policy == SlowPolicy::Close || !droppable {
-                info!(
-                    "closing slow subscriber {} ({queued} bytes queued)",
-                    self.client
-                );
-                return Err(Reason::SlowSubscriber);
-            }
-            let mut dropped = self.outq.drop_oldest_frames(incoming, cfg.max_queue);
-            let fits = self.outq.queued_bytes() + incoming <= cfg.max_queue;
+            let chunked = match droppable {
+                Some(chunked) if cfg.slow_policy != SlowPolicy::Close => chunked,
+                _ => {
+                    info!(
+                        "closing slow subscriber {} ({queued} bytes queued)",
+                        self.client
+                    );
+                    return Err(Reason::SlowSubscriber);
+                }
+            };
+            let notice = move |count| multipart::encode_missed_notice(count, chunked);
+            let mut dropped = self.outq.drop_oldest_frames(incoming, limit, Some(&notice));
+            let fits = self.outq.queued_bytes() + incoming <= limit;
             if !fits {
-                dropped += 1; // nothing left to drop but the frame in flight: drop the new one
+                // Nothing left to drop but the frame in flight: drop the new one.
+                self.outq.note_dropped(1, &notice);
+                dropped += 1;
             }
             stats.dropped += dropped as u64;
             if !self.dropping {

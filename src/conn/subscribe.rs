@@ -211,7 +211,7 @@ impl Conn {
                 callback: callback.map(Into::into),
             })),
             Transport::WebSocket => Stream::WebSocket(Box::new(WsState {
-                decoder: ws::FrameDecoder::new(ctx.cfg.max_ws_message()),
+                decoder: None,
                 next_ping: ctx.now + ctx.cfg.ping_interval,
                 publish_to: match topics.as_slice() {
                     [only] if !only.is_subtree() => Some(only.name().to_string()),

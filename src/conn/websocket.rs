@@ -11,7 +11,9 @@ use crate::transport::websocket::{self as ws, Event, Opcode};
 
 /// What a WebSocket subscriber carries.
 pub(super) struct WsState {
-    pub(super) decoder: ws::FrameDecoder,
+    /// Only while a frame or a fragmented message is in flight (most subscribers never send
+    /// one after the handshake).
+    pub(super) decoder: Option<Box<ws::FrameDecoder>>,
     pub(super) next_ping: Instant,
     /// The channel the client's own messages go to: set when it subscribed to exactly one
     /// channel; the key it gave, checked by the bus like any publisher's.
@@ -36,7 +38,18 @@ impl Conn {
             };
             // The decoder takes what it is given (a partial frame's payload goes straight into
             // the message), so the input never holds more than one call's bytes.
-            let (used, decoded) = state.decoder.decode(self.input.unread());
+            if self.input.unread().is_empty() {
+                self.input.compact();
+                return Next::Wait;
+            }
+            let max_message = ctx.cfg.max_ws_message();
+            let decoder = state
+                .decoder
+                .get_or_insert_with(|| Box::new(ws::FrameDecoder::new(max_message)));
+            let (used, decoded) = decoder.decode(self.input.unread());
+            if decoder.is_idle() {
+                state.decoder = None;
+            }
             self.input.consume(used);
             let event = match decoded {
                 Ok(Some(event)) => event,
@@ -126,7 +139,7 @@ impl Conn {
         self.log_access(101, 0);
         self.outq.push_own(ws::handshake_response(accept, None));
         self.phase = Phase::Streaming(Stream::WebSocket(Box::new(WsState {
-            decoder: ws::FrameDecoder::new(ctx.cfg.max_ws_message()),
+            decoder: None,
             next_ping: ctx.now + ctx.cfg.ping_interval,
             publish_to: None,
             key: None,
@@ -143,5 +156,14 @@ impl Conn {
             Phase::Streaming(Stream::WebSocket(state)) => Some(&state.who),
             _ => None,
         }
+    }
+}
+#[cfg(test)]
+mod tests {
+    /// Every WebSocket subscriber keeps one: its decoder and its identity's grant live on the
+    /// heap only when there is one.
+    #[test]
+    fn an_idle_websocket_keeps_little() {
+        assert!(std::mem::size_of::<super::WsState>() <= 136);
     }
 }

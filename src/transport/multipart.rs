@@ -68,6 +68,16 @@ pub fn encode_part(msg: &Message, located: bool, chunked: bool) -> Vec<u8> {
     out
 }
 
+/// The header line that tells a slow subscriber `count` messages were dropped before the part
+/// it precedes: queued on its own just before that part's shared frame, it becomes the part's
+/// first header (a part's frame starts with its headers; the boundary ends the part before).
+pub fn encode_missed_notice(count: u32, chunked: bool) -> Vec<u8> {
+    let line = format!("Msgbus-Missed: {count}\n");
+    let mut out = Vec::with_capacity(line.len() + 8);
+    wrap(&mut out, line.as_bytes(), chunked);
+    out
+}
+
 /// Appends `bytes`, as one HTTP/1.1 chunk when `chunked`.
 fn wrap(out: &mut Vec<u8>, bytes: &[u8], chunked: bool) {
     if chunked {
@@ -221,6 +231,28 @@ mod tests {
                 "located={located} chunked={chunked}"
             );
         }
+    }
+
+    #[test]
+    fn a_missed_notice_becomes_the_next_parts_header() {
+        let m = msg("foo", None, "text/plain", "hi");
+        let cases: &[(bool, &str)] = &[
+            (false, "Msgbus-Missed: 12\nContent-Type: text/plain\nContent-Length: 2\n\nhi--00MsgBus00\n"),
+            (true, "12\r\nMsgbus-Missed: 12\n\r\n29\r\nContent-Type: text/plain\n\nhi--00MsgBus00\n\r\n"),
+        ];
+        for (chunked, want) in cases {
+            let got = [
+                encode_missed_notice(12, *chunked),
+                encode_part(&m, false, *chunked),
+            ]
+            .concat();
+            assert_eq!(String::from_utf8(got).unwrap(), *want, "chunked={chunked}");
+        }
+        let mut decoder = PartDecoder::new(1 << 10);
+        decoder.push(OPENING);
+        decoder.push(cases[0].1.as_bytes());
+        let part = decoder.next_part().unwrap().unwrap();
+        assert_eq!(part.header("msgbus-missed"), Some("12"));
     }
 
     #[test]

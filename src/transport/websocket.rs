@@ -347,6 +347,12 @@ impl FrameDecoder {
     /// Decodes from the front of `input` up to the first event, returning the bytes used and
     /// the event. `Ok(None)` means every byte was used and more are needed; after an event,
     /// call again with the rest. After an error the decoder is done and repeats it.
+    /// Between frames, with no fragmented message begun: a new decoder would go on the same,
+    /// so an idle connection need not keep this one.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Header { have: 0, .. }) && self.message.is_none()
+    }
+
     pub fn decode(&mut self, input: &[u8]) -> (usize, Result<Option<Event>, CloseReason>) {
         if let Phase::Failed(reason) = self.phase {
             return (0, Err(reason));
