@@ -569,6 +569,12 @@ impl Conn {
                         Ok(Parsed::Complete(request, len)) => {
                             *deadline = None;
                             self.input.consume(len);
+                            if self.input.unread().is_empty() {
+                                // Released before the request is handled: a request that
+                                // becomes a stream (a WebSocket's handshake) would otherwise
+                                // keep its buffer for as long as the stream is idle.
+                                self.input.compact();
+                            }
                             ctx.stats.requests += 1;
                             if let Some(next) = self.on_request(request, ctx) {
                                 return next;
