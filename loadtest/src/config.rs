@@ -6,6 +6,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::longpoll;
+
 pub const DEFAULT_TARGET: &str = "127.0.0.1:8888";
 pub const DEFAULT_CHANNEL: &str = "load";
 pub const DEFAULT_SUBS: usize = 1000;
@@ -27,6 +29,7 @@ pub const MAX_SIZE: usize = 1024 * 1024;
 pub const MAX_PIPELINE: usize = 4096;
 pub const MAX_SOURCE_ADDRS: usize = 254;
 pub const MAX_SERVER_PIDS: usize = 64;
+pub const MAX_PUBLISHERS: usize = 256;
 
 pub const USAGE: &str = "\
 usage: msgbus-load [OPTIONS]
@@ -38,7 +41,10 @@ and memory.
   --target HOST:PORT      server address (default 127.0.0.1:8888)
   --publish-target HOST:PORT  where the publisher connects (default --target), e.g. another node
   --flavor msgbus|nchan   URL layout: /msgbus/CH, or Nchan's /sub/CH and /pub/CH (default msgbus)
-  --transport multipart|sse|ws   subscriber wire format (default multipart)
+  --transport multipart|sse|ws|longpoll   subscriber wire format (default multipart); longpoll
+                          re-polls on the same keep-alive connection from the last answer
+                          (msgbus: ?transport=longpoll&since=CURSOR; Nchan: If-Modified-Since
+                          and If-None-Match from the answer's Last-Modified and Etag)
   --channel NAME          channel (default load)
   --subs N                subscribers (default 1000; 0 = a publisher only)
   --messages M            messages to publish (default 1000)
@@ -50,7 +56,9 @@ and memory.
   --size BYTES            message body size (default 128)
   --rate PER_SEC          publish rate, 0 = as fast as possible (default 0)
   --one-at-a-time         publish the next message only after every subscriber has the previous one
-  --pipeline W            publishes in flight on the one keep-alive connection (default 64)
+  --pipeline W            publishes in flight on each publisher connection (default 64)
+  --publishers N          publisher connections, messages spread evenly over them (default 1;
+                          --one-at-a-time needs 1)
   --source-addrs K        spread subscribers over source addresses 127.0.0.1..127.0.0.K (default 1)
   --server-pid PID        read the server's CPU and RSS from /proc/PID (Nchan: the worker pid,
                           `pgrep -P MASTERPID`); repeat for several servers (CPU summed)
@@ -88,6 +96,15 @@ impl Transport {
             _ => 200,
         }
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Multipart => "multipart",
+            Transport::Sse => "sse",
+            Transport::Ws => "ws",
+            Transport::LongPoll => "longpoll",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +113,9 @@ pub enum Transport {
     Sse,
     /// WebSocket: the server's frames are unmasked, so markers show in the byte stream.
     Ws,
+    /// One request per answer: each answer is read whole, then the next poll goes out on the
+    /// same connection from where the answer left off.
+    LongPoll,
 }
 
 #[derive(Clone, Debug)]
@@ -120,6 +140,8 @@ pub struct Config {
     pub rate: f64,
     pub one_at_a_time: bool,
     pub pipeline: usize,
+    /// Publisher connections; message seq k goes out on connection k mod publishers.
+    pub publishers: usize,
     pub source_addrs: usize,
     pub server_pids: Vec<u32>,
     /// Subscribers that connect and never read: `subs × stall_fraction`, rounded.
@@ -208,6 +230,7 @@ impl Config {
             rate: 0.0,
             one_at_a_time: false,
             pipeline: DEFAULT_PIPELINE,
+            publishers: 1,
             source_addrs: 1,
             server_pids: Vec::new(),
             stalled: 0,
@@ -243,9 +266,10 @@ impl Config {
                         "multipart" => Transport::Multipart,
                         "sse" => Transport::Sse,
                         "ws" => Transport::Ws,
+                        "longpoll" => Transport::LongPoll,
                         other => {
                             return Err(bad(format!(
-                                "--transport: multipart, sse or ws, not {other:?}"
+                                "--transport: multipart, sse, ws or longpoll, not {other:?}"
                             )))
                         }
                     }
@@ -257,6 +281,9 @@ impl Config {
                 Long("rate") => cfg.rate = number(&mut p, "--rate", 0.0, 1e9)?,
                 Long("one-at-a-time") => cfg.one_at_a_time = true,
                 Long("pipeline") => cfg.pipeline = number(&mut p, "--pipeline", 1, MAX_PIPELINE)?,
+                Long("publishers") => {
+                    cfg.publishers = number(&mut p, "--publishers", 1, MAX_PUBLISHERS)?
+                }
                 Long("source-addrs") => {
                     cfg.source_addrs = number(&mut p, "--source-addrs", 1, MAX_SOURCE_ADDRS)?
                 }
@@ -306,6 +333,11 @@ impl Config {
             (false, Some(n)) => cfg.messages = n,
             (true, None) => {}
         }
+        if cfg.one_at_a_time && cfg.publishers > 1 {
+            return Err(bad(
+                "--one-at-a-time publishes on one connection (--publishers 1)",
+            ));
+        }
         if !cfg.publish && cfg.subs == 0 {
             return Err(bad("--no-publish needs subscribers (--subs 0)"));
         }
@@ -333,8 +365,11 @@ impl Config {
         (i + 1) * k / n > i * k / n
     }
 
-    /// The subscriber's request, sent once per connection.
+    /// The subscriber's request, sent once per connection (a long-poll's first poll).
     pub fn subscribe_request(&self) -> Vec<u8> {
+        if self.transport == Transport::LongPoll {
+            return self.poll_request(&longpoll::Cursor::Start);
+        }
         let (path, accept) = match (self.flavor, self.transport) {
             (Flavor::Msgbus, Transport::Multipart) => ("msgbus", ""),
             (Flavor::Msgbus, Transport::Sse) => ("msgbus", "Accept: text/event-stream\r\n"),
@@ -342,12 +377,18 @@ impl Config {
             (Flavor::Nchan, Transport::Sse) => ("sub", "Accept: text/event-stream\r\n"),
             (Flavor::Msgbus, Transport::Ws) => ("msgbus", WS_UPGRADE),
             (Flavor::Nchan, Transport::Ws) => ("sub", WS_UPGRADE),
+            (_, Transport::LongPoll) => unreachable!("answered above"),
         };
         format!(
             "GET /{path}/{} HTTP/1.1\r\nHost: {}\r\n{accept}\r\n",
             self.channel, self.host
         )
         .into_bytes()
+    }
+
+    /// A long-poll request that resumes from `cursor`.
+    pub fn poll_request(&self, cursor: &longpoll::Cursor) -> Vec<u8> {
+        longpoll::request(self.flavor, &self.channel, &self.host, cursor)
     }
 
     /// The head of every publish request; the body follows.
@@ -416,6 +457,12 @@ mod tests {
             (&["--subs", "1000", "--stall-fraction", "0.1"], |c| {
                 c.stalled == 100 && c.readers() == 900
             }),
+            (&["--transport", "longpoll"], |c| {
+                c.transport == Transport::LongPoll
+            }),
+            (&["--publishers", "16", "--pipeline", "8"], |c| {
+                c.publishers == 16 && c.pipeline == 8
+            }),
             (&["--plot", "/tmp/p.svg"], |c| {
                 c.plot.as_deref() == Some(std::path::Path::new("/tmp/p.svg"))
             }),
@@ -440,6 +487,10 @@ mod tests {
             &["--expect", "5"],
             &["--no-publish", "--expect", "5", "--subs", "0"],
             &["--stall-fraction", "1.5"],
+            &["--transport", "poll"],
+            &["--publishers", "0"],
+            &["--publishers", "257"],
+            &["--one-at-a-time", "--publishers", "2"],
         ];
         for args in bad {
             assert!(parse(args).is_err(), "{args:?}");
@@ -472,5 +523,11 @@ mod tests {
         assert!(r.starts_with("GET /sub/c1 HTTP/1.1\r\n") && r.contains("multipart/mixed"));
         let h = String::from_utf8(c.publish_head(5)).unwrap();
         assert!(h.starts_with("POST /pub/c1 ") && h.ends_with("Content-Length: 5\r\n\r\n"));
+        let c = parse(&["--transport", "longpoll", "--channel", "c2"]).unwrap();
+        let r = String::from_utf8(c.subscribe_request()).unwrap();
+        assert_eq!(
+            r,
+            "GET /msgbus/c2?transport=longpoll&since=0 HTTP/1.1\r\nHost: 127.0.0.1:8888\r\n\r\n"
+        );
     }
 }

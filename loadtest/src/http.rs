@@ -18,6 +18,9 @@ pub struct Head {
     pub len: usize,
     pub content_length: Option<usize>,
     pub chunked: bool,
+    /// Kept for a long-poll's next request (Nchan resumes from them).
+    pub last_modified: Option<String>,
+    pub etag: Option<String>,
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -52,6 +55,8 @@ pub fn parse_head(buf: &[u8]) -> Parsed<Head> {
         len: end + 4,
         content_length: None,
         chunked: false,
+        last_modified: None,
+        etag: None,
     };
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
@@ -65,6 +70,10 @@ pub fn parse_head(buf: &[u8]) -> Parsed<Head> {
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             head.chunked = value.to_ascii_lowercase().contains("chunked");
+        } else if name.eq_ignore_ascii_case("last-modified") {
+            head.last_modified = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("etag") {
+            head.etag = Some(value.to_string());
         }
     }
     Parsed::Complete(head)
@@ -104,6 +113,16 @@ fn chunked_len(buf: &[u8]) -> Parsed<usize> {
 /// One whole response at the start of `buf`: its status and total length. A response without
 /// Content-Length or chunking is taken to have no body (204, or a keep-alive answer).
 pub fn parse_response(buf: &[u8]) -> Parsed<(u16, usize)> {
+    match parse_whole(buf) {
+        Parsed::Complete((head, len)) => Parsed::Complete((head.status, len)),
+        Parsed::Partial => Parsed::Partial,
+        Parsed::Invalid(e) => Parsed::Invalid(e),
+    }
+}
+
+/// One whole response at the start of `buf`: its head and total length (the body is
+/// `buf[head.len..len]`, still chunk-framed if it was chunked).
+pub fn parse_whole(buf: &[u8]) -> Parsed<(Head, usize)> {
     let head = match parse_head(buf) {
         Parsed::Complete(h) => h,
         Parsed::Partial => return Parsed::Partial,
@@ -122,7 +141,8 @@ pub fn parse_response(buf: &[u8]) -> Parsed<(u16, usize)> {
         }
         n
     };
-    Parsed::Complete((head.status, head.len + body))
+    let len = head.len + body;
+    Parsed::Complete((head, len))
 }
 
 #[cfg(test)]

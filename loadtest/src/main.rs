@@ -3,6 +3,7 @@
 mod config;
 mod hist;
 mod http;
+mod longpoll;
 mod marker;
 mod plot;
 mod procfs;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{Config, Flavor, Transport};
+use crate::config::{Config, Flavor};
 use crate::run::{Outcome, ServerFigures};
 
 pub struct Report<'a> {
@@ -17,6 +17,9 @@ pub struct Report<'a> {
     p90: u64,
     p99: u64,
     max: u64,
+    /// Per message, publish to its last delivery: comparable with the floor's wall time per
+    /// message when messages go one at a time.
+    to_last: [u64; 3],
     /// Server figures, only with --server-pid.
     cpu_us_per_delivery: Option<f64>,
     deliveries_per_cpu_s: Option<f64>,
@@ -97,6 +100,11 @@ impl<'a> Report<'a> {
             p90: o.latency.quantile(0.90),
             p99: o.latency.quantile(0.99),
             max: o.latency.max(),
+            to_last: [
+                o.to_last.quantile(0.50),
+                o.to_last.quantile(0.99),
+                o.to_last.max(),
+            ],
             cpu_us_per_delivery: cpu.map(|c| c * 1e6 / d.unique as f64),
             deliveries_per_cpu_s: cpu.map(|c| d.unique as f64 / c),
             rss_per_sub,
@@ -109,6 +117,8 @@ impl<'a> Report<'a> {
             "one-at-a-time".into()
         } else if c.rate > 0.0 {
             format!("{} msg/s", c.rate)
+        } else if c.publishers > 1 {
+            format!("pipeline {} x {} publishers", c.pipeline, c.publishers)
         } else {
             format!("pipeline {}", c.pipeline)
         }
@@ -120,11 +130,7 @@ impl<'a> Report<'a> {
             Flavor::Msgbus => "msgbus",
             Flavor::Nchan => "nchan",
         };
-        let transport = match c.transport {
-            Transport::Multipart => "multipart",
-            Transport::Sse => "sse",
-            Transport::Ws => "ws",
-        };
+        let transport = c.transport.name();
         let mut r = String::new();
         let _ = writeln!(
             r,
@@ -201,6 +207,13 @@ impl<'a> Report<'a> {
             ms(self.p90),
             ms(self.p99),
             ms(self.max)
+        );
+        let _ = writeln!(
+            r,
+            "to the last   per message, publish to its last delivery: p50 {}, p99 {}, max {}",
+            ms(self.to_last[0]),
+            ms(self.to_last[1]),
+            ms(self.to_last[2])
         );
         if let Some(cpu) = o.server_cpu {
             let _ = writeln!(
@@ -282,7 +295,7 @@ impl<'a> Report<'a> {
                 "{{\"servers\":[{}],",
                 "\"target\":{},\"publish_target\":{},\"publish\":{},",
                 "\"flavor\":\"{}\",\"transport\":\"{}\",\"channel\":{},",
-                "\"mode\":{},\"subs\":{},\"readers\":{},\"ready\":{},\"stalled\":{},",
+                "\"mode\":{},\"publishers\":{},\"pipeline\":{},\"subs\":{},\"readers\":{},\"ready\":{},\"stalled\":{},",
                 "\"stalled_ready\":{},\"stalled_closed\":{},\"connect_failed\":{},\"bad_response\":{},",
                 "\"timed_out\":{},\"not_started\":{},\"closed_during_run\":{},",
                 "\"messages\":{},\"size\":{},\"published\":{},\"answered\":{},\"publish_errors\":{},",
@@ -290,6 +303,7 @@ impl<'a> Report<'a> {
                 "\"duplicates\":{},\"stale\":{},\"wall_s\":{:.6},\"first_ns\":{},\"last_ns\":{},",
                 "\"deliveries_per_s\":{:.1},",
                 "\"latency_ns\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}},",
+                "\"to_last_p50_ns\":{},\"to_last_p99_ns\":{},\"to_last_max_ns\":{},",
                 "\"server_cpu_s\":{},\"server_cpu_us_per_delivery\":{},",
                 "\"deliveries_per_server_cpu_s\":{},\"rss_before\":{},\"rss_idle\":{},",
                 "\"rss_end\":{},\"rss_peak\":{},\"fds_end\":{},\"tcp_mem_idle\":{},\"tcp_mem_end\":{},",
@@ -303,13 +317,11 @@ impl<'a> Report<'a> {
                 Flavor::Msgbus => "msgbus",
                 Flavor::Nchan => "nchan",
             },
-            match c.transport {
-                Transport::Multipart => "multipart",
-                Transport::Sse => "sse",
-                Transport::Ws => "ws",
-            },
+            c.transport.name(),
             json_str(&c.channel),
             json_str(&self.mode()),
+            c.publishers,
+            c.pipeline,
             c.subs,
             c.readers(),
             s.ready,
@@ -341,6 +353,9 @@ impl<'a> Report<'a> {
             self.p90,
             self.p99,
             self.max,
+            self.to_last[0],
+            self.to_last[1],
+            self.to_last[2],
             f(o.server_cpu),
             f(self.cpu_us_per_delivery),
             f(self.deliveries_per_cpu_s),

@@ -1,7 +1,7 @@
 //! One run, on one thread and one mio loop: connect the subscribers (a bounded number at a time),
-//! let them idle, then publish on one keep-alive connection (or, with --no-publish, wait for
-//! another process to) while the same loop reads every subscriber, and stop when every message
-//! has reached every subscriber, when deliveries stop coming, or at --duration.
+//! let them idle, then publish on --publishers keep-alive connections (or, with --no-publish,
+//! wait for another process to) while the same loop reads every subscriber, and stop when every
+//! message has reached every subscriber, when deliveries stop coming, or at --duration.
 //!
 //! Markers carry CLOCK_REALTIME nanoseconds, so a subscriber in one process can time a message
 //! published by another.
@@ -15,9 +15,10 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::Config;
+use crate::config::{Config, Transport};
 use crate::hist::Histogram;
 use crate::http::{self, Parsed};
+use crate::longpoll::{self, Cursor};
 use crate::marker::{self, Tail};
 use crate::procfs;
 use crate::timeline::{Progress, Sample, Timeline};
@@ -34,14 +35,23 @@ const READ_BUF: usize = 256 * 1024;
 const ONE_AT_A_TIME_WAIT: Duration = Duration::from_secs(2);
 /// The longest poll; the loop re-checks its deadlines at least this often.
 const MAX_POLL: Duration = Duration::from_millis(50);
-const TOKEN_PUBLISHER: Token = Token(usize::MAX - 1);
+/// Publisher connection k has token `usize::MAX - 1 - k`, far above any subscriber's index.
+const TOKEN_PUBLISHER_TOP: usize = usize::MAX - 1;
+/// A long-poll answer longer than this is refused (one answer holds at most a history's worth
+/// of messages).
+const ANSWER_MAX: usize = 64 * 1024 * 1024;
+
+fn publisher_token(k: usize) -> Token {
+    Token(TOKEN_PUBLISHER_TOP - k)
+}
 
 enum Phase {
     Unstarted,   // next: Connecting | Failed
     Connecting,  // next: Requesting | Failed
     Requesting,  // request partly written; next: ReadingHead | Failed
     ReadingHead, // next: Streaming | Failed
-    Streaming,   // next: Closed
+    Streaming,   // a long-poll: its poll is out; next: Closed | Repolling (long-poll)
+    Repolling,   // a long-poll's next request partly written; next: Streaming | Closed
     Failed,      // connect or handshake failed; counted once
     Closed,      // the server ended the stream during the run
 }
@@ -54,6 +64,11 @@ struct Sub {
     written: usize,
     /// The response head so far; empty once streaming.
     head: Vec<u8>,
+    /// A long-poll: the answer so far, and the next request while it is being written.
+    answer: Vec<u8>,
+    repoll: Vec<u8>,
+    /// A long-poll: where its next poll resumes.
+    cursor: Cursor,
     tail: Tail,
     /// One bit per message seq.
     seen: Vec<u64>,
@@ -70,6 +85,8 @@ pub struct Deliveries {
     pub stale: u64,
     /// Unique deliveries per seq, for --one-at-a-time.
     per_seq: Vec<u32>,
+    /// Per seq, the longest latency of its deliveries so far: the time to its last subscriber.
+    to_last: Vec<u64>,
     last: Option<Instant>,
     /// The earliest publish stamp among delivered markers (wall clock, ns): where a --no-publish
     /// run's publish phase began.
@@ -101,6 +118,8 @@ pub struct Outcome {
     pub subs: SubCounts,
     pub deliveries: Deliveries,
     pub latency: Histogram,
+    /// Per message that reached anyone: publish stamp to its last delivery.
+    pub to_last: Histogram,
     /// One sample a second, for --plot.
     pub samples: Vec<Sample>,
     /// When publishing (with --no-publish: waiting) began, seconds into the run.
@@ -141,23 +160,62 @@ pub struct ServerFigures {
     pub fds_end: Option<usize>,
 }
 
+/// One publisher connection.
 struct Publisher {
     stream: TcpStream,
     writable: bool,
     out: Vec<u8>,
     out_pos: usize,
     inbuf: Vec<u8>,
-    next_seq: usize,
     in_flight: usize,
     answered: usize,
     errors: usize,
-    stalls: usize,
     failed: bool,
+    last_answer: Instant,
+}
+
+/// Every publisher connection and the pacing they share.
+struct Publishing {
+    conns: Vec<Publisher>,
+    next_seq: usize,
+    /// The connection the next message tries first (round robin).
+    next_conn: usize,
+    stalls: usize,
     started: Instant,
-    first_sent: Option<Instant>,
     first_sent_ns: Option<u64>,
     last_sent: Instant,
-    last_answer: Instant,
+}
+
+impl Publishing {
+    fn answered(&self) -> usize {
+        self.conns.iter().map(|c| c.answered).sum()
+    }
+
+    fn errors(&self) -> usize {
+        self.conns.iter().map(|c| c.errors).sum()
+    }
+
+    /// Every connection has failed: nothing more can be published.
+    fn all_failed(&self) -> bool {
+        self.conns.iter().all(|c| c.failed)
+    }
+
+    /// Messages sent and not yet answered, on connections that still work.
+    fn in_flight(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|c| !c.failed)
+            .map(|c| c.in_flight)
+            .sum()
+    }
+
+    fn last_answer(&self) -> Instant {
+        self.conns
+            .iter()
+            .map(|c| c.last_answer)
+            .max()
+            .unwrap_or(self.started)
+    }
 }
 
 pub struct Runner<'a> {
@@ -177,7 +235,7 @@ pub struct Runner<'a> {
     /// are skipped when reached.
     pending: VecDeque<(Instant, usize)>,
     next_connect: usize,
-    publisher: Option<Publisher>,
+    publisher: Option<Publishing>,
     /// Messages stamped so far (with --no-publish: --expect); a marker with a higher seq is
     /// stale.
     published: usize,
@@ -218,6 +276,9 @@ impl<'a> Runner<'a> {
                 stalled: cfg.is_stalled(i),
                 written: 0,
                 head: Vec::new(),
+                answer: Vec::new(),
+                repoll: Vec::new(),
+                cursor: Cursor::Start,
                 tail: Tail::default(),
                 seen: Vec::new(),
             })
@@ -241,6 +302,7 @@ impl<'a> Runner<'a> {
             counts: SubCounts::default(),
             deliveries: Deliveries {
                 per_seq: vec![0; cfg.messages],
+                to_last: vec![0; cfg.messages],
                 ..Deliveries::default()
             },
             latency: Histogram::new(),
@@ -295,6 +357,13 @@ impl<'a> Runner<'a> {
             Some(p) => p.first_sent_ns,
             None => self.deliveries.first_stamp_ns,
         };
+        let mut to_last = Histogram::new();
+        let d = &self.deliveries;
+        for (&n, &t) in d.per_seq.iter().zip(&d.to_last) {
+            if n > 0 {
+                to_last.record(t);
+            }
+        }
         let last_ns = self.deliveries.last_ns;
         let wall = match (first_ns, last_ns) {
             (Some(f), Some(l)) => Duration::from_nanos(l.saturating_sub(f)),
@@ -302,8 +371,8 @@ impl<'a> Runner<'a> {
         };
         Outcome {
             published: self.published,
-            answered: p.map_or(0, |p| p.answered),
-            publish_errors: p.map_or(0, |p| p.errors),
+            answered: p.map_or(0, Publishing::answered),
+            publish_errors: p.map_or(0, Publishing::errors),
             stalls: p.map_or(0, |p| p.stalls),
             wall,
             first_ns,
@@ -317,6 +386,7 @@ impl<'a> Runner<'a> {
             subs: self.counts,
             deliveries: self.deliveries,
             latency: self.latency,
+            to_last,
             samples: std::mem::take(&mut self.timeline.samples),
             publish_at: self.timeline.publish_at,
             notes: self.notes,
@@ -508,8 +578,8 @@ impl<'a> Runner<'a> {
             })
             .collect();
         for (token, writable, ended) in ready {
-            if token == TOKEN_PUBLISHER {
-                self.on_publisher(writable);
+            if token.0 > TOKEN_PUBLISHER_TOP - self.cfg.publishers {
+                self.on_publisher(TOKEN_PUBLISHER_TOP - token.0, writable);
             } else if token.0 < self.subs.len() {
                 self.on_subscriber(token.0, ended);
             }
@@ -539,6 +609,14 @@ impl<'a> Runner<'a> {
             }
             Phase::Connecting => self.on_connected(i),
             Phase::Requesting => self.send_request(i),
+            Phase::Repolling => {
+                self.send_request(i);
+                // An answer may have come in with this event; edge-triggered, it is read now
+                // or never.
+                if matches!(self.subs[i].phase, Phase::Streaming) {
+                    self.read_subscriber(i);
+                }
+            }
             Phase::ReadingHead | Phase::Streaming => self.read_subscriber(i),
             Phase::Unstarted | Phase::Failed | Phase::Closed => {}
         }
@@ -570,24 +648,120 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Writes the subscribe request (a long-poll: its first poll, or with Repolling its next
+    /// one) as far as the socket takes it.
     fn send_request(&mut self, i: usize) {
         let sub = &mut self.subs[i];
+        let repolling = matches!(sub.phase, Phase::Repolling);
         let Some(stream) = sub.stream.as_mut() else {
             return;
         };
-        while sub.written < self.request.len() {
-            match stream.write(&self.request[sub.written..]) {
+        let request = if repolling {
+            &sub.repoll
+        } else {
+            &self.request
+        };
+        while sub.written < request.len() {
+            match stream.write(&request[sub.written..]) {
                 Ok(n) => sub.written += n,
                 Err(e) if would_block(&e) => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if repolling => {
+                    self.on_subscriber_closed(i, format!("send poll: {e}"));
+                    return;
+                }
                 Err(e) => {
                     self.fail(i, |c| &mut c.connect_failed, format!("send request: {e}"));
                     return;
                 }
             }
         }
-        sub.phase = Phase::ReadingHead;
-        self.read_subscriber(i);
+        if repolling {
+            // Not read here: a read may find the next answer and send again (see on_answers).
+            sub.phase = Phase::Streaming;
+            sub.repoll.clear();
+        } else if self.cfg.transport == Transport::LongPoll {
+            self.on_first_poll_sent(i);
+            if !self.subs[i].stalled {
+                self.read_subscriber(i);
+            }
+        } else {
+            sub.phase = Phase::ReadingHead;
+            self.read_subscriber(i);
+        }
+    }
+
+    /// A long-poll subscriber is ready once its first poll is out: the server answers only when
+    /// there is a message, and the poll's `since=0` covers one published before it is seen.
+    fn on_first_poll_sent(&mut self, i: usize) {
+        let sub = &mut self.subs[i];
+        sub.phase = Phase::Streaming;
+        self.counts.in_flight -= 1;
+        if sub.stalled {
+            self.counts.stalled_ready += 1;
+            return;
+        }
+        sub.seen = vec![0; self.cfg.messages.div_ceil(64)];
+        self.counts.ready += 1;
+        self.counts.streaming += 1;
+    }
+
+    /// A long-poll subscriber's whole answers, in order: each one's markers are deliveries;
+    /// then the next poll goes out, from where the last answer left off.
+    fn on_answers(&mut self, i: usize, now: Instant) {
+        let flavor = self.cfg.flavor;
+        let mut pos = 0;
+        let mut answered = false;
+        loop {
+            let sub = &mut self.subs[i];
+            let (head, len) = match http::parse_whole(&sub.answer[pos..]) {
+                Parsed::Complete(whole) => whole,
+                Parsed::Partial if sub.answer.len() - pos > ANSWER_MAX => {
+                    self.on_subscriber_closed(i, "long-poll answer: too long".into());
+                    return;
+                }
+                Parsed::Partial => break,
+                Parsed::Invalid(why) => {
+                    self.on_subscriber_closed(i, format!("long-poll answer: {why}"));
+                    return;
+                }
+            };
+            let body = &sub.answer[pos + head.len..pos + len];
+            let next = longpoll::next(flavor, &head, body);
+            if head.status == 200 {
+                let mut ctx = MarkerCtx {
+                    seen: &mut sub.seen,
+                    d: &mut self.deliveries,
+                    latency: &mut self.latency,
+                    window: &mut self.timeline.window,
+                    publishing: self.publishing,
+                    published: self.published,
+                    not_before_ns: self.not_before_ns,
+                    now,
+                    now_ns: wall_ns(),
+                };
+                marker::scan(body, |seq, t| ctx.on_marker(seq, t));
+            }
+            pos += len;
+            answered = true;
+            match next {
+                longpoll::Next::From(cursor) => sub.cursor = cursor,
+                longpoll::Next::Same => {}
+                longpoll::Next::Stop(status) => {
+                    let why = format!("long-poll answer: status {status}");
+                    self.on_subscriber_closed(i, why);
+                    return;
+                }
+            }
+        }
+        let sub = &mut self.subs[i];
+        sub.answer.drain(..pos);
+        if answered {
+            sub.repoll = self.cfg.poll_request(&sub.cursor);
+            sub.written = 0;
+            sub.phase = Phase::Repolling;
+            self.send_request(i);
+        }
     }
 
     /// Reads until WouldBlock (or READS_PER_EVENT); each read is prefixed with the previous
@@ -619,6 +793,12 @@ impl<'a> Runner<'a> {
                 self.on_head(i, now);
                 if self.subs[i].stalled {
                     return; // it reads no further, whatever the head's outcome
+                }
+            } else if self.cfg.transport == Transport::LongPoll {
+                sub.answer.extend_from_slice(&self.buf[tl..tl + n]);
+                self.on_answers(i, now);
+                if !matches!(self.subs[i].phase, Phase::Streaming | Phase::Repolling) {
+                    return;
                 }
             } else {
                 let keep = {
@@ -723,51 +903,55 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Publishes every message, paced by --rate / --one-at-a-time / --pipeline, and drains the
-    /// deliveries. Returns whether --duration cut it short.
-    fn publish_all(&mut self) -> bool {
+    /// Connects one publisher connection, registered under `token`.
+    fn connect_publisher(&self, token: Token) -> io::Result<Publisher> {
         let target = self.cfg.publish_target;
-        let stream = match std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))
-            .and_then(|s| {
-                s.set_nodelay(true)?;
-                s.set_nonblocking(true)?;
-                Ok(TcpStream::from_std(s))
-            }) {
-            Ok(s) => s,
-            Err(e) => {
-                self.note(format!("publisher: connect: {e}"));
-                return false;
-            }
-        };
-        let now = Instant::now();
-        let mut p = Publisher {
+        let s = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+        s.set_nodelay(true)?;
+        s.set_nonblocking(true)?;
+        let mut stream = TcpStream::from_std(s);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        self.poll
+            .registry()
+            .register(&mut stream, token, interest)?;
+        Ok(Publisher {
             stream,
             writable: true,
             out: Vec::new(),
             out_pos: 0,
             inbuf: Vec::new(),
-            next_seq: 0,
             in_flight: 0,
             answered: 0,
             errors: 0,
-            stalls: 0,
             failed: false,
+            last_answer: Instant::now(),
+        })
+    }
+
+    /// Publishes every message, paced by --rate / --one-at-a-time / --pipeline and spread over
+    /// --publishers connections, and drains the deliveries. Returns whether --duration cut it
+    /// short.
+    fn publish_all(&mut self) -> bool {
+        let mut conns = Vec::with_capacity(self.cfg.publishers);
+        for k in 0..self.cfg.publishers {
+            match self.connect_publisher(publisher_token(k)) {
+                Ok(p) => conns.push(p),
+                Err(e) => {
+                    self.note(format!("publisher: connect: {e}"));
+                    return false;
+                }
+            }
+        }
+        let now = Instant::now();
+        self.publisher = Some(Publishing {
+            conns,
+            next_seq: 0,
+            next_conn: 0,
+            stalls: 0,
             started: now,
-            first_sent: None,
             first_sent_ns: None,
             last_sent: now,
-            last_answer: now,
-        };
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut p.stream, TOKEN_PUBLISHER, interest)
-        {
-            self.note(format!("publisher: register: {e}"));
-            return false;
-        }
-        self.publisher = Some(p);
+        });
         self.publishing = true;
         loop {
             let now = Instant::now();
@@ -777,10 +961,15 @@ impl<'a> Runner<'a> {
             }
             let wait = self.feed_publisher(now);
             let p = self.publisher.as_ref().expect("publisher");
-            let all_sent = p.failed || (p.next_seq == self.cfg.messages && p.in_flight == 0);
+            let all_sent =
+                p.all_failed() || (p.next_seq == self.cfg.messages && p.in_flight() == 0);
             if all_sent {
                 let expected = self.counts.ready as u64 * self.published as u64;
-                let last = self.deliveries.last.unwrap_or(p.started).max(p.last_answer);
+                let last = self
+                    .deliveries
+                    .last
+                    .unwrap_or(p.started)
+                    .max(p.last_answer());
                 if self.deliveries.unique >= expected
                     || now.saturating_duration_since(last) >= self.cfg.quiet
                 {
@@ -794,19 +983,24 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Queues and writes what the pacing allows; returns how long until it may allow more.
+    /// Queues and writes what the pacing allows, each message on the next connection (round
+    /// robin) with room in its pipeline; returns how long until it may allow more.
     fn feed_publisher(&mut self, now: Instant) -> Duration {
         let cfg = self.cfg;
         let Some(p) = self.publisher.as_mut() else {
             return MAX_POLL;
         };
-        if p.failed {
-            return MAX_POLL;
-        }
         let mut wait = MAX_POLL;
         let mut body = Vec::with_capacity(cfg.size + marker::MARKER_MAX);
         let mut added = 0;
-        while p.next_seq < cfg.messages && p.in_flight < cfg.pipeline && added < cfg.pipeline {
+        let n = p.conns.len();
+        while p.next_seq < cfg.messages && added < cfg.pipeline * n {
+            let Some(k) = (0..n)
+                .map(|j| (p.next_conn + j) % n)
+                .find(|&k| !p.conns[k].failed && p.conns[k].in_flight < cfg.pipeline)
+            else {
+                break;
+            };
             if cfg.rate > 0.0 {
                 let due = p.started + Duration::from_secs_f64(p.next_seq as f64 / cfg.rate);
                 if now < due {
@@ -830,38 +1024,48 @@ impl<'a> Runner<'a> {
             let t_ns = wall_ns();
             body.clear();
             marker::encode_body(p.next_seq as u64, t_ns, cfg.size, &mut body);
-            p.out.extend_from_slice(&cfg.publish_head(body.len()));
-            p.out.extend_from_slice(&body);
+            let conn = &mut p.conns[k];
+            conn.out.extend_from_slice(&cfg.publish_head(body.len()));
+            conn.out.extend_from_slice(&body);
+            conn.in_flight += 1;
             p.next_seq += 1;
-            p.in_flight += 1;
+            p.next_conn = (k + 1) % n;
             p.last_sent = stamp;
-            p.first_sent.get_or_insert(stamp);
             p.first_sent_ns.get_or_insert(t_ns);
             added += 1;
         }
         self.published = p.next_seq;
-        if let Err(e) = p.flush() {
-            p.failed = true;
-            self.note(format!("publisher: write: {e}"));
+        let mut failures = Vec::new();
+        for conn in p.conns.iter_mut().filter(|c| !c.failed) {
+            if let Err(e) = conn.flush() {
+                conn.failed = true;
+                failures.push(format!("publisher: write: {e}"));
+            }
+        }
+        for f in failures {
+            self.note(f);
         }
         wait
     }
 
-    fn on_publisher(&mut self, writable: bool) {
+    fn on_publisher(&mut self, k: usize, writable: bool) {
         let Some(p) = self.publisher.as_mut() else {
             return;
         };
-        if p.failed {
+        let pending = p.next_seq < self.cfg.messages;
+        let Some(conn) = p.conns.get_mut(k) else {
+            return;
+        };
+        if conn.failed {
             return;
         }
         if writable {
-            p.writable = true;
+            conn.writable = true;
         }
-        let result = p.read_answers().and_then(|()| p.flush());
+        let result = conn.read_answers().and_then(|()| conn.flush());
         if let Err(e) = result {
-            p.failed = true;
-            let pending = p.next_seq < self.cfg.messages || p.in_flight > 0;
-            if pending {
+            conn.failed = true;
+            if pending || conn.in_flight > 0 {
                 self.note(format!("publisher: {e}"));
             }
         }
@@ -962,5 +1166,7 @@ impl MarkerCtx<'_> {
         let latency = self.now_ns.saturating_sub(t_ns);
         self.latency.record(latency);
         self.window.record(latency);
+        let to_last = &mut self.d.to_last[seq as usize];
+        *to_last = (*to_last).max(latency);
     }
 }
