@@ -157,6 +157,9 @@ struct Tracked {
     stalled_since: Option<Instant>,
     /// Its socket's send buffer was capped, once it first became a subscriber.
     send_buffer_capped: bool,
+    /// An event said the peer hung up or the socket failed: read until the end, not only
+    /// until a short read.
+    hangup_seen: bool,
 }
 
 impl Tracked {
@@ -165,6 +168,7 @@ impl Tracked {
         queued: 0,
         stalled_since: None,
         send_buffer_capped: false,
+        hangup_seen: false,
     };
 }
 
@@ -505,6 +509,9 @@ impl Server {
                             schedule_flush(&mut self.flush_list, conn, key);
                         }
                     }
+                    if event.is_read_closed() || event.is_error() {
+                        self.tracked[key].hangup_seen = true;
+                    }
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
                         conn.readable = true;
                         self.on_readable(key);
@@ -676,6 +683,14 @@ impl Server {
                 Ok(n) => {
                     taken += n;
                     self.stats.bytes_in += n as u64;
+                    // A short read from a plain socket took all there was, and edge-triggered
+                    // readiness comes back with the next bytes or the peer's FIN: the read that
+                    // would only say EAGAIN is saved (one of a long-poll's three system calls
+                    // per message). TLS may hold decrypted bytes back, so it reads to the end.
+                    if n < self.scratch.len() && !io.sock.is_tls() && !self.tracked[key].hangup_seen
+                    {
+                        conn.readable = false;
+                    }
                     conn.on_input(&self.scratch[..n]);
                     self.drive(key);
                 }

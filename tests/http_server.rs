@@ -212,3 +212,27 @@ fn body_and_keep_alive_timeouts() {
     assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
     assert!(!got.contains("Connection: close"), "{got}");
 }
+
+/// A read that comes back short ends a plain socket's readiness until the next event, so the
+/// peer's FIN must still be seen whether it came with the request or after the answer: the
+/// request is answered and the connection closed, not left open.
+#[test]
+fn a_request_then_the_clients_fin_is_answered_and_closed() {
+    let server = Server::start(&[]);
+    let want = "HTTP/1.1 404 Not Found\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\n\r\nnot found\n";
+    for fin_after_answer in [false, true] {
+        let mut stream = server.connect();
+        stream
+            .write_all(b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        if fin_after_answer {
+            // The request was read and answered before the FIN is sent: it comes on its own.
+            got = read_exact(&mut stream, 17);
+        }
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        got.extend(read_to_end(&mut stream));
+        let got = undate(&String::from_utf8(got).unwrap());
+        assert_eq!(got, want, "FIN after the answer: {fin_after_answer}");
+    }
+}
