@@ -177,13 +177,19 @@ pub enum Publisher {
 pub enum Refused {
     Gate(Refusal),
     Bus(BusError),
+    /// The history store cannot keep it (the disk is full or failing): why, in one line.
+    Store(String),
 }
+
+/// The store could not keep a publish: nothing was acknowledged, the client may try again.
+pub const INSUFFICIENT_STORAGE: Status = Status(507, "Insufficient Storage");
 
 impl Refused {
     pub fn status(&self) -> Status {
         match self {
             Refused::Gate(refusal) => Status::from_code(refusal.status),
             Refused::Bus(e) => bus_error_status(*e),
+            Refused::Store(_) => INSUFFICIENT_STORAGE,
         }
     }
 }
@@ -193,6 +199,7 @@ impl std::fmt::Display for Refused {
         match self {
             Refused::Gate(refusal) => refusal.fmt(f),
             Refused::Bus(e) => e.fmt(f),
+            Refused::Store(why) => f.write_str(why),
         }
     }
 }
@@ -416,6 +423,9 @@ pub struct Conn {
     request_line: Option<Box<str>>,
     /// Dropping frames for slowness; logged once per episode.
     dropping: bool,
+    /// A publish of this connection is held until the store commits it: its answer comes
+    /// then, and nothing after it is read or handled before (answers leave in order).
+    pub awaiting_commit: bool,
 }
 
 impl Conn {
@@ -445,6 +455,7 @@ impl Conn {
             request_line: None,
             pending_publishes: Vec::new(),
             dropping: false,
+            awaiting_commit: false,
         }
     }
 
@@ -507,6 +518,9 @@ impl Conn {
     /// Whether the reactor should read more now. A client that pipelines requests but does not
     /// read the answers is not read from until they drain; a file being sent holds requests back.
     pub fn wants_input(&self, cfg: &Config) -> bool {
+        if self.awaiting_commit {
+            return false;
+        }
         match self.phase {
             Phase::Head { .. } | Phase::Body(_) => self.outq.queued_bytes() < cfg.max_queue,
             Phase::File(_) => false,
@@ -545,6 +559,9 @@ impl Conn {
 
     /// Handles as much buffered input as possible.
     pub fn advance(&mut self, ctx: &mut Ctx) -> Next {
+        if self.awaiting_commit {
+            return Next::Wait;
+        }
         if !self.pending_publishes.is_empty() {
             return Next::Publish(Box::new(self.pending_publishes.remove(0)));
         }
@@ -924,6 +941,24 @@ impl Conn {
         let next = door.on_body(self, state, publish, ctx);
         ctx.doors.put_back(id, door);
         next
+    }
+
+    /// The publish just handed over waits for the store (`bus::history`): the session handles
+    /// nothing more until `on_committed`.
+    pub fn hold_for_commit(&mut self) {
+        self.awaiting_commit = true;
+    }
+
+    /// The store committed (or failed) the held publish: its answer goes out, and the session
+    /// goes on with what follows it.
+    pub fn on_committed(
+        &mut self,
+        publish: &mut Publish,
+        outcome: Result<Published, Refused>,
+        doors: &mut Doors,
+    ) {
+        self.awaiting_commit = false;
+        self.answer_publish(publish, outcome, doors);
     }
 
     /// Queues the answer to a publish the reactor has carried out: the door's, when a door
