@@ -717,7 +717,7 @@ impl Server {
                     if msgs.is_empty() {
                         self.conns[key].answer_publish(&mut publish, outcome, &mut self.doors);
                     } else {
-                        self.conns[key].hold_for_commit();
+                        self.conns[key].hold_for_commit(publish.reply.keep_alive);
                         self.held.push_back(Held {
                             ticket: self.holding_ticket,
                             msgs,
@@ -1247,7 +1247,7 @@ impl Server {
             for id in conn.take_subscriptions() {
                 self.bus.unsubscribe(id, self.now);
             }
-            if conn.awaiting_commit {
+            if conn.awaiting_commit() {
                 // Its messages still go out once committed; the answer has nobody to go to.
                 for held in &mut self.held {
                     if held.answer.as_ref().is_some_and(|(k, _, _)| *k == key) {

@@ -365,3 +365,61 @@ fn a_full_disk_refuses_publishes_with_507_loses_nothing_and_recovers() {
     let kept: Vec<u64> = history(&server, "full", 0).iter().map(|k| k.0).collect();
     assert_eq!(kept, acked);
 }
+
+#[test]
+fn pipelined_answers_leave_in_order_behind_held_publishes() {
+    let dir = TempDir::new("order");
+    let server = start(&dir, &[]);
+    let publish = |target: &str, body: &str| {
+        format!(
+            "POST {target} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let requests = [
+        publish("/msgbus/p?key=k", "one"),
+        publish("/msgbus/p", "refused: no key"),
+        publish("/msgbus/p?key=k", "two"),
+        "GET /msgbus-status/channels/p.json HTTP/1.1\r\nHost: t\r\n\r\n".to_string(),
+        publish("/msgbus/p?key=k", "three"),
+        "GET /msgbus-status/channels/p.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            .to_string(),
+    ]
+    .concat();
+    let answers = server.exchange(requests.as_bytes());
+    let statuses: Vec<&str> = answers
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .map(|a| &a[..3])
+        .collect();
+    assert_eq!(
+        statuses,
+        ["204", "403", "204", "200", "204", "200"],
+        "{answers}"
+    );
+    // The status pages saw what was answered before them, and nothing after.
+    let pages: Vec<&str> = answers.split("\"messages\":").skip(1).collect();
+    assert!(
+        pages[0].starts_with('2') && pages[1].starts_with('3'),
+        "{answers}"
+    );
+    assert_eq!(bodies(&history(&server, "p", 0)), ["one", "two", "three"]);
+    // A refusal that closes the connection (its body unread) comes after the held answer.
+    let requests = [
+        publish("/msgbus/p?key=k", "four"),
+        publish("/msgbus/p?size=x", "never read"),
+        publish("/msgbus/p?key=k", "never handled"),
+    ]
+    .concat();
+    let answers = server.exchange(requests.as_bytes());
+    let statuses: Vec<&str> = answers
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .map(|a| &a[..3])
+        .collect();
+    assert_eq!(statuses, ["204", "400"], "{answers}");
+    assert_eq!(
+        bodies(&history(&server, "p", 0)),
+        ["one", "two", "three", "four"]
+    );
+}

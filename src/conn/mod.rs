@@ -423,9 +423,18 @@ pub struct Conn {
     request_line: Option<Box<str>>,
     /// Dropping frames for slowness; logged once per episode.
     dropping: bool,
-    /// A publish of this connection is held until the store commits it: its answer comes
-    /// then, and nothing after it is read or handled before (answers leave in order).
-    pub awaiting_commit: bool,
+    /// Publishes of this connection held until the store commits them, and the answers to
+    /// requests after them, in order (`Deferred`): an answer leaves only after those before it.
+    after_commit: std::collections::VecDeque<Deferred>,
+}
+
+/// What waits behind a held publish.
+enum Deferred {
+    /// A publish the store holds: answered by `on_committed`; whether the connection stays
+    /// open after it.
+    Held(bool),
+    /// An answer to a later request (and whether the connection stays open after it).
+    Answer(Vec<u8>, bool),
 }
 
 impl Conn {
@@ -455,7 +464,7 @@ impl Conn {
             request_line: None,
             pending_publishes: Vec::new(),
             dropping: false,
-            awaiting_commit: false,
+            after_commit: std::collections::VecDeque::new(),
         }
     }
 
@@ -518,8 +527,9 @@ impl Conn {
     /// Whether the reactor should read more now. A client that pipelines requests but does not
     /// read the answers is not read from until they drain; a file being sent holds requests back.
     pub fn wants_input(&self, cfg: &Config) -> bool {
-        if self.awaiting_commit {
-            return false;
+        if self.awaiting_commit() {
+            // Pipelined publishes behind a held one are read, up to a head's worth.
+            return self.input.unread().len() < cfg.max_head;
         }
         match self.phase {
             Phase::Head { .. } | Phase::Body(_) => self.outq.queued_bytes() < cfg.max_queue,
@@ -559,7 +569,7 @@ impl Conn {
 
     /// Handles as much buffered input as possible.
     pub fn advance(&mut self, ctx: &mut Ctx) -> Next {
-        if self.awaiting_commit {
+        if self.awaiting_commit() && !self.next_is_plain_publish(ctx.cfg) {
             return Next::Wait;
         }
         if !self.pending_publishes.is_empty() {
@@ -943,22 +953,69 @@ impl Conn {
         next
     }
 
-    /// The publish just handed over waits for the store (`bus::history`): the session handles
-    /// nothing more until `on_committed`.
-    pub fn hold_for_commit(&mut self) {
-        self.awaiting_commit = true;
+    /// The publish just handed over waits for the store (`bus::history`): its answer comes
+    /// with `on_committed`, and every answer after it waits behind it.
+    pub fn hold_for_commit(&mut self, keep_alive: bool) {
+        self.after_commit.push_back(Deferred::Held(keep_alive));
     }
 
-    /// The store committed (or failed) the held publish: its answer goes out, and the session
-    /// goes on with what follows it.
+    /// Whether a publish of this connection waits for the store.
+    pub fn awaiting_commit(&self) -> bool {
+        !self.after_commit.is_empty()
+    }
+
+    /// While a publish is held, only a native publish is handled after it (so one connection
+    /// can pipeline publishes into one commit): every answer it can get goes through `answer`,
+    /// which keeps it in order. Anything else waits until the held answers are out.
+    fn next_is_plain_publish(&self, cfg: &Config) -> bool {
+        let closes = self
+            .after_commit
+            .iter()
+            .any(|d| matches!(d, Deferred::Held(false) | Deferred::Answer(_, false)));
+        if closes || !self.pending_publishes.is_empty() {
+            return false;
+        }
+        if matches!(self.phase, Phase::Body(_)) {
+            // The body of a publish let through.
+            return true;
+        }
+        if !matches!(self.phase, Phase::Head { .. }) {
+            return false;
+        }
+        match parse_head(self.input.unread(), cfg.max_head, cfg.max_body) {
+            Ok(Parsed::Complete(request, _)) => {
+                request.method == Method::Post
+                    && request.target.starts_with("/msgbus/")
+                    && !request.expect_continue
+            }
+            _ => false,
+        }
+    }
+
+    /// The store committed (or failed) the oldest held publish: its answer goes out, then the
+    /// answers that waited behind it, up to the next held one.
     pub fn on_committed(
         &mut self,
         publish: &mut Publish,
         outcome: Result<Published, Refused>,
         doors: &mut Doors,
     ) {
-        self.awaiting_commit = false;
+        let behind = match self
+            .after_commit
+            .iter()
+            .position(|d| matches!(d, Deferred::Held(_)))
+        {
+            Some(at) => self.after_commit.split_off(at + 1),
+            None => std::collections::VecDeque::new(),
+        };
+        self.after_commit.clear();
         self.answer_publish(publish, outcome, doors);
+        self.after_commit = behind;
+        while let Some(Deferred::Answer(..)) = self.after_commit.front() {
+            if let Some(Deferred::Answer(response, _)) = self.after_commit.pop_front() {
+                self.outq.push_own(response);
+            }
+        }
     }
 
     /// Queues the answer to a publish the reactor has carried out: the door's, when a door
@@ -1123,6 +1180,16 @@ impl Conn {
             self.stat_events.push(StatEvent::Refused(status));
         }
         self.log_access(status.unwrap_or(0), response.len());
+        if self.awaiting_commit() {
+            // Closing stops the reading now; the half-close waits for the held answers
+            // (`on_drained`).
+            self.after_commit
+                .push_back(Deferred::Answer(response, keep_alive));
+            if !keep_alive {
+                self.phase = Phase::Closing;
+            }
+            return;
+        }
         self.outq.push_own(response);
         if !keep_alive {
             self.phase = Phase::Closing;
@@ -1633,6 +1700,8 @@ impl Conn {
         self.dropping = false;
         match self.phase {
             Phase::File(_) => Ok(AfterDrain::NeedFile),
+            // Answers held behind a publish the store has not committed are still to come.
+            Phase::Closing if self.awaiting_commit() => Ok(AfterDrain::Nothing),
             Phase::Closing => {
                 self.phase = Phase::Lingering {
                     deadline: now + LINGER,
