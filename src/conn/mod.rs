@@ -1576,7 +1576,11 @@ impl Conn {
                 );
                 None
             }
-            Phase::Head { .. } | Phase::Body(_) if self.outq.is_empty() => Some(Reason::Shutdown),
+            Phase::Head { .. } | Phase::Body(_)
+                if self.outq.is_empty() && !self.awaiting_commit() =>
+            {
+                Some(Reason::Shutdown)
+            }
             _ => None,
         }
     }
@@ -1585,7 +1589,8 @@ impl Conn {
     /// such a connection is closed.
     /// `unsent` says whether the socket still holds bytes of its own (TLS records).
     pub fn is_finished(&self, unsent: bool) -> bool {
-        let quiet = self.outq.is_empty() && !unsent;
+        // Held answers are still to come (the store answers before the shutdown deadline).
+        let quiet = self.outq.is_empty() && !unsent && !self.awaiting_commit();
         match self.phase {
             Phase::Head { .. } => quiet && self.input.unread().is_empty(),
             Phase::Lingering { .. } => true,
