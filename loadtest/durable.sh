@@ -6,14 +6,14 @@
 #   (b) restart time and RSS with 1,000,000 kept messages over 10,000 channels (100 each)
 # Every server is started here on a free loopback port and killed by its PID at the end.
 #
-# Environment: RUNS (default 3), MESSAGES per throughput run (default 20000), DIR for the logs
+# Environment: RUNS (default 3), MESSAGES per connection per run (default 10000), DIR for the logs
 # (default a fresh directory under /tmp: its disk is the one measured), MSGBUS (server binary;
 # default target/release/msgbus).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 RUNS=${RUNS:-3}
-MESSAGES=${MESSAGES:-20000}
+MESSAGES=${MESSAGES:-10000}
 WORK=${DIR:-$(mktemp -d /tmp/msgbus-durable.XXXXXX)}
 LOAD="$HERE/target/release/msgbus-load"
 PIDS=""
@@ -62,9 +62,10 @@ stop() {
 
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
-# msgbus_rate PORT CONNS: publishes MESSAGES over CONNS pipelined connections, prints acks/s.
+# msgbus_rate PORT CONNS: publishes MESSAGES on each of CONNS pipelined connections (one
+# msgbus-load process each), prints acks/s over the whole.
 msgbus_rate() {
-  port=$1; conns=$2; each=$((MESSAGES / conns)); start=$(now_ns); pids=""
+  port=$1; conns=$2; each=$MESSAGES; start=$(now_ns); pids=""
   for c in $(seq 1 "$conns"); do
     "$LOAD" --target "127.0.0.1:$port" --subs 0 --messages "$each" --size 128 --pipeline 16 \
       --channel "rate$c" --idle-secs 0 --quiet-secs 0.1 --json >/dev/null 2>&1 &
@@ -78,13 +79,14 @@ msgbus_rate() {
 redis_rate() {
   port=$1; conns=$2
   payload=$(head -c 128 /dev/zero | tr '\0' x)
-  redis-benchmark -h 127.0.0.1 -p "$port" -c "$conns" -P 16 -n "$MESSAGES" -q \
+  redis-benchmark -h 127.0.0.1 -p "$port" -c "$conns" -P 16 -n "$((MESSAGES * conns))" -q \
     XADD stream '*' data "$payload" 2>/dev/null |
     tr '\r' '\n' | awk '/requests per second/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) v = $i} END {printf "%.0f\n", v}'
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); logs on $(df -T "$WORK" | awk 'NR==2 {print $2, $1}')"
-echo "(a) publishes acknowledged per second, 128-byte bodies, 16 in flight per connection, median of $RUNS"
+echo "(a) publishes acknowledged per second, 128-byte bodies, 16 in flight per connection, $MESSAGES per connection, median of $RUNS"
+echo "    (msgbus: one msgbus-load process per connection; Redis: one redis-benchmark process)"
 for conns in 1 16; do
   for kind in always memory redis; do
     rates=""
