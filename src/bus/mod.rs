@@ -1550,6 +1550,33 @@ mod tests {
         assert_eq!(bus.channels_after("", 10, later), (Vec::new(), false));
     }
 
+    /// A store that holds every publish until told, as the log does under `--fsync always`.
+    struct Holding;
+
+    impl Store for Holding {
+        fn append(&mut self, _msg: &Message, _lifetime: Duration) -> Option<Ticket> {
+            Some(1)
+        }
+        fn attributes(&mut self, _attributes: &ChannelAttributes) {}
+        fn forget(&mut self, _channel: &str, _upto: u64) {}
+        fn delete(&mut self, _channel: &str) {}
+    }
+
+    #[test]
+    fn a_held_publish_is_kept_only_once_committed() {
+        let now = Instant::now();
+        let mut bus = bus(1);
+        bus.set_store(Box::new(Holding));
+        let kept = bus.publish(req("h", "t", None), now).unwrap();
+        assert_eq!(bus.take_ticket(), Some(1));
+        let refused = bus.publish(req("h", "t", None), now).unwrap();
+        assert!(bus.replay(&topic("h", false), 0, now).messages.is_empty());
+        bus.commit(&kept, now);
+        bus.abandon(&refused);
+        assert_eq!(ids(&bus.replay(&topic("h", false), 0, now)), [1]);
+        assert_eq!((bus.retained_count(), bus.next_id()), (1, 3));
+    }
+
     #[test]
     fn the_sweep_visits_a_bounded_number_of_channels() {
         let now = Instant::now();
