@@ -54,6 +54,25 @@ pub const RESERVED_FDS: usize = 32;
 /// A connection with output queued that the peer takes none of for this long is closed.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// With `--fsync batch`, the log is made durable at most this often.
+pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_millis(50);
+/// A log segment is closed and a new one begun past this size.
+pub const DEFAULT_SEGMENT_SIZE: usize = 64 * 1024 * 1024;
+
+/// When a publish logged under `--data-dir` is acknowledged, and when its subscribers get it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// After its record is on disk (`fdatasync`): a crash takes back nothing acknowledged and
+    /// nothing any subscriber saw.
+    Always,
+    /// After its record is written (the page cache); `fdatasync` at most every interval. A
+    /// machine crash (not a process crash) may take back that interval's messages.
+    Batch(Duration),
+    /// At once; the operating system writes when it likes. A process crash loses nothing
+    /// written, a machine crash may lose what the kernel had not written yet.
+    Never,
+}
+
 /// What happens to a subscriber whose output queue is over `max_queue`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlowPolicy {
@@ -168,6 +187,15 @@ pub struct Config {
     /// make it again.
     pub config_file: Option<PathBuf>,
     pub command_line: Vec<Setting>,
+    /// Where kept messages and channel attributes are logged (`--data-dir`); None: memory only.
+    pub data_dir: Option<PathBuf>,
+    /// When a logged publish is acknowledged (`--fsync`).
+    pub fsync: Fsync,
+    /// A corrupt record in the middle of the log is cut there at start, with everything after
+    /// it, instead of stopping the start (`--repair`).
+    pub repair: bool,
+    /// Log segments are this large at most (`--segment-size`).
+    pub segment_size: usize,
 }
 
 /// An lhttp processor: messages with this command go to this URL, and its answer back to the
@@ -346,6 +374,10 @@ impl Default for Config {
             implicit_listen: false,
             config_file: None,
             command_line: Vec::new(),
+            data_dir: None,
+            fsync: Fsync::Always,
+            repair: false,
+            segment_size: DEFAULT_SEGMENT_SIZE,
         }
     }
 }
@@ -521,6 +553,14 @@ Options:
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   --write-timeout SECS    close a connection that takes none of its queued output for this
                           long (default: 60)
+  --data-dir DIR          keep messages and channel attributes in a log in DIR, so that they
+                          survive a restart or a crash (default: memory only)
+  --fsync always|batch|never  when a logged publish is acknowledged: once on disk (always,
+                          the default), once written with fdatasync every --fsync-interval
+                          (batch), or at once (never)
+  --fsync-interval MS     how often --fsync batch makes the log durable (default: 50)
+  --repair                cut the log at a corrupt record instead of refusing to start
+  --segment-size BYTES    a log segment's size before the next begins (default: 67108864)
   -h, --help              this text
   -V, --version           the version
 ";
@@ -717,6 +757,10 @@ impl Changes {
             implicit_listen: _,
             config_file: _,
             command_line: _,
+            data_dir: _,
+            fsync: _,
+            repair: _,
+            segment_size: _,
         } = old;
         let mut changes = Changes {
             live: Vec::new(),
@@ -765,6 +809,10 @@ impl Changes {
             upstream.timeout => "upstream-timeout",
             upstream.connections => "upstream-connections",
             upstream.queue => "upstream-queue",
+            data_dir => "data-dir",
+            fsync => "fsync",
+            repair => "repair",
+            segment_size => "segment-size",
         );
         // Opening or closing the door needs a restart; a new users file does not.
         if old.esb_users.is_some() != new.esb_users.is_some() {
@@ -974,6 +1022,11 @@ const OPTIONS: &[Spec] = &[
     value("upstream-queue"),
     values("lhttp-processor"),
     value("write-timeout"),
+    value("data-dir"),
+    value("fsync"),
+    value("fsync-interval"),
+    flag("repair"),
+    value("segment-size"),
 ];
 
 fn spec(long: &str) -> Option<&'static Spec> {
@@ -1040,6 +1093,8 @@ struct Builder {
     tls_addresses: Vec<String>,
     /// `--status-allow` was given (a status token alone then replaces the loopback default).
     status_allow_given: bool,
+    /// `--fsync-interval`, in whatever order it came with `--fsync batch`.
+    fsync_interval: Option<Duration>,
 }
 
 impl Builder {
@@ -1233,6 +1288,31 @@ impl Builder {
                 cfg.lhttp_processors.push(processor);
             }
             "write-timeout" => cfg.write_timeout = seconds(flag, text())?,
+            "data-dir" => cfg.data_dir = Some(PathBuf::from(text())),
+            "fsync" => {
+                let interval = match cfg.fsync {
+                    Fsync::Batch(every) => every,
+                    _ => DEFAULT_FSYNC_INTERVAL,
+                };
+                cfg.fsync = match text().as_str() {
+                    "always" => Fsync::Always,
+                    "batch" => Fsync::Batch(interval),
+                    "never" => Fsync::Never,
+                    _ => {
+                        return Err(ConfigError::BadValue {
+                            flag,
+                            value: text(),
+                            why: "expected always, batch or never",
+                        })
+                    }
+                };
+            }
+            "fsync-interval" => {
+                let ms = positive(flag, text())? as u64;
+                self.fsync_interval = Some(Duration::from_millis(ms));
+            }
+            "repair" => cfg.repair = switch(flag, value)?,
+            "segment-size" => cfg.segment_size = positive(flag, text())?.max(4096),
             _ => return Err(ConfigError::Usage(format!("unknown option {name:?}"))),
         }
         Ok(())
@@ -1246,7 +1326,20 @@ impl Builder {
             port,
             tls_addresses,
             status_allow_given,
+            fsync_interval,
         } = self;
+        match (&mut cfg.fsync, fsync_interval) {
+            (Fsync::Batch(every), Some(interval)) => *every = interval,
+            (_, Some(_)) => {
+                return Err(ConfigError::Usage(
+                    "--fsync-interval goes with --fsync batch".into(),
+                ))
+            }
+            _ => {}
+        }
+        if cfg.data_dir.is_none() && cfg.repair {
+            return Err(ConfigError::Usage("--repair needs --data-dir".into()));
+        }
         // A status token alone means "whoever holds it", not "and this host too".
         if cfg.status_token.is_some() && !status_allow_given {
             cfg.status_allow = None;

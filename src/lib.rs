@@ -26,6 +26,7 @@ pub mod privileges;
 pub mod server;
 pub mod signals;
 pub mod stats;
+pub mod store;
 pub mod timer;
 pub mod tls;
 pub mod transport;

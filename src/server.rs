@@ -3,7 +3,7 @@
 //! output, and only then closes connections, so a slab key is never reused while an event for
 //! it may still be pending.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, ErrorKind};
 use std::net::IpAddr;
 use std::net::SocketAddr;
@@ -43,6 +43,8 @@ const RESOLVED_TOKEN: Token = Token(usize::MAX - 2 - MAX_LISTENERS - MAX_UPSTREA
 /// The AMQP connection (`--amqp`), and its name lookup's answer, below the NATS lookup's.
 const AMQP_TOKEN: Token = Token(RESOLVED_TOKEN.0 - 1);
 const AMQP_RESOLVED_TOKEN: Token = Token(RESOLVED_TOKEN.0 - 2);
+/// The log's writer has results (`--data-dir`).
+const COMMIT_TOKEN: Token = Token(RESOLVED_TOKEN.0 - 3);
 const LISTENER_TOKEN_BASE: usize = usize::MAX - 1;
 /// Outbound HTTP calls a door makes: `UPSTREAM_TOKEN_TOP - slot`, below the cluster's token.
 const UPSTREAM_TOKEN_TOP: usize = CLUSTER_TOKEN.0 - 1;
@@ -139,6 +141,21 @@ pub struct Server {
     notify: Option<Notifier>,
     /// When the manager's watchdog is next told that the loop turns.
     next_watchdog: Option<Instant>,
+    /// Publishes waiting for the history store to commit them, in ticket order.
+    held: VecDeque<Held>,
+    /// Messages of the publish being carried out that the store holds, and their ticket.
+    holding: Vec<Rc<Message>>,
+    holding_ticket: crate::bus::Ticket,
+}
+
+/// A publish held until the store commits `ticket`: its messages are delivered, and its
+/// answer given, only then (`bus::history`).
+struct Held {
+    ticket: crate::bus::Ticket,
+    msgs: Vec<Rc<Message>>,
+    /// The connection that asked (slab key), the publish and how it went so far; None once
+    /// the connection is gone.
+    answer: Option<(usize, Box<crate::conn::Publish>, Result<Published, Refused>)>,
 }
 
 /// What the reactor owns of a connection besides its session: the socket, and the file being
@@ -267,6 +284,14 @@ impl Server {
             info!("document root {}", root.display());
         }
         info!("up to {max_connections} connections (open-files limit {open_files})");
+        let mut bus = Bus::new(first_message_id(), cfg.retention(), cfg.channel_timeout);
+        bus.set_limits(BusLimits {
+            max_channels: cfg.max_channels,
+            max_retained_bytes: cfg.max_retained_bytes,
+        });
+        if let Some(dir) = &cfg.data_dir {
+            open_log(&mut bus, dir, &cfg, &poll)?;
+        }
         let now = Instant::now();
         Ok(Server {
             poll,
@@ -275,14 +300,7 @@ impl Server {
             tls,
             signals,
             conns: Slab::with_capacity(1024),
-            bus: {
-                let mut bus = Bus::new(first_message_id(), cfg.retention(), cfg.channel_timeout);
-                bus.set_limits(BusLimits {
-                    max_channels: cfg.max_channels,
-                    max_retained_bytes: cfg.max_retained_bytes,
-                });
-                bus
-            },
+            bus,
             timers: Timers::new(),
             stats,
             cfg,
@@ -319,6 +337,9 @@ impl Server {
                 .and_then(Notifier::watchdog_interval)
                 .map(|every| now + every),
             notify,
+            held: VecDeque::new(),
+            holding: Vec::new(),
+            holding_ticket: 0,
         })
     }
 
@@ -346,6 +367,7 @@ impl Server {
             }
             self.deliver_upstream_answers();
             self.flush_pending();
+            self.submit_to_store();
             if let Some(deadline) = self.shutdown_deadline {
                 self.reap_finished();
                 if self.conns.is_empty() || self.now >= deadline {
@@ -427,6 +449,9 @@ impl Server {
         if let Some(at) = self.next_watchdog {
             timer = timer.min(at.saturating_duration_since(self.now));
         }
+        if let Some(at) = self.bus.store().deadline() {
+            timer = timer.min(at.saturating_duration_since(self.now));
+        }
         if let Some(deadline) = self.shutdown_deadline {
             // While draining, look at the connections often: each turn may finish some.
             let drain_tick = Duration::from_millis(50);
@@ -481,6 +506,7 @@ impl Server {
                         amqp.on_resolved(self.poll.registry(), AMQP_TOKEN, self.now);
                     }
                 }
+                COMMIT_TOKEN => self.on_commits(),
                 RESOLVED_TOKEN => {
                     if let Some(cluster) = self.cluster.as_mut() {
                         cluster.on_resolved(self.poll.registry(), CLUSTER_TOKEN, self.now);
@@ -754,7 +780,17 @@ impl Server {
                 Next::Publish(mut publish) => {
                     let req = std::mem::take(&mut publish.req);
                     let outcome = self.publish(req, &publish.who);
-                    self.conns[key].answer_publish(&mut publish, outcome, &mut self.doors);
+                    let msgs = std::mem::take(&mut self.holding);
+                    if msgs.is_empty() {
+                        self.conns[key].answer_publish(&mut publish, outcome, &mut self.doors);
+                    } else {
+                        self.conns[key].hold_for_commit(publish.reply.keep_alive);
+                        self.held.push_back(Held {
+                            ticket: self.holding_ticket,
+                            msgs,
+                            answer: Some((key, publish, outcome)),
+                        });
+                    }
                 }
                 Next::Delete(delete) => {
                     let outcome = self.delete_channel(&delete.admitted);
@@ -836,26 +872,98 @@ impl Server {
     }
 
     fn publish_admitted(&mut self, publish: crate::gate::Publish) -> Result<Published, Refused> {
+        if let Some(why) = self.bus.store().refusal() {
+            return Err(Refused::Store(why.to_string()));
+        }
         let msg = self.bus.publish(publish, self.now).map_err(Refused::Bus)?;
         self.stats.published += 1;
-        // The eventsource-broker door's events go to its AMQP exchange, which reaches every
-        // broker attached to it, other msgbus nodes included; so not to NATS as well.
-        let to_exchange = self.amqp.as_mut().and_then(|amqp| {
-            let json =
-                crate::amqp::event::encode(&msg.channel, msg.id, msg.event.as_deref(), &msg.body)?;
-            Some(amqp.publish(&json, self.poll.registry(), self.now))
-        });
-        let local_only = match (&mut self.cluster, to_exchange) {
-            (_, Some(sent)) => !sent,
-            (Some(cluster), None) => !cluster.forward(&msg, self.poll.registry(), self.now),
-            (None, None) => false,
-        };
+        if let Some(ticket) = self.bus.take_ticket() {
+            // Delivered, sent on and answered once the store has it (`on_commits`).
+            self.holding.push(msg.clone());
+            self.holding_ticket = ticket;
+            return Ok(Published {
+                id: msg.id,
+                recipients: 0,
+                local_only: false,
+            });
+        }
+        let local_only = !self.send_onward(&msg);
         let recipients = self.deliver(&msg);
         Ok(Published {
             id: msg.id,
             recipients,
             local_only,
         })
+    }
+
+    /// The end of a turn: what the turn's publishes gave the store goes to be made safe,
+    /// together (group commit).
+    fn submit_to_store(&mut self) {
+        let next_id = self.bus.next_id();
+        self.bus.store_mut().submit(next_id);
+    }
+
+    /// The store has made publishes safe, or failed to: the held ones up to its ticket are
+    /// delivered and answered (or refused), and their connections go on with what follows.
+    fn on_commits(&mut self) {
+        for commit in self.bus.store_mut().poll_commits() {
+            let (upto, failure) = match commit {
+                crate::bus::Commit::Done(ticket) => (ticket, None),
+                crate::bus::Commit::Failed(ticket, why) => (ticket, Some(why)),
+            };
+            while self.held.front().is_some_and(|held| held.ticket <= upto) {
+                let held = self.held.pop_front().expect("checked");
+                self.release_held(held, failure.as_deref());
+            }
+        }
+    }
+
+    /// Sends a message published here on to the other brokers: the eventsource-broker door's
+    /// events to its AMQP exchange, which reaches every broker attached to it, other msgbus
+    /// nodes included (so not to NATS as well); the rest to the cluster. False when it should
+    /// have gone and could not (the answer says the message stayed on this node).
+    fn send_onward(&mut self, msg: &Rc<Message>) -> bool {
+        let to_exchange = self.amqp.as_mut().and_then(|amqp| {
+            let json =
+                crate::amqp::event::encode(&msg.channel, msg.id, msg.event.as_deref(), &msg.body)?;
+            Some(amqp.publish(&json, self.poll.registry(), self.now))
+        });
+        match (&mut self.cluster, to_exchange) {
+            (_, Some(sent)) => sent,
+            (Some(cluster), None) => cluster.forward(msg, self.poll.registry(), self.now),
+            (None, None) => true,
+        }
+    }
+
+    fn release_held(&mut self, held: Held, failure: Option<&str>) {
+        let (mut recipients, mut local_only) = (0, false);
+        for msg in &held.msgs {
+            if failure.is_some() {
+                self.bus.abandon(msg);
+                continue;
+            }
+            self.bus.commit(msg, self.now);
+            local_only |= !self.send_onward(msg);
+            recipients += self.deliver(msg);
+        }
+        let Some((key, mut publish, outcome)) = held.answer else {
+            return;
+        };
+        let outcome = match (failure, outcome) {
+            (Some(why), _) => Err(Refused::Store(why.to_string())),
+            (None, Ok(done)) => Ok(Published {
+                recipients,
+                local_only,
+                ..done
+            }),
+            (None, Err(e)) => Err(e),
+        };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.on_committed(&mut publish, outcome, &mut self.doors);
+        self.drive(key);
+        self.on_readable(key);
     }
 
     /// A message published on another node, to this node's subscribers.
@@ -1103,8 +1211,12 @@ impl Server {
                 self.on_amqp(true);
             }
         }
+        if self.bus.store().deadline().is_some_and(|at| self.now >= at) {
+            self.bus.store_mut().on_timer(self.now);
+        }
         if self.now >= self.next_sweep {
             let freed = self.bus.sweep(self.now, SWEEP_BUDGET);
+            self.bus.reclaim();
             for door in self.doors.each() {
                 door.sweep(self.now, &self.bus);
             }
@@ -1323,6 +1435,14 @@ impl Server {
             }
             if let Some(upstream) = self.upstream.as_mut() {
                 upstream.forget_owner(key, self.poll.registry());
+            }
+            if conn.awaiting_commit() {
+                // Its messages still go out once committed; the answer has nobody to go to.
+                for held in &mut self.held {
+                    if held.answer.as_ref().is_some_and(|(k, _, _)| *k == key) {
+                        held.answer = None;
+                    }
+                }
             }
             if let Some(mut io) = self.io.get_mut(key).and_then(Option::take) {
                 let _ = self.poll.registry().deregister(io.sock.source());
@@ -1782,6 +1902,25 @@ fn raise_open_files_limit() -> usize {
     usize::try_from(limit.rlim_cur)
         .unwrap_or(usize::MAX)
         .min(1 << 24)
+}
+
+/// Opens the log in `dir` (`--data-dir`), rebuilds the bus from it, and keeps the bus's
+/// histories there from now on. Blocking: it runs before the loop.
+fn open_log(bus: &mut Bus, dir: &std::path::Path, cfg: &Config, poll: &Poll) -> io::Result<()> {
+    let waker = mio::Waker::new(poll.registry(), COMMIT_TOKEN)?;
+    let opts = crate::store::Options {
+        dir: dir.to_path_buf(),
+        fsync: cfg.fsync,
+        repair: cfg.repair,
+        segment_size: cfg.segment_size,
+        retention: cfg.retention(),
+        first_id: first_message_id(),
+    };
+    let (log, recovered) =
+        crate::store::Log::open(&opts, waker).map_err(|e| io::Error::other(e.to_string()))?;
+    bus.restore(recovered, Instant::now(), crate::store::wall_ms());
+    bus.set_store(Box::new(log));
+    Ok(())
 }
 
 /// Message ids start from the clock (microseconds since 1970) so a restarted server never

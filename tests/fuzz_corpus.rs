@@ -97,6 +97,7 @@ fn replay(target: &str, data: &[u8]) {
             checks::jwt_token(token, s.rest_str())
         }
         "lhttp_message" => checks::lhttp_message(data),
+        "log_record" => checks::log_record(data),
         "nats_proto" => {
             let bytes = s.bytes();
             checks::nats_proto(bytes, s.rest_str())

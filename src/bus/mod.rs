@@ -7,6 +7,7 @@
 //! each channel's key, is compared here.
 
 pub mod filter;
+pub mod history;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -18,6 +19,9 @@ use slab::Slab;
 
 pub use crate::message::Message;
 pub use filter::Filter;
+pub use history::{Commit, Store, Ticket};
+
+use history::{ChannelAttributes, Recovered, Restored, Snapshot};
 
 pub use crate::gate::constant_time_eq;
 use crate::gate::{self, KeyedChannel};
@@ -140,7 +144,7 @@ impl Channel {
     /// Takes a message in: kept in id order (once: a message from the cluster may come back),
     /// or, when the channel keeps nothing, noted as gone; then expires what is due. Returns
     /// whether it was kept, and what left.
-    fn keep(&mut self, msg: &Rc<Message>, now: Instant) -> (bool, Left) {
+    fn keep(&mut self, msg: &Rc<Message>, now: Instant, left: Option<Duration>) -> (bool, Left) {
         self.last_used = now;
         let mut kept = false;
         if self.retention.size > 0 && !self.retention.lifetime.is_zero() {
@@ -148,8 +152,11 @@ impl Channel {
             let at = self.history.partition_point(|r| r.msg.id < msg.id);
             let duplicate = self.history.get(at).is_some_and(|r| r.msg.id == msg.id);
             if !duplicate {
+                let lifetime = left.map_or(self.retention.lifetime, |left| {
+                    left.min(self.retention.lifetime)
+                });
                 let retained = Retained {
-                    expires: now + self.retention.lifetime,
+                    expires: now + lifetime,
                     msg: msg.clone(),
                 };
                 self.bytes += retained_cost(msg);
@@ -160,6 +167,18 @@ impl Channel {
             self.forgotten_upto = self.forgotten_upto.max(msg.id);
         }
         (kept, self.expire(now))
+    }
+
+    /// What the store records of it.
+    fn attributes(&self) -> ChannelAttributes {
+        ChannelAttributes {
+            name: self.name.to_string(),
+            size: self.retention.size,
+            lifetime: self.retention.lifetime,
+            key: self.key,
+            one2one: self.one2one,
+            forgotten_upto: self.forgotten_upto,
+        }
     }
 
     /// Drops retained messages with ids up to `upto`; returns how many.
@@ -331,6 +350,13 @@ pub struct Bus {
     sweep_cursor: usize,
     /// Cursors before this may have missed messages published while this node was cut off.
     gap_upto: u64,
+    /// Where the histories are kept safe (`history::Memory` unless `--data-dir`).
+    store: Box<dyn Store>,
+    /// Ids of messages published but not yet committed by the store, oldest first: they are
+    /// kept (and delivered) once it says they are safe.
+    uncommitted: VecDeque<u64>,
+    /// The ticket the last publish waits for, until the reactor takes it.
+    ticket: Option<Ticket>,
 }
 
 impl Bus {
@@ -356,7 +382,113 @@ impl Bus {
             expired: 0,
             sweep_cursor: 0,
             gap_upto: 0,
+            store: Box::new(history::Memory),
+            uncommitted: VecDeque::new(),
+            ticket: None,
         }
+    }
+
+    /// Keeps the histories in `store` from now on.
+    pub fn set_store(&mut self, store: Box<dyn Store>) {
+        self.store = store;
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut dyn Store {
+        &mut *self.store
+    }
+
+    /// Rebuilds channels and histories from what a store kept: `now` and `wall_ms`
+    /// (milliseconds since 1970) are the same instant on the two clocks. Messages past their
+    /// expiry, or beyond their channel's size, are counted as gone.
+    pub fn restore(&mut self, recovered: Recovered, now: Instant, wall_ms: u64) {
+        self.first_id = recovered.first_id;
+        // Ids go on after the last one logged, whatever the clock says.
+        self.next_id = recovered.next_id;
+        for restored in recovered.channels {
+            let attributes = restored.attributes;
+            let Ok(index) = self.channel_index(&attributes.name, now) else {
+                continue;
+            };
+            let channel = &mut self.channels[index];
+            channel.retention = Retention {
+                size: attributes.size,
+                lifetime: attributes.lifetime,
+            };
+            channel.key = attributes.key;
+            channel.one2one = attributes.one2one;
+            channel.forgotten_upto = attributes.forgotten_upto;
+            channel.published = true;
+            for Restored {
+                mut message,
+                expires_ms,
+            } in restored.messages
+            {
+                let channel = &mut self.channels[index];
+                if expires_ms <= wall_ms || channel.retention.size == 0 {
+                    channel.forgotten_upto = channel.forgotten_upto.max(message.id);
+                    continue;
+                }
+                message.channel = channel.name.clone();
+                let left = Duration::from_millis(expires_ms - wall_ms);
+                self.keep_for(index, &Rc::new(message), now, Some(left));
+            }
+            self.expire_in(index, now);
+        }
+        self.evict_over_limit();
+    }
+
+    /// The ticket the last publish waits for, if the store holds it.
+    pub fn take_ticket(&mut self) -> Option<Ticket> {
+        self.ticket.take()
+    }
+
+    /// A held message is safe: it is kept now (unless its channel went meanwhile).
+    pub fn commit(&mut self, msg: &Rc<Message>, now: Instant) {
+        self.settle(msg.id);
+        if let Some(&index) = self.by_name.get(&*msg.channel) {
+            self.keep(index, msg, now);
+        }
+    }
+
+    /// A held message could not be made safe: it is refused, and never kept.
+    pub fn abandon(&mut self, msg: &Message) {
+        self.settle(msg.id);
+    }
+
+    fn settle(&mut self, id: u64) {
+        if self.uncommitted.front() == Some(&id) {
+            self.uncommitted.pop_front();
+        } else if let Some(at) = self.uncommitted.iter().position(|u| *u == id) {
+            self.uncommitted.remove(at);
+        }
+    }
+
+    /// Lets the store drop what the histories no longer hold, when it holds far more: the
+    /// ids of every kept message are gathered (O(kept)), so it is done only when the store's
+    /// size has grown past a multiple of what is kept.
+    pub fn reclaim(&mut self) {
+        if !self.store.wants_compaction(self.retained_bytes) {
+            return;
+        }
+        let mut snapshot = Snapshot {
+            first_id: self.first_id,
+            next_id: self.next_id,
+            keep_from: self.uncommitted.front().copied().unwrap_or(self.next_id),
+            ..Snapshot::default()
+        };
+        for (_, channel) in &self.channels {
+            if channel.published {
+                snapshot.channels.push(channel.attributes());
+            }
+            snapshot
+                .live
+                .extend(channel.history.iter().map(|r| r.msg.id));
+        }
+        self.store.compact(snapshot);
     }
 
     fn channel_index(&mut self, name: &str, now: Instant) -> Result<usize, BusError> {
@@ -469,6 +601,12 @@ impl Bus {
         if !channel.key_matches(parts.key.as_deref()) {
             return Err(BusError::WrongKey);
         }
+        let before = (
+            channel.published,
+            channel.retention,
+            channel.key,
+            channel.one2one,
+        );
         // A channel's attributes are set by its first publish, or later by its key holder.
         if !channel.published || channel.key.is_some() {
             if !channel.published {
@@ -483,6 +621,9 @@ impl Bus {
             }
         }
         channel.published = true;
+        if before != (true, channel.retention, channel.key, channel.one2one) {
+            self.store.attributes(&channel.attributes());
+        }
         let mut msg = Message::new(
             self.next_id,
             channel.name.clone(),
@@ -496,16 +637,30 @@ impl Bus {
         }
         let msg = Rc::new(msg);
         self.next_id += 1;
-        self.keep(index, &msg, now);
+        // A channel that keeps nothing still has its message logged: the id must survive.
+        let lifetime = match channel.retention {
+            Retention { size: 0, .. } => Duration::ZERO,
+            retention => retention.lifetime,
+        };
+        self.ticket = self.store.append(&msg, lifetime);
+        match self.ticket {
+            Some(_) => self.uncommitted.push_back(msg.id),
+            None => self.keep(index, &msg, now),
+        }
         Ok(msg)
     }
 
     /// Keeps `msg` in channel `index`, counting it, and evicts the oldest messages anywhere when
     /// the bytes limit is passed.
     fn keep(&mut self, index: usize, msg: &Rc<Message>, now: Instant) {
+        self.keep_for(index, msg, now, None);
+    }
+
+    /// `keep`, for what is left of its lifetime when that is not all of it (a restored one).
+    fn keep_for(&mut self, index: usize, msg: &Rc<Message>, now: Instant, left: Option<Duration>) {
         let channel = &mut self.channels[index];
         let (len, bytes) = (channel.history.len(), channel.bytes);
-        let (kept, left) = channel.keep(msg, now);
+        let (kept, left) = channel.keep(msg, now, left);
         if kept {
             self.kept_order.push_back((channel.name.clone(), msg.id));
         }
@@ -595,6 +750,9 @@ impl Bus {
     ) -> Result<Vec<(usize, SubscriptionId)>, BusError> {
         let index = self.keyed_channel(delete)?;
         let channel = self.channels.remove(index);
+        if channel.published {
+            self.store.delete(&channel.name);
+        }
         self.by_name.remove(&channel.name);
         self.names.remove(&channel.name);
         self.retained -= channel.history.len();
@@ -638,6 +796,9 @@ impl Bus {
         let channel = &mut self.channels[index];
         let bytes = channel.bytes;
         let count = channel.forget_upto(upto);
+        if count > 0 {
+            self.store.forget(&channel.name, upto);
+        }
         self.retained -= count;
         self.retained_bytes -= bytes - channel.bytes;
         count
@@ -1387,6 +1548,33 @@ mod tests {
         let later = now + Duration::from_secs(120);
         assert_eq!(bus.sweep(later, usize::MAX), 5); // the private one is held
         assert_eq!(bus.channels_after("", 10, later), (Vec::new(), false));
+    }
+
+    /// A store that holds every publish until told, as the log does under `--fsync always`.
+    struct Holding;
+
+    impl Store for Holding {
+        fn append(&mut self, _msg: &Message, _lifetime: Duration) -> Option<Ticket> {
+            Some(1)
+        }
+        fn attributes(&mut self, _attributes: &ChannelAttributes) {}
+        fn forget(&mut self, _channel: &str, _upto: u64) {}
+        fn delete(&mut self, _channel: &str) {}
+    }
+
+    #[test]
+    fn a_held_publish_is_kept_only_once_committed() {
+        let now = Instant::now();
+        let mut bus = bus(1);
+        bus.set_store(Box::new(Holding));
+        let kept = bus.publish(req("h", "t", None), now).unwrap();
+        assert_eq!(bus.take_ticket(), Some(1));
+        let refused = bus.publish(req("h", "t", None), now).unwrap();
+        assert!(bus.replay(&topic("h", false), 0, now).messages.is_empty());
+        bus.commit(&kept, now);
+        bus.abandon(&refused);
+        assert_eq!(ids(&bus.replay(&topic("h", false), 0, now)), [1]);
+        assert_eq!((bus.retained_count(), bus.next_id()), (1, 3));
     }
 
     #[test]

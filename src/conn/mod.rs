@@ -177,13 +177,19 @@ pub enum Publisher {
 pub enum Refused {
     Gate(Refusal),
     Bus(BusError),
+    /// The history store cannot keep it (the disk is full or failing): why, in one line.
+    Store(String),
 }
+
+/// The store could not keep a publish: nothing was acknowledged, the client may try again.
+pub const INSUFFICIENT_STORAGE: Status = Status(507, "Insufficient Storage");
 
 impl Refused {
     pub fn status(&self) -> Status {
         match self {
             Refused::Gate(refusal) => Status::from_code(refusal.status),
             Refused::Bus(e) => bus_error_status(*e),
+            Refused::Store(_) => INSUFFICIENT_STORAGE,
         }
     }
 }
@@ -193,6 +199,7 @@ impl std::fmt::Display for Refused {
         match self {
             Refused::Gate(refusal) => refusal.fmt(f),
             Refused::Bus(e) => e.fmt(f),
+            Refused::Store(why) => f.write_str(why),
         }
     }
 }
@@ -416,6 +423,18 @@ pub struct Conn {
     request_line: Option<Box<str>>,
     /// Dropping frames for slowness; logged once per episode.
     dropping: bool,
+    /// Publishes of this connection held until the store commits them, and the answers to
+    /// requests after them, in order (`Deferred`): an answer leaves only after those before it.
+    after_commit: std::collections::VecDeque<Deferred>,
+}
+
+/// What waits behind a held publish.
+enum Deferred {
+    /// A publish the store holds: answered by `on_committed`; whether the connection stays
+    /// open after it.
+    Held(bool),
+    /// An answer to a later request (and whether the connection stays open after it).
+    Answer(Vec<u8>, bool),
 }
 
 impl Conn {
@@ -445,6 +464,7 @@ impl Conn {
             request_line: None,
             pending_publishes: Vec::new(),
             dropping: false,
+            after_commit: std::collections::VecDeque::new(),
         }
     }
 
@@ -507,6 +527,10 @@ impl Conn {
     /// Whether the reactor should read more now. A client that pipelines requests but does not
     /// read the answers is not read from until they drain; a file being sent holds requests back.
     pub fn wants_input(&self, cfg: &Config) -> bool {
+        if self.awaiting_commit() {
+            // Pipelined publishes behind a held one are read, up to a head's worth.
+            return self.input.unread().len() < cfg.max_head;
+        }
         match self.phase {
             Phase::Head { .. } | Phase::Body(_) => self.outq.queued_bytes() < cfg.max_queue,
             Phase::File(_) => false,
@@ -545,6 +569,9 @@ impl Conn {
 
     /// Handles as much buffered input as possible.
     pub fn advance(&mut self, ctx: &mut Ctx) -> Next {
+        if self.awaiting_commit() && !self.next_is_plain_publish(ctx.cfg) {
+            return Next::Wait;
+        }
         if !self.pending_publishes.is_empty() {
             return Next::Publish(Box::new(self.pending_publishes.remove(0)));
         }
@@ -932,6 +959,71 @@ impl Conn {
         next
     }
 
+    /// The publish just handed over waits for the store (`bus::history`): its answer comes
+    /// with `on_committed`, and every answer after it waits behind it.
+    pub fn hold_for_commit(&mut self, keep_alive: bool) {
+        self.after_commit.push_back(Deferred::Held(keep_alive));
+    }
+
+    /// Whether a publish of this connection waits for the store.
+    pub fn awaiting_commit(&self) -> bool {
+        !self.after_commit.is_empty()
+    }
+
+    /// While a publish is held, only a native publish is handled after it (so one connection
+    /// can pipeline publishes into one commit): every answer it can get goes through `answer`,
+    /// which keeps it in order. Anything else waits until the held answers are out.
+    fn next_is_plain_publish(&self, cfg: &Config) -> bool {
+        let closes = self
+            .after_commit
+            .iter()
+            .any(|d| matches!(d, Deferred::Held(false) | Deferred::Answer(_, false)));
+        if closes || !self.pending_publishes.is_empty() {
+            return false;
+        }
+        if matches!(self.phase, Phase::Body(_)) {
+            // The body of a publish let through.
+            return true;
+        }
+        if !matches!(self.phase, Phase::Head { .. }) {
+            return false;
+        }
+        match parse_head(self.input.unread(), cfg.max_head, cfg.max_body) {
+            Ok(Parsed::Complete(request, _)) => {
+                request.method == Method::Post
+                    && request.target.starts_with("/msgbus/")
+                    && !request.expect_continue
+            }
+            _ => false,
+        }
+    }
+
+    /// The store committed (or failed) the oldest held publish: its answer goes out, then the
+    /// answers that waited behind it, up to the next held one.
+    pub fn on_committed(
+        &mut self,
+        publish: &mut Publish,
+        outcome: Result<Published, Refused>,
+        doors: &mut Doors,
+    ) {
+        let behind = match self
+            .after_commit
+            .iter()
+            .position(|d| matches!(d, Deferred::Held(_)))
+        {
+            Some(at) => self.after_commit.split_off(at + 1),
+            None => std::collections::VecDeque::new(),
+        };
+        self.after_commit.clear();
+        self.answer_publish(publish, outcome, doors);
+        self.after_commit = behind;
+        while let Some(Deferred::Answer(..)) = self.after_commit.front() {
+            if let Some(Deferred::Answer(response, _)) = self.after_commit.pop_front() {
+                self.outq.push_own(response);
+            }
+        }
+    }
+
     /// Queues the answer to a publish the reactor has carried out: the door's, when a door
     /// took it.
     pub fn answer_publish(
@@ -1094,6 +1186,16 @@ impl Conn {
             self.stat_events.push(StatEvent::Refused(status));
         }
         self.log_access(status.unwrap_or(0), response.len());
+        if self.awaiting_commit() {
+            // Closing stops the reading now; the half-close waits for the held answers
+            // (`on_drained`).
+            self.after_commit
+                .push_back(Deferred::Answer(response, keep_alive));
+            if !keep_alive {
+                self.phase = Phase::Closing;
+            }
+            return;
+        }
         self.outq.push_own(response);
         if !keep_alive {
             self.phase = Phase::Closing;
@@ -1492,7 +1594,11 @@ impl Conn {
                 );
                 None
             }
-            Phase::Head { .. } | Phase::Body(_) if self.outq.is_empty() => Some(Reason::Shutdown),
+            Phase::Head { .. } | Phase::Body(_)
+                if self.outq.is_empty() && !self.awaiting_commit() =>
+            {
+                Some(Reason::Shutdown)
+            }
             _ => None,
         }
     }
@@ -1501,7 +1607,8 @@ impl Conn {
     /// such a connection is closed.
     /// `unsent` says whether the socket still holds bytes of its own (TLS records).
     pub fn is_finished(&self, unsent: bool) -> bool {
-        let quiet = self.outq.is_empty() && !unsent;
+        // Held answers are still to come (the store answers before the shutdown deadline).
+        let quiet = self.outq.is_empty() && !unsent && !self.awaiting_commit();
         match self.phase {
             Phase::Head { .. } => quiet && self.input.unread().is_empty(),
             Phase::Lingering { .. } => true,
@@ -1616,6 +1723,8 @@ impl Conn {
         self.dropping = false;
         match self.phase {
             Phase::File(_) => Ok(AfterDrain::NeedFile),
+            // Answers held behind a publish the store has not committed are still to come.
+            Phase::Closing if self.awaiting_commit() => Ok(AfterDrain::Nothing),
             Phase::Closing => {
                 self.phase = Phase::Lingering {
                     deadline: now + LINGER,
