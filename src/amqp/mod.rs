@@ -5,8 +5,9 @@
 //!
 //! Both directions:
 //! - a message on the exchange (`event.rs`: JSON `{"channel", "user", "data", "id"?, "name"?}`)
-//!   goes through the gate to the door's bus channel of that api key and channel, and is
-//!   acknowledged only once the bus took it; a bad one is acknowledged, counted and logged;
+//!   goes through the gate to the door's bus channel of that api key and channel (named as the
+//!   door names it, `Settings::names`), and is acknowledged only once the bus took it; a bad
+//!   one is acknowledged, counted and logged;
 //! - a door publish (`POST /event`, `POST /socket/ID`) reaches this node's subscribers at once,
 //!   as without AMQP, and is also sent to the exchange, marked with this process's node id in
 //!   the `app_id` property; when it comes back through this node's queue it is acknowledged
@@ -40,6 +41,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 
+use crate::doors::eventsource_broker::codec::ChannelNames;
 use codec::{Close, DeclareFlags, FrameType, Method, Properties};
 
 /// The exchange the original's brokers use.
@@ -170,6 +172,21 @@ pub struct Settings {
     /// A durable queue of this name, else a server-named exclusive one.
     pub queue: Option<String>,
     pub prefetch: u16,
+    /// How the door names a key's channel on the bus (`--esb-native-channels`).
+    pub names: ChannelNames,
+}
+
+impl Settings {
+    /// What the configuration asks for, or None without `--amqp`.
+    pub fn from_config(cfg: &crate::config::Config) -> Option<Settings> {
+        Some(Settings {
+            url: cfg.amqp.clone()?,
+            exchange: cfg.amqp_exchange.clone(),
+            queue: cfg.amqp_queue.clone(),
+            prefetch: cfg.amqp_prefetch,
+            names: ChannelNames::new(cfg.esb_native_channels),
+        })
+    }
 }
 
 /// A message from the exchange, whole.
@@ -955,6 +972,31 @@ impl Amqp {
         }
     }
 
+    /// A delivery's body read as the door's event, on the bus channel the door names;
+    /// `max_bytes` is the body limit now (`--max-body` changes on reload).
+    pub fn decode(
+        &self,
+        delivery: &Delivery,
+        max_bytes: usize,
+    ) -> Result<event::Event, event::BadEvent> {
+        if delivery.too_large {
+            return Err(event::BadEvent::TooLarge); // not kept, only counted
+        }
+        event::decode(self.settings.names, &delivery.body, max_bytes)
+    }
+
+    /// The exchange's JSON for a message on `bus_channel`, or None when that is not one of
+    /// the door's channels.
+    pub fn encode(
+        &self,
+        bus_channel: &str,
+        id: u64,
+        name: Option<&str>,
+        data: &[u8],
+    ) -> Option<Vec<u8>> {
+        event::encode(self.settings.names, bus_channel, id, name, data)
+    }
+
     /// Acknowledges a delivery the bus took (or that was dropped as bad).
     pub fn ack(&mut self, tag: u64, registry: &Registry, now: Instant) {
         if !self.is_ready() {
@@ -1159,6 +1201,7 @@ mod tests {
             exchange: DEFAULT_EXCHANGE.into(),
             queue: None,
             prefetch: DEFAULT_PREFETCH,
+            names: ChannelNames::Private,
         };
         let now = Instant::now();
         let mut amqp = Amqp::new(settings, 1024, now, waker).unwrap();
