@@ -915,8 +915,7 @@ impl Server {
         };
         match taken {
             Ok(msg) => {
-                amqp.counters.received += 1;
-                amqp.ack(delivery.tag, registry, self.now);
+                amqp.ack_taken(&delivery, registry, self.now);
                 self.deliver(&msg);
             }
             Err(why) => {
