@@ -506,3 +506,26 @@ fn native_channels_refuse_keys_with_a_slash() {
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     let _ = std::fs::remove_file(users);
 }
+
+/// The users file is read again on SIGHUP: a key with '/' there is refused as at start, and the
+/// running users stay.
+#[test]
+fn native_channels_refuse_keys_with_a_slash_on_reload() {
+    let door = start(
+        "native-reload",
+        &["--esb-native-channels", "--jwt-secret", "sekrit"],
+    );
+    std::fs::write(&door.users, "k1:s3cret\na/b:other\n").unwrap();
+    door.server.signal(libc::SIGHUP);
+    let users = door.users.display().to_string();
+    door.server.wait_for_log(
+        &format!("SIGHUP: keeping the old configuration: {users}:2: api key \"a/b\" holds '/'"),
+        1,
+    );
+    create_socket(&door.server, "k1", "chat");
+    let answer = door.server.post_form(
+        "/socket",
+        &format!("{}&channel=c", esb_credentials("a/b", "other")),
+    );
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+}
