@@ -160,6 +160,9 @@ pub struct Config {
     /// The broker's origin written into its `/es.js` (the original's `ORIGIN`); None: the
     /// script takes the origin it was loaded from.
     pub esb_origin: Option<String>,
+    /// Key K's channel C is the public bus channel `esb/K/C` (native transports read it with a
+    /// token that grants it) instead of a private one; needs tokens (`--jwt-secret[-file]`).
+    pub esb_native_channels: bool,
     /// The eventsource-broker door's AMQP broker (`--amqp`), its exchange, the durable queue
     /// of this node if named, and the unacknowledged messages it may hold at once.
     pub amqp: Option<crate::amqp::AmqpUrl>,
@@ -360,6 +363,7 @@ impl Default for Config {
             reuse_port: false,
             esb_users: None,
             esb_origin: None,
+            esb_native_channels: false,
             amqp: None,
             amqp_exchange: crate::amqp::DEFAULT_EXCHANGE.to_string(),
             amqp_queue: None,
@@ -524,6 +528,8 @@ Options:
                           FILE has one key:secret per line
   --esb-origin ORIGIN     the broker's origin written into its /es.js (default: the origin
                           the script was loaded from)
+  --esb-native-channels   key K's channel C is the native channel esb/K/C, readable with a
+                          token granting it (needs --jwt-secret or --jwt-secret-file)
   --amqp URL              the door's AMQP broker (amqp[s]://user:pass@host:port/vhost): consume
                           its exchange and publish the door's events to it
   --amqp-exchange NAME    the fanout exchange (default: eventsource.fanout)
@@ -674,6 +680,11 @@ impl Config {
         self.max_queue - 2 * self.subscriber_send_buffer()
     }
 
+    /// Whether channels need a signed token (`--jwt-secret` or `--jwt-secret-file`).
+    pub fn requires_tokens(&self) -> bool {
+        self.jwt_secret.is_some() || self.jwt_secret_file.is_some()
+    }
+
     /// The configuration made again from the same file (read anew) and command line: SIGHUP.
     pub fn reread(&self) -> Result<Config, ConfigError> {
         Config::load(self.config_file.clone(), self.command_line.clone())
@@ -743,6 +754,7 @@ impl Changes {
             reuse_port: _,
             esb_users: _,
             esb_origin: _,
+            esb_native_channels: _,
             amqp: _,
             amqp_exchange: _,
             amqp_queue: _,
@@ -798,6 +810,7 @@ impl Changes {
             proxy_protocol => "proxy-protocol",
             nats => "nats",
             node_name => "node-name",
+            esb_native_channels => "esb-native-channels",
             amqp => "amqp",
             amqp_exchange => "amqp-exchange",
             amqp_queue => "amqp-queue",
@@ -818,6 +831,13 @@ impl Changes {
         if old.esb_users.is_some() != new.esb_users.is_some() {
             changes.fixed.push("esb-users");
             new.esb_users = old.esb_users.clone();
+        }
+        // Native esb/K/C channels are open only to token holders: a reload that would leave
+        // them without tokens keeps the running token settings.
+        if new.esb_native_channels && !new.requires_tokens() {
+            changes.fixed.push("jwt-secret");
+            new.jwt_secret = old.jwt_secret.clone();
+            new.jwt_secret_file = old.jwt_secret_file.clone();
         }
         // Connections are counted per address only while the limit is on.
         if old.max_per_address.is_some() != new.max_per_address.is_some() {
@@ -1003,6 +1023,7 @@ const OPTIONS: &[Spec] = &[
     flag("reuse-port"),
     value("esb-users"),
     value("esb-origin"),
+    flag("esb-native-channels"),
     value("amqp"),
     value("amqp-exchange"),
     value("amqp-queue"),
@@ -1231,6 +1252,7 @@ impl Builder {
                 }
                 cfg.esb_origin = Some(value);
             }
+            "esb-native-channels" => cfg.esb_native_channels = switch(flag, value)?,
             "amqp" => {
                 let value = text();
                 let url = crate::amqp::AmqpUrl::parse(&value).ok_or(ConfigError::BadValue {
@@ -1368,6 +1390,20 @@ impl Builder {
         if cfg.amqp.is_some() && cfg.esb_users.is_none() {
             return Err(ConfigError::Usage(
                 "--amqp carries the eventsource-broker door's events: it needs --esb-users".into(),
+            ));
+        }
+        if cfg.esb_native_channels && cfg.esb_users.is_none() {
+            return Err(ConfigError::Usage(
+                "--esb-native-channels names the eventsource-broker door's channels: \
+                 it needs --esb-users"
+                    .into(),
+            ));
+        }
+        if cfg.esb_native_channels && !cfg.requires_tokens() {
+            return Err(ConfigError::Usage(
+                "--esb-native-channels opens every api key's channels to native clients: \
+                 it needs --jwt-secret or --jwt-secret-file"
+                    .into(),
             ));
         }
         let port = port.unwrap_or(DEFAULT_PORT);
@@ -1735,6 +1771,51 @@ mod tests {
             let err = serve(args).err().unwrap().to_string();
             assert!(err.contains(want), "{args:?}: {err}");
         }
+    }
+
+    /// Native esb/K/C channels are never open without tokens: not at start, not after a
+    /// reload that drops the token key, and the flag itself needs a restart.
+    #[test]
+    fn esb_native_channels_need_tokens() {
+        let native = [
+            "--esb-users",
+            "/dev/null",
+            "--esb-native-channels",
+            "--jwt-secret",
+            "k",
+        ];
+        let old = serve(&native).unwrap();
+        assert!(old.esb_native_channels && old.requires_tokens());
+        assert!(!serve(&native[..2]).unwrap().esb_native_channels);
+        let file = ["--esb-users", "/dev/null", "--esb-native-channels"];
+        assert!(serve(&[&file[..], &["--jwt-secret-file", "/k"]].concat()).is_ok());
+        let errors = [
+            (&file[..], "--esb-native-channels opens every api key's channels to native clients: it needs --jwt-secret or --jwt-secret-file (see msgbus --help)"),
+            (&["--esb-native-channels", "--jwt-secret", "k"], "--esb-native-channels names the eventsource-broker door's channels: it needs --esb-users (see msgbus --help)"),
+        ];
+        for (args, want) in errors {
+            assert_eq!(serve(args).err().unwrap().to_string(), want, "{args:?}");
+        }
+
+        // A new configuration without the flag and without tokens: the flag stays, and so
+        // does the token key.
+        let mut new = serve(&native[..2]).unwrap();
+        let changes = Changes::between(&old, &mut new);
+        assert_eq!(changes.fixed, ["esb-native-channels", "jwt-secret"]);
+        assert!(changes.live.is_empty());
+        assert!(new.esb_native_channels);
+        assert_eq!(new.jwt_secret.as_deref(), Some("k"));
+        // A new key is taken as usual.
+        let mut new = serve(&[&native[..4], &["other"]].concat()).unwrap();
+        let changes = Changes::between(&old, &mut new);
+        assert_eq!((changes.fixed.len(), changes.live), (0, vec!["jwt-secret"]));
+        // Turning the flag on needs a restart.
+        let mut new = old.clone();
+        let off = serve(&native[..2]).unwrap();
+        new.esb_native_channels = true;
+        let changes = Changes::between(&off, &mut new);
+        assert_eq!(changes.fixed, ["esb-native-channels"]);
+        assert!(!new.esb_native_channels);
     }
 
     #[test]

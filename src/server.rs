@@ -250,15 +250,9 @@ impl Server {
             let waker = mio::Waker::new(poll.registry(), RESOLVED_TOKEN)?;
             Some(Cluster::new(cfg.nats.clone(), name, Instant::now(), waker))
         };
-        let amqp = match &cfg.amqp {
+        let amqp = match crate::amqp::Settings::from_config(&cfg) {
             None => None,
-            Some(url) => {
-                let settings = crate::amqp::Settings {
-                    url: url.clone(),
-                    exchange: cfg.amqp_exchange.clone(),
-                    queue: cfg.amqp_queue.clone(),
-                    prefetch: cfg.amqp_prefetch,
-                };
+            Some(settings) => {
                 let waker = mio::Waker::new(poll.registry(), AMQP_RESOLVED_TOKEN)?;
                 let amqp = Amqp::new(settings, cfg.max_body, Instant::now(), waker)
                     .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
@@ -924,8 +918,7 @@ impl Server {
     /// have gone and could not (the answer says the message stayed on this node).
     fn send_onward(&mut self, msg: &Rc<Message>) -> bool {
         let to_exchange = self.amqp.as_mut().and_then(|amqp| {
-            let json =
-                crate::amqp::event::encode(&msg.channel, msg.id, msg.event.as_deref(), &msg.body)?;
+            let json = amqp.encode(&msg.channel, msg.id, msg.event.as_deref(), &msg.body)?;
             Some(amqp.publish(&json, self.poll.registry(), self.now))
         });
         match (&mut self.cluster, to_exchange) {
@@ -1013,7 +1006,6 @@ impl Server {
     /// acknowledged. This node's own and bad messages are acknowledged without delivery (the
     /// bad ones counted and logged), so none comes back again and again.
     fn deliver_from_exchange(&mut self, delivery: crate::amqp::Delivery) {
-        use crate::amqp::event;
         let Some(amqp) = self.amqp.as_mut() else {
             return;
         };
@@ -1024,10 +1016,7 @@ impl Server {
             return;
         }
         // A body over the limit was not kept, only counted.
-        let decoded = match delivery.too_large {
-            true => Err(event::BadEvent::TooLarge),
-            false => event::decode(&delivery.body, self.cfg.max_body),
-        };
+        let decoded = amqp.decode(&delivery, self.cfg.max_body);
         let taken = decoded.map_err(|bad| bad.to_string()).and_then(|ev| {
             let draft = crate::gate::Draft {
                 channel: &ev.bus_channel,
@@ -1049,8 +1038,7 @@ impl Server {
         };
         match taken {
             Ok(msg) => {
-                amqp.counters.received += 1;
-                amqp.ack(delivery.tag, registry, self.now);
+                amqp.ack_taken(&delivery, registry, self.now);
                 self.deliver(&msg);
             }
             Err(why) => {

@@ -3,19 +3,24 @@
 //! with a publisher and a consumer written with pika, a standard AMQP client library: exchange
 //! messages reach the door's subscribers on every node once, door publishes reach the exchange,
 //! bad messages are acknowledged and counted, and a RabbitMQ restart loses nothing it holds.
+//! With `--esb-native-channels`, exchange messages reach native subscribers holding a token for
+//! `esb/K/C` too; and a message RabbitMQ delivers again after the bus took it is not delivered
+//! twice.
 //!
 //! If rabbitmq-server or pika cannot be started at all, each test says so and passes.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use msgbus::auth::JwtKey;
 
 const HEAD: &str = "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
 const PING: &str = "event:ping\ndata:{}\n\n";
@@ -234,13 +239,13 @@ fn users_file(test: &str) -> PathBuf {
 
 /// A msgbus node with the eventsource-broker door attached to `rabbit`, consuming.
 fn node(rabbit: &Rabbit, users: &Path, extra: &[&str]) -> Server {
-    let url = rabbit.url();
+    node_via(&rabbit.url(), users, extra)
+}
+
+/// The same attached to the broker at `url`.
+fn node_via(url: &str, users: &Path, extra: &[&str]) -> Server {
     let users = users.display().to_string();
-    let args = [
-        &["--esb-users", users.as_str(), "--amqp", url.as_str()],
-        extra,
-    ]
-    .concat();
+    let args = [&["--esb-users", users.as_str(), "--amqp", url], extra].concat();
     let server = Server::start(&args);
     server.wait_for_log("consuming AMQP exchange", 1);
     server
@@ -574,4 +579,227 @@ fn amqps_through_rustls() {
     wait_for_metric(&a, "own_total", |n| n == 1);
     let _ = std::fs::remove_file(users);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+const SSE_HEAD: &str = "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n";
+
+/// A token for `--jwt-secret sekrit` with these claims (an hour to live).
+fn token(claims: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    JwtKey::new(b"sekrit").sign(&format!(r#"{{"exp":{exp},{claims}}}"#))
+}
+
+/// The next native SSE event, whole.
+fn next_native(stream: &mut TcpStream) -> String {
+    String::from_utf8(read_until(stream, b"\n\n")).unwrap()
+}
+
+#[test]
+fn with_native_channels_exchange_messages_reach_native_subscribers_holding_a_token() {
+    let Some(rabbit) = Rabbit::start("native") else {
+        return;
+    };
+    let users = users_file("native");
+    let a = node(
+        &rabbit,
+        &users,
+        &["--esb-native-channels", "--jwt-secret", "sekrit"],
+    );
+    let mut door = stream(&a, "chat");
+    let reader = token(r#""subscribe":["esb/k1/*"]"#);
+    let request = format!(
+        "GET /msgbus/esb/k1/chat?token={reader} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    let mut native = subscribe(&a, &request, SSE_HEAD);
+    let (_consumer, consumed) = rabbit.consumer();
+
+    rabbit.publish(&[
+        r#"{"channel":"chat","user":"k2","data":"for another key"}"#,
+        r#"{"channel":"chat","user":"k1","data":"hello\nworld","name":"greet"}"#,
+    ]);
+    assert_eq!(
+        door.next(),
+        "event:greet\nid:ID\ndata:hello\ndata:world\n\n"
+    );
+    let got = next_native(&mut native);
+    let id = got
+        .strip_prefix("id: ")
+        .and_then(|rest| rest.split('\n').next())
+        .unwrap_or_else(|| panic!("no id in {got:?}"));
+    assert!(id.bytes().all(|b| b.is_ascii_digit()), "{got:?}");
+    assert_eq!(
+        got,
+        format!("id: {id}\nevent: greet\ndata: hello\ndata: world\n\n")
+    );
+    for _ in 0..2 {
+        assert!(consumed.recv_timeout(READ_TIMEOUT).is_ok());
+    }
+
+    // Without a token, 401; with a grant for k2's channels only, 403.
+    let bearer = "WWW-Authenticate: Bearer realm=\"msgbus\"\r\n";
+    let k2_reader = token(r#""subscribe":["esb/k2/*"]"#);
+    let cases = [
+        (
+            "/msgbus/esb/k1/chat".to_string(),
+            "401 Unauthorized",
+            "a token is required",
+            bearer,
+        ),
+        (
+            format!("/msgbus/esb/k1/chat?token={k2_reader}"),
+            "403 Forbidden",
+            "token does not allow you to subscribe to esb/k1/chat",
+            "",
+        ),
+    ];
+    for (target, status, reason, extra) in cases {
+        let got = a.exchange(
+            format!("GET {target} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        let want = format!(
+            "HTTP/1.1 {status}\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{reason}\n",
+            reason.len() + 1
+        );
+        assert_eq!(got, want, "{target}");
+    }
+
+    // A native publish with a grant is k1's event: the door's subscribers and the exchange.
+    let writer = token(r#""publish":["esb/k1/*"]"#);
+    let answer = a.post(
+        &format!("/msgbus/esb/k1/chat?token={writer}"),
+        "Content-Type: text/plain\r\n",
+        b"from native",
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 204 No Content\r\n"),
+        "{answer}"
+    );
+    assert_eq!(door.next(), "id:ID\ndata:from native\n\n");
+    assert!(next_native(&mut native).ends_with("\ndata: from native\n\n"));
+    let line = consumed.recv_timeout(READ_TIMEOUT).unwrap();
+    let json: serde_json::Value = serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
+    assert_eq!(
+        (&json["user"], &json["channel"], &json["data"]),
+        (&"k1".into(), &"chat".into(), &"from native".into())
+    );
+    // An exchange message whose user holds '/' would name another key's channel: bad.
+    rabbit.publish(&[r#"{"channel":"chat","user":"k1/chat","data":"x"}"#]);
+    wait_for_metric(&a, "bad_total", |n| n == 1);
+    door.assert_silent(Duration::from_millis(200));
+    assert_silent(&mut native, Duration::from_millis(10));
+    let _ = std::fs::remove_file(users);
+}
+
+/// A TCP relay between msgbus and RabbitMQ that can drop what msgbus sends (its
+/// acknowledgements) and cut every connection, as a network failure at the wrong moment would.
+struct Relay {
+    port: u16,
+    swallow: Arc<AtomicBool>,
+    sockets: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(upstream: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let swallow = Arc::new(AtomicBool::new(false));
+        let sockets = Arc::new(Mutex::new(Vec::new()));
+        let (swallow_, sockets_) = (Arc::clone(&swallow), Arc::clone(&sockets));
+        std::thread::spawn(move || {
+            // A few connections are all a test makes (one, and one after the cut).
+            for _ in 0..8 {
+                let Ok((client, _)) = listener.accept() else {
+                    return;
+                };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
+                let mut kept = sockets_.lock().unwrap();
+                kept.push(client.try_clone().unwrap());
+                kept.push(server.try_clone().unwrap());
+                let up = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let swallow = Arc::clone(&swallow_);
+                std::thread::spawn(move || pump(up.0, up.1, Some(swallow)));
+                std::thread::spawn(move || pump(server, client, None));
+            }
+        });
+        Relay {
+            port,
+            swallow,
+            sockets,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/", self.port)
+    }
+
+    /// Closes every connection relayed so far, both ways.
+    fn cut(&self) {
+        for socket in self.sockets.lock().unwrap().drain(..) {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Copies `from` to `to` until either ends (or a bounded number of reads), dropping what it
+/// reads while `swallow` is set.
+fn pump(mut from: TcpStream, mut to: TcpStream, swallow: Option<Arc<AtomicBool>>) {
+    let _ = from.set_read_timeout(Some(Duration::from_secs(120)));
+    let mut buf = [0u8; 16 * 1024];
+    for _ in 0..1_000_000 {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if swallow.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            continue;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+/// The bus took a message and msgbus acknowledged it, but the acknowledgement was lost with the
+/// connection: RabbitMQ delivers the message again, flagged redelivered, and msgbus
+/// acknowledges it without delivering it a second time.
+#[test]
+fn a_redelivery_of_a_message_the_bus_took_is_not_delivered_twice() {
+    let Some(rabbit) = Rabbit::start("redeliver") else {
+        return;
+    };
+    let users = users_file("redeliver");
+    let relay = Relay::start(rabbit.port);
+    // A durable queue of its own: what is unacknowledged when the connection goes is kept
+    // and delivered again (an exclusive queue would go with the connection).
+    let a = node_via(
+        &relay.url(),
+        &users,
+        &["--amqp-queue", "msgbus-test-redeliver"],
+    );
+    let mut on_a = stream(&a, "chat");
+
+    relay.swallow.store(true, Ordering::SeqCst);
+    rabbit.publish(&[r#"{"channel":"chat","user":"k1","data":"once"}"#]);
+    assert_eq!(on_a.next(), "id:ID\ndata:once\n\n");
+    // The bus took it and its acknowledgement went out (to be dropped): now the connection goes.
+    relay.cut();
+    relay.swallow.store(false, Ordering::SeqCst);
+    a.wait_for_log("cut off from AMQP", 1);
+    a.wait_for_log("consuming AMQP exchange", 2);
+    wait_for_metric(&a, "redelivered_skipped_total", |n| n == 1);
+    assert_eq!(amqp_metric(&a, "received_total"), 1);
+
+    rabbit.publish(&[r#"{"channel":"chat","user":"k1","data":"next"}"#]);
+    assert_eq!(on_a.next(), "id:ID\ndata:next\n\n");
+    on_a.assert_silent(Duration::from_millis(200));
+    assert_eq!(amqp_metric(&a, "redelivered_skipped_total"), 1);
+    let _ = std::fs::remove_file(users);
 }

@@ -1,6 +1,8 @@
 //! The eventsource-broker door against hostile clients: socket ids that cannot be guessed,
 //! tokens compared in constant time, channels private to their api key, data that cannot forge
 //! events, and HEAD answers without a body. One regression test per finding of issue 13.
+//! With `--esb-native-channels` (issue 18), key K's channel C is the native `esb/K/C`: open
+//! only to token holders, never without tokens, never ambiguous between keys.
 
 mod common;
 
@@ -8,6 +10,7 @@ use std::io::Write;
 use std::net::TcpStream;
 
 use common::*;
+use msgbus::auth::JwtKey;
 
 const HEAD: &str = "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
 const PING: &str = "event:ping\ndata:{}\n\n";
@@ -305,4 +308,224 @@ fn head_answers_carry_no_body() {
         assert_eq!(body(&answer), "", "HEAD {target}: {answer:?}");
         assert!(answer.ends_with("\r\n\r\n"), "HEAD {target}: {answer:?}");
     }
+}
+
+const SSE_HEAD: &str = "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n";
+
+/// A refusal as the native paths write it.
+fn refusal(status: &str, reason: &str, extra: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nServer: msgbus\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{reason}\n",
+        reason.len() + 1
+    )
+}
+
+/// A token for `--jwt-secret sekrit` with these claims (an hour to live).
+fn token(claims: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    JwtKey::new(b"sekrit").sign(&format!(r#"{{"exp":{exp},{claims}}}"#))
+}
+
+/// Without `--esb-native-channels`, `esb/k1/chat` is an ordinary native channel: door events
+/// of k1's `chat` never reach it, nor does a publish on it reach the door.
+#[test]
+fn without_the_option_native_esb_names_are_not_the_doors() {
+    let door = start("not-native", &[]);
+    let server = &door.server;
+    let socket = create_socket(server, "k1", "chat");
+    let mut k1 = stream(server, &socket, "");
+    assert_eq!(read_same_len(&mut k1, PING), PING);
+    let mut native = subscribe(
+        server,
+        "GET /msgbus/esb/k1/chat HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n",
+        SSE_HEAD,
+    );
+    assert_eq!(
+        body(&publish_event(server, "k1", "channel=chat&data=door")),
+        "{}"
+    );
+    let got = next_event(&mut k1);
+    assert!(event(&["door"])(&got), "k1 got {got:?}");
+    assert_silent(&mut native, std::time::Duration::from_millis(200));
+    let answer = server.publish("esb/k1/chat", "text/plain", b"native");
+    assert!(
+        answer.starts_with("HTTP/1.1 204 No Content\r\n"),
+        "{answer}"
+    );
+    let got = String::from_utf8(read_until(&mut native, b"\n\n")).unwrap();
+    assert!(got.ends_with("\ndata: native\n\n"), "{got:?}");
+    assert_silent(&mut k1, std::time::Duration::from_millis(200));
+}
+
+/// With `--esb-native-channels`, k1's `chat` is `esb/k1/chat` both ways, for a token granting
+/// it; without a token 401, with another key's grant 403.
+#[test]
+fn native_channels_are_the_doors_for_token_holders_only() {
+    let door = start(
+        "native",
+        &["--esb-native-channels", "--jwt-secret", "sekrit"],
+    );
+    let server = &door.server;
+    let socket = create_socket(server, "k1", "chat");
+    let mut k1 = stream(server, &socket, "");
+    assert_eq!(read_same_len(&mut k1, PING), PING);
+    let reader = token(r#""subscribe":["esb/k1/*"]"#);
+    let mut native = subscribe(
+        server,
+        &format!("GET /msgbus/esb/k1/chat?token={reader} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n"),
+        SSE_HEAD,
+    );
+    assert_eq!(
+        body(&publish_event(
+            server,
+            "k1",
+            "channel=chat&data=door&name=greet"
+        )),
+        "{}"
+    );
+    let got = next_event(&mut k1);
+    let id = u64::from_str_radix(&got[15..39], 16).unwrap();
+    assert_eq!(got, format!("event:greet\nid:{id:024x}\ndata:door\n\n"));
+    let got = String::from_utf8(read_until(&mut native, b"\n\n")).unwrap();
+    assert_eq!(got, format!("id: {id}\nevent: greet\ndata: door\n\n"));
+
+    // A native publisher with a grant reaches the door's sockets.
+    let writer = token(r#""sub":"desk","publish":["esb/k1/*"]"#);
+    let answer = server.post(
+        &format!("/msgbus/esb/k1/chat?token={writer}"),
+        "Content-Type: text/plain\r\n",
+        b"native",
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 204 No Content\r\n"),
+        "{answer}"
+    );
+    let got = next_event(&mut k1);
+    assert!(event(&["native"])(&got), "k1 got {got:?}");
+    let got = String::from_utf8(read_until(&mut native, b"\n\n")).unwrap();
+    assert!(got.ends_with("\ndata: native\n\n"), "{got:?}");
+
+    // k2's channels are k2's: no token, another key's grant, a subtree beyond the grant.
+    let bearer = "WWW-Authenticate: Bearer realm=\"msgbus\"\r\n";
+    let k2_reader = token(r#""subscribe":["esb/k2/*"]"#);
+    let cases = [
+        (
+            "GET /msgbus/esb/k1/chat".to_string(),
+            refusal("401 Unauthorized", "a token is required", bearer),
+        ),
+        (
+            format!("GET /msgbus/esb/k1/chat?token={k2_reader}"),
+            refusal(
+                "403 Forbidden",
+                "token does not allow you to subscribe to esb/k1/chat",
+                "",
+            ),
+        ),
+        (
+            format!("GET /msgbus/esb/?token={reader}"),
+            refusal(
+                "403 Forbidden",
+                "token does not allow you to subscribe to esb/",
+                "",
+            ),
+        ),
+        (
+            format!("POST /msgbus/esb/k1/chat?token={reader}"),
+            refusal(
+                "403 Forbidden",
+                "token does not allow you to publish to esb/k1/chat",
+                "",
+            ),
+        ),
+    ];
+    for (line, want) in cases {
+        let got = server.exchange(
+            format!("{line} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(got, want, "{line}");
+    }
+    assert_silent(&mut k1, std::time::Duration::from_millis(100));
+}
+
+/// Native esb/K/C names without tokens would open every key's events to anyone: msgbus does
+/// not start, and says what to add.
+#[test]
+fn native_channels_without_tokens_do_not_start() {
+    let users = std::env::temp_dir().join(format!("msgbus-esb-native-{}", std::process::id()));
+    std::fs::write(&users, "k1:s3cret\n").unwrap();
+    let users_arg = users.display().to_string();
+    let out = run_to_exit(
+        &["--esb-users", &users_arg, "--esb-native-channels"],
+        "msgbus without tokens",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "msgbus: --esb-native-channels opens every api key's channels to native clients: it needs --jwt-secret or --jwt-secret-file (see msgbus --help)\n"
+    );
+    let _ = std::fs::remove_file(users);
+}
+
+/// Key `a/b`'s channel `c` and key `a`'s channel `b/c` would both be `esb/a/b/c`: a users file
+/// with a `/` in a key is refused, naming its line.
+#[test]
+fn native_channels_refuse_keys_with_a_slash() {
+    let users = std::env::temp_dir().join(format!("msgbus-esb-slash-{}", std::process::id()));
+    std::fs::write(&users, "k1:s3cret\n# comment\na/b:other\n").unwrap();
+    let users_arg = users.display().to_string();
+    let out = run_to_exit(
+        &[
+            "-l",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "--esb-users",
+            &users_arg,
+            "--esb-native-channels",
+            "--jwt-secret",
+            "sekrit",
+        ],
+        "msgbus with a key holding '/'",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("msgbus: {users_arg}:3: api key \"a/b\" holds '/', which --esb-native-channels reads as the end of the key (esb/KEY/CHANNEL): rename the key or drop the option\n")
+    );
+    // Without the option the key is just a key.
+    let server = Server::start(&["--esb-users", &users_arg]);
+    let answer = server.post_form(
+        "/socket",
+        &format!("{}&channel=c", esb_credentials("a/b", "other")),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let _ = std::fs::remove_file(users);
+}
+
+/// The users file is read again on SIGHUP: a key with '/' there is refused as at start, and the
+/// running users stay.
+#[test]
+fn native_channels_refuse_keys_with_a_slash_on_reload() {
+    let door = start(
+        "native-reload",
+        &["--esb-native-channels", "--jwt-secret", "sekrit"],
+    );
+    std::fs::write(&door.users, "k1:s3cret\na/b:other\n").unwrap();
+    door.server.signal(libc::SIGHUP);
+    let users = door.users.display().to_string();
+    door.server.wait_for_log(
+        &format!("SIGHUP: keeping the old configuration: {users}:2: api key \"a/b\" holds '/'"),
+        1,
+    );
+    create_socket(&door.server, "k1", "chat");
+    let answer = door.server.post_form(
+        "/socket",
+        &format!("{}&channel=c", esb_credentials("a/b", "other")),
+    );
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
 }

@@ -1,19 +1,21 @@
 //! eventsource-broker's message on its AMQP exchange (its `AMQPEvents.hs`), both ways, without
 //! I/O: JSON `{"channel", "user", "data", "id"?, "name"?}` (read and written by the door's codec,
 //! `parse_amqp_event` / `encode_amqp_event`) to a door publish on the bus channel of that api key
-//! (`user`) and channel, and a door publish back to that JSON.
+//! (`user`) and channel, named as the door names it (`ChannelNames`, the same value the door
+//! holds), and a door publish back to that JSON.
 //!
 //! A message is checked here before it goes near the gate, so that every way a message can be
 //! bad has one name for the log and the counter: not a JSON object with the three strings, a
 //! value that would break a line (`name` with CR, LF or NUL, a control character in `channel` or
-//! `user`, a `:` in `user`, which ends the key in the bus channel's name), or larger than the
+//! `user`), a `user` the channel names cannot keep apart from other keys (a `:`, or with
+//! `--esb-native-channels` a `/`, which ends the key in the bus channel's name), or larger than the
 //! limit. The original dropped such messages silently; msgbus acknowledges them, counts them and
 //! says so in its log.
 
 use std::fmt;
 
 use crate::doors::eventsource_broker::codec::{
-    bus_channel, encode_amqp_event, parse_amqp_event, AmqpEvent, BUS_CHANNEL_PREFIX,
+    encode_amqp_event, parse_amqp_event, AmqpEvent, ChannelNames,
 };
 use crate::gate::valid_event_name;
 
@@ -45,14 +47,16 @@ impl fmt::Display for BadEvent {
             BadEvent::TooLarge => "too large",
             BadEvent::Shape => "not a JSON object of \"channel\", \"user\", \"data\" strings",
             BadEvent::BadChannel => "control character in channel",
-            BadEvent::BadUser => "user empty, or with ':' or a control character",
+            BadEvent::BadUser => {
+                "user empty, or with a control character, ':' or (native names) '/'"
+            }
             BadEvent::BadName => "name not one line of 1 to 128 bytes",
         })
     }
 }
 
 /// Reads one message body from the exchange.
-pub fn decode(body: &[u8], max_bytes: usize) -> Result<Event, BadEvent> {
+pub fn decode(names: ChannelNames, body: &[u8], max_bytes: usize) -> Result<Event, BadEvent> {
     if body.len() > max_bytes {
         return Err(BadEvent::TooLarge);
     }
@@ -68,30 +72,30 @@ pub fn decode(body: &[u8], max_bytes: usize) -> Result<Event, BadEvent> {
     if channel.chars().any(char::is_control) {
         return Err(BadEvent::BadChannel);
     }
-    if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
+    if user.is_empty() || !names.key_fits(&user) || user.chars().any(char::is_control) {
         return Err(BadEvent::BadUser);
     }
     if name.as_deref().is_some_and(|n| !valid_event_name(n)) {
         return Err(BadEvent::BadName);
     }
     Ok(Event {
-        bus_channel: bus_channel(&user, &channel),
+        bus_channel: names.bus_channel(&user, &channel),
         data,
         name,
     })
 }
 
-/// The api key and channel behind one of the door's bus channels; None for any other channel.
-pub fn key_and_channel(bus_channel: &str) -> Option<(&str, &str)> {
-    bus_channel
-        .strip_prefix(BUS_CHANNEL_PREFIX)?
-        .split_once(':')
-}
-
 /// The JSON the original's brokers publish for an event (`id` as the door writes it, `name`
-/// null when absent), or None when `bus_channel` is not one of the door's.
-pub fn encode(bus_channel: &str, id: u64, name: Option<&str>, data: &[u8]) -> Option<Vec<u8>> {
-    let (user, channel) = key_and_channel(bus_channel)?;
+/// null when absent), or None when `bus_channel` is not one of the door's. With native names,
+/// that includes a native publish on `esb/K/C`: it is key K's channel C.
+pub fn encode(
+    names: ChannelNames,
+    bus_channel: &str,
+    id: u64,
+    name: Option<&str>,
+    data: &[u8],
+) -> Option<Vec<u8>> {
+    let (user, channel) = names.key_and_channel(bus_channel)?;
     Some(encode_amqp_event(&AmqpEvent {
         channel: channel.into(),
         user: user.into(),
@@ -109,9 +113,10 @@ mod tests {
 
     #[test]
     fn messages_from_the_exchange() {
+        let names = ChannelNames::Private;
         let ok = |channel: &str, data: &str, name: Option<&str>| {
             Ok(Event {
-                bus_channel: bus_channel("k1", channel),
+                bus_channel: names.bus_channel("k1", channel),
                 data: data.into(),
                 name: name.map(Into::into),
             })
@@ -153,37 +158,80 @@ mod tests {
                 Err(BadEvent::BadUser),
             ),
             (
+                r#"{"channel":"c","user":"k/1","data":"x"}"#,
+                Ok(Event {
+                    bus_channel: "\u{1f}esb:k/1:c".into(),
+                    data: "x".into(),
+                    name: None,
+                }),
+            ),
+            (
                 r#"{"channel":"c","user":"k1","data":"x","name":"a\r\nid: 9"}"#,
                 Err(BadEvent::BadName),
             ),
         ];
         for (body, want) in cases {
-            assert_eq!(&decode(body.as_bytes(), 1024), want, "{body}");
+            assert_eq!(&decode(names, body.as_bytes(), 1024), want, "{body}");
         }
         let big = format!(
             r#"{{"channel":"c","user":"k1","data":"{}"}}"#,
             "x".repeat(64)
         );
-        assert_eq!(decode(big.as_bytes(), 64), Err(BadEvent::TooLarge));
+        assert_eq!(decode(names, big.as_bytes(), 64), Err(BadEvent::TooLarge));
+    }
+
+    /// With `--esb-native-channels`, a `user` holding `/` would name another key's channel.
+    #[test]
+    fn native_names_from_the_exchange() {
+        let names = ChannelNames::Native;
+        let cases: &[(&str, Result<&str, BadEvent>)] = &[
+            (
+                r#"{"channel":"chat","user":"k1","data":"x"}"#,
+                Ok("esb/k1/chat"),
+            ),
+            (
+                r#"{"channel":"a/b","user":"k1","data":"x"}"#,
+                Ok("esb/k1/a/b"),
+            ),
+            (
+                r#"{"channel":"c","user":"k1/a","data":"x"}"#,
+                Err(BadEvent::BadUser),
+            ),
+            (
+                r#"{"channel":"c","user":"k:1","data":"x"}"#,
+                Err(BadEvent::BadUser),
+            ),
+        ];
+        for (body, want) in cases {
+            let got = decode(names, body.as_bytes(), 1024).map(|e| e.bus_channel);
+            assert_eq!(got.as_deref().map_err(|e| *e), *want, "{body}");
+        }
+        let json = encode(names, "esb/k1/a/b", 7, None, b"x").unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(
+            (&value["user"], &value["channel"]),
+            (&"k1".into(), &"a/b".into())
+        );
+        assert_eq!(encode(names, "\u{1f}esb:k1:c", 7, None, b"x"), None);
+        assert_eq!(encode(names, "news", 7, None, b"x"), None);
     }
 
     #[test]
     fn door_publishes_to_the_exchange_and_back() {
-        let channel = bus_channel("k1", "room:1");
-        assert_eq!(key_and_channel(&channel), Some(("k1", "room:1")));
-        assert_eq!(key_and_channel("room"), None);
-        let json = encode(&channel, 255, Some("greet"), b"hello").unwrap();
+        let names = ChannelNames::Private;
+        let channel = names.bus_channel("k1", "room:1");
+        let json = encode(names, &channel, 255, Some("greet"), b"hello").unwrap();
         let value: Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(value["id"], "0000000000000000000000ff");
         assert_eq!(value["user"], "k1");
-        let event = decode(&json, 1024).unwrap();
+        let event = decode(names, &json, 1024).unwrap();
         assert_eq!(event.bus_channel, channel);
         assert_eq!(
             (event.data.as_str(), event.name.as_deref()),
             ("hello", Some("greet"))
         );
-        let json = encode(&channel, 1, None, b"x").unwrap();
+        let json = encode(names, &channel, 1, None, b"x").unwrap();
         assert!(String::from_utf8(json).unwrap().contains(r#""name":null"#));
-        assert_eq!(encode("native", 1, None, b"x"), None);
+        assert_eq!(encode(names, "native", 1, None, b"x"), None);
     }
 }

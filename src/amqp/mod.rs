@@ -5,8 +5,11 @@
 //!
 //! Both directions:
 //! - a message on the exchange (`event.rs`: JSON `{"channel", "user", "data", "id"?, "name"?}`)
-//!   goes through the gate to the door's bus channel of that api key and channel, and is
-//!   acknowledged only once the bus took it; a bad one is acknowledged, counted and logged;
+//!   goes through the gate to the door's bus channel of that api key and channel (named as the
+//!   door names it, `Settings::names`), and is acknowledged only once the bus took it; a bad
+//!   one is acknowledged, counted and logged; one RabbitMQ delivers again after the bus took it
+//!   (the connection broke before the acknowledgement arrived) is acknowledged and skipped
+//!   (`recent.rs`), so subscribers see each message once;
 //! - a door publish (`POST /event`, `POST /socket/ID`) reaches this node's subscribers at once,
 //!   as without AMQP, and is also sent to the exchange, marked with this process's node id in
 //!   the `app_id` property; when it comes back through this node's queue it is acknowledged
@@ -25,6 +28,7 @@
 
 pub mod codec;
 pub mod event;
+pub mod recent;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -40,7 +44,9 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 
+use crate::doors::eventsource_broker::codec::ChannelNames;
 use codec::{Close, DeclareFlags, FrameType, Method, Properties};
+use recent::{Decision, Recent};
 
 /// The exchange the original's brokers use.
 pub const DEFAULT_EXCHANGE: &str = "eventsource.fanout";
@@ -170,6 +176,21 @@ pub struct Settings {
     /// A durable queue of this name, else a server-named exclusive one.
     pub queue: Option<String>,
     pub prefetch: u16,
+    /// How the door names a key's channel on the bus (`--esb-native-channels`).
+    pub names: ChannelNames,
+}
+
+impl Settings {
+    /// What the configuration asks for, or None without `--amqp`.
+    pub fn from_config(cfg: &crate::config::Config) -> Option<Settings> {
+        Some(Settings {
+            url: cfg.amqp.clone()?,
+            exchange: cfg.amqp_exchange.clone(),
+            queue: cfg.amqp_queue.clone(),
+            prefetch: cfg.amqp_prefetch,
+            names: ChannelNames::new(cfg.esb_native_channels),
+        })
+    }
 }
 
 /// A message from the exchange, whole.
@@ -181,6 +202,8 @@ pub struct Delivery {
     pub own: bool,
     /// Its body was larger than the limit, and was not kept.
     pub too_large: bool,
+    /// Its `message_id`, else its body, hashed (`Recent::digest`).
+    pub digest: u64,
 }
 
 /// What the reactor should know after the connection handled an event.
@@ -206,6 +229,8 @@ pub struct Counters {
     /// Door publishes made while the broker was away: local subscribers only.
     pub not_published: u64,
     pub disconnects: u64,
+    /// Messages delivered again by the broker that the bus had taken: acknowledged, skipped.
+    pub redelivered_skipped: u64,
 }
 
 /// Where the handshake is; each step waits for the broker's answer to what the last one sent.
@@ -321,6 +346,10 @@ enum State {
 /// A message being put together from its deliver, header and body frames.
 struct Incoming {
     tag: u64,
+    /// The broker delivered it before, on a connection that closed before it was acknowledged.
+    redelivered: bool,
+    /// From the content header: the publisher's id for it, if any.
+    message_id: Option<String>,
     /// From the content header: the body's size, and whether it is this node's own.
     size: Option<u64>,
     own: bool,
@@ -364,6 +393,8 @@ pub struct Amqp {
     /// Bad messages not logged since the last warning, and when that was.
     unlogged: u64,
     warned_at: Option<Instant>,
+    /// The messages the bus took lately, to skip their redeliveries.
+    recent: Recent,
     pub counters: Counters,
 }
 
@@ -407,6 +438,7 @@ impl Amqp {
             attempts: 0,
             unlogged: 0,
             warned_at: None,
+            recent: Recent::new(recent::DEFAULT_CAPACITY),
             counters: Counters::default(),
         })
     }
@@ -856,12 +888,18 @@ impl Amqp {
                 self.told_at = now;
                 Step::Ready
             }
-            Method::BasicDeliver { delivery_tag, .. } if expected(Step::Ready) => {
+            Method::BasicDeliver {
+                delivery_tag,
+                redelivered,
+                ..
+            } if expected(Step::Ready) => {
                 if self.incoming.is_some() {
                     return Err("a delivery began inside another".into());
                 }
                 self.incoming = Some(Incoming {
                     tag: delivery_tag,
+                    redelivered,
+                    message_id: None,
                     size: None,
                     own: false,
                     body: Vec::new(),
@@ -917,6 +955,7 @@ impl Amqp {
         };
         incoming.size = Some(header.body_size);
         incoming.own = header.properties.app_id.as_deref() == Some(self.node_id.as_str());
+        incoming.message_id = header.properties.message_id;
         incoming.too_large = header.body_size > self.max_message as u64;
         if header.body_size == 0 {
             self.finish_delivery(outcome);
@@ -944,15 +983,63 @@ impl Amqp {
         Ok(())
     }
 
+    /// A whole message: to the reactor, unless it is a redelivery of one the bus took, which
+    /// is acknowledged here (the acknowledgement goes out with this turn's output).
     fn finish_delivery(&mut self, outcome: &mut Outcome) {
-        if let Some(incoming) = self.incoming.take() {
-            outcome.deliveries.push(Delivery {
-                tag: incoming.tag,
-                body: incoming.body,
-                own: incoming.own,
-                too_large: incoming.too_large,
+        let Some(incoming) = self.incoming.take() else {
+            return;
+        };
+        let digest = self
+            .recent
+            .digest(incoming.message_id.as_deref(), &incoming.body);
+        if self.recent.decide(incoming.redelivered, digest) == Decision::Skip {
+            self.counters.redelivered_skipped += 1;
+            self.send(&Method::BasicAck {
+                delivery_tag: incoming.tag,
+                multiple: false,
             });
+            return;
         }
+        outcome.deliveries.push(Delivery {
+            tag: incoming.tag,
+            body: incoming.body,
+            own: incoming.own,
+            too_large: incoming.too_large,
+            digest,
+        });
+    }
+
+    /// A delivery's body read as the door's event, on the bus channel the door names;
+    /// `max_bytes` is the body limit now (`--max-body` changes on reload).
+    pub fn decode(
+        &self,
+        delivery: &Delivery,
+        max_bytes: usize,
+    ) -> Result<event::Event, event::BadEvent> {
+        if delivery.too_large {
+            return Err(event::BadEvent::TooLarge); // not kept, only counted
+        }
+        event::decode(self.settings.names, &delivery.body, max_bytes)
+    }
+
+    /// The exchange's JSON for a message on `bus_channel`, or None when that is not one of
+    /// the door's channels.
+    pub fn encode(
+        &self,
+        bus_channel: &str,
+        id: u64,
+        name: Option<&str>,
+        data: &[u8],
+    ) -> Option<Vec<u8>> {
+        event::encode(self.settings.names, bus_channel, id, name, data)
+    }
+
+    /// The bus took a delivery: remembered, so that a redelivery of it is skipped even when
+    /// this acknowledgement never reaches the broker, and acknowledged.
+    pub fn ack_taken(&mut self, delivery: &Delivery, registry: &Registry, now: Instant) {
+        self.recent.taken(delivery.digest);
+        self.counters.received += 1;
+        self.ack(delivery.tag, registry, now);
     }
 
     /// Acknowledges a delivery the bus took (or that was dropped as bad).
@@ -1067,6 +1154,12 @@ impl Amqp {
                 "Times the AMQP connection was lost.",
                 c.disconnects,
             ),
+            (
+                "amqp_redelivered_skipped_total",
+                "counter",
+                "Messages the broker delivered again after the bus took them, not delivered twice.",
+                c.redelivered_skipped,
+            ),
         ];
         let mut out = String::new();
         for (name, kind, help, value) in rows {
@@ -1159,6 +1252,7 @@ mod tests {
             exchange: DEFAULT_EXCHANGE.into(),
             queue: None,
             prefetch: DEFAULT_PREFETCH,
+            names: ChannelNames::Private,
         };
         let now = Instant::now();
         let mut amqp = Amqp::new(settings, 1024, now, waker).unwrap();

@@ -22,8 +22,7 @@ use crate::transport::Wires;
 pub fn open(cfg: &Config, wires: &mut Wires) -> io::Result<Doors> {
     let users = match &cfg.esb_users {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            let text = eventsource_broker::read_users(path, cfg)?;
             info!("eventsource-broker door open ({})", path.display());
             Some(text)
         }
@@ -36,7 +35,9 @@ pub fn open(cfg: &Config, wires: &mut Wires) -> io::Result<Doors> {
 pub fn open_with(cfg: &Config, esb_users: Option<&str>, wires: &mut Wires) -> Doors {
     let mut doors = Doors::default();
     if let Some(users) = esb_users {
-        doors.add(Box::new(eventsource_broker::EsbDoor::open(users, wires)));
+        doors.add(Box::new(eventsource_broker::EsbDoor::open(
+            users, cfg, wires,
+        )));
     }
     if cfg.martd {
         doors.add(Box::new(martd::MartdDoor::open(wires)));

@@ -649,18 +649,66 @@ pub fn encode_message_event(name: Option<&str>, id: u64, body: &[u8]) -> Vec<u8>
     )
 }
 
-/// The channel on the bus behind `channel` of api key `key`. The original kept one channel
-/// namespace per user, and delivered an event only where both user and channel matched; so
-/// each key's channels are bus channels of their own. The name starts with U+001F, a control
-/// character, which no native channel name may hold (`http::route` refuses them), and the key
-/// (which cannot hold `:`, the users file's separator) ends at the first `:`; so no native
-/// name and no other key's channel can be the same.
-pub fn bus_channel(key: &str, channel: &str) -> String {
-    format!("{BUS_CHANNEL_PREFIX}{key}:{channel}")
+/// Where api key K's channel C lives on the bus. The original kept one channel namespace per
+/// user, and delivered an event only where both user and channel matched; so each key's
+/// channels are bus channels of their own, under one of two naming schemes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ChannelNames {
+    /// `"\u{1f}esb:K:C"` (the default). The name starts with U+001F, a control character,
+    /// which no native channel name may hold (`http::route` refuses them), and the key (which
+    /// cannot hold `:`, the users file's separator) ends at the first `:`; so no native name
+    /// and no other key's channel can be the same.
+    #[default]
+    Private,
+    /// `"esb/K/C"` (`--esb-native-channels`): a public name that native transports read and
+    /// write under the token rules (a grant covering `esb/K/...`). The key ends at the first
+    /// `/`, so keys holding `/` are refused (`key_fits`).
+    Native,
 }
 
-/// The start of every bus channel name of this door (see [`bus_channel`]).
+/// The start of every private bus channel name of this door (see [`ChannelNames::Private`]).
 pub const BUS_CHANNEL_PREFIX: &str = "\u{1f}esb:"; // gate::PRIVATE_PREFIX, then the door
+/// The start of every native bus channel name of this door (see [`ChannelNames::Native`]).
+pub const NATIVE_CHANNEL_PREFIX: &str = "esb/";
+
+impl ChannelNames {
+    pub fn new(native: bool) -> ChannelNames {
+        if native {
+            ChannelNames::Native
+        } else {
+            ChannelNames::Private
+        }
+    }
+
+    /// The bus channel behind `channel` of api key `key`.
+    pub fn bus_channel(self, key: &str, channel: &str) -> String {
+        match self {
+            ChannelNames::Private => format!("{BUS_CHANNEL_PREFIX}{key}:{channel}"),
+            ChannelNames::Native => format!("{NATIVE_CHANNEL_PREFIX}{key}/{channel}"),
+        }
+    }
+
+    /// The api key and channel behind one of the door's bus channels; None for any other.
+    pub fn key_and_channel(self, bus_channel: &str) -> Option<(&str, &str)> {
+        match self {
+            ChannelNames::Private => bus_channel
+                .strip_prefix(BUS_CHANNEL_PREFIX)?
+                .split_once(':'),
+            ChannelNames::Native => bus_channel
+                .strip_prefix(NATIVE_CHANNEL_PREFIX)?
+                .split_once('/'),
+        }
+    }
+
+    /// Whether `key` ends where `key_and_channel` says it does: no `:` (nor, for native names,
+    /// `/`), so that one key's channel is never another key's.
+    pub fn key_fits(self, key: &str) -> bool {
+        match self {
+            ChannelNames::Private => !key.contains(':'),
+            ChannelNames::Native => !key.contains([':', '/']),
+        }
+    }
+}
 
 /// A socket id as the original's were shaped (a UUID's 8-4-4-4-12 lowercase hex digits), made
 /// of 128 random bits: all of them random, version and variant digits too, so the id is not
@@ -1133,12 +1181,49 @@ mod tests {
 
     #[test]
     fn bus_channels_are_per_key_and_apart_from_native_names() {
-        assert_eq!(bus_channel("k1", "chat"), "\u{1f}esb:k1:chat");
-        assert_ne!(bus_channel("k1", "chat"), bus_channel("k2", "chat"));
+        let names = ChannelNames::Private;
+        assert_eq!(names.bus_channel("k1", "chat"), "\u{1f}esb:k1:chat");
+        assert_ne!(
+            names.bus_channel("k1", "chat"),
+            names.bus_channel("k2", "chat")
+        );
         for (key, channel) in [("k1", "chat"), ("k", ""), ("k1", "a/b/")] {
-            let path = format!("/msgbus/{}", bus_channel(key, channel));
+            let path = format!("/msgbus/{}", names.bus_channel(key, channel));
             assert!(crate::http::route::route(&path, 64).is_err(), "{path:?}");
         }
+    }
+
+    #[test]
+    fn channel_names_both_ways() {
+        use ChannelNames::{Native, Private};
+        let cases: &[(ChannelNames, &str, &str, &str)] = &[
+            (Private, "k1", "chat", "\u{1f}esb:k1:chat"),
+            (Private, "k1", "room:1/a", "\u{1f}esb:k1:room:1/a"),
+            (Native, "k1", "chat", "esb/k1/chat"),
+            (Native, "k1", "a/b:c", "esb/k1/a/b:c"),
+            (Native, "k1", "", "esb/k1/"),
+        ];
+        for &(names, key, channel, bus) in cases {
+            assert_eq!(names.bus_channel(key, channel), bus);
+            assert_eq!(names.key_and_channel(bus), Some((key, channel)), "{bus:?}");
+        }
+        assert_eq!(Private.key_and_channel("esb/k1/chat"), None);
+        assert_eq!(Native.key_and_channel("\u{1f}esb:k1:chat"), None);
+        assert_eq!(Native.key_and_channel("esb/k1"), None);
+        assert_eq!(Native.key_and_channel("news"), None);
+        let keys: &[(ChannelNames, &str, bool)] = &[
+            (Private, "k1", true),
+            (Private, "a/b", true),
+            (Private, "a:b", false),
+            (Native, "k1", true),
+            (Native, "a/b", false),
+            (Native, "a:b", false),
+        ];
+        for &(names, key, fits) in keys {
+            assert_eq!(names.key_fits(key), fits, "{names:?} {key:?}");
+        }
+        assert_eq!(ChannelNames::new(true), Native);
+        assert_eq!(ChannelNames::default(), Private);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! `POST /socket/ID` and `GET /eventsource?socket=ID`, as eventsource-broker's clients send
 //! them. The codec (`codec.rs`) decides every reply; this module keeps the
 //! sockets and connects them to the bus. Each api key has channels of its own, as in the
-//! original: the bus channel behind key K's `chat` is `esb::bus_channel(K, "chat")`, a name no
-//! other key and no native client can use.
+//! original: the bus channel behind key K's `chat` is `names.bus_channel(K, "chat")`
+//! (`esb::ChannelNames`), a name no other key can use; by default no native client can
+//! either, and with `--esb-native-channels` it is the public `esb/K/chat`, which native
+//! clients read and write with a token whose grant covers it.
 //!
 //! With `--amqp`, the door's events also travel on the original's AMQP exchange, both ways
 //! (`crate::amqp`): the reactor sends each publish on these channels there, and delivers what
@@ -13,6 +15,8 @@ pub mod client;
 pub mod codec;
 
 use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,7 +42,9 @@ pub struct EsbDoor {
     /// Its wire: an event as eventsource-broker's clients read it.
     wire: Wire,
     users: HashMap<String, String>,
-    /// socket id -> the bus channel of its key and channel (`esb::bus_channel`)
+    /// How a key's channel is named on the bus (`--esb-native-channels`); fixed until restart.
+    names: esb::ChannelNames,
+    /// socket id -> the bus channel of its key and channel (`names.bus_channel`)
     sockets: HashMap<String, String>,
     order: VecDeque<String>,
     /// Socket ids are capabilities (whoever has one reads and publishes on its channel), so
@@ -47,14 +53,16 @@ pub struct EsbDoor {
 }
 
 impl EsbDoor {
-    /// Reads `key:secret` lines (`#` starts a comment).
-    pub fn open(text: &str, wires: &mut Wires) -> EsbDoor {
+    /// Reads `key:secret` lines (`#` starts a comment), checked by `read_users` when they
+    /// come from a file.
+    pub fn open(text: &str, cfg: &crate::config::Config, wires: &mut Wires) -> EsbDoor {
         let users = parse_users(text);
         EsbDoor {
             wire: wires
                 .register("eventsource_broker", encode_event)
                 .expect("a frame slot for eventsource-broker"),
             users,
+            names: esb::ChannelNames::new(cfg.esb_native_channels),
             sockets: HashMap::new(),
             order: VecDeque::new(),
             rng: SystemRandom::new(),
@@ -80,12 +88,46 @@ impl EsbDoor {
 
 /// `key:secret` lines (`#` starts a comment).
 fn parse_users(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(|line| line.split_once(':'))
-        .map(|(key, secret)| (key.trim().to_string(), secret.trim().to_string()))
+    user_lines(text)
+        .map(|(_, key, secret)| (key.to_string(), secret.to_string()))
         .collect()
+}
+
+/// Each user's line number (from 1), key and secret.
+fn user_lines(text: &str) -> impl Iterator<Item = (usize, &str, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|(n, line)| line.split_once(':').map(|(k, s)| (n, k.trim(), s.trim())))
+}
+
+/// The users file's text, refused when one of its keys would make two keys' channels one bus
+/// channel under the naming `cfg` asks for: with `--esb-native-channels`, a key holding `/`
+/// (`a/b`'s channel `c` and `a`'s channel `b/c` would both be `esb/a/b/c`). The error names
+/// the file and the line. Read at start and on SIGHUP.
+pub fn read_users(path: &Path, cfg: &crate::config::Config) -> io::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let names = esb::ChannelNames::new(cfg.esb_native_channels);
+    check_users(&text, names).map_err(|why| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}:{why}", path.display()),
+        )
+    })?;
+    Ok(text)
+}
+
+/// The first key `names` cannot keep apart from the others, as `LINE: why`.
+fn check_users(text: &str, names: esb::ChannelNames) -> Result<(), String> {
+    match user_lines(text).find(|(_, key, _)| !names.key_fits(key)) {
+        None => Ok(()),
+        Some((line, key, _)) => Err(format!(
+            "{line}: api key {key:?} holds '/', which --esb-native-channels reads as the end \
+             of the key (esb/KEY/CHANNEL): rename the key or drop the option"
+        )),
+    }
 }
 
 /// A message as eventsource-broker's clients read it (see `codec::encode_message_event`).
@@ -233,7 +275,7 @@ impl Door for EsbDoor {
                 data,
                 name,
             } => (
-                esb::bus_channel(&key, &channel),
+                door.names.bus_channel(&key, &channel),
                 data,
                 name,
                 esb::Reply::event_published(),
@@ -254,7 +296,8 @@ impl Door for EsbDoor {
                 channel,
                 presence_id,
             } => {
-                let Some(socket) = door.new_socket(esb::bus_channel(&key, &channel)) else {
+                let channel_name = door.names.bus_channel(&key, &channel);
+                let Some(socket) = door.new_socket(channel_name) else {
                     let answer = esb::Reply {
                         status: 503,
                         content_type: None,
@@ -285,12 +328,13 @@ impl Door for EsbDoor {
         Next::Publish(Box::new(publish))
     }
 
-    /// SIGHUP: the users file is read again; nothing changes if it cannot be.
+    /// SIGHUP: the users file is read again; nothing changes if it cannot be, or if it holds
+    /// a key the channel names cannot keep apart (`read_users`).
     fn prepare_reload(&self, cfg: &crate::config::Config) -> Result<DoorState, String> {
         let Some(path) = &cfg.esb_users else {
             return Ok(Box::new(None::<HashMap<String, String>>));
         };
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = read_users(path, cfg).map_err(|e| e.to_string())?;
         Ok(Box::new(Some(parse_users(&text))))
     }
 
@@ -441,4 +485,38 @@ impl Hold for EventStream {
 fn answer_door(session: &mut Conn, reply: Reply, answer: &esb::Reply) -> Option<Next> {
     let content_type = answer.content_type.map(|value| ("Content-Type", value));
     session.answer_framed(reply, answer.status, content_type, &answer.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_files_the_channel_names_cannot_keep_apart() {
+        use esb::ChannelNames::{Native, Private};
+        let cases: &[(&str, esb::ChannelNames, Result<(), &str>)] = &[
+            ("k1:s\nk2:t\n", Native, Ok(())),
+            ("k1:s\n# a/b:c\n\n a/b : t\n", Private, Ok(())),
+            (
+                "k1:s\n# a/b:c\n\n a/b : t\n",
+                Native,
+                Err("4: api key \"a/b\" holds '/'"),
+            ),
+            (
+                "no separator/here\nk/1:s\n",
+                Native,
+                Err("2: api key \"k/1\""),
+            ),
+        ];
+        for &(text, names, want) in cases {
+            let got = check_users(text, names);
+            match want {
+                Ok(()) => assert_eq!(got, Ok(()), "{text:?}"),
+                Err(start) => assert!(got.unwrap_err().starts_with(start), "{text:?}"),
+            }
+        }
+        let users = parse_users("k1:s\n a/b : t\n#x:y\n");
+        assert_eq!(users.get("a/b").map(String::as_str), Some("t"));
+        assert_eq!(users.len(), 2);
+    }
 }
