@@ -38,13 +38,11 @@ use crate::{activation, privileges, tls};
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
 /// The NATS connection, below the listeners' tokens.
 const CLUSTER_TOKEN: Token = Token(usize::MAX - 1 - MAX_LISTENERS);
-/// The NATS name lookup's answer, from its helper thread.
-const RESOLVED_TOKEN: Token = Token(usize::MAX - 2 - MAX_LISTENERS - MAX_UPSTREAM_TOKENS);
-/// The AMQP connection (`--amqp`), and its name lookup's answer, below the NATS lookup's.
-const AMQP_TOKEN: Token = Token(RESOLVED_TOKEN.0 - 1);
-const AMQP_RESOLVED_TOKEN: Token = Token(RESOLVED_TOKEN.0 - 2);
-/// The log's writer has results (`--data-dir`).
-const COMMIT_TOKEN: Token = Token(RESOLVED_TOKEN.0 - 3);
+/// The reactor's one waker (mio allows one per poll): a helper thread has something for it,
+/// a name lookup's answer (NATS, AMQP) or the log writer's results (`--data-dir`).
+const WAKE_TOKEN: Token = Token(usize::MAX - 2 - MAX_LISTENERS - MAX_UPSTREAM_TOKENS);
+/// The AMQP connection (`--amqp`), below the waker's token.
+const AMQP_TOKEN: Token = Token(WAKE_TOKEN.0 - 1);
 const LISTENER_TOKEN_BASE: usize = usize::MAX - 1;
 /// Outbound HTTP calls a door makes: `UPSTREAM_TOKEN_TOP - slot`, below the cluster's token.
 const UPSTREAM_TOKEN_TOP: usize = CLUSTER_TOKEN.0 - 1;
@@ -145,6 +143,8 @@ pub struct Server {
     held: VecDeque<Held>,
     /// Messages of the publish being carried out that the store holds, and their ticket.
     holding: Vec<Rc<Message>>,
+    /// Deliveries from the AMQP exchange the log failed to keep, to give back to the broker.
+    exchange_requeue: Vec<crate::amqp::Taken>,
     holding_ticket: crate::bus::Ticket,
 }
 
@@ -156,6 +156,8 @@ struct Held {
     /// The connection that asked (slab key), the publish and how it went so far; None once
     /// the connection is gone.
     answer: Option<(usize, Box<crate::conn::Publish>, Result<Published, Refused>)>,
+    /// A message from the AMQP exchange, acknowledged to the broker once safe.
+    from_exchange: Option<crate::amqp::Taken>,
 }
 
 /// What the reactor owns of a connection besides its session: the socket, and the file being
@@ -243,17 +245,18 @@ impl Server {
             wire_names: wires.names(),
             ..Stats::default()
         };
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE_TOKEN)?);
         let cluster = if cfg.nats.is_empty() {
             None
         } else {
             let name = cfg.node_name.clone().unwrap_or_else(default_node_name);
-            let waker = mio::Waker::new(poll.registry(), RESOLVED_TOKEN)?;
+            let waker = Arc::clone(&waker);
             Some(Cluster::new(cfg.nats.clone(), name, Instant::now(), waker))
         };
         let amqp = match crate::amqp::Settings::from_config(&cfg) {
             None => None,
             Some(settings) => {
-                let waker = mio::Waker::new(poll.registry(), AMQP_RESOLVED_TOKEN)?;
+                let waker = Arc::clone(&waker);
                 let amqp = Amqp::new(settings, cfg.max_body, Instant::now(), waker)
                     .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
                 Some(amqp)
@@ -284,7 +287,7 @@ impl Server {
             max_retained_bytes: cfg.max_retained_bytes,
         });
         if let Some(dir) = &cfg.data_dir {
-            open_log(&mut bus, dir, &cfg, &poll)?;
+            open_log(&mut bus, dir, &cfg, Arc::clone(&waker))?;
         }
         let now = Instant::now();
         Ok(Server {
@@ -333,6 +336,7 @@ impl Server {
             notify,
             held: VecDeque::new(),
             holding: Vec::new(),
+            exchange_requeue: Vec::new(),
             holding_ticket: 0,
         })
     }
@@ -495,17 +499,7 @@ impl Server {
                 SIGNAL_TOKEN => self.on_signal(),
                 CLUSTER_TOKEN => self.on_cluster(false),
                 AMQP_TOKEN => self.on_amqp(false),
-                AMQP_RESOLVED_TOKEN => {
-                    if let Some(amqp) = self.amqp.as_mut() {
-                        amqp.on_resolved(self.poll.registry(), AMQP_TOKEN, self.now);
-                    }
-                }
-                COMMIT_TOKEN => self.on_commits(),
-                RESOLVED_TOKEN => {
-                    if let Some(cluster) = self.cluster.as_mut() {
-                        cluster.on_resolved(self.poll.registry(), CLUSTER_TOKEN, self.now);
-                    }
-                }
+                WAKE_TOKEN => self.on_wake(),
                 Token(t) if t > LISTENER_TOKEN_BASE - MAX_LISTENERS => {
                     self.accept_all();
                 }
@@ -783,6 +777,7 @@ impl Server {
                             ticket: self.holding_ticket,
                             msgs,
                             answer: Some((key, publish, outcome)),
+                            from_exchange: None,
                         });
                     }
                 }
@@ -897,6 +892,17 @@ impl Server {
         self.bus.store_mut().submit(next_id);
     }
 
+    /// A helper thread woke the loop: each source takes what it has, if anything.
+    fn on_wake(&mut self) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.on_resolved(self.poll.registry(), CLUSTER_TOKEN, self.now);
+        }
+        if let Some(amqp) = self.amqp.as_mut() {
+            amqp.on_resolved(self.poll.registry(), AMQP_TOKEN, self.now);
+        }
+        self.on_commits();
+    }
+
     /// The store has made publishes safe, or failed to: the held ones up to its ticket are
     /// delivered and answered (or refused), and their connections go on with what follows.
     fn on_commits(&mut self) {
@@ -936,8 +942,23 @@ impl Server {
                 continue;
             }
             self.bus.commit(msg, self.now);
-            local_only |= !self.send_onward(msg);
+            // What came from the exchange is already everywhere the exchange reaches.
+            if held.from_exchange.is_none() {
+                local_only |= !self.send_onward(msg);
+            }
             recipients += self.deliver(msg);
+        }
+        if let Some(taken) = held.from_exchange {
+            match failure {
+                None => {
+                    if let Some(amqp) = self.amqp.as_mut() {
+                        amqp.ack_taken(taken, self.poll.registry(), self.now);
+                    }
+                }
+                // Given back at the next housekeeping tick, not at once: while the disk is
+                // failing, the broker would hand it straight back again and again.
+                Some(_) => self.exchange_requeue.push(taken),
+            }
         }
         let Some((key, mut publish, outcome)) = held.answer else {
             return;
@@ -1038,7 +1059,17 @@ impl Server {
         };
         match taken {
             Ok(msg) => {
-                amqp.ack_taken(&delivery, registry, self.now);
+                if let Some(ticket) = self.bus.take_ticket() {
+                    // Acknowledged once the log has it, as a client's publish is answered.
+                    self.held.push_back(Held {
+                        ticket,
+                        msgs: vec![msg],
+                        answer: None,
+                        from_exchange: Some(delivery.taken()),
+                    });
+                    return;
+                }
+                amqp.ack_taken(delivery.taken(), registry, self.now);
                 self.deliver(&msg);
             }
             Err(why) => {
@@ -1210,6 +1241,11 @@ impl Server {
             }
             if let Some(upstream) = self.upstream.as_mut() {
                 upstream.expire(self.poll.registry(), self.now);
+            }
+            if let Some(amqp) = self.amqp.as_mut() {
+                for taken in std::mem::take(&mut self.exchange_requeue) {
+                    amqp.requeue(taken, self.poll.registry(), self.now);
+                }
             }
             if freed > 0 {
                 debug!("freed {freed} idle channels");
@@ -1894,8 +1930,12 @@ fn raise_open_files_limit() -> usize {
 
 /// Opens the log in `dir` (`--data-dir`), rebuilds the bus from it, and keeps the bus's
 /// histories there from now on. Blocking: it runs before the loop.
-fn open_log(bus: &mut Bus, dir: &std::path::Path, cfg: &Config, poll: &Poll) -> io::Result<()> {
-    let waker = mio::Waker::new(poll.registry(), COMMIT_TOKEN)?;
+fn open_log(
+    bus: &mut Bus,
+    dir: &std::path::Path,
+    cfg: &Config,
+    waker: Arc<mio::Waker>,
+) -> io::Result<()> {
     let opts = crate::store::Options {
         dir: dir.to_path_buf(),
         fsync: cfg.fsync,

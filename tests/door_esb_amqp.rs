@@ -803,3 +803,46 @@ fn a_redelivery_of_a_message_the_bus_took_is_not_delivered_twice() {
     assert_eq!(amqp_metric(&a, "redelivered_skipped_total"), 1);
     let _ = std::fs::remove_file(users);
 }
+
+/// With `--data-dir`, an exchange message is acknowledged only once the log has it, as a
+/// client's publish is answered: killed at once after, the node replays it from its log, and
+/// RabbitMQ, which had the acknowledgement, does not deliver it again.
+#[test]
+fn with_a_data_dir_an_exchange_message_is_acknowledged_once_logged() {
+    let Some(rabbit) = Rabbit::start("durable") else {
+        return;
+    };
+    let users = users_file("durable");
+    let dir = std::env::temp_dir().join(format!("msgbus-amqp-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir.display().to_string();
+    let extra = [
+        "--amqp-queue",
+        "msgbus-durable-node",
+        "--data-dir",
+        &dir_arg,
+    ];
+    let a = node(&rabbit, &users, &extra);
+    let mut on_a = stream(&a, "chat");
+    rabbit.publish(&[r#"{"channel":"chat","user":"k1","data":"kept"}"#]);
+    assert_eq!(on_a.next(), "id:ID\ndata:kept\n\n");
+    wait_for_metric(&a, "received_total", |n| n == 1);
+    drop(on_a);
+    a.signal(libc::SIGKILL);
+    drop(a);
+
+    let a = node(&rabbit, &users, &extra);
+    let socket = create_socket(&a, "chat");
+    let request = format!(
+        "GET /eventsource?socket={socket} HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 000000000000000000000000\r\n\r\n"
+    );
+    let mut replay = Events::new(subscribe(&a, &request, HEAD));
+    assert_eq!(replay.next(), "id:ID\ndata:kept\n\n");
+    // A message published now comes next: nothing was delivered again in between.
+    rabbit.publish(&[r#"{"channel":"chat","user":"k1","data":"after"}"#]);
+    assert_eq!(replay.next(), "id:ID\ndata:after\n\n");
+    assert_eq!(amqp_metric(&a, "received_total"), 1);
+    assert_eq!(amqp_metric(&a, "redelivered_skipped_total"), 0);
+    let _ = std::fs::remove_file(users);
+    let _ = std::fs::remove_dir_all(dir);
+}

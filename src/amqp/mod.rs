@@ -204,6 +204,27 @@ pub struct Delivery {
     pub too_large: bool,
     /// Its `message_id`, else its body, hashed (`Recent::digest`).
     pub digest: u64,
+    /// The connection it came on (a tag means nothing on another one).
+    pub connection: u64,
+}
+
+/// What is needed to acknowledge a delivery once its body is gone: when the bus takes a message
+/// only once the log has it, the acknowledgement waits for that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    pub tag: u64,
+    pub digest: u64,
+    pub connection: u64,
+}
+
+impl Delivery {
+    pub fn taken(&self) -> Taken {
+        Taken {
+            tag: self.tag,
+            digest: self.digest,
+            connection: self.connection,
+        }
+    }
 }
 
 /// What the reactor should know after the connection handled an event.
@@ -405,7 +426,7 @@ impl Amqp {
         settings: Settings,
         max_message: usize,
         now: Instant,
-        waker: Waker,
+        waker: Arc<Waker>,
     ) -> Result<Amqp, String> {
         let tls = if settings.url.tls {
             Some(tls_config()?)
@@ -430,7 +451,7 @@ impl Amqp {
             max_message,
             retry: FIRST_RETRY,
             rng,
-            waker: Arc::new(waker),
+            waker,
             answers,
             sender,
             last_lookup: 0,
@@ -1006,6 +1027,7 @@ impl Amqp {
             own: incoming.own,
             too_large: incoming.too_large,
             digest,
+            connection: self.counters.disconnects,
         });
     }
 
@@ -1036,10 +1058,27 @@ impl Amqp {
 
     /// The bus took a delivery: remembered, so that a redelivery of it is skipped even when
     /// this acknowledgement never reaches the broker, and acknowledged.
-    pub fn ack_taken(&mut self, delivery: &Delivery, registry: &Registry, now: Instant) {
+    pub fn ack_taken(&mut self, delivery: Taken, registry: &Registry, now: Instant) {
         self.recent.taken(delivery.digest);
         self.counters.received += 1;
-        self.ack(delivery.tag, registry, now);
+        if delivery.connection == self.counters.disconnects {
+            self.ack(delivery.tag, registry, now);
+        }
+        // Else the connection it came on is gone, and the broker gives it again on this one,
+        // where it is known as taken and skipped.
+    }
+
+    /// Gives back a delivery the bus could not keep (the log is failing), for the broker to
+    /// deliver again; on another connection than its own the broker has done so already.
+    pub fn requeue(&mut self, delivery: Taken, registry: &Registry, now: Instant) {
+        if delivery.connection != self.counters.disconnects || !self.is_ready() {
+            return;
+        }
+        self.send(&Method::BasicReject {
+            delivery_tag: delivery.tag,
+            requeue: true,
+        });
+        self.flush_or_cut(registry, now);
     }
 
     /// Acknowledges a delivery the bus took (or that was dropped as bad).
@@ -1246,7 +1285,7 @@ mod tests {
     #[test]
     fn reconnects_back_off_doubling_with_jitter() {
         let poll = mio::Poll::new().unwrap();
-        let waker = Waker::new(poll.registry(), Token(0)).unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(0)).unwrap());
         let settings = Settings {
             url: AmqpUrl::parse("amqp://127.0.0.1").unwrap(),
             exchange: DEFAULT_EXCHANGE.into(),

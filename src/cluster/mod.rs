@@ -162,11 +162,11 @@ pub struct Cluster {
 impl Cluster {
     /// `waker` wakes the reactor when a name lookup is answered; the reactor then calls
     /// `on_resolved`.
-    pub fn new(urls: Vec<NatsUrl>, node_name: String, now: Instant, waker: Waker) -> Cluster {
+    pub fn new(urls: Vec<NatsUrl>, node_name: String, now: Instant, waker: Arc<Waker>) -> Cluster {
         let (sender, answers) = channel();
         Cluster {
             resolver: Resolver {
-                waker: Arc::new(waker),
+                waker,
                 answers,
                 sender,
                 last: 0,

@@ -108,7 +108,10 @@ pub struct Log {
 impl Log {
     /// Opens (or makes) the log in `opts.dir`, takes its lock, reads it back, and starts its
     /// writer, which wakes the reactor through `waker`. Blocking: it runs before the reactor.
-    pub fn open(opts: &Options, waker: mio::Waker) -> Result<(Log, Recovered), OpenError> {
+    pub fn open(
+        opts: &Options,
+        waker: std::sync::Arc<mio::Waker>,
+    ) -> Result<(Log, Recovered), OpenError> {
         let dir = &opts.dir;
         let io_err = |path: &Path| {
             let path = path.to_path_buf();

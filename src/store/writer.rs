@@ -80,7 +80,12 @@ pub struct Writer {
 
 impl Writer {
     /// Runs until the reactor drops its end of `jobs`; then syncs what is written.
-    pub fn run(mut self, jobs: Receiver<Job>, done: Sender<Done>, waker: mio::Waker) {
+    pub fn run(
+        mut self,
+        jobs: Receiver<Job>,
+        done: Sender<Done>,
+        waker: std::sync::Arc<mio::Waker>,
+    ) {
         loop {
             let first = match self.fsync {
                 Fsync::Batch(every) if self.dirty => {
