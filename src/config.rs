@@ -129,6 +129,10 @@ pub struct Config {
     pub nats: Vec<crate::cluster::NatsUrl>,
     /// This node's name in the cluster (default msgbus-HOST-PID).
     pub node_name: Option<String>,
+    /// The JetStream stream the cluster's history lives in (`--nats-stream`).
+    pub nats_stream: String,
+    /// Copies of the stream a clustered nats-server keeps (`--nats-replicas`, 1 to 5).
+    pub nats_replicas: u8,
     /// SO_REUSEPORT on TCP listeners: several processes share one port.
     pub reuse_port: bool,
     /// Opens the eventsource-broker door, with its users (`key:secret` lines).
@@ -303,6 +307,8 @@ impl Default for Config {
             proxy_protocol: false,
             access_log: false,
             nats: Vec::new(),
+            nats_stream: crate::cluster::DEFAULT_STREAM.to_string(),
+            nats_replicas: 1,
             node_name: None,
             reuse_port: false,
             esb_users: None,
@@ -451,8 +457,10 @@ Options:
   --trusted-proxy LIST    proxies whose X-Forwarded-For / Forwarded and PROXY headers give the
                           client's address (addresses, networks, `unix`; default: none)
   --proxy-protocol        plain listeners expect a PROXY protocol (v1 or v2) header first
-  --nats URL              join other nodes through NATS (nats://[user:pass@|token@]host:port);
-                          repeat for failover
+  --nats URL              join other nodes through NATS JetStream
+                          (nats://[user:pass@|token@]host:port); repeat for failover
+  --nats-stream NAME      the JetStream stream holding the cluster's messages (default: MSGBUS)
+  --nats-replicas N       copies of the stream in a clustered nats-server, 1 to 5 (default: 1)
   --node-name NAME        this node's name in the cluster (default: msgbus-HOST-PID)
   --reuse-port            let several msgbus processes listen on the same port (SO_REUSEPORT)
   --esb-users FILE        open the eventsource-broker door (/eventsource, /socket, /event);
@@ -642,6 +650,8 @@ impl Changes {
             access_log: _,
             nats: _,
             node_name: _,
+            nats_stream: _,
+            nats_replicas: _,
             reuse_port: _,
             esb_users: _,
             martd: _,
@@ -690,6 +700,8 @@ impl Changes {
             proxy_protocol => "proxy-protocol",
             nats => "nats",
             node_name => "node-name",
+            nats_stream => "nats-stream",
+            nats_replicas => "nats-replicas",
             martd => "martd",
             simple_comet => "simple-comet",
             lhttp => "lhttp",
@@ -880,6 +892,8 @@ const OPTIONS: &[Spec] = &[
     flag("proxy-protocol"),
     values("nats"),
     value("node-name"),
+    value("nats-stream"),
+    value("nats-replicas"),
     flag("reuse-port"),
     value("esb-users"),
     flag("martd"),
@@ -1084,6 +1098,30 @@ impl Builder {
                 cfg.nats.push(url);
             }
             "node-name" => cfg.node_name = Some(text()),
+            "nats-stream" => {
+                let value = text();
+                if !crate::cluster::jetstream::is_name(&value) {
+                    return Err(ConfigError::BadValue {
+                        flag,
+                        value,
+                        why: "expected a stream name (no spaces, '.', '*' or '>')",
+                    });
+                }
+                cfg.nats_stream = value;
+            }
+            "nats-replicas" => {
+                let value = text();
+                cfg.nats_replicas = match value.parse::<u8>() {
+                    Ok(n @ 1..=5) => n,
+                    _ => {
+                        return Err(ConfigError::BadValue {
+                            flag,
+                            value,
+                            why: "expected 1 to 5",
+                        })
+                    }
+                };
+            }
             "reuse-port" => cfg.reuse_port = switch(flag, value)?,
             "esb-users" => cfg.esb_users = Some(PathBuf::from(text())),
             "martd" => cfg.martd = switch(flag, value)?,

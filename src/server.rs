@@ -116,6 +116,11 @@ pub struct Server {
     per_address: AddressCounts,
     /// The NATS connection joining this node to others, with `--nats`.
     cluster: Option<Cluster>,
+    /// Publishes waiting for the cluster to store them, by ticket.
+    held: HashMap<u64, Held>,
+    next_ticket: u64,
+    /// Why the cluster cannot start: `run` ends with it.
+    fatal: Option<String>,
     /// The doors the configuration opened (`crate::doors`), each behind the `Door` trait.
     doors: Doors,
     /// The wire formats: the transports' and those the doors registered.
@@ -126,6 +131,20 @@ pub struct Server {
     notify: Option<Notifier>,
     /// When the manager's watchdog is next told that the loop turns.
     next_watchdog: Option<Instant>,
+}
+
+/// A publish held until the cluster has stored it in every channel it names.
+struct Held {
+    key: usize,
+    publish: Box<crate::conn::Publish>,
+    /// Channels not yet confirmed.
+    left: usize,
+    /// The last id the stream gave.
+    id: u64,
+    /// Why not all of it was stored, if so.
+    refused: Option<Refused>,
+    /// One stand-in per channel, to count this node's subscribers when it is answered.
+    probes: Vec<Message>,
 }
 
 /// What the reactor owns of a connection besides its session: the socket, and the file being
@@ -211,7 +230,26 @@ impl Server {
         } else {
             let name = cfg.node_name.clone().unwrap_or_else(default_node_name);
             let waker = mio::Waker::new(poll.registry(), RESOLVED_TOKEN)?;
-            Some(Cluster::new(cfg.nats.clone(), name, Instant::now(), waker))
+            let spec = crate::cluster::StreamSpec {
+                name: cfg.nats_stream.clone(),
+                prefix: crate::cluster::SUBJECT_PREFIX.to_string(),
+                per_subject: cfg.history.max(1) as u64,
+                max_age: cfg.message_lifetime.max(Duration::from_secs(1)),
+                replicas: cfg.nats_replicas,
+            };
+            Some(Cluster::new(
+                cfg.nats.clone(),
+                name,
+                spec,
+                Instant::now(),
+                waker,
+            ))
+        };
+        // In a cluster ids are the stream's sequences; alone, they start from the clock.
+        let first_id = if cluster.is_some() {
+            1
+        } else {
+            first_message_id()
         };
         let listeners = bind_all(&cfg, &poll, inherited)?;
         if let Some(path) = &cfg.pid_file {
@@ -241,7 +279,7 @@ impl Server {
             signals,
             conns: Slab::with_capacity(1024),
             bus: {
-                let mut bus = Bus::new(first_message_id(), cfg.retention(), cfg.channel_timeout);
+                let mut bus = Bus::new(first_id, cfg.retention(), cfg.channel_timeout);
                 bus.set_limits(BusLimits {
                     max_channels: cfg.max_channels,
                     max_retained_bytes: cfg.max_retained_bytes,
@@ -274,6 +312,9 @@ impl Server {
             gate,
             per_address: AddressCounts::default(),
             cluster,
+            held: HashMap::new(),
+            next_ticket: 1,
+            fatal: None,
             doors,
             wires,
             upstream,
@@ -301,6 +342,9 @@ impl Server {
         loop {
             self.poll_events()?;
             self.expire_timers();
+            if let Some(why) = self.fatal.take() {
+                return Err(io::Error::other(why));
+            }
             self.tell_watchdog();
             if let Some(upstream) = self.upstream.as_mut() {
                 upstream.start(self.poll.registry(), |slot| {
@@ -469,6 +513,11 @@ impl Server {
     /// back later instead of waiting in the backlog; only running out of descriptors pauses
     /// accepting.
     fn accept_all(&mut self) {
+        // In a cluster, clients wait until the node has read what the stream held when it
+        // joined: its window is then whole, and a resume finds what it should.
+        if self.cluster.as_ref().is_some_and(|c| !c.has_caught_up()) {
+            return;
+        }
         if let Some(at) = self.accept_retry_at {
             if self.now < at {
                 return;
@@ -684,6 +733,7 @@ impl Server {
                 // already here: no more bytes may come to wake the connection for them.
                 Next::Wait if !was_websocket && conn.websocket_input_waiting() => continue,
                 Next::Wait => break,
+                Next::Publish(publish) if self.cluster.is_some() => self.hold_publish(key, publish),
                 Next::Publish(mut publish) => {
                     let req = std::mem::take(&mut publish.req);
                     let outcome = self.publish(req, &publish.who);
@@ -768,16 +818,130 @@ impl Server {
     fn publish_admitted(&mut self, publish: crate::gate::Publish) -> Result<Published, Refused> {
         let msg = self.bus.publish(publish, self.now).map_err(Refused::Bus)?;
         self.stats.published += 1;
-        let local_only = match &mut self.cluster {
-            Some(cluster) => !cluster.forward(&msg, self.poll.registry(), self.now),
-            None => false,
-        };
         let recipients = self.deliver(&msg);
         Ok(Published {
             id: msg.id,
             recipients,
-            local_only,
+            local_only: false,
         })
+    }
+
+    /// In a cluster a publish goes to the stream, one message per channel it names, and the
+    /// connection waits (reading nothing more) until JetStream has confirmed each: only then
+    /// is it answered, with the stream's sequence as the id. Delivery, here as on every node,
+    /// comes from the consumer. What is refused before anything is sent is answered at once.
+    fn hold_publish(&mut self, key: usize, mut publish: Box<crate::conn::Publish>) {
+        let req = std::mem::take(&mut publish.req);
+        let admitted = match req.admit(&publish.who, &self.gate) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                let outcome = Err(Refused::Gate(refusal));
+                self.conns[key].answer_publish(&mut publish, outcome, &mut self.doors);
+                return;
+            }
+        };
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let mut probes = Vec::new();
+        let mut refused = None;
+        for admitted in admitted {
+            let parts = match self.bus.prepare(admitted, self.now) {
+                Ok(parts) => parts,
+                Err(e) => {
+                    refused = Some(Refused::Bus(e));
+                    break;
+                }
+            };
+            let cluster = self.cluster.as_mut().expect("held only in a cluster");
+            let sent = cluster.publish(
+                ticket,
+                &parts.channel,
+                &parts.content_type,
+                parts.sender.as_deref(),
+                parts.event.as_deref(),
+                &parts.body,
+                self.poll.registry(),
+                self.now,
+            );
+            if let Err(e) = sent {
+                refused = Some(Refused::Unavailable(e.to_string()));
+                break;
+            }
+            let channel: Rc<str> = parts.channel.into();
+            probes.push(Message::new(
+                0,
+                channel,
+                parts.content_type,
+                parts.sender,
+                parts.body,
+            ));
+        }
+        if probes.is_empty() {
+            let outcome = Err(refused.unwrap_or(Refused::Bus(BusError::NoSuchChannel)));
+            if let Some(Refused::Bus(BusError::ChannelLimit)) = outcome.as_ref().err() {
+                self.stats.count_limit(Limit::Channels);
+            }
+            self.conns[key].answer_publish(&mut publish, outcome, &mut self.doors);
+            return;
+        }
+        self.conns[key].awaiting_publish = Some(ticket);
+        let held = Held {
+            key,
+            publish,
+            left: probes.len(),
+            id: 0,
+            refused,
+            probes,
+        };
+        self.held.insert(ticket, held);
+    }
+
+    /// The cluster stored one channel's message of a held publish (or gave up on it): once all
+    /// are settled, the connection is answered and goes on with what it has buffered.
+    fn on_stored(&mut self, ticket: u64, stored: Result<u64, crate::cluster::Unavailable>) {
+        let Some(held) = self.held.get_mut(&ticket) else {
+            return;
+        };
+        held.left -= 1;
+        match stored {
+            Ok(id) => held.id = held.id.max(id),
+            Err(e) => held.refused = Some(Refused::Unavailable(e.to_string())),
+        }
+        if held.left > 0 {
+            return;
+        }
+        let mut held = self.held.remove(&ticket).expect("looked up above");
+        let outcome = match held.refused.take() {
+            Some(refused) => Err(refused),
+            None => {
+                self.stats.published += held.probes.len() as u64;
+                let mut recipients = 0;
+                for probe in &held.probes {
+                    self.bus.for_each_recipient(probe, |_| recipients += 1);
+                }
+                Ok(Published {
+                    id: held.id,
+                    recipients,
+                    local_only: false,
+                })
+            }
+        };
+        // The connection may have gone meanwhile, its slot taken by another.
+        let key = held.key;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.awaiting_publish != Some(ticket) {
+            return;
+        }
+        conn.awaiting_publish = None;
+        conn.answer_publish(&mut held.publish, outcome, &mut self.doors);
+        for event in conn.stat_events.drain(..) {
+            self.stats.count(event);
+        }
+        schedule_flush(&mut self.flush_list, conn, key);
+        self.read_again.push(key);
+        self.rearm(key);
     }
 
     /// A message published on another node, to this node's subscribers.
@@ -819,7 +983,9 @@ impl Server {
         let polls_done = &mut self.polls_done;
         self.bus.for_each_recipient(msg, |sub| {
             let conn = &mut conns[sub.conn];
-            if conn.closing || conn.last_delivered == msg.id {
+            // Ids only grow: one already queued here (through another subscription, or a
+            // replay up to a cursor) is not sent again.
+            if conn.closing || conn.last_delivered >= msg.id {
                 return;
             }
             recipients += 1;
@@ -863,18 +1029,31 @@ impl Server {
             return;
         };
         let registry = self.poll.registry();
-        let outcome = if timer {
+        if timer {
             cluster.on_timer(registry, CLUSTER_TOKEN, self.now);
-            crate::cluster::Outcome::default()
         } else {
-            cluster.on_ready(registry, self.now)
-        };
-        if outcome.rejoined {
-            self.bus.mark_gap();
+            cluster.on_ready(registry, self.now);
+        }
+        let outcome = cluster.take_outcome();
+        if let Some(first) = outcome.first_seq {
+            self.bus.begin_at(first);
         }
         self.cluster_again |= outcome.more;
-        for remote in outcome.remotes {
+        for remote in outcome.deliveries {
             self.deliver_remote(remote);
+        }
+        for (first, last) in outcome.holes {
+            self.bus.note_hole(first, last);
+        }
+        for (ticket, stored) in outcome.acks {
+            self.on_stored(ticket, stored);
+        }
+        if outcome.caught_up {
+            // Connections waited in the backlog while the window was rebuilt.
+            self.accept_all();
+        }
+        if let Some(why) = outcome.fatal {
+            self.fatal = Some(why);
         }
     }
 

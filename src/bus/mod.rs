@@ -30,6 +30,8 @@ const RETAINED_OVERHEAD: usize = 256;
 /// What a replayed message costs besides its body, counted against a replay's byte budget (the
 /// frame's headers).
 const REPLAY_OVERHEAD: usize = 128;
+/// Holes in the stream's sequence remembered; past it the oldest merge.
+const MAX_HOLES: usize = 4096;
 
 /// One subscription of one connection.
 #[derive(Debug)]
@@ -331,6 +333,8 @@ pub struct Bus {
     sweep_cursor: usize,
     /// Cursors before this may have missed messages published while this node was cut off.
     gap_upto: u64,
+    /// In a cluster: sequences the stream dropped before this node read them, in order.
+    holes: Vec<(u64, u64)>,
 }
 
 impl Bus {
@@ -356,6 +360,7 @@ impl Bus {
             expired: 0,
             sweep_cursor: 0,
             gap_upto: 0,
+            holes: Vec::new(),
         }
     }
 
@@ -463,6 +468,41 @@ impl Bus {
         publish: gate::Publish,
         now: Instant,
     ) -> Result<Rc<Message>, BusError> {
+        let (index, parts) = self.prepare_in(publish, now)?;
+        let channel = &self.channels[index];
+        let mut msg = Message::new(
+            self.next_id,
+            channel.name.clone(),
+            parts.content_type,
+            parts.sender,
+            parts.body,
+        );
+        msg.event = parts.event;
+        if let Some((slot, frame)) = parts.preset {
+            msg.preset_frame(slot, frame);
+        }
+        let msg = Rc::new(msg);
+        self.next_id += 1;
+        self.keep(index, &msg, now);
+        Ok(msg)
+    }
+
+    /// What `publish` does before it numbers the message: the channel (within the limit), its
+    /// key, its attributes. In a cluster the message then goes to the stream, and comes back
+    /// numbered through `publish_remote`.
+    pub fn prepare(
+        &mut self,
+        publish: gate::Publish,
+        now: Instant,
+    ) -> Result<gate::PublishParts, BusError> {
+        self.prepare_in(publish, now).map(|(_, parts)| parts)
+    }
+
+    fn prepare_in(
+        &mut self,
+        publish: gate::Publish,
+        now: Instant,
+    ) -> Result<(usize, gate::PublishParts), BusError> {
         let parts = publish.into_parts();
         let index = self.channel_index(&parts.channel, now)?;
         let channel = &mut self.channels[index];
@@ -483,21 +523,7 @@ impl Bus {
             }
         }
         channel.published = true;
-        let mut msg = Message::new(
-            self.next_id,
-            channel.name.clone(),
-            parts.content_type,
-            parts.sender,
-            parts.body,
-        );
-        msg.event = parts.event;
-        if let Some((slot, frame)) = parts.preset {
-            msg.preset_frame(slot, frame);
-        }
-        let msg = Rc::new(msg);
-        self.next_id += 1;
-        self.keep(index, &msg, now);
-        Ok(msg)
+        Ok((index, parts))
     }
 
     /// Keeps `msg` in channel `index`, counting it, and evicts the oldest messages anywhere when
@@ -578,6 +604,38 @@ impl Bus {
         self.first_id = self.first_id.min(id);
         self.keep(index, &msg, now);
         Ok(msg)
+    }
+
+    /// In a cluster: ids are the stream's sequences, and nothing before `first` (the stream's
+    /// oldest when this node joined) is known here.
+    pub fn begin_at(&mut self, first: u64) {
+        self.first_id = first;
+        self.next_id = self.next_id.max(first);
+    }
+
+    /// In a cluster: sequences `first..=last` were dropped by the stream before this node read
+    /// them. Which channels they were on is not known; a client whose cursor is before them and
+    /// whose next message is after them is told it may have missed some.
+    pub fn note_hole(&mut self, first: u64, last: u64) {
+        if let Some(prev) = self.holes.last_mut() {
+            if prev.1 + 1 >= first {
+                prev.1 = prev.1.max(last);
+                return;
+            }
+        }
+        self.holes.push((first, last));
+        // Bounded: the oldest two merge, which can only tell more clients, never fewer.
+        if self.holes.len() > MAX_HOLES {
+            let (a, _) = self.holes.remove(0);
+            self.holes[0].0 = a;
+        }
+    }
+
+    /// Whether a hole lies after `after` and before `front` (the first message replayed, or
+    /// the next id).
+    fn hole_between(&self, after: u64, front: u64) -> bool {
+        let at = self.holes.partition_point(|h| h.1 <= after);
+        self.holes.get(at).is_some_and(|h| h.0 < front)
     }
 
     /// Messages up to the next id may have been published elsewhere and never reached this
@@ -703,11 +761,19 @@ impl Bus {
         // messages; otherwise only if something after the cursor has been forgotten.
         let unknown_before = self.gap_upto.max(self.first_id.saturating_sub(1));
         let from_the_start = after == 0;
+        let oldest = oldest_retained.unwrap_or(self.next_id);
         if after < forgotten_upto || (after < unknown_before && !from_the_start) {
-            replay.missed = Some(Missed {
-                after,
-                oldest: oldest_retained.unwrap_or(self.next_id),
-            });
+            replay.missed = Some(Missed { after, oldest });
+        } else {
+            // The stream dropped sequences between the cursor and what the client gets next:
+            // they may have been on this topic.
+            let next = replay.messages.first().map_or(self.next_id, |m| m.id);
+            if self.hole_between(after, next) {
+                replay.missed = Some(Missed {
+                    after,
+                    oldest: next,
+                });
+            }
         }
         replay
     }

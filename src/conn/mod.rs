@@ -177,6 +177,8 @@ pub enum Publisher {
 pub enum Refused {
     Gate(Refusal),
     Bus(BusError),
+    /// The cluster could not store it (NATS away): 503 with `Retry-After`.
+    Unavailable(String),
 }
 
 impl Refused {
@@ -184,6 +186,7 @@ impl Refused {
         match self {
             Refused::Gate(refusal) => Status::from_code(refusal.status),
             Refused::Bus(e) => bus_error_status(*e),
+            Refused::Unavailable(_) => Status::from_code(503),
         }
     }
 }
@@ -193,6 +196,7 @@ impl std::fmt::Display for Refused {
         match self {
             Refused::Gate(refusal) => refusal.fmt(f),
             Refused::Bus(e) => e.fmt(f),
+            Refused::Unavailable(why) => f.write_str(why),
         }
     }
 }
@@ -416,6 +420,9 @@ pub struct Conn {
     request_line: Option<Box<str>>,
     /// Dropping frames for slowness; logged once per episode.
     dropping: bool,
+    /// A publish of this connection waits for the cluster to store it (the reactor's ticket):
+    /// nothing more is read or handled until it is answered.
+    pub awaiting_publish: Option<u64>,
 }
 
 impl Conn {
@@ -445,6 +452,7 @@ impl Conn {
             request_line: None,
             pending_publishes: Vec::new(),
             dropping: false,
+            awaiting_publish: None,
         }
     }
 
@@ -507,6 +515,9 @@ impl Conn {
     /// Whether the reactor should read more now. A client that pipelines requests but does not
     /// read the answers is not read from until they drain; a file being sent holds requests back.
     pub fn wants_input(&self, cfg: &Config) -> bool {
+        if self.awaiting_publish.is_some() {
+            return false;
+        }
         match self.phase {
             Phase::Head { .. } | Phase::Body(_) => self.outq.queued_bytes() < cfg.max_queue,
             Phase::File(_) => false,
@@ -545,6 +556,9 @@ impl Conn {
 
     /// Handles as much buffered input as possible.
     pub fn advance(&mut self, ctx: &mut Ctx) -> Next {
+        if self.awaiting_publish.is_some() {
+            return Next::Wait;
+        }
         if !self.pending_publishes.is_empty() {
             return Next::Publish(Box::new(self.pending_publishes.remove(0)));
         }
@@ -943,7 +957,11 @@ impl Conn {
         if publish.via_websocket {
             if let Err(e) = outcome {
                 let reason = e.to_string();
-                let code = crate::transport::websocket::CLOSE_POLICY;
+                let code = match e {
+                    // 1013, Try Again Later: the client may reconnect and publish again.
+                    Refused::Unavailable(_) => 1013,
+                    _ => crate::transport::websocket::CLOSE_POLICY,
+                };
                 self.close_websocket(code, &reason);
             }
             return;
@@ -958,8 +976,11 @@ impl Conn {
                 }
                 let status = e.status();
                 let extra = self.cors_headers();
-                let extra: Vec<(&str, &str)> =
+                let mut extra: Vec<(&str, &str)> =
                     extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                if let Refused::Unavailable(_) = e {
+                    extra.push(("Retry-After", "1"));
+                }
                 let answer = response::plain(
                     minor,
                     status,
