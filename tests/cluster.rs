@@ -477,3 +477,201 @@ fn reconnect_attempts_back_off_doubling_with_jitter() {
     // all three by under 30 ms in about 1 run of 2500).
     assert!(lengthened > 0, "no wait lengthened: {attempts:?}");
 }
+
+/// The bodies the load test published (`n<node>p<connection>m<index>`), in the order they
+/// appear in `raw`, whatever the framing around them.
+fn bodies_in(raw: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(raw);
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let digits = |from: usize| {
+            bytes[from..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count()
+        };
+        if bytes[i] == b'n' {
+            let a = digits(i + 1);
+            let p = i + 1 + a;
+            if a > 0 && bytes.get(p) == Some(&b'p') {
+                let b = digits(p + 1);
+                let m = p + 1 + b;
+                if b > 0 && bytes.get(m) == Some(&b'm') {
+                    let c = digits(m + 1);
+                    if c > 0 {
+                        found.push(text[i..m + 1 + c].to_string());
+                        i = m + 1 + c;
+                        continue;
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
+/// Reads `stream` until `count` load-test bodies have come (each read bounded by the read
+/// timeout); returns them in order.
+fn read_bodies(mut stream: std::net::TcpStream, count: usize) -> Vec<String> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    // Bounded: every read brings at least a byte or fails the test.
+    for _ in 0..10_000_000 {
+        if bodies_in(&raw).len() >= count {
+            break;
+        }
+        let n = stream.read(&mut buf).expect("a subscriber's read");
+        assert!(n > 0, "closed after {} bodies", bodies_in(&raw).len());
+        raw.extend_from_slice(&buf[..n]);
+    }
+    bodies_in(&raw)
+}
+
+/// Long-polls from the start until `count` load-test bodies have come.
+fn poll_bodies(server: &Server, count: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut cursor = 0;
+    let deadline = std::time::Instant::now() + 6 * READ_TIMEOUT;
+    while got.len() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "long-poll got {}",
+            got.len()
+        );
+        let request = format!("GET /msgbus/load?transport=longpoll&since={cursor} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let answer = server.exchange(request.as_bytes());
+        assert!(!answer.contains("missed"), "{answer}");
+        if answer.contains("\"cursor\":") {
+            cursor = json_number(&answer, "cursor");
+        }
+        got.extend(bodies_in(answer.as_bytes()));
+    }
+    got
+}
+
+/// Three nodes, each with a multipart, an SSE, a WebSocket and a long-poll subscriber, and two
+/// publishing connections on each node at once: every subscriber gets every message exactly
+/// once, all in the same order, and the ids are the stream's sequence without a gap.
+#[test]
+fn thousands_published_on_three_nodes_arrive_once_in_one_order_everywhere() {
+    use std::io::Write;
+    const PER_CONNECTION: usize = 500;
+    const CONNECTIONS: usize = 2;
+    let total = 3 * CONNECTIONS * PER_CONNECTION;
+    let nats = Nats::start();
+    let nodes: Vec<Server> = ["a", "b", "c"].iter().map(|n| node(&nats, n)).collect();
+    let ws_key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let ws_head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nServer: msgbus\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        msgbus::transport::websocket::accept_key(ws_key)
+    );
+    let sse_head = SSE_HEAD.to_string();
+    let mut readers = Vec::new();
+    for (i, server) in nodes.iter().enumerate() {
+        let streams = [
+            ("multipart", "GET /msgbus/load HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), HEAD_11.to_string()),
+            ("sse", "GET /msgbus/load HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n".to_string(), sse_head.clone()),
+            ("websocket", format!("GET /msgbus/load HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {ws_key}\r\nSec-WebSocket-Version: 13\r\n\r\n"), ws_head.clone()),
+        ];
+        for (what, request, head) in streams {
+            let stream = subscribe(server, &request, &head);
+            let name = format!("{what} on node {i}");
+            readers.push((name, std::thread::spawn(move || read_bodies(stream, total))));
+        }
+    }
+    let mut sse_ids = None;
+    std::thread::scope(|scope| {
+        let polls: Vec<_> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, server)| {
+                (
+                    format!("long-poll on node {i}"),
+                    scope.spawn(move || poll_bodies(server, total)),
+                )
+            })
+            .collect();
+        // The SSE subscriber on node a also keeps the ids.
+        let ids_reader = {
+            let stream = subscribe(
+                &nodes[0],
+                "GET /msgbus/load HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n",
+                SSE_HEAD,
+            );
+            scope.spawn(move || {
+                use std::io::Read;
+                let mut stream = stream;
+                let mut raw = String::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                for _ in 0..10_000_000 {
+                    if raw.matches("\n\n").count() >= total {
+                        break;
+                    }
+                    let n = stream.read(&mut buf).expect("read");
+                    assert!(n > 0);
+                    raw.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+                raw.split("\n\n")
+                    .filter_map(|e| {
+                        e.strip_prefix("id: ")?
+                            .split('\n')
+                            .next()?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        };
+        let publishers: Vec<_> = nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(n, server)| (0..CONNECTIONS).map(move |p| (n, p, server)))
+            .map(|(n, p, server)| {
+                scope.spawn(move || {
+                    let mut conn = server.connect();
+                    let mut ids = Vec::new();
+                    for m in 0..PER_CONNECTION {
+                        let body = format!("n{n}p{p}m{m}");
+                        let request = format!("POST /msgbus/load HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                        conn.write_all(request.as_bytes()).unwrap();
+                        let head = String::from_utf8(read_until(&mut conn, b"\r\n\r\n")).unwrap();
+                        assert!(head.starts_with("HTTP/1.1 204 "), "{head}");
+                        ids.push(header_value(&head, "Msgbus-Id").parse::<u64>().unwrap());
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let mut acknowledged: Vec<u64> = publishers
+            .into_iter()
+            .flat_map(|p| p.join().unwrap())
+            .collect();
+        acknowledged.sort_unstable();
+        assert_eq!(acknowledged, (1..=total as u64).collect::<Vec<_>>());
+        let first = readers.remove(0);
+        let order = first.1.join().unwrap();
+        assert_eq!(order.len(), total, "{}", first.0);
+        let mut unique = order.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), total, "{}: a message twice", first.0);
+        let streamed: Vec<_> = readers
+            .drain(..)
+            .map(|(name, r)| (name, r.join().unwrap()))
+            .collect();
+        let polled = polls.into_iter().map(|(name, r)| (name, r.join().unwrap()));
+        for (name, got) in streamed.into_iter().chain(polled) {
+            assert!(
+                got == order,
+                "{name}: not the same messages in the same order as {}",
+                first.0
+            );
+        }
+        sse_ids = Some(ids_reader.join().unwrap());
+    });
+    assert_eq!(sse_ids.unwrap(), (1..=total as u64).collect::<Vec<_>>());
+}
