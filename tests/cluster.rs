@@ -563,7 +563,11 @@ fn thousands_published_on_three_nodes_arrive_once_in_one_order_everywhere() {
     const CONNECTIONS: usize = 2;
     let total = 3 * CONNECTIONS * PER_CONNECTION;
     let nats = Nats::start();
-    let nodes: Vec<Server> = ["a", "b", "c"].iter().map(|n| node(&nats, n)).collect();
+    // A long-poller between two polls may fall behind by more than the default history.
+    let nodes: Vec<Server> = ["a", "b", "c"]
+        .iter()
+        .map(|n| node_with(&nats, n, &["--history", "10000"]))
+        .collect();
     let ws_key = "dGhlIHNhbXBsZSBub25jZQ==";
     let ws_head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nServer: msgbus\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
@@ -674,4 +678,113 @@ fn thousands_published_on_three_nodes_arrive_once_in_one_order_everywhere() {
         sse_ids = Some(ids_reader.join().unwrap());
     });
     assert_eq!(sse_ids.unwrap(), (1..=total as u64).collect::<Vec<_>>());
+}
+
+/// A free loopback port for a nats-server's cluster routes (held by nothing once returned).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Publishes `body` on `server`, again while the cluster answers 503 (a NATS server went away
+/// and the node is moving to another, or JetStream elects new leaders): the id it was
+/// acknowledged with.
+fn publish_until_stored(server: &Server, body: &str) -> u64 {
+    let deadline = std::time::Instant::now() + 3 * READ_TIMEOUT;
+    for _ in 0..1000 {
+        let answer = server.publish("room", "text/plain", body.as_bytes());
+        if answer.starts_with("HTTP/1.1 204 ") {
+            return header_value(&answer, "Msgbus-Id").parse().unwrap();
+        }
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still 503: {answer}\n{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{body} never stored");
+}
+
+/// Three nats-servers in one JetStream cluster, the stream replicated on all three
+/// (`--nats-replicas 3`); the server one node is attached to is killed mid-stream. The node
+/// moves to another, publishing goes on, and every acknowledged message reaches a subscriber
+/// on the other node once, in order.
+#[test]
+fn a_replicated_stream_outlives_one_of_three_nats_servers() {
+    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let all_routes = routes
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut servers: Vec<Nats> = routes
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let name = format!("n{i}");
+            let cluster = format!("nats://127.0.0.1:{port}");
+            Nats::with(&[
+                "-js",
+                "-n",
+                &name,
+                "--cluster_name",
+                "msgbus-test",
+                "--cluster",
+                &cluster,
+                "--routes",
+                &all_routes,
+            ])
+        })
+        .collect();
+    let urls: Vec<String> = servers.iter().map(Nats::url).collect();
+    let start = |name: &str, order: [usize; 3]| {
+        let mut args = vec!["--node-name", name, "--nats-replicas", "3"];
+        for i in order {
+            args.extend(["--nats", urls[i].as_str()]);
+        }
+        let server = Server::start(&args);
+        server.wait_for_log("caught up with the stream", 1);
+        server
+    };
+    let a = start("a", [0, 1, 2]);
+    let b = start("b", [1, 2, 0]);
+    let mut on_b = sse(&b, "");
+    let mut acknowledged = Vec::new();
+    for i in 0..10 {
+        let body = format!("k{i}");
+        acknowledged.push((publish_until_stored(&a, &body), body));
+    }
+    // The server a is attached to goes.
+    let log = a.log();
+    let attached = servers
+        .iter()
+        .position(|s| log.contains(&format!("JetStream at 127.0.0.1:{} ", s.port)))
+        .expect("a says where it joined");
+    servers[attached].kill();
+    for i in 10..20 {
+        let body = format!("k{i}");
+        acknowledged.push((publish_until_stored(&a, &body), body));
+    }
+    assert!(a.log().contains("joined the cluster again"), "{}", a.log());
+    // Everything acknowledged arrives, once each and in id order (a publish refused as the
+    // server went may have been stored all the same, and arrives too).
+    let mut seen = Vec::new();
+    let raw = read_until(&mut on_b, b"data: k19\n\n");
+    let text = String::from_utf8_lossy(&raw);
+    for event in text.split("\n\n") {
+        let mut lines = event.lines();
+        let (Some(id), Some(data)) = (lines.next(), lines.next()) else {
+            continue;
+        };
+        let (Some(id), Some(data)) = (id.strip_prefix("id: "), data.strip_prefix("data: ")) else {
+            continue;
+        };
+        seen.push((id.parse::<u64>().unwrap(), data.to_string()));
+    }
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
+    for ack in &acknowledged {
+        assert!(seen.contains(ack), "{ack:?} not in {seen:?}");
+    }
 }

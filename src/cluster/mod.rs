@@ -54,6 +54,9 @@ const READ_BYTES_PER_TURN: usize = 256 * 1024;
 const SID_ANSWERS: u64 = 1;
 const SID_ACKS: u64 = 2;
 const SID_DELIVERIES: u64 = 3;
+/// A JetStream API request not answered by then is tried again on a new connection (a
+/// clustered JetStream answers nothing while it elects a leader).
+const API_TIMEOUT: Duration = Duration::from_secs(2);
 /// A publish not confirmed by then is refused (503): the client may try again.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The consumer sends a heartbeat every second; silent this long, it is made anew.
@@ -217,8 +220,10 @@ pub struct Cluster {
     /// the reactor gave and when it went.
     awaiting: BTreeMap<u64, (u64, Instant)>,
     next_ticket: u64,
-    /// The consumer delivering to this node, once made.
+    /// The consumer delivering to this node, once its creation is answered.
     consumer: Option<String>,
+    /// The one before it on this connection, whose deliveries may still be on the way.
+    retired: Option<String>,
     /// The last stream sequence taken in (deliveries, or the stream's start).
     delivered: u64,
     /// The stream was read once: `delivered` is where this node stands.
@@ -271,6 +276,7 @@ impl Cluster {
             awaiting: BTreeMap::new(),
             next_ticket: 1,
             consumer: None,
+            retired: None,
             delivered: 0,
             started: false,
             caught_up: false,
@@ -308,9 +314,10 @@ impl Cluster {
     pub fn deadline(&self) -> Option<Instant> {
         let state = match &self.state {
             State::Down { retry_at } => Some(*retry_at),
-            State::Resolving { since, .. }
-            | State::Connecting { since, .. }
-            | State::Setup { since, .. } => Some(*since + HANDSHAKE_TIMEOUT),
+            State::Resolving { since, .. } | State::Connecting { since, .. } => {
+                Some(*since + HANDSHAKE_TIMEOUT)
+            }
+            State::Setup { since, .. } => Some(*since + API_TIMEOUT),
             State::Ready { .. } => Some(self.last_heard + SILENCE),
         };
         let ack = self
@@ -341,7 +348,7 @@ impl Cluster {
             State::Connecting { since, .. } if now >= *since + HANDSHAKE_TIMEOUT => {
                 self.cut("handshake timed out", registry, now);
             }
-            State::Setup { since, step, .. } if now >= *since + HANDSHAKE_TIMEOUT => {
+            State::Setup { since, step, .. } if now >= *since + API_TIMEOUT => {
                 let why = format!("JetStream did not answer ({step:?})");
                 self.cut(&why, registry, now);
             }
@@ -479,6 +486,7 @@ impl Cluster {
             self.out.acks.push((tag, Err(refused)));
         }
         self.consumer = None;
+        self.retired = None;
         self.schedule_retry(now);
     }
 
@@ -591,11 +599,11 @@ impl Cluster {
             ServerOp::Err(text) => return Err(Failure::Cut(format!("NATS says: {text}"))),
             ServerOp::Msg {
                 subject,
+                sid,
                 reply,
                 headers,
                 payload,
-                ..
-            } => self.on_msg(&subject, reply.as_deref(), &headers, payload, now)?,
+            } => self.on_msg(sid, &subject, reply.as_deref(), &headers, payload, now)?,
         }
         Ok(())
     }
@@ -628,6 +636,7 @@ impl Cluster {
         if let Some(old) = self.consumer.take() {
             let subject = format!("$JS.API.CONSUMER.DELETE.{}.{old}", self.spec.name);
             self.request(&subject, b"");
+            self.retired = Some(old);
         }
         self.go_to_setup(Step::Consumer, now);
         let deliver = format!("{}.d.{}", self.inbox(), self.api_serial + 1);
@@ -648,6 +657,7 @@ impl Cluster {
 
     fn on_msg(
         &mut self,
+        sid: u64,
         subject: &str,
         reply: Option<&str>,
         headers: &[u8],
@@ -655,7 +665,7 @@ impl Cluster {
         now: Instant,
     ) -> Result<(), Failure> {
         if let Some(ack) = reply.and_then(jetstream::parse_ack_reply) {
-            return self.on_delivery(subject, &ack, headers, payload, now);
+            return self.on_delivery(sid, subject, &ack, headers, payload, now);
         }
         let inbox = self.inbox();
         let Some(rest) = subject
@@ -791,16 +801,19 @@ impl Cluster {
                 self.retry = FIRST_RETRY;
                 self.last_heard = now;
                 self.consumer = Some(created.name);
+                let url = &self.urls[(self.next_url + self.urls.len() - 1) % self.urls.len()];
                 if !self.ever_ready {
                     info!(
-                        "joined the cluster through NATS JetStream as {} (stream {}, from sequence {})",
+                        "joined the cluster through NATS JetStream at {} as {} (stream {}, from sequence {})",
+                        url.host_port,
                         self.node_name,
                         self.spec.name,
                         self.delivered + 1
                     );
                 } else {
                     info!(
-                        "joined the cluster again: from sequence {}",
+                        "joined the cluster again at {}: from sequence {}",
+                        url.host_port,
                         self.delivered + 1
                     );
                 }
@@ -823,15 +836,23 @@ impl Cluster {
 
     /// A message from the consumer: taken if it is the consumer's and comes after what was
     /// taken; a sequence skipped is a hole the stream's limits made.
+    #[allow(clippy::too_many_arguments)]
     fn on_delivery(
         &mut self,
+        sid: u64,
         subject: &str,
         ack: &AckInfo,
         headers: &[u8],
         payload: Vec<u8>,
         now: Instant,
     ) -> Result<(), Failure> {
-        if ack.stream != self.spec.name || self.consumer.as_deref() != Some(ack.consumer) {
+        // The consumer starts delivering before its creation is answered: until then anything
+        // on the delivery subscription but the consumer just retired is the new one's.
+        let ours = match &self.consumer {
+            Some(name) => name == ack.consumer,
+            None => self.retired.as_deref() != Some(ack.consumer),
+        };
+        if sid != SID_DELIVERIES || ack.stream != self.spec.name || !ours {
             return Ok(()); // an earlier consumer's
         }
         self.last_heard = now;
