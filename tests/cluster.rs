@@ -788,3 +788,36 @@ fn a_replicated_stream_outlives_one_of_three_nats_servers() {
         assert!(seen.contains(ack), "{ack:?} not in {seen:?}");
     }
 }
+
+/// The doors' channel state stays per node in a cluster (documented): a martd `one2one`
+/// channel is one-to-one on the node whose publish made it so, where its first delivery
+/// consumes a message; other nodes keep the channel as a plain one and hand the message to
+/// every reader.
+#[test]
+fn martd_one2one_holds_on_the_publishing_node_only() {
+    let nats = Nats::start();
+    let a = node_with(&nats, "a", &["--martd"]);
+    let b = node_with(&nats, "b", &["--martd"]);
+    let published = a.post("/pub?channel=job&one2one=true", "", b"work");
+    assert!(published.starts_with("HTTP/1.1 200 "), "{published}");
+    let take = |server: &Server, cid: &str| {
+        let request =
+            format!("GET /sub?cid={cid}&job=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        server.exchange(request.as_bytes())
+    };
+    // Every worker gets it (a /sub is held until the message reaches the node), once on a.
+    assert!(take(&a, "w1").contains("\"payload\":[\"work\"]"));
+    assert!(take(&b, "w2").contains("\"payload\":[\"work\"]"));
+    assert!(
+        take(&b, "w4").contains("\"payload\":[\"work\"]"),
+        "b is not one2one"
+    );
+    // On a, where the channel was made one2one, a second worker finds nothing left: it is held.
+    let mut late = a.connect();
+    std::io::Write::write_all(
+        &mut late,
+        b"GET /sub?cid=w3&job=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_silent(&mut late, std::time::Duration::from_millis(300));
+}
