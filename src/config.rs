@@ -1093,7 +1093,7 @@ impl Builder {
                 let url = crate::cluster::NatsUrl::parse(&value).ok_or(ConfigError::BadValue {
                     flag,
                     value,
-                    why: "expected nats://[user:pass@]host[:port]",
+                    why: "expected nats://[user:pass@|token@]host[:port] (tls:// is not supported yet)",
                 })?;
                 cfg.nats.push(url);
             }
@@ -1313,6 +1313,11 @@ mod tests {
             (&["--head-timeout", "-1"], "--head-timeout"),
             (&["--bogus"], "--bogus"),
             (&["-d", "/nonexistent/dir"], "/nonexistent/dir"),
+            (&["--nats", "tls://h:4222"], "--nats"),
+            (&["--nats-stream", "a.b"], "--nats-stream"),
+            (&["--nats-stream", "a b"], "--nats-stream"),
+            (&["--nats-replicas", "0"], "--nats-replicas"),
+            (&["--nats-replicas", "6"], "--nats-replicas"),
         ];
         for (args, flag) in cases {
             let err = serve(args).expect_err("should fail").to_string();

@@ -1188,6 +1188,41 @@ mod tests {
         assert_eq!(bus.replay(&topic("c", false), 999, now).missed, None);
     }
 
+    /// In a cluster: the stream's start and its holes decide the missed notice. Channel "a"
+    /// holds 5 and 9; 6..=8 were dropped by the stream; nothing before 5 is known.
+    #[test]
+    fn stream_holes_are_told_to_cursors_before_them() {
+        let now = Instant::now();
+        let mut bus = bus(1);
+        bus.begin_at(5);
+        let remote = |id: u64| {
+            gate()
+                .admit_remote(id, "a", "t", None, None, b"x".as_slice().into())
+                .unwrap()
+        };
+        bus.publish_remote(remote(5), now).unwrap();
+        bus.note_hole(6, 7);
+        bus.note_hole(8, 8); // joins the one before
+        bus.publish_remote(remote(9), now).unwrap();
+        let cases: &[(u64, &[u64], Option<u64>)] = &[
+            // (cursor, ids replayed, missed: oldest)
+            (0, &[5, 9], None),
+            (3, &[5, 9], Some(5)),
+            (4, &[5, 9], None),
+            (5, &[9], Some(9)),
+            (7, &[9], Some(9)),
+            (8, &[9], None),
+            (9, &[], None),
+        ];
+        for &(after, want, oldest) in cases {
+            let replay = bus.replay(&topic("a", false), after, now);
+            assert_eq!(ids(&replay), want, "after {after}");
+            let want_missed = oldest.map(|oldest| Missed { after, oldest });
+            assert_eq!(replay.missed, want_missed, "after {after}");
+        }
+        assert_eq!(bus.holes, [(6, 8)]);
+    }
+
     #[test]
     fn keys_guard_publish_and_delete() {
         let now = Instant::now();
