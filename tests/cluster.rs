@@ -821,3 +821,40 @@ fn martd_one2one_holds_on_the_publishing_node_only() {
     .unwrap();
     assert_silent(&mut late, std::time::Duration::from_millis(300));
 }
+
+/// A node that joins when the stream already holds megabytes reads all of it before it takes
+/// clients (with flow control, JetStream may ask it to confirm as it goes): a long-poll from the
+/// start gets every message.
+#[test]
+fn a_node_joining_late_reads_a_large_stream_whole() {
+    const PUBLISHERS: usize = 4;
+    const EACH: usize = 400;
+    let nats = Nats::start();
+    // Room for all of it in the window, and in one answer.
+    let history = ["--history", "5000", "--max-queue", "67108864"];
+    let a = node_with(&nats, "a", &history);
+    let filler = "x".repeat(4 * 1024);
+    std::thread::scope(|scope| {
+        for p in 0..PUBLISHERS {
+            let (a, filler) = (&a, &filler);
+            scope.spawn(move || {
+                use std::io::Write;
+                let mut conn = a.connect();
+                for m in 0..EACH {
+                    let body = format!("n0p{p}m{m} {filler}");
+                    let request = format!("POST /msgbus/load HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                    conn.write_all(request.as_bytes()).unwrap();
+                    let head = String::from_utf8(read_until(&mut conn, b"\r\n\r\n")).unwrap();
+                    assert!(head.starts_with("HTTP/1.1 204 "), "{head}");
+                }
+            });
+        }
+    });
+    let total = PUBLISHERS * EACH;
+    let b = node_with(&nats, "b", &history);
+    let request = "GET /msgbus/load?transport=longpoll&since=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let answer = b.exchange(request.as_bytes());
+    assert!(!answer.contains("missed"), "{}", &answer[..200]);
+    assert_eq!(bodies_in(answer.as_bytes()).len(), total);
+    assert_eq!(json_number(&answer, "cursor"), total as u64);
+}

@@ -157,9 +157,14 @@ pub fn encode_unsub(sid: u64) -> Vec<u8> {
     format!("UNSUB {sid}\r\n").into_bytes()
 }
 
-/// PUB with a reply subject (a JetStream API request).
+/// PUB with a reply subject (a JetStream API request), or none when `reply` is empty.
 pub fn encode_pub(subject: &str, reply: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!("PUB {subject} {reply} {}\r\n", payload.len()).into_bytes();
+    let reply = if reply.is_empty() {
+        String::new()
+    } else {
+        format!("{reply} ")
+    };
+    let mut out = format!("PUB {subject} {reply}{}\r\n", payload.len()).into_bytes();
     out.extend_from_slice(payload);
     out.extend_from_slice(b"\r\n");
     out
