@@ -946,6 +946,7 @@ impl Server {
 
     /// A message published on another node, to this node's subscribers.
     fn deliver_remote(&mut self, remote: crate::cluster::Remote) {
+        let age = remote.age.min(self.cfg.message_lifetime);
         let admitted = self.gate.admit_remote(
             remote.id,
             &remote.channel,
@@ -961,7 +962,9 @@ impl Server {
                 return;
             }
         };
-        match self.bus.publish_remote(remote, self.now) {
+        // Kept as from when the stream stored it, so it expires when the stream drops it.
+        let stored = self.now.checked_sub(age).unwrap_or(self.now);
+        match self.bus.publish_remote(remote, stored) {
             Ok(msg) => {
                 self.deliver(&msg);
             }

@@ -858,3 +858,24 @@ fn a_node_joining_late_reads_a_large_stream_whole() {
     assert_eq!(bodies_in(answer.as_bytes()).len(), total);
     assert_eq!(json_number(&answer, "cursor"), total as u64);
 }
+
+/// A node rebuilding its window keeps each message as from when the stream stored it: it
+/// expires there when the stream drops it, not a lifetime after the node read it.
+#[test]
+fn a_rebuilt_window_expires_with_the_stream() {
+    let nats = Nats::start();
+    let lifetime = ["--message-lifetime", "2"];
+    let a = node_with(&nats, "a", &lifetime);
+    let published = std::time::Instant::now();
+    assert_eq!(a.publish_id("room", b"short-lived"), 1);
+    // What is tested is time passing: b reads the message a second after it was stored.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let b = node_with(&nats, "b", &lifetime);
+    assert!(poll(&b, 0).contains("short-lived"));
+    std::thread::sleep(
+        (published + std::time::Duration::from_millis(2300))
+            .saturating_duration_since(std::time::Instant::now()),
+    );
+    let later = poll(&b, 0);
+    assert!(!later.contains("short-lived"), "{later}");
+}

@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 pub const MAX_ANSWER: usize = 256 * 1024;
 /// The longest stream or consumer name taken from NATS (its own limit is 255 bytes or less).
 const MAX_NAME: usize = 255;
+/// How long JetStream remembers a `Nats-Msg-Id`, so a resend is stored once.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// Sequences and counts at or above this are refused: `seq + 1` never wraps.
 const MAX_SEQ: u64 = 1 << 63;
 
@@ -53,7 +55,8 @@ impl StreamSpec {
             "storage": "file",
             "discard": "old",
             "num_replicas": self.replicas,
-            "duplicate_window": 120_000_000_000_i64,
+            // JetStream wants it no longer than the maximum age.
+            "duplicate_window": self.max_age.min(DUPLICATE_WINDOW).as_nanos() as i64,
             "allow_direct": true,
         })
         .to_string()

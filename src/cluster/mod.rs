@@ -114,6 +114,9 @@ pub struct Remote {
     pub sender: Option<String>,
     pub event: Option<String>,
     pub body: Vec<u8>,
+    /// How long ago the stream stored it (by the NATS server's clock and this host's, never
+    /// negative): a node rebuilding its window lets messages expire when the stream does.
+    pub age: Duration,
 }
 
 /// Why a publish was not stored: NATS is away, or did not confirm in time. Nothing was
@@ -868,7 +871,11 @@ impl Cluster {
             self.mark_caught_up();
         }
         match decode(&self.spec.prefix, subject, seq, headers, payload) {
-            Some(remote) => {
+            Some(mut remote) => {
+                let stored = std::time::UNIX_EPOCH + Duration::from_nanos(ack.timestamp);
+                remote.age = std::time::SystemTime::now()
+                    .duration_since(stored)
+                    .unwrap_or_default();
                 self.received += 1;
                 self.out.deliveries.push(remote);
             }
@@ -975,6 +982,7 @@ fn decode(prefix: &str, subject: &str, seq: u64, headers: &[u8], body: Vec<u8>) 
         sender: proto::header(headers, "Msgbus-From").map(Into::into),
         event: proto::header(headers, "Msgbus-Event").map(Into::into),
         body,
+        age: Duration::ZERO,
     })
 }
 
