@@ -458,7 +458,7 @@ Options:
                           client's address (addresses, networks, `unix`; default: none)
   --proxy-protocol        plain listeners expect a PROXY protocol (v1 or v2) header first
   --nats URL              join other nodes through NATS JetStream
-                          (nats://[user:pass@|token@]host:port); repeat for failover
+                          (nats:// or tls://[user:pass@|token@]host:port); repeat for failover
   --nats-stream NAME      the JetStream stream holding the cluster's messages (default: MSGBUS)
   --nats-replicas N       copies of the stream in a clustered nats-server, 1 to 5 (default: 1)
   --node-name NAME        this node's name in the cluster (default: msgbus-HOST-PID)
@@ -1093,7 +1093,7 @@ impl Builder {
                 let url = crate::cluster::NatsUrl::parse(&value).ok_or(ConfigError::BadValue {
                     flag,
                     value,
-                    why: "expected nats://[user:pass@|token@]host[:port] (tls:// is not supported yet)",
+                    why: "expected nats://[user:pass@|token@]host[:port] or tls://...",
                 })?;
                 cfg.nats.push(url);
             }
@@ -1313,7 +1313,7 @@ mod tests {
             (&["--head-timeout", "-1"], "--head-timeout"),
             (&["--bogus"], "--bogus"),
             (&["-d", "/nonexistent/dir"], "/nonexistent/dir"),
-            (&["--nats", "tls://h:4222"], "--nats"),
+            (&["--nats", "tls://h/x"], "--nats"),
             (&["--nats-stream", "a.b"], "--nats-stream"),
             (&["--nats-stream", "a b"], "--nats-stream"),
             (&["--nats-replicas", "0"], "--nats-replicas"),

@@ -879,3 +879,63 @@ fn a_rebuilt_window_expires_with_the_stream() {
     let later = poll(&b, 0);
     assert!(!later.contains("short-lived"), "{later}");
 }
+
+/// `tls://`: the node upgrades after NATS's INFO and checks the server's certificate against
+/// `$SSL_CERT_FILE` (here the test's self-signed certificate).
+#[test]
+fn a_tls_url_joins_through_tls() {
+    let dir = std::env::temp_dir().join(format!("msgbus-nats-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let nats = Nats::with(&[
+        "-js",
+        "--tls",
+        "--tlscert",
+        cert_file.to_str().unwrap(),
+        "--tlskey",
+        key_file.to_str().unwrap(),
+    ]);
+    let url = format!("tls://127.0.0.1:{}", nats.port);
+    let start = |name: &str, ca: &std::path::Path| {
+        let mut command = Command::new(server_bin());
+        command
+            .args([
+                "-l",
+                "127.0.0.1",
+                "-p",
+                "0",
+                "--nats",
+                &url,
+                "--node-name",
+                name,
+            ])
+            .env("RUST_LOG", "info")
+            .env("SSL_CERT_FILE", ca);
+        Server::start_command(command)
+    };
+    let a = start("a", &cert_file);
+    a.wait_for_log("caught up with the stream", 1);
+    let b = start("b", &cert_file);
+    b.wait_for_log("caught up with the stream", 1);
+    let mut on_b = sse(&b, "");
+    assert_eq!(a.publish_id("room", b"sealed"), 1);
+    let want = event(1, "sealed");
+    assert_eq!(read_same_len(&mut on_b, &want), want);
+    // A certificate no CA of the node vouches for: refused, and said why.
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let stranger = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .self_signed(&other)
+        .unwrap();
+    let stranger_file = dir.join("stranger.pem");
+    std::fs::write(&stranger_file, stranger.pem()).unwrap();
+    let c = start("c", &stranger_file);
+    c.wait_for_log("NATS not reachable: invalid peer certificate", 1);
+    assert!(!c.log().contains("joined the cluster"), "{}", c.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}

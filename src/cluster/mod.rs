@@ -19,6 +19,7 @@
 //! cannot hold the loop; the reactor calls again next turn.
 
 pub mod jetstream;
+mod link;
 pub mod proto;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ use mio::{Interest, Registry, Token, Waker};
 
 pub use jetstream::StreamSpec;
 use jetstream::{AckInfo, AnswerError, Start};
+use link::Link;
 use proto::ServerOp;
 
 /// The subject prefix of the stream: `msgbus.<channel>`.
@@ -66,14 +68,28 @@ const SILENCE: Duration = Duration::from_secs(4);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsUrl {
     pub host_port: String,
+    /// `tls://`: TLS from the start, checked against the system's CAs (or `$SSL_CERT_FILE`).
+    pub tls: bool,
     pub user: Option<String>,
     pub pass: Option<String>,
     pub token: Option<String>,
 }
 
 impl NatsUrl {
+    /// The host alone (an IPv6 address without its brackets), as TLS checks it.
+    pub fn host(&self) -> &str {
+        let host = self
+            .host_port
+            .rsplit_once(':')
+            .map_or(self.host_port.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+
     pub fn parse(text: &str) -> Option<NatsUrl> {
-        let rest = text.strip_prefix("nats://").unwrap_or(text);
+        let (tls, rest) = match text.strip_prefix("tls://") {
+            Some(rest) => (true, rest),
+            None => (false, text.strip_prefix("nats://").unwrap_or(text)),
+        };
         let (auth, host) = match rest.rsplit_once('@') {
             Some((auth, host)) => (Some(auth), host),
             None => (None, rest),
@@ -97,6 +113,7 @@ impl NatsUrl {
         };
         Some(NatsUrl {
             host_port,
+            tls,
             user,
             pass,
             token,
@@ -151,16 +168,16 @@ enum State {
     /// The host name is being looked up on a helper thread (answer number `lookup`).
     Resolving { lookup: u64, since: Instant },
     /// TCP connect in progress, or waiting for INFO and the first PONG. next: Setup
-    Connecting { sock: TcpStream, since: Instant },
+    Connecting { sock: Link, since: Instant },
     /// Connected: setting the stream and the consumer up. next: Ready
     Setup {
-        sock: TcpStream,
+        sock: Link,
         step: Step,
         since: Instant,
     },
     /// Publishing into the stream and delivering from the consumer. next: Setup (the consumer
     /// fell silent) | Down
-    Ready { sock: TcpStream },
+    Ready { sock: Link },
 }
 
 /// What the reactor should carry out after the cluster connection handled an event.
@@ -214,6 +231,8 @@ pub struct Cluster {
     resolver: Resolver,
     /// Turns through the addresses a name has, one per connection attempt.
     attempts: usize,
+    /// The TLS client configuration, made at the first TLS connection.
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// Connections made: each has inboxes of its own, so a consumer of an earlier one that
     /// NATS still keeps delivers to nobody.
     generation: u64,
@@ -264,6 +283,7 @@ impl Cluster {
                 running: 0,
             },
             attempts: 0,
+            tls: None,
             urls,
             next_url: 0,
             node_name,
@@ -446,7 +466,10 @@ impl Cluster {
                 }
                 self.input.clear();
                 self.output.clear();
-                self.state = State::Connecting { sock, since: now };
+                self.state = State::Connecting {
+                    sock: Link::plain(sock),
+                    since: now,
+                };
             }
             Err(e) => {
                 warn!("NATS {addr}: {e}");
@@ -475,7 +498,7 @@ impl Cluster {
         if let State::Connecting { sock, .. } | State::Setup { sock, .. } | State::Ready { sock } =
             &mut self.state
         {
-            let _ = registry.deregister(sock);
+            let _ = registry.deregister(&mut sock.sock);
         }
         if self.is_connected() {
             self.disconnects += 1;
@@ -517,7 +540,7 @@ impl Cluster {
             }
             State::Down { .. } | State::Resolving { .. } => return Ok(()),
         };
-        if let Ok(Some(e)) | Err(e) = sock.take_error() {
+        if let Ok(Some(e)) | Err(e) = sock.sock.take_error() {
             return Err(Failure::Cut(e.to_string()));
         }
         let mut buf = [0u8; 64 * 1024];
@@ -571,7 +594,21 @@ impl Cluster {
 
     fn on_op(&mut self, op: ServerOp, now: Instant) -> Result<(), Failure> {
         match op {
-            ServerOp::Info(_) if matches!(self.state, State::Connecting { .. }) => {
+            ServerOp::Info(info) if matches!(self.state, State::Connecting { .. }) => {
+                let url = &self.urls[(self.next_url + self.urls.len() - 1) % self.urls.len()];
+                // TLS when the URL says so or the server requires it: after INFO, before
+                // anything else is said.
+                if url.tls || info.contains("\"tls_required\":true") {
+                    let host = url.host();
+                    let config = match &self.tls {
+                        Some(config) => Arc::clone(config),
+                        None => link::client_config().map_err(Failure::Cut)?,
+                    };
+                    self.tls = Some(Arc::clone(&config));
+                    if let State::Connecting { sock, .. } = &mut self.state {
+                        sock.upgrade(config, host).map_err(Failure::Cut)?;
+                    }
+                }
                 let url = &self.urls[(self.next_url + self.urls.len() - 1) % self.urls.len()];
                 let connect = proto::encode_connect(
                     &self.node_name,
@@ -872,10 +909,13 @@ impl Cluster {
         }
         match decode(&self.spec.prefix, subject, seq, headers, payload) {
             Some(mut remote) => {
-                let stored = std::time::UNIX_EPOCH + Duration::from_nanos(ack.timestamp);
-                remote.age = std::time::SystemTime::now()
-                    .duration_since(stored)
-                    .unwrap_or_default();
+                // A timestamp of 0 says nothing (the age stays 0).
+                if ack.timestamp > 0 {
+                    let stored = std::time::UNIX_EPOCH + Duration::from_nanos(ack.timestamp);
+                    remote.age = std::time::SystemTime::now()
+                        .duration_since(stored)
+                        .unwrap_or_default();
+                }
                 self.received += 1;
                 self.out.deliveries.push(remote);
             }
@@ -944,6 +984,7 @@ impl Cluster {
             }
             State::Down { .. } | State::Resolving { .. } => return Ok(()),
         };
+        sock.flush()?;
         while !self.output.is_empty() {
             match sock.write(&self.output) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
@@ -1005,6 +1046,7 @@ mod tests {
             ("127.0.0.1", "127.0.0.1:4222", None, None, None),
             ("nats://u:p@h:5000", "h:5000", Some("u"), Some("p"), None),
             ("nats://s3cret@h", "h:4222", None, None, Some("s3cret")),
+            ("tls://u:p@h:5000", "h:5000", Some("u"), Some("p"), None),
         ];
         for (text, host_port, user, pass, token) in cases {
             let url = NatsUrl::parse(text).unwrap();
@@ -1013,6 +1055,13 @@ mod tests {
             assert_eq!(url.pass.as_deref(), pass, "{text}");
             assert_eq!(url.token.as_deref(), token, "{text}");
         }
+        assert!(NatsUrl::parse("tls://h").unwrap().tls);
+        assert!(!NatsUrl::parse("nats://h").unwrap().tls);
+        assert_eq!(
+            NatsUrl::parse("tls://127.0.0.1:4443").unwrap().host(),
+            "127.0.0.1"
+        );
+        assert_eq!(NatsUrl::parse("nats://[::1]:4222").unwrap().host(), "::1");
         assert_eq!(NatsUrl::parse("nats://"), None);
         assert_eq!(NatsUrl::parse("nats://h/x"), None);
     }
