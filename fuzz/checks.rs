@@ -143,7 +143,6 @@ pub fn connection(step: u8, data: &[u8]) {
                     let outcome = outcome.map(|msg| Published {
                         id: msg.id,
                         recipients: 0,
-                        local_only: false,
                     });
                     conn.answer_publish(&mut publish, outcome, &mut doors);
                 }

@@ -822,7 +822,6 @@ impl Server {
         Ok(Published {
             id: msg.id,
             recipients,
-            local_only: false,
         })
     }
 
@@ -922,7 +921,6 @@ impl Server {
                 Ok(Published {
                     id: held.id,
                     recipients,
-                    local_only: false,
                 })
             }
         };

@@ -90,10 +90,8 @@ pub fn framed<'h>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
     pub id: u64,
-    /// Subscribers it was queued for.
+    /// Subscribers it was queued for (in a cluster: this node's subscribers it matches).
     pub recipients: usize,
-    /// The cluster could not be told (it is unreachable): only this node's subscribers got it.
-    pub local_only: bool,
 }
 
 /// What the reactor should do next for this connection.
@@ -1002,9 +1000,6 @@ impl Conn {
         let mut head = Head::new(minor, status)
             .header("Msgbus-Id", id)
             .header("Msgbus-Subscribers", recipients);
-        if done.local_only {
-            head = head.header("Msgbus-Cluster", "local-only");
-        }
         for (name, value) in self.cors_headers() {
             head = head.header(name, value);
         }
