@@ -143,7 +143,6 @@ pub fn connection(step: u8, data: &[u8]) {
                     let outcome = outcome.map(|msg| Published {
                         id: msg.id,
                         recipients: 0,
-                        local_only: false,
                     });
                     conn.answer_publish(&mut publish, outcome, &mut doors);
                 }
@@ -421,8 +420,12 @@ pub fn websocket_frames(split: u8, mask: [u8; 4], payload: Vec<u8>, stream: &[u8
 
 /// Bytes from a NATS server, in any shape: parsing never panics; an operation found takes no
 /// more bytes than it was given, and the same operation is found in exactly those bytes (so
-/// incremental reads agree with whole ones). Any channel name maps to a subject and back.
+/// incremental reads agree with whole ones). Any channel name maps to a subject and back. The
+/// same bytes as a JetStream API answer, and the text as a delivery's ack subject, give only
+/// values in range: sequences in 1..2^63 (so `+ 1` never wraps), names without control bytes;
+/// an ack subject parsed and written again parses the same.
 pub fn nats_proto(bytes: &[u8], channel: &str) {
+    use msgbus::cluster::jetstream::{self as js, is_name};
     use msgbus::cluster::proto::{channel_for, parse, subject_for};
     if let Ok(Some((op, used))) = parse(bytes, 4096) {
         assert!(used > 0 && used <= bytes.len());
@@ -430,6 +433,34 @@ pub fn nats_proto(bytes: &[u8], channel: &str) {
     }
     let mapped = channel_for("msgbus", &subject_for("msgbus", channel));
     assert_eq!(mapped.as_deref(), Some(channel));
+    if let Ok(ack) = js::parse_pub_ack(bytes) {
+        assert!(ack.seq > 0 && ack.seq < 1 << 63 && is_name(&ack.stream));
+    }
+    if let Ok(info) = js::parse_stream_info(bytes) {
+        assert!(info.first_seq < 1 << 63 && info.last_seq < 1 << 63);
+    }
+    if let Ok(created) = js::parse_consumer_created(bytes) {
+        assert!(is_name(&created.name) && created.pending < 1 << 63);
+    }
+    let _ = js::parse_account_info(bytes);
+    if let Some(code) = js::status(bytes) {
+        assert!((100..600).contains(&code));
+    }
+    if let Some(ack) = js::parse_ack_reply(channel) {
+        assert!(ack.stream_seq > 0 && ack.stream_seq < 1 << 63);
+        assert!(is_name(ack.stream) && is_name(ack.consumer));
+        let again = format!(
+            "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
+            ack.stream,
+            ack.consumer,
+            ack.delivered,
+            ack.stream_seq,
+            ack.consumer_seq,
+            ack.timestamp,
+            ack.pending
+        );
+        assert_eq!(js::parse_ack_reply(&again), Some(ack));
+    }
 }
 
 /// A PROXY header parses the same from exactly its own bytes, every shorter prefix of it is

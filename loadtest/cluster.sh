@@ -89,8 +89,8 @@ measure() {
   mkdir -p "$dir"
   nats_pid="" nats_args=""
   if [ "$with_nats" = 1 ]; then
-    # -p -1: nats-server picks a free port and logs it.
-    "$NATS_SERVER" -a 127.0.0.1 -p -1 >"$dir/nats.log" 2>&1 &
+    # -p -1: nats-server picks a free port and logs it; -js: the cluster needs JetStream.
+    "$NATS_SERVER" -a 127.0.0.1 -p -1 -js -sd "$dir/jetstream" >"$dir/nats.log" 2>&1 &
     nats_pid=$!
     PIDS="$PIDS $nats_pid"
     wait_log "$dir/nats.log" "Listening for client connections on" "$nats_pid"

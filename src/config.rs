@@ -153,6 +153,10 @@ pub struct Config {
     pub nats: Vec<crate::cluster::NatsUrl>,
     /// This node's name in the cluster (default msgbus-HOST-PID).
     pub node_name: Option<String>,
+    /// The JetStream stream the cluster's history lives in (`--nats-stream`).
+    pub nats_stream: String,
+    /// Copies of the stream a clustered nats-server keeps (`--nats-replicas`, 1 to 5).
+    pub nats_replicas: u8,
     /// SO_REUSEPORT on TCP listeners: several processes share one port.
     pub reuse_port: bool,
     /// Opens the eventsource-broker door, with its users (`key:secret` lines).
@@ -359,6 +363,8 @@ impl Default for Config {
             proxy_protocol: false,
             access_log: false,
             nats: Vec::new(),
+            nats_stream: crate::cluster::DEFAULT_STREAM.to_string(),
+            nats_replicas: 1,
             node_name: None,
             reuse_port: false,
             esb_users: None,
@@ -520,8 +526,10 @@ Options:
   --trusted-proxy LIST    proxies whose X-Forwarded-For / Forwarded and PROXY headers give the
                           client's address (addresses, networks, `unix`; default: none)
   --proxy-protocol        plain listeners expect a PROXY protocol (v1 or v2) header first
-  --nats URL              join other nodes through NATS (nats://[user:pass@|token@]host:port);
-                          repeat for failover
+  --nats URL              join other nodes through NATS JetStream
+                          (nats:// or tls://[user:pass@|token@]host:port); repeat for failover
+  --nats-stream NAME      the JetStream stream holding the cluster's messages (default: MSGBUS)
+  --nats-replicas N       copies of the stream in a clustered nats-server, 1 to 5 (default: 1)
   --node-name NAME        this node's name in the cluster (default: msgbus-HOST-PID)
   --reuse-port            let several msgbus processes listen on the same port (SO_REUSEPORT)
   --esb-users FILE        open the eventsource-broker door (/eventsource, /socket, /event);
@@ -751,6 +759,8 @@ impl Changes {
             access_log: _,
             nats: _,
             node_name: _,
+            nats_stream: _,
+            nats_replicas: _,
             reuse_port: _,
             esb_users: _,
             esb_origin: _,
@@ -815,6 +825,8 @@ impl Changes {
             amqp_exchange => "amqp-exchange",
             amqp_queue => "amqp-queue",
             amqp_prefetch => "amqp-prefetch",
+            nats_stream => "nats-stream",
+            nats_replicas => "nats-replicas",
             martd => "martd",
             simple_comet => "simple-comet",
             lhttp => "lhttp",
@@ -1020,6 +1032,8 @@ const OPTIONS: &[Spec] = &[
     flag("proxy-protocol"),
     values("nats"),
     value("node-name"),
+    value("nats-stream"),
+    value("nats-replicas"),
     flag("reuse-port"),
     value("esb-users"),
     value("esb-origin"),
@@ -1234,11 +1248,35 @@ impl Builder {
                 let url = crate::cluster::NatsUrl::parse(&value).ok_or(ConfigError::BadValue {
                     flag,
                     value,
-                    why: "expected nats://[user:pass@]host[:port]",
+                    why: "expected nats://[user:pass@|token@]host[:port] or tls://...",
                 })?;
                 cfg.nats.push(url);
             }
             "node-name" => cfg.node_name = Some(text()),
+            "nats-stream" => {
+                let value = text();
+                if !crate::cluster::jetstream::is_name(&value) {
+                    return Err(ConfigError::BadValue {
+                        flag,
+                        value,
+                        why: "expected a stream name (no spaces, '.', '*' or '>')",
+                    });
+                }
+                cfg.nats_stream = value;
+            }
+            "nats-replicas" => {
+                let value = text();
+                cfg.nats_replicas = match value.parse::<u8>() {
+                    Ok(n @ 1..=5) => n,
+                    _ => {
+                        return Err(ConfigError::BadValue {
+                            flag,
+                            value,
+                            why: "expected 1 to 5",
+                        })
+                    }
+                };
+            }
             "reuse-port" => cfg.reuse_port = switch(flag, value)?,
             "esb-users" => cfg.esb_users = Some(PathBuf::from(text())),
             "esb-origin" => {
@@ -1625,6 +1663,11 @@ mod tests {
             (&["--head-timeout", "-1"], "--head-timeout"),
             (&["--bogus"], "--bogus"),
             (&["-d", "/nonexistent/dir"], "/nonexistent/dir"),
+            (&["--nats", "tls://h/x"], "--nats"),
+            (&["--nats-stream", "a.b"], "--nats-stream"),
+            (&["--nats-stream", "a b"], "--nats-stream"),
+            (&["--nats-replicas", "0"], "--nats-replicas"),
+            (&["--nats-replicas", "6"], "--nats-replicas"),
         ];
         for (args, flag) in cases {
             let err = serve(args).expect_err("should fail").to_string();

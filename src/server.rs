@@ -129,6 +129,11 @@ pub struct Server {
     cluster: Option<Cluster>,
     /// The eventsource-broker door's AMQP connection, with `--amqp`.
     amqp: Option<Amqp>,
+    /// Publishes waiting for the cluster to store them, by ticket.
+    stream_waits: HashMap<u64, StreamWait>,
+    next_stream_ticket: u64,
+    /// Why the cluster cannot start: `run` ends with it.
+    fatal: Option<String>,
     /// The doors the configuration opened (`crate::doors`), each behind the `Door` trait.
     doors: Doors,
     /// The wire formats: the transports' and those the doors registered.
@@ -158,6 +163,20 @@ struct Held {
     answer: Option<(usize, Box<crate::conn::Publish>, Result<Published, Refused>)>,
     /// A message from the AMQP exchange, acknowledged to the broker once safe.
     from_exchange: Option<crate::amqp::Taken>,
+}
+
+/// A publish held until the cluster has stored it in every channel it names.
+struct StreamWait {
+    key: usize,
+    publish: Box<crate::conn::Publish>,
+    /// Channels not yet confirmed.
+    left: usize,
+    /// The last id the stream gave.
+    id: u64,
+    /// Why not all of it was stored, if so.
+    refused: Option<Refused>,
+    /// One stand-in per channel, to count this node's subscribers when it is answered.
+    probes: Vec<Message>,
 }
 
 /// What the reactor owns of a connection besides its session: the socket, and the file being
@@ -251,7 +270,26 @@ impl Server {
         } else {
             let name = cfg.node_name.clone().unwrap_or_else(default_node_name);
             let waker = Arc::clone(&waker);
-            Some(Cluster::new(cfg.nats.clone(), name, Instant::now(), waker))
+            let spec = crate::cluster::StreamSpec {
+                name: cfg.nats_stream.clone(),
+                prefix: crate::cluster::SUBJECT_PREFIX.to_string(),
+                per_subject: cfg.history.max(1) as u64,
+                max_age: cfg.message_lifetime.max(Duration::from_secs(1)),
+                replicas: cfg.nats_replicas,
+            };
+            Some(Cluster::new(
+                cfg.nats.clone(),
+                name,
+                spec,
+                Instant::now(),
+                waker,
+            ))
+        };
+        // In a cluster ids are the stream's sequences; alone, they start from the clock.
+        let first_id = if cluster.is_some() {
+            1
+        } else {
+            first_message_id()
         };
         let amqp = match crate::amqp::Settings::from_config(&cfg) {
             None => None,
@@ -281,12 +319,27 @@ impl Server {
             info!("document root {}", root.display());
         }
         info!("up to {max_connections} connections (open-files limit {open_files})");
-        let mut bus = Bus::new(first_message_id(), cfg.retention(), cfg.channel_timeout);
+        let mut bus = Bus::new(first_id, cfg.retention(), cfg.channel_timeout);
         bus.set_limits(BusLimits {
             max_channels: cfg.max_channels,
             max_retained_bytes: cfg.max_retained_bytes,
         });
+        if cluster.is_some() && amqp.is_some() {
+            // Each node would number the exchange's messages itself, apart from the stream.
+            return Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                "--amqp is for nodes not joined through --nats: the stream gives every message its place, the exchange cannot",
+            ));
+        }
         if let Some(dir) = &cfg.data_dir {
+            if cluster.is_some() {
+                // The stream is the cluster's durable history; a second one per node would
+                // number messages of its own.
+                return Err(io::Error::new(
+                    ErrorKind::InvalidInput,
+                    "--data-dir is for one node; with --nats the JetStream stream keeps the history",
+                ));
+            }
             open_log(&mut bus, dir, &cfg, Arc::clone(&waker))?;
         }
         let now = Instant::now();
@@ -326,6 +379,9 @@ impl Server {
             per_address: AddressCounts::default(),
             cluster,
             amqp,
+            stream_waits: HashMap::new(),
+            next_stream_ticket: 1,
+            fatal: None,
             doors,
             wires,
             upstream,
@@ -357,6 +413,9 @@ impl Server {
         loop {
             self.poll_events()?;
             self.expire_timers();
+            if let Some(why) = self.fatal.take() {
+                return Err(io::Error::other(why));
+            }
             self.tell_watchdog();
             if let Some(upstream) = self.upstream.as_mut() {
                 upstream.start(self.poll.registry(), |slot| {
@@ -542,6 +601,11 @@ impl Server {
     /// back later instead of waiting in the backlog; only running out of descriptors pauses
     /// accepting.
     fn accept_all(&mut self) {
+        // In a cluster, clients wait until the node has read what the stream held when it
+        // joined: its window is then whole, and a resume finds what it should.
+        if self.cluster.as_ref().is_some_and(|c| !c.has_caught_up()) {
+            return;
+        }
         if let Some(at) = self.accept_retry_at {
             if self.now < at {
                 return;
@@ -765,6 +829,9 @@ impl Server {
                 // already here: no more bytes may come to wake the connection for them.
                 Next::Wait if !was_websocket && conn.websocket_input_waiting() => continue,
                 Next::Wait => break,
+                Next::Publish(publish) if self.cluster.is_some() => {
+                    self.hold_for_stream(key, publish)
+                }
                 Next::Publish(mut publish) => {
                     let req = std::mem::take(&mut publish.req);
                     let outcome = self.publish(req, &publish.who);
@@ -873,15 +940,13 @@ impl Server {
             return Ok(Published {
                 id: msg.id,
                 recipients: 0,
-                local_only: false,
             });
         }
-        let local_only = !self.send_onward(&msg);
+        self.send_onward(&msg);
         let recipients = self.deliver(&msg);
         Ok(Published {
             id: msg.id,
             recipients,
-            local_only,
         })
     }
 
@@ -918,24 +983,20 @@ impl Server {
         }
     }
 
-    /// Sends a message published here on to the other brokers: the eventsource-broker door's
-    /// events to its AMQP exchange, which reaches every broker attached to it, other msgbus
-    /// nodes included (so not to NATS as well); the rest to the cluster. False when it should
-    /// have gone and could not (the answer says the message stayed on this node).
-    fn send_onward(&mut self, msg: &Rc<Message>) -> bool {
-        let to_exchange = self.amqp.as_mut().and_then(|amqp| {
-            let json = amqp.encode(&msg.channel, msg.id, msg.event.as_deref(), &msg.body)?;
-            Some(amqp.publish(&json, self.poll.registry(), self.now))
-        });
-        match (&mut self.cluster, to_exchange) {
-            (_, Some(sent)) => sent,
-            (Some(cluster), None) => cluster.forward(msg, self.poll.registry(), self.now),
-            (None, None) => true,
+    /// Sends a message published here to the eventsource-broker door's AMQP exchange, which
+    /// reaches every broker attached to it, other msgbus nodes included; other messages, and
+    /// every message while the broker is away, stay here (counted by the AMQP side). In a
+    /// cluster publishes go to the stream instead (`hold_for_stream`).
+    fn send_onward(&mut self, msg: &Rc<Message>) {
+        if let Some(amqp) = self.amqp.as_mut() {
+            if let Some(json) = amqp.encode(&msg.channel, msg.id, msg.event.as_deref(), &msg.body) {
+                amqp.publish(&json, self.poll.registry(), self.now);
+            }
         }
     }
 
     fn release_held(&mut self, held: Held, failure: Option<&str>) {
-        let (mut recipients, mut local_only) = (0, false);
+        let mut recipients = 0;
         for msg in &held.msgs {
             if failure.is_some() {
                 self.bus.abandon(msg);
@@ -944,7 +1005,7 @@ impl Server {
             self.bus.commit(msg, self.now);
             // What came from the exchange is already everywhere the exchange reaches.
             if held.from_exchange.is_none() {
-                local_only |= !self.send_onward(msg);
+                self.send_onward(msg);
             }
             recipients += self.deliver(msg);
         }
@@ -965,11 +1026,7 @@ impl Server {
         };
         let outcome = match (failure, outcome) {
             (Some(why), _) => Err(Refused::Store(why.to_string())),
-            (None, Ok(done)) => Ok(Published {
-                recipients,
-                local_only,
-                ..done
-            }),
+            (None, Ok(done)) => Ok(Published { recipients, ..done }),
             (None, Err(e)) => Err(e),
         };
         let Some(conn) = self.conns.get_mut(key) else {
@@ -980,8 +1037,126 @@ impl Server {
         self.on_readable(key);
     }
 
+    /// In a cluster a publish goes to the stream, one message per channel it names, and the
+    /// connection waits (reading nothing more) until JetStream has confirmed each: only then
+    /// is it answered, with the stream's sequence as the id. Delivery, here as on every node,
+    /// comes from the consumer. What is refused before anything is sent is answered at once.
+    fn hold_for_stream(&mut self, key: usize, mut publish: Box<crate::conn::Publish>) {
+        let req = std::mem::take(&mut publish.req);
+        let admitted = match req.admit(&publish.who, &self.gate) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                let outcome = Err(Refused::Gate(refusal));
+                self.conns[key].answer_publish(&mut publish, outcome, &mut self.doors);
+                return;
+            }
+        };
+        let ticket = self.next_stream_ticket;
+        self.next_stream_ticket += 1;
+        let mut probes = Vec::new();
+        let mut refused = None;
+        for admitted in admitted {
+            let parts = match self.bus.prepare(admitted, self.now) {
+                Ok(parts) => parts,
+                Err(e) => {
+                    refused = Some(Refused::Bus(e));
+                    break;
+                }
+            };
+            let cluster = self.cluster.as_mut().expect("held only in a cluster");
+            let sent = cluster.publish(
+                ticket,
+                &parts.channel,
+                &parts.content_type,
+                parts.sender.as_deref(),
+                parts.event.as_deref(),
+                &parts.body,
+                self.poll.registry(),
+                self.now,
+            );
+            if let Err(e) = sent {
+                refused = Some(Refused::Unavailable(e.to_string()));
+                break;
+            }
+            let channel: Rc<str> = parts.channel.into();
+            probes.push(Message::new(
+                0,
+                channel,
+                parts.content_type,
+                parts.sender,
+                parts.body,
+            ));
+        }
+        if probes.is_empty() {
+            let outcome = Err(refused.unwrap_or(Refused::Bus(BusError::NoSuchChannel)));
+            if let Some(Refused::Bus(BusError::ChannelLimit)) = outcome.as_ref().err() {
+                self.stats.count_limit(Limit::Channels);
+            }
+            self.conns[key].answer_publish(&mut publish, outcome, &mut self.doors);
+            return;
+        }
+        self.conns[key].awaiting_publish = Some(ticket);
+        let wait = StreamWait {
+            key,
+            publish,
+            left: probes.len(),
+            id: 0,
+            refused,
+            probes,
+        };
+        self.stream_waits.insert(ticket, wait);
+    }
+
+    /// The cluster stored one channel's message of a held publish (or gave up on it): once all
+    /// are settled, the connection is answered and goes on with what it has buffered.
+    fn on_stored(&mut self, ticket: u64, stored: Result<u64, crate::cluster::Unavailable>) {
+        let Some(held) = self.stream_waits.get_mut(&ticket) else {
+            return;
+        };
+        held.left -= 1;
+        match stored {
+            Ok(id) => held.id = held.id.max(id),
+            Err(e) => held.refused = Some(Refused::Unavailable(e.to_string())),
+        }
+        if held.left > 0 {
+            return;
+        }
+        let mut held = self.stream_waits.remove(&ticket).expect("looked up above");
+        let outcome = match held.refused.take() {
+            Some(refused) => Err(refused),
+            None => {
+                self.stats.published += held.probes.len() as u64;
+                let mut recipients = 0;
+                for probe in &held.probes {
+                    self.bus.for_each_recipient(probe, |_| recipients += 1);
+                }
+                Ok(Published {
+                    id: held.id,
+                    recipients,
+                })
+            }
+        };
+        // The connection may have gone meanwhile, its slot taken by another.
+        let key = held.key;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.awaiting_publish != Some(ticket) {
+            return;
+        }
+        conn.awaiting_publish = None;
+        conn.answer_publish(&mut held.publish, outcome, &mut self.doors);
+        for event in conn.stat_events.drain(..) {
+            self.stats.count(event);
+        }
+        schedule_flush(&mut self.flush_list, conn, key);
+        self.read_again.push(key);
+        self.rearm(key);
+    }
+
     /// A message published on another node, to this node's subscribers.
     fn deliver_remote(&mut self, remote: crate::cluster::Remote) {
+        let age = remote.age.min(self.cfg.message_lifetime);
         let admitted = self.gate.admit_remote(
             remote.id,
             &remote.channel,
@@ -997,7 +1172,9 @@ impl Server {
                 return;
             }
         };
-        match self.bus.publish_remote(remote, self.now) {
+        // Kept as from when the stream stored it, so it expires when the stream drops it.
+        let stored = self.now.checked_sub(age).unwrap_or(self.now);
+        match self.bus.publish_remote(remote, stored) {
             Ok(msg) => {
                 self.deliver(&msg);
             }
@@ -1093,7 +1270,9 @@ impl Server {
         let polls_done = &mut self.polls_done;
         self.bus.for_each_recipient(msg, |sub| {
             let conn = &mut conns[sub.conn];
-            if conn.closing || conn.last_delivered == msg.id {
+            // Ids only grow: one already queued here (through another subscription, or a
+            // replay up to a cursor) is not sent again.
+            if conn.closing || conn.last_delivered >= msg.id {
                 return;
             }
             recipients += 1;
@@ -1137,18 +1316,31 @@ impl Server {
             return;
         };
         let registry = self.poll.registry();
-        let outcome = if timer {
+        if timer {
             cluster.on_timer(registry, CLUSTER_TOKEN, self.now);
-            crate::cluster::Outcome::default()
         } else {
-            cluster.on_ready(registry, self.now)
-        };
-        if outcome.rejoined {
-            self.bus.mark_gap();
+            cluster.on_ready(registry, self.now);
+        }
+        let outcome = cluster.take_outcome();
+        if let Some(first) = outcome.first_seq {
+            self.bus.begin_at(first);
         }
         self.cluster_again |= outcome.more;
-        for remote in outcome.remotes {
+        for remote in outcome.deliveries {
             self.deliver_remote(remote);
+        }
+        for (first, last) in outcome.holes {
+            self.bus.note_hole(first, last);
+        }
+        for (ticket, stored) in outcome.acks {
+            self.on_stored(ticket, stored);
+        }
+        if outcome.caught_up {
+            // Connections waited in the backlog while the window was rebuilt.
+            self.accept_all();
+        }
+        if let Some(why) = outcome.fatal {
+            self.fatal = Some(why);
         }
     }
 

@@ -34,6 +34,8 @@ const RETAINED_OVERHEAD: usize = 256;
 /// What a replayed message costs besides its body, counted against a replay's byte budget (the
 /// frame's headers).
 const REPLAY_OVERHEAD: usize = 128;
+/// Holes in the stream's sequence remembered; past it the oldest merge.
+const MAX_HOLES: usize = 4096;
 
 /// One subscription of one connection.
 #[derive(Debug)]
@@ -357,6 +359,8 @@ pub struct Bus {
     uncommitted: VecDeque<u64>,
     /// The ticket the last publish waits for, until the reactor takes it.
     ticket: Option<Ticket>,
+    /// In a cluster: sequences the stream dropped before this node read them, in order.
+    holes: Vec<(u64, u64)>,
 }
 
 impl Bus {
@@ -385,6 +389,7 @@ impl Bus {
             store: Box::new(history::Memory),
             uncommitted: VecDeque::new(),
             ticket: None,
+            holes: Vec::new(),
         }
     }
 
@@ -595,6 +600,50 @@ impl Bus {
         publish: gate::Publish,
         now: Instant,
     ) -> Result<Rc<Message>, BusError> {
+        let (index, parts) = self.prepare_in(publish, now)?;
+        let channel = &self.channels[index];
+        let mut msg = Message::new(
+            self.next_id,
+            channel.name.clone(),
+            parts.content_type,
+            parts.sender,
+            parts.body,
+        );
+        msg.event = parts.event;
+        if let Some((slot, frame)) = parts.preset {
+            msg.preset_frame(slot, frame);
+        }
+        let msg = Rc::new(msg);
+        self.next_id += 1;
+        // A channel that keeps nothing still has its message logged: the id must survive.
+        let lifetime = match channel.retention {
+            Retention { size: 0, .. } => Duration::ZERO,
+            retention => retention.lifetime,
+        };
+        self.ticket = self.store.append(&msg, lifetime);
+        match self.ticket {
+            Some(_) => self.uncommitted.push_back(msg.id),
+            None => self.keep(index, &msg, now),
+        }
+        Ok(msg)
+    }
+
+    /// What `publish` does before it numbers the message: the channel (within the limit), its
+    /// key, its attributes. In a cluster the message then goes to the stream, and comes back
+    /// numbered through `publish_remote`.
+    pub fn prepare(
+        &mut self,
+        publish: gate::Publish,
+        now: Instant,
+    ) -> Result<gate::PublishParts, BusError> {
+        self.prepare_in(publish, now).map(|(_, parts)| parts)
+    }
+
+    fn prepare_in(
+        &mut self,
+        publish: gate::Publish,
+        now: Instant,
+    ) -> Result<(usize, gate::PublishParts), BusError> {
         let parts = publish.into_parts();
         let index = self.channel_index(&parts.channel, now)?;
         let channel = &mut self.channels[index];
@@ -624,30 +673,7 @@ impl Bus {
         if before != (true, channel.retention, channel.key, channel.one2one) {
             self.store.attributes(&channel.attributes());
         }
-        let mut msg = Message::new(
-            self.next_id,
-            channel.name.clone(),
-            parts.content_type,
-            parts.sender,
-            parts.body,
-        );
-        msg.event = parts.event;
-        if let Some((slot, frame)) = parts.preset {
-            msg.preset_frame(slot, frame);
-        }
-        let msg = Rc::new(msg);
-        self.next_id += 1;
-        // A channel that keeps nothing still has its message logged: the id must survive.
-        let lifetime = match channel.retention {
-            Retention { size: 0, .. } => Duration::ZERO,
-            retention => retention.lifetime,
-        };
-        self.ticket = self.store.append(&msg, lifetime);
-        match self.ticket {
-            Some(_) => self.uncommitted.push_back(msg.id),
-            None => self.keep(index, &msg, now),
-        }
-        Ok(msg)
+        Ok((index, parts))
     }
 
     /// Keeps `msg` in channel `index`, counting it, and evicts the oldest messages anywhere when
@@ -733,6 +759,38 @@ impl Bus {
         self.first_id = self.first_id.min(id);
         self.keep(index, &msg, now);
         Ok(msg)
+    }
+
+    /// In a cluster: ids are the stream's sequences, and nothing before `first` (the stream's
+    /// oldest when this node joined) is known here.
+    pub fn begin_at(&mut self, first: u64) {
+        self.first_id = first;
+        self.next_id = self.next_id.max(first);
+    }
+
+    /// In a cluster: sequences `first..=last` were dropped by the stream before this node read
+    /// them. Which channels they were on is not known; a client whose cursor is before them and
+    /// whose next message is after them is told it may have missed some.
+    pub fn note_hole(&mut self, first: u64, last: u64) {
+        if let Some(prev) = self.holes.last_mut() {
+            if prev.1 + 1 >= first {
+                prev.1 = prev.1.max(last);
+                return;
+            }
+        }
+        self.holes.push((first, last));
+        // Bounded: the oldest two merge, which can only tell more clients, never fewer.
+        if self.holes.len() > MAX_HOLES {
+            let (a, _) = self.holes.remove(0);
+            self.holes[0].0 = a;
+        }
+    }
+
+    /// Whether a hole lies after `after` and before `front` (the first message replayed, or
+    /// the next id).
+    fn hole_between(&self, after: u64, front: u64) -> bool {
+        let at = self.holes.partition_point(|h| h.1 <= after);
+        self.holes.get(at).is_some_and(|h| h.0 < front)
     }
 
     /// Messages up to the next id may have been published elsewhere and never reached this
@@ -864,11 +922,19 @@ impl Bus {
         // messages; otherwise only if something after the cursor has been forgotten.
         let unknown_before = self.gap_upto.max(self.first_id.saturating_sub(1));
         let from_the_start = after == 0;
+        let oldest = oldest_retained.unwrap_or(self.next_id);
         if after < forgotten_upto || (after < unknown_before && !from_the_start) {
-            replay.missed = Some(Missed {
-                after,
-                oldest: oldest_retained.unwrap_or(self.next_id),
-            });
+            replay.missed = Some(Missed { after, oldest });
+        } else {
+            // The stream dropped sequences between the cursor and what the client gets next:
+            // they may have been on this topic.
+            let next = replay.messages.first().map_or(self.next_id, |m| m.id);
+            if self.hole_between(after, next) {
+                replay.missed = Some(Missed {
+                    after,
+                    oldest: next,
+                });
+            }
         }
         replay
     }
@@ -1281,6 +1347,41 @@ mod tests {
             })
         );
         assert_eq!(bus.replay(&topic("c", false), 999, now).missed, None);
+    }
+
+    /// In a cluster: the stream's start and its holes decide the missed notice. Channel "a"
+    /// holds 5 and 9; 6..=8 were dropped by the stream; nothing before 5 is known.
+    #[test]
+    fn stream_holes_are_told_to_cursors_before_them() {
+        let now = Instant::now();
+        let mut bus = bus(1);
+        bus.begin_at(5);
+        let remote = |id: u64| {
+            gate()
+                .admit_remote(id, "a", "t", None, None, b"x".as_slice().into())
+                .unwrap()
+        };
+        bus.publish_remote(remote(5), now).unwrap();
+        bus.note_hole(6, 7);
+        bus.note_hole(8, 8); // joins the one before
+        bus.publish_remote(remote(9), now).unwrap();
+        let cases: &[(u64, &[u64], Option<u64>)] = &[
+            // (cursor, ids replayed, missed: oldest)
+            (0, &[5, 9], None),
+            (3, &[5, 9], Some(5)),
+            (4, &[5, 9], None),
+            (5, &[9], Some(9)),
+            (7, &[9], Some(9)),
+            (8, &[9], None),
+            (9, &[], None),
+        ];
+        for &(after, want, oldest) in cases {
+            let replay = bus.replay(&topic("a", false), after, now);
+            assert_eq!(ids(&replay), want, "after {after}");
+            let want_missed = oldest.map(|oldest| Missed { after, oldest });
+            assert_eq!(replay.missed, want_missed, "after {after}");
+        }
+        assert_eq!(bus.holes, [(6, 8)]);
     }
 
     #[test]

@@ -1,20 +1,28 @@
-//! Joining other msgbus processes through NATS: one client connection inside the reactor.
+//! Joining other msgbus processes through NATS JetStream: one client connection inside the
+//! reactor.
 //!
-//! Every node subscribes to `msgbus.>`; a local publish goes out once as HPUB with the message's
-//! id, type, sender and event name in headers, and each other node delivers it to its own
-//! subscribers and keeps it in its history under the same id. CONNECT asks the server not to
-//! echo a node's own messages back. While NATS is away, publishes still reach local
-//! subscribers (and are answered as usual, with `Msgbus-Cluster: local-only`); what other nodes
-//! published meanwhile is lost to this node, so when it reconnects, clients resuming from before
-//! the outage are told they missed messages.
+//! A publish on any node goes into one stream (subjects `msgbus.<channel>`, the message's type,
+//! sender and event name in headers, `Nats-Msg-Id` so a resend is stored once) and is
+//! acknowledged to its client only after JetStream's PubAck, whose sequence is the message's
+//! id. Every node, the publishing one too, delivers from its own consumer in sequence order, so
+//! all subscribers on all nodes see one order. While NATS is away publishes are refused (503);
+//! on rejoining, the consumer goes on from the last sequence this node took in: nothing is
+//! lost or repeated. A sequence skipped is one the stream's limits dropped (a hole).
+//!
+//! On connecting, the node asks for JetStream (`$JS.API.INFO`; none is fatal at start-up),
+//! makes the stream if it is missing or sets its limits if they differ, then makes an
+//! ephemeral push consumer (heartbeats, flow control) from where it stands.
 //!
 //! Nothing here blocks the reactor: a host name is looked up on a short-lived helper thread
 //! whose answer comes back through a `mio::Waker` (an address given as an IP is used as is),
 //! and reading from NATS stops after `READ_BYTES_PER_TURN` so a flood of remote messages
 //! cannot hold the loop; the reactor calls again next turn.
 
+pub mod jetstream;
+mod link;
 pub mod proto;
 
+use std::collections::BTreeMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -25,11 +33,15 @@ use log::{info, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token, Waker};
 
-use crate::message::Message;
+pub use jetstream::StreamSpec;
+use jetstream::{AckInfo, AnswerError, Start};
+use link::Link;
 use proto::ServerOp;
 
-/// The subject prefix every node publishes under and subscribes to.
+/// The subject prefix of the stream: `msgbus.<channel>`.
 pub const SUBJECT_PREFIX: &str = "msgbus";
+/// The stream's name unless `--nats-stream` says otherwise.
+pub const DEFAULT_STREAM: &str = "MSGBUS";
 /// Bytes waiting to go to NATS before the connection is given up as stuck.
 const MAX_OUTPUT: usize = 16 * 1024 * 1024;
 /// The largest message accepted from NATS.
@@ -40,19 +52,44 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes read from NATS per turn, as for every client connection.
 const READ_BYTES_PER_TURN: usize = 256 * 1024;
+/// Subscription ids: API answers, PubAcks, the consumer's deliveries.
+const SID_ANSWERS: u64 = 1;
+const SID_ACKS: u64 = 2;
+const SID_DELIVERIES: u64 = 3;
+/// A JetStream API request not answered by then is tried again on a new connection (a
+/// clustered JetStream answers nothing while it elects a leader).
+const API_TIMEOUT: Duration = Duration::from_secs(2);
+/// A publish not confirmed by then is refused (503): the client may try again.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The consumer sends a heartbeat every second; silent this long, it is made anew.
+const SILENCE: Duration = Duration::from_secs(4);
 
 /// A NATS server address with its credentials: `nats://[user:pass@|token@]host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsUrl {
     pub host_port: String,
+    /// `tls://`: TLS from the start, checked against the system's CAs (or `$SSL_CERT_FILE`).
+    pub tls: bool,
     pub user: Option<String>,
     pub pass: Option<String>,
     pub token: Option<String>,
 }
 
 impl NatsUrl {
+    /// The host alone (an IPv6 address without its brackets), as TLS checks it.
+    pub fn host(&self) -> &str {
+        let host = self
+            .host_port
+            .rsplit_once(':')
+            .map_or(self.host_port.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+
     pub fn parse(text: &str) -> Option<NatsUrl> {
-        let rest = text.strip_prefix("nats://").unwrap_or(text);
+        let (tls, rest) = match text.strip_prefix("tls://") {
+            Some(rest) => (true, rest),
+            None => (false, text.strip_prefix("nats://").unwrap_or(text)),
+        };
         let (auth, host) = match rest.rsplit_once('@') {
             Some((auth, host)) => (Some(auth), host),
             None => (None, rest),
@@ -76,6 +113,7 @@ impl NatsUrl {
         };
         Some(NatsUrl {
             host_port,
+            tls,
             user,
             pass,
             token,
@@ -83,7 +121,8 @@ impl NatsUrl {
     }
 }
 
-/// A message another node published.
+/// A message from the stream, under its stream sequence: every node, the publishing one too,
+/// delivers these in sequence order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remote {
     pub channel: String,
@@ -92,34 +131,72 @@ pub struct Remote {
     pub sender: Option<String>,
     pub event: Option<String>,
     pub body: Vec<u8>,
+    /// How long ago the stream stored it (by the NATS server's clock and this host's, never
+    /// negative): a node rebuilding its window lets messages expire when the stream does.
+    pub age: Duration,
+}
+
+/// Why a publish was not stored: NATS is away, or did not confirm in time. Nothing was
+/// acknowledged; the client may try again (`Retry-After`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cluster unavailable: {}", self.0)
+    }
+}
+
+/// The JetStream API requests that make a connection ready, one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// `$JS.API.INFO`: is JetStream there? next: StreamInfo
+    Account,
+    /// `$JS.API.STREAM.INFO.<stream>`. next: Create | Update | Consumer
+    StreamInfo,
+    /// The stream was missing. next: Consumer
+    Create,
+    /// Its limits differed from the options. next: Consumer
+    Update,
+    /// An ephemeral push consumer from the next sequence this node needs. next: (Ready)
+    Consumer,
 }
 
 enum State {
     /// Waiting to try again.
-    Down {
-        retry_at: Instant,
-    },
+    Down { retry_at: Instant },
     /// The host name is being looked up on a helper thread (answer number `lookup`).
-    Resolving {
-        lookup: u64,
+    Resolving { lookup: u64, since: Instant },
+    /// TCP connect in progress, or waiting for INFO and the first PONG. next: Setup
+    Connecting { sock: Link, since: Instant },
+    /// Connected: setting the stream and the consumer up. next: Ready
+    Setup {
+        sock: Link,
+        step: Step,
         since: Instant,
     },
-    /// TCP connect in progress, or waiting for INFO and the first PONG.
-    Connecting {
-        sock: TcpStream,
-        since: Instant,
-    },
-    Ready {
-        sock: TcpStream,
-    },
+    /// Publishing into the stream and delivering from the consumer. next: Setup (the consumer
+    /// fell silent) | Down
+    Ready { sock: Link },
 }
 
-/// What the reactor should know after the cluster connection handled an event.
+/// What the reactor should carry out after the cluster connection handled an event.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    pub remotes: Vec<Remote>,
-    /// The connection came up after being down: earlier cursors may have missed messages.
-    pub rejoined: bool,
+    /// Messages from the stream, in sequence order.
+    pub deliveries: Vec<Remote>,
+    /// Sequences the stream no longer held when this node came to them (first, last): its
+    /// limits dropped them. Clients resuming from before them are told they may have missed
+    /// messages.
+    pub holes: Vec<(u64, u64)>,
+    /// Publishes confirmed (the sequence is the message's id) or given up, by their tag.
+    pub acks: Vec<(u64, Result<u64, Unavailable>)>,
+    /// The stream's oldest sequence when this node first read it: nothing before it is known.
+    pub first_seq: Option<u64>,
+    /// The node has read everything the stream held when it joined the first time.
+    pub caught_up: bool,
+    /// Start-up cannot go on (no JetStream, a stream that cannot be made): the reason.
+    pub fatal: Option<String>,
     /// Reading stopped at the per-turn cap: call `on_ready` again next turn.
     pub more: bool,
 }
@@ -142,16 +219,42 @@ pub struct Cluster {
     urls: Vec<NatsUrl>,
     next_url: usize,
     node_name: String,
+    spec: StreamSpec,
     state: State,
     input: Vec<u8>,
     output: Vec<u8>,
     retry: Duration,
-    ever_connected: bool,
-    /// xorshift state for the reconnect jitter.
+    /// xorshift state for the reconnect jitter; also makes the inbox and message ids unique.
     rng: u64,
+    /// Unique to this process: in inbox names and in `Nats-Msg-Id`.
+    nonce: String,
     resolver: Resolver,
     /// Turns through the addresses a name has, one per connection attempt.
     attempts: usize,
+    /// The TLS client configuration, made at the first TLS connection.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Connections made: each has inboxes of its own, so a consumer of an earlier one that
+    /// NATS still keeps delivers to nobody.
+    generation: u64,
+    /// Numbers the API requests: an answer to an earlier one is ignored.
+    api_serial: u64,
+    /// JetStream publishes waiting for their PubAck, by ticket (in the order sent): the tag
+    /// the reactor gave and when it went.
+    awaiting: BTreeMap<u64, (u64, Instant)>,
+    next_ticket: u64,
+    /// The consumer delivering to this node, once its creation is answered.
+    consumer: Option<String>,
+    /// The one before it on this connection, whose deliveries may still be on the way.
+    retired: Option<String>,
+    /// The last stream sequence taken in (deliveries, or the stream's start).
+    delivered: u64,
+    /// The stream was read once: `delivered` is where this node stands.
+    started: bool,
+    caught_up: bool,
+    ever_ready: bool,
+    /// When the consumer last showed life (a message or a heartbeat).
+    last_heard: Instant,
+    out: Outcome,
     /// Counted for /status.json and /metrics.
     pub forwarded: u64,
     pub received: u64,
@@ -162,8 +265,15 @@ pub struct Cluster {
 impl Cluster {
     /// `waker` wakes the reactor when a name lookup is answered; the reactor then calls
     /// `on_resolved`.
-    pub fn new(urls: Vec<NatsUrl>, node_name: String, now: Instant, waker: Arc<Waker>) -> Cluster {
+    pub fn new(
+        urls: Vec<NatsUrl>,
+        node_name: String,
+        spec: StreamSpec,
+        now: Instant,
+        waker: Arc<Waker>,
+    ) -> Cluster {
         let (sender, answers) = channel();
+        let rng = jitter_seed();
         Cluster {
             resolver: Resolver {
                 waker,
@@ -173,15 +283,29 @@ impl Cluster {
                 running: 0,
             },
             attempts: 0,
+            tls: None,
             urls,
             next_url: 0,
             node_name,
+            spec,
             state: State::Down { retry_at: now },
             input: Vec::new(),
             output: Vec::new(),
             retry: FIRST_RETRY,
-            ever_connected: false,
-            rng: jitter_seed(),
+            nonce: format!("{rng:016x}"),
+            rng,
+            generation: 0,
+            api_serial: 0,
+            awaiting: BTreeMap::new(),
+            next_ticket: 1,
+            consumer: None,
+            retired: None,
+            delivered: 0,
+            started: false,
+            caught_up: false,
+            ever_ready: false,
+            last_heard: now,
+            out: Outcome::default(),
             forwarded: 0,
             received: 0,
             not_forwarded: 0,
@@ -189,30 +313,78 @@ impl Cluster {
         }
     }
 
+    /// Whether publishes can go to the stream now.
     pub fn is_connected(&self) -> bool {
         matches!(self.state, State::Ready { .. })
     }
 
+    /// Whether the node has read the stream up to where it stood when the node joined: until
+    /// then it does not take clients.
+    pub fn has_caught_up(&self) -> bool {
+        self.caught_up
+    }
+
+    /// What has happened since the last call, for the reactor to carry out.
+    pub fn take_outcome(&mut self) -> Outcome {
+        std::mem::take(&mut self.out)
+    }
+
+    fn inbox(&self) -> String {
+        format!("_INBOX.{}{}", self.nonce, self.generation)
+    }
+
     /// When the reactor should call `on_timer` next.
     pub fn deadline(&self) -> Option<Instant> {
-        match &self.state {
+        let state = match &self.state {
             State::Down { retry_at } => Some(*retry_at),
             State::Resolving { since, .. } | State::Connecting { since, .. } => {
                 Some(*since + HANDSHAKE_TIMEOUT)
             }
-            State::Ready { .. } => None,
+            State::Setup { since, .. } => Some(*since + API_TIMEOUT),
+            State::Ready { .. } => Some(self.last_heard + SILENCE),
+        };
+        let ack = self
+            .awaiting
+            .values()
+            .next()
+            .map(|(_, at)| *at + ACK_TIMEOUT);
+        match (state, ack) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
-    /// Tries to connect when it is time; gives up a handshake that takes too long.
+    /// Tries to connect when it is time; gives up a handshake that takes too long, publishes
+    /// not confirmed in time, and a consumer that fell silent.
     pub fn on_timer(&mut self, registry: &Registry, token: Token, now: Instant) {
+        while let Some((&ticket, &(tag, at))) = self.awaiting.iter().next() {
+            if now < at + ACK_TIMEOUT {
+                break;
+            }
+            self.awaiting.remove(&ticket);
+            self.not_forwarded += 1;
+            let why = Unavailable("no confirmation from JetStream in time".into());
+            self.out.acks.push((tag, Err(why)));
+        }
         match &self.state {
             State::Down { retry_at } if now >= *retry_at => self.connect(registry, token, now),
             State::Connecting { since, .. } if now >= *since + HANDSHAKE_TIMEOUT => {
                 self.cut("handshake timed out", registry, now);
             }
+            State::Setup { since, step, .. } if now >= *since + API_TIMEOUT => {
+                let why = format!("JetStream did not answer ({step:?})");
+                self.cut(&why, registry, now);
+            }
             State::Resolving { since, .. } if now >= *since + HANDSHAKE_TIMEOUT => {
                 self.cut("name lookup timed out", registry, now);
+            }
+            State::Ready { .. } if now >= self.last_heard + SILENCE => {
+                // Its server may be gone (a JetStream cluster): a new one goes on from here.
+                warn!("the JetStream consumer fell silent: making a new one");
+                self.request_consumer(now);
+                if let Err(e) = self.flush() {
+                    self.cut(&e.to_string(), registry, now);
+                }
             }
             _ => {}
         }
@@ -294,7 +466,10 @@ impl Cluster {
                 }
                 self.input.clear();
                 self.output.clear();
-                self.state = State::Connecting { sock, since: now };
+                self.state = State::Connecting {
+                    sock: Link::plain(sock),
+                    since: now,
+                };
             }
             Err(e) => {
                 warn!("NATS {addr}: {e}");
@@ -317,42 +492,63 @@ impl Cluster {
         self.retry = (self.retry * 2).min(MAX_RETRY);
     }
 
+    /// Drops the connection: every publish waiting for its PubAck is refused (the client was
+    /// told nothing yet and may try again), and the consumer will go on from `delivered`.
     fn cut(&mut self, why: &str, registry: &Registry, now: Instant) {
-        if let State::Connecting { sock, .. } | State::Ready { sock } = &mut self.state {
-            let _ = registry.deregister(sock);
+        if let State::Connecting { sock, .. } | State::Setup { sock, .. } | State::Ready { sock } =
+            &mut self.state
+        {
+            let _ = registry.deregister(&mut sock.sock);
         }
         if self.is_connected() {
             self.disconnects += 1;
-            warn!("cut off from NATS: {why}; publishes reach local subscribers only");
+            warn!("cut off from NATS: {why}; publishes are refused until it is back");
         } else {
             info!("NATS not reachable: {why}");
         }
+        for (_, (tag, _)) in std::mem::take(&mut self.awaiting) {
+            self.not_forwarded += 1;
+            let refused = Unavailable(format!("cut off from NATS: {why}"));
+            self.out.acks.push((tag, Err(refused)));
+        }
+        self.consumer = None;
+        self.retired = None;
         self.schedule_retry(now);
     }
 
-    /// The socket is readable or writable.
-    pub fn on_ready(&mut self, registry: &Registry, now: Instant) -> Outcome {
-        let mut outcome = Outcome::default();
-        if let Err(why) = self.pump(&mut outcome) {
-            self.cut(&why, registry, now);
-        }
-        outcome
+    /// Start-up cannot go on: said once, and the connection is dropped.
+    fn fail(&mut self, why: String, registry: &Registry, now: Instant) {
+        self.cut(&why, registry, now);
+        self.out.fatal = Some(why);
     }
 
-    fn pump(&mut self, outcome: &mut Outcome) -> Result<(), String> {
+    /// The socket is readable or writable.
+    pub fn on_ready(&mut self, registry: &Registry, now: Instant) {
+        let result = self.pump(now);
+        if let Err(why) = result {
+            match why {
+                Failure::Cut(why) => self.cut(&why, registry, now),
+                Failure::Fatal(why) => self.fail(why, registry, now),
+            }
+        }
+    }
+
+    fn pump(&mut self, now: Instant) -> Result<(), Failure> {
         let sock = match &mut self.state {
-            State::Connecting { sock, .. } | State::Ready { sock } => sock,
+            State::Connecting { sock, .. } | State::Setup { sock, .. } | State::Ready { sock } => {
+                sock
+            }
             State::Down { .. } | State::Resolving { .. } => return Ok(()),
         };
-        if let Ok(Some(e)) | Err(e) = sock.take_error() {
-            return Err(e.to_string());
+        if let Ok(Some(e)) | Err(e) = sock.sock.take_error() {
+            return Err(Failure::Cut(e.to_string()));
         }
         let mut buf = [0u8; 64 * 1024];
         let mut taken = 0;
         let mut closed = false;
         loop {
             if taken >= READ_BYTES_PER_TURN {
-                outcome.more = true;
+                self.out.more = true;
                 break;
             }
             match sock.read(&mut buf) {
@@ -369,133 +565,426 @@ impl Cluster {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::NotConnected => break,
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(Failure::Cut(e.to_string())),
             }
         }
-        self.handle_input(outcome)?;
+        self.handle_input(now)?;
         if closed {
-            return Err("connection closed".into());
+            return Err(Failure::Cut("connection closed".into()));
         }
-        self.flush().map_err(|e| e.to_string())
+        self.flush().map_err(|e| Failure::Cut(e.to_string()))
     }
 
-    fn handle_input(&mut self, outcome: &mut Outcome) -> Result<(), String> {
+    fn handle_input(&mut self, now: Instant) -> Result<(), Failure> {
         let mut used = 0;
-        while let Some((op, n)) =
-            proto::parse(&self.input[used..], MAX_PAYLOAD).map_err(|e| e.to_string())?
-        {
-            used += n;
-            match op {
-                ServerOp::Info(_) if matches!(self.state, State::Connecting { .. }) => {
-                    let url = &self.urls[(self.next_url + self.urls.len() - 1) % self.urls.len()];
-                    let connect = proto::encode_connect(
-                        &self.node_name,
-                        url.user.as_deref(),
-                        url.pass.as_deref(),
-                        url.token.as_deref(),
-                    );
-                    self.output.extend_from_slice(&connect);
-                    let sub = proto::encode_sub(&format!("{SUBJECT_PREFIX}.>"), 1);
-                    self.output.extend_from_slice(&sub);
-                    // The answering PONG says CONNECT and SUB were accepted.
-                    self.output.extend_from_slice(proto::PING);
-                }
-                ServerOp::Info(_) | ServerOp::Ok => {}
-                ServerOp::Ping => self.output.extend_from_slice(proto::PONG),
-                ServerOp::Pong => {
-                    if let State::Connecting { .. } = self.state {
-                        let State::Connecting { sock, .. } = std::mem::replace(
-                            &mut self.state,
-                            State::Down {
-                                retry_at: Instant::now(),
-                            },
-                        ) else {
-                            unreachable!("matched above")
-                        };
-                        self.state = State::Ready { sock };
-                        self.retry = FIRST_RETRY;
-                        info!("joined the cluster through NATS as {}", self.node_name);
-                        outcome.rejoined = self.ever_connected;
-                        self.ever_connected = true;
-                    }
-                }
-                ServerOp::Err(text) => return Err(format!("NATS says: {text}")),
-                ServerOp::Msg {
-                    subject,
-                    headers,
-                    payload,
-                    ..
-                } => {
-                    if let Some(remote) = self.decode(&subject, &headers, payload) {
-                        self.received += 1;
-                        outcome.remotes.push(remote);
-                    }
-                }
+        let result = loop {
+            let parsed = match proto::parse(&self.input[used..], MAX_PAYLOAD) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(Failure::Cut(e.to_string())),
+            };
+            used += parsed.1;
+            if let Err(e) = self.on_op(parsed.0, now) {
+                break Err(e);
             }
-        }
+        };
         self.input.drain(..used);
+        result
+    }
+
+    fn on_op(&mut self, op: ServerOp, now: Instant) -> Result<(), Failure> {
+        match op {
+            ServerOp::Info(info) if matches!(self.state, State::Connecting { .. }) => {
+                let url = &self.urls[(self.next_url + self.urls.len() - 1) % self.urls.len()];
+                // TLS when the URL says so or the server requires it: after INFO, before
+                // anything else is said.
+                if url.tls || info.contains("\"tls_required\":true") {
+                    let host = url.host();
+                    let config = match &self.tls {
+                        Some(config) => Arc::clone(config),
+                        None => link::client_config().map_err(Failure::Cut)?,
+                    };
+                    self.tls = Some(Arc::clone(&config));
+                    if let State::Connecting { sock, .. } = &mut self.state {
+                        sock.upgrade(config, host).map_err(Failure::Cut)?;
+                    }
+                }
+                let url = &self.urls[(self.next_url + self.urls.len() - 1) % self.urls.len()];
+                let connect = proto::encode_connect(
+                    &self.node_name,
+                    url.user.as_deref(),
+                    url.pass.as_deref(),
+                    url.token.as_deref(),
+                );
+                self.output.extend_from_slice(&connect);
+                self.generation += 1;
+                // API answers and PubAcks; deliveries get a subscription of their own, by
+                // their exact subject (JetStream does not count a wildcard as interest).
+                let answers = proto::encode_sub(&format!("{}.r.*", self.inbox()), SID_ANSWERS);
+                let acks = proto::encode_sub(&format!("{}.a.*", self.inbox()), SID_ACKS);
+                self.output.extend_from_slice(&answers);
+                self.output.extend_from_slice(&acks);
+                // The answering PONG says CONNECT and SUB were accepted.
+                self.output.extend_from_slice(proto::PING);
+            }
+            ServerOp::Info(_) | ServerOp::Ok | ServerOp::Pong
+                if !matches!(self.state, State::Connecting { .. }) => {}
+            ServerOp::Info(_) | ServerOp::Ok => {}
+            ServerOp::Ping => self.output.extend_from_slice(proto::PONG),
+            ServerOp::Pong => {
+                // Connected: JetStream is asked for next.
+                self.go_to_setup(Step::Account, now);
+                self.request("$JS.API.INFO", b"");
+            }
+            ServerOp::Err(text) => return Err(Failure::Cut(format!("NATS says: {text}"))),
+            ServerOp::Msg {
+                subject,
+                sid,
+                reply,
+                headers,
+                payload,
+            } => self.on_msg(sid, &subject, reply.as_deref(), &headers, payload, now)?,
+        }
         Ok(())
     }
 
-    fn decode(&self, subject: &str, headers: &[u8], body: Vec<u8>) -> Option<Remote> {
-        let origin = proto::header(headers, "Msgbus-Node");
-        if origin == Some(self.node_name.as_str()) {
-            return None; // our own, should the server echo it anyway
-        }
-        let channel = proto::channel_for(SUBJECT_PREFIX, subject)?;
-        let id = proto::header(headers, "Msgbus-Id")?.parse().ok()?;
-        let content_type = proto::header(headers, "Msgbus-Type")
-            .unwrap_or("application/octet-stream")
-            .to_string();
-        Some(Remote {
-            channel,
-            id,
-            content_type,
-            sender: proto::header(headers, "Msgbus-From").map(Into::into),
-            event: proto::header(headers, "Msgbus-Event").map(Into::into),
-            body,
-        })
+    /// Moves to `step` of the set-up, keeping the socket.
+    fn go_to_setup(&mut self, step: Step, now: Instant) {
+        let state = std::mem::replace(&mut self.state, State::Down { retry_at: now });
+        self.state = match state {
+            State::Connecting { sock, .. } | State::Setup { sock, .. } | State::Ready { sock } => {
+                State::Setup {
+                    sock,
+                    step,
+                    since: now,
+                }
+            }
+            other => other,
+        };
     }
 
-    /// Sends a message published here to the other nodes. False when it could not be (NATS is
-    /// away): it reached local subscribers only.
-    pub fn forward(&mut self, msg: &Message, registry: &Registry, now: Instant) -> bool {
+    /// Sends an API request whose answer comes to this connection's inbox.
+    fn request(&mut self, subject: &str, body: &[u8]) {
+        self.api_serial += 1;
+        let reply = format!("{}.r.{}", self.inbox(), self.api_serial);
+        self.output
+            .extend_from_slice(&proto::encode_pub(subject, &reply, body));
+    }
+
+    /// Asks for a consumer from the next sequence this node needs.
+    fn request_consumer(&mut self, now: Instant) {
+        if let Some(old) = self.consumer.take() {
+            let subject = format!("$JS.API.CONSUMER.DELETE.{}.{old}", self.spec.name);
+            self.request(&subject, b"");
+            self.retired = Some(old);
+        }
+        self.go_to_setup(Step::Consumer, now);
+        let deliver = format!("{}.d.{}", self.inbox(), self.api_serial + 1);
+        self.output
+            .extend_from_slice(&proto::encode_unsub(SID_DELIVERIES));
+        self.output
+            .extend_from_slice(&proto::encode_sub(&deliver, SID_DELIVERIES));
+        let start = if self.delivered == 0 {
+            Start::All
+        } else {
+            Start::At(self.delivered + 1)
+        };
+        let filter = format!("{}.>", self.spec.prefix);
+        let body = jetstream::encode_consumer(&self.spec.name, &deliver, &filter, start);
+        let subject = format!("$JS.API.CONSUMER.CREATE.{}", self.spec.name);
+        self.request(&subject, body.as_bytes());
+    }
+
+    fn on_msg(
+        &mut self,
+        sid: u64,
+        subject: &str,
+        reply: Option<&str>,
+        headers: &[u8],
+        payload: Vec<u8>,
+        now: Instant,
+    ) -> Result<(), Failure> {
+        if let Some(ack) = reply.and_then(jetstream::parse_ack_reply) {
+            return self.on_delivery(sid, subject, &ack, headers, payload, now);
+        }
+        let inbox = self.inbox();
+        let Some(rest) = subject
+            .strip_prefix(inbox.as_str())
+            .and_then(|r| r.strip_prefix('.'))
+        else {
+            return Ok(()); // not for this connection
+        };
+        let status = jetstream::status(headers);
+        if let Some(ticket) = rest.strip_prefix("a.") {
+            let ticket: u64 = ticket.parse().unwrap_or(0);
+            self.on_pub_ack(ticket, status, &payload);
+        } else if let Some(serial) = rest.strip_prefix("r.") {
+            if serial.parse() == Ok(self.api_serial) {
+                return self.on_api_answer(status, &payload, now);
+            }
+        } else if rest.starts_with("d.") && status == Some(100) {
+            // A heartbeat or a flow-control request: the consumer lives. Flow control, and a
+            // heartbeat saying the consumer stalled, want an empty answer.
+            self.last_heard = now;
+            let stalled = proto::header(headers, "Nats-Consumer-Stalled").map(str::to_string);
+            for to in reply.map(str::to_string).into_iter().chain(stalled) {
+                if to.bytes().all(|b| b.is_ascii_graphic()) && !to.is_empty() && to.len() < 512 {
+                    self.output
+                        .extend_from_slice(&proto::encode_pub(&to, "", b""));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_pub_ack(&mut self, ticket: u64, status: Option<u16>, payload: &[u8]) {
+        let Some((tag, _)) = self.awaiting.remove(&ticket) else {
+            return; // given up on already
+        };
+        let answer = match status {
+            Some(code) => Err(Unavailable(format!("JetStream answered {code}"))),
+            None => match jetstream::parse_pub_ack(payload) {
+                Ok(ack) if ack.stream == self.spec.name => Ok(ack.seq),
+                Ok(ack) => Err(Unavailable(format!("stored in stream {}", ack.stream))),
+                Err(e) => Err(Unavailable(e.to_string())),
+            },
+        };
+        match &answer {
+            Ok(_) => self.forwarded += 1,
+            Err(e) => {
+                self.not_forwarded += 1;
+                warn!("publish not stored: {e}");
+            }
+        }
+        self.out.acks.push((tag, answer));
+    }
+
+    fn on_api_answer(
+        &mut self,
+        status: Option<u16>,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<(), Failure> {
+        let State::Setup { step, .. } = self.state else {
+            return Ok(());
+        };
+        let fatal_at_start = |why: String, ever_ready: bool| {
+            if ever_ready {
+                Failure::Cut(why)
+            } else {
+                Failure::Fatal(why)
+            }
+        };
+        if status == Some(503) {
+            let why = match step {
+                Step::Account => "NATS has no JetStream: start nats-server with -js (or a jetstream block in its configuration)".to_string(),
+                _ => format!("JetStream did not answer {step:?} (no responders)"),
+            };
+            return Err(match step {
+                Step::Account => fatal_at_start(why, self.ever_ready),
+                _ => Failure::Cut(why),
+            });
+        }
+        let api = |e: AnswerError, ever_ready: bool| match &e {
+            AnswerError::Api(api) if api.is_transient() => Failure::Cut(e.to_string()),
+            _ => fatal_at_start(e.to_string(), ever_ready),
+        };
+        match step {
+            Step::Account => {
+                jetstream::parse_account_info(payload).map_err(|e| api(e, self.ever_ready))?;
+                self.go_to_setup(Step::StreamInfo, now);
+                let subject = format!("$JS.API.STREAM.INFO.{}", self.spec.name);
+                self.request(&subject, b"");
+            }
+            Step::StreamInfo | Step::Create | Step::Update => {
+                let info = match jetstream::parse_stream_info(payload) {
+                    Err(AnswerError::Api(e))
+                        if step == Step::StreamInfo
+                            && e.err_code == jetstream::ApiError::STREAM_NOT_FOUND =>
+                    {
+                        info!("creating JetStream stream {}", self.spec.name);
+                        self.go_to_setup(Step::Create, now);
+                        let subject = format!("$JS.API.STREAM.CREATE.{}", self.spec.name);
+                        self.request(&subject, self.spec.encode_config().as_bytes());
+                        return Ok(());
+                    }
+                    other => other.map_err(|e| api(e, self.ever_ready))?,
+                };
+                if step == Step::StreamInfo && !self.spec.matches(&info) {
+                    info!("setting the limits of JetStream stream {}", self.spec.name);
+                    self.go_to_setup(Step::Update, now);
+                    let subject = format!("$JS.API.STREAM.UPDATE.{}", self.spec.name);
+                    self.request(&subject, self.spec.encode_config().as_bytes());
+                    return Ok(());
+                }
+                if !self.started {
+                    // Nothing before the stream's oldest message is known here.
+                    let first = info.first_seq.max(1);
+                    self.delivered = first - 1;
+                    self.started = true;
+                    self.out.first_seq = Some(first);
+                }
+                self.request_consumer(now);
+            }
+            Step::Consumer => {
+                let created =
+                    jetstream::parse_consumer_created(payload).map_err(|e| api(e, false))?;
+                let state = std::mem::replace(&mut self.state, State::Down { retry_at: now });
+                let (State::Setup { sock, .. }
+                | State::Ready { sock }
+                | State::Connecting { sock, .. }) = state
+                else {
+                    self.state = state;
+                    return Ok(());
+                };
+                self.state = State::Ready { sock };
+                self.retry = FIRST_RETRY;
+                self.last_heard = now;
+                self.consumer = Some(created.name);
+                let url = &self.urls[(self.next_url + self.urls.len() - 1) % self.urls.len()];
+                if !self.ever_ready {
+                    info!(
+                        "joined the cluster through NATS JetStream at {} as {} (stream {}, from sequence {})",
+                        url.host_port,
+                        self.node_name,
+                        self.spec.name,
+                        self.delivered + 1
+                    );
+                } else {
+                    info!(
+                        "joined the cluster again at {}: from sequence {}",
+                        url.host_port,
+                        self.delivered + 1
+                    );
+                }
+                self.ever_ready = true;
+                if created.pending == 0 {
+                    self.mark_caught_up();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mark_caught_up(&mut self) {
+        if !self.caught_up {
+            self.caught_up = true;
+            self.out.caught_up = true;
+            info!("caught up with the stream at sequence {}", self.delivered);
+        }
+    }
+
+    /// A message from the consumer: taken if it is the consumer's and comes after what was
+    /// taken; a sequence skipped is a hole the stream's limits made.
+    #[allow(clippy::too_many_arguments)]
+    fn on_delivery(
+        &mut self,
+        sid: u64,
+        subject: &str,
+        ack: &AckInfo,
+        headers: &[u8],
+        payload: Vec<u8>,
+        now: Instant,
+    ) -> Result<(), Failure> {
+        // The consumer starts delivering before its creation is answered: until then anything
+        // on the delivery subscription but the consumer just retired is the new one's.
+        let ours = match &self.consumer {
+            Some(name) => name == ack.consumer,
+            None => self.retired.as_deref() != Some(ack.consumer),
+        };
+        if sid != SID_DELIVERIES || ack.stream != self.spec.name || !ours {
+            return Ok(()); // an earlier consumer's
+        }
+        self.last_heard = now;
+        let seq = ack.stream_seq;
+        if seq <= self.delivered {
+            return Ok(()); // had it
+        }
+        if seq > self.delivered + 1 {
+            self.out.holes.push((self.delivered + 1, seq - 1));
+        }
+        self.delivered = seq;
+        if ack.pending == 0 {
+            self.mark_caught_up();
+        }
+        match decode(&self.spec.prefix, subject, seq, headers, payload) {
+            Some(mut remote) => {
+                // A timestamp of 0 says nothing (the age stays 0).
+                if ack.timestamp > 0 {
+                    let stored = std::time::UNIX_EPOCH + Duration::from_nanos(ack.timestamp);
+                    remote.age = std::time::SystemTime::now()
+                        .duration_since(stored)
+                        .unwrap_or_default();
+                }
+                self.received += 1;
+                self.out.deliveries.push(remote);
+            }
+            None => {
+                // Not a message msgbus made: a hole for the channels, as good as dropped.
+                warn!("message {seq} in the stream is not msgbus's: skipped");
+                self.out.holes.push((seq, seq));
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a message into the stream; its PubAck comes back in an outcome under `tag`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn publish(
+        &mut self,
+        tag: u64,
+        channel: &str,
+        content_type: &str,
+        sender: Option<&str>,
+        event: Option<&str>,
+        body: &[u8],
+        registry: &Registry,
+        now: Instant,
+    ) -> Result<(), Unavailable> {
         if !self.is_connected() {
             self.not_forwarded += 1;
-            return false;
+            return Err(Unavailable("not joined to NATS".into()));
         }
-        let id = msg.id.to_string();
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let msg_id = format!("{}-{ticket}", self.nonce);
         let mut headers = vec![
-            ("Msgbus-Node", self.node_name.as_str()),
-            ("Msgbus-Id", id.as_str()),
-            ("Msgbus-Type", &*msg.content_type),
+            ("Nats-Msg-Id", msg_id.as_str()),
+            ("Nats-Expected-Stream", self.spec.name.as_str()),
+            ("Msgbus-Type", content_type),
         ];
-        if let Some(sender) = &msg.sender {
+        if let Some(sender) = sender {
             headers.push(("Msgbus-From", sender));
         }
-        if let Some(event) = &msg.event {
+        if let Some(event) = event {
             headers.push(("Msgbus-Event", event));
         }
-        let subject = proto::subject_for(SUBJECT_PREFIX, &msg.channel);
-        let hpub = proto::encode_hpub(&subject, &headers, &msg.body);
+        let subject = proto::subject_for(&self.spec.prefix, channel);
+        let reply = format!("{}.a.{ticket}", self.inbox());
+        let hpub = proto::encode_hpub(&subject, &reply, &headers, body);
         if self.output.len() + hpub.len() > MAX_OUTPUT {
             self.not_forwarded += 1;
             self.cut("NATS is not taking messages fast enough", registry, now);
-            return false;
+            return Err(Unavailable(
+                "NATS is not taking messages fast enough".into(),
+            ));
         }
         self.output.extend_from_slice(&hpub);
-        self.forwarded += 1;
+        self.awaiting.insert(ticket, (tag, now));
         if let Err(e) = self.flush() {
             self.cut(&e.to_string(), registry, now);
         }
-        true
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         let sock = match &mut self.state {
-            State::Connecting { sock, .. } | State::Ready { sock } => sock,
+            State::Connecting { sock, .. } | State::Setup { sock, .. } | State::Ready { sock } => {
+                sock
+            }
             State::Down { .. } | State::Resolving { .. } => return Ok(()),
         };
+        sock.flush()?;
         while !self.output.is_empty() {
             match sock.write(&self.output) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
@@ -510,6 +999,32 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// How handling input went wrong.
+enum Failure {
+    /// Drop the connection and try again.
+    Cut(String),
+    /// Start-up cannot go on.
+    Fatal(String),
+}
+
+/// A stream message as msgbus made it: its channel from the subject, its values from the
+/// headers (checked again by the gate before the bus takes them).
+fn decode(prefix: &str, subject: &str, seq: u64, headers: &[u8], body: Vec<u8>) -> Option<Remote> {
+    let channel = proto::channel_for(prefix, subject)?;
+    let content_type = proto::header(headers, "Msgbus-Type")
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    Some(Remote {
+        channel,
+        id: seq,
+        content_type,
+        sender: proto::header(headers, "Msgbus-From").map(Into::into),
+        event: proto::header(headers, "Msgbus-Event").map(Into::into),
+        body,
+        age: Duration::ZERO,
+    })
 }
 
 /// A seed for the reconnect jitter that differs between processes and runs.
@@ -531,6 +1046,7 @@ mod tests {
             ("127.0.0.1", "127.0.0.1:4222", None, None, None),
             ("nats://u:p@h:5000", "h:5000", Some("u"), Some("p"), None),
             ("nats://s3cret@h", "h:4222", None, None, Some("s3cret")),
+            ("tls://u:p@h:5000", "h:5000", Some("u"), Some("p"), None),
         ];
         for (text, host_port, user, pass, token) in cases {
             let url = NatsUrl::parse(text).unwrap();
@@ -539,6 +1055,13 @@ mod tests {
             assert_eq!(url.pass.as_deref(), pass, "{text}");
             assert_eq!(url.token.as_deref(), token, "{text}");
         }
+        assert!(NatsUrl::parse("tls://h").unwrap().tls);
+        assert!(!NatsUrl::parse("nats://h").unwrap().tls);
+        assert_eq!(
+            NatsUrl::parse("tls://127.0.0.1:4443").unwrap().host(),
+            "127.0.0.1"
+        );
+        assert_eq!(NatsUrl::parse("nats://[::1]:4222").unwrap().host(), "::1");
         assert_eq!(NatsUrl::parse("nats://"), None);
         assert_eq!(NatsUrl::parse("nats://h/x"), None);
     }

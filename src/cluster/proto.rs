@@ -14,6 +14,8 @@ pub enum ServerOp {
     Msg {
         subject: String,
         sid: u64,
+        /// Where an answer goes (a JetStream delivery's `$JS.ACK...` subject says its sequence).
+        reply: Option<String>,
         /// Header block (`NATS/1.0\r\nKey: value\r\n...\r\n\r\n`), empty for MSG.
         headers: Vec<u8>,
         payload: Vec<u8>,
@@ -78,6 +80,7 @@ pub fn parse(input: &[u8], max_payload: usize) -> Result<Option<(ServerOp, usize
             }
             let subject = args[0].to_string();
             let sid: u64 = args[1].parse().map_err(|_| bad())?;
+            let reply = (args.len() == 3 + sizes).then(|| args[2].to_string());
             let numbers: Vec<usize> = args[args.len() - sizes..]
                 .iter()
                 .map(|n| n.parse().map_err(|_| bad()))
@@ -105,6 +108,7 @@ pub fn parse(input: &[u8], max_payload: usize) -> Result<Option<(ServerOp, usize
                 ServerOp::Msg {
                     subject,
                     sid,
+                    reply,
                     headers: body[..header_len].to_vec(),
                     payload: body[header_len..].to_vec(),
                 },
@@ -115,7 +119,8 @@ pub fn parse(input: &[u8], max_payload: usize) -> Result<Option<(ServerOp, usize
     }
 }
 
-/// CONNECT with headers on and echo off (a node does not want its own messages back).
+/// CONNECT with headers on, and told when a request has no responder (that is how a server
+/// without JetStream shows).
 pub fn encode_connect(
     name: &str,
     user: Option<&str>,
@@ -129,8 +134,7 @@ pub fn encode_connect(
         format!("\"version\":\"{}\"", env!("CARGO_PKG_VERSION")),
         "\"protocol\":1".to_string(),
         "\"headers\":true".to_string(),
-        "\"no_responders\":false".to_string(),
-        "\"echo\":false".to_string(),
+        "\"no_responders\":true".to_string(),
         format!("\"name\":{}", json_string(name)),
     ];
     if let Some(user) = user {
@@ -149,8 +153,31 @@ pub fn encode_sub(subject: &str, sid: u64) -> Vec<u8> {
     format!("SUB {subject} {sid}\r\n").into_bytes()
 }
 
-/// HPUB with `headers` given as (name, value) pairs; values must be one line.
-pub fn encode_hpub(subject: &str, headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
+pub fn encode_unsub(sid: u64) -> Vec<u8> {
+    format!("UNSUB {sid}\r\n").into_bytes()
+}
+
+/// PUB with a reply subject (a JetStream API request), or none when `reply` is empty.
+pub fn encode_pub(subject: &str, reply: &str, payload: &[u8]) -> Vec<u8> {
+    let reply = if reply.is_empty() {
+        String::new()
+    } else {
+        format!("{reply} ")
+    };
+    let mut out = format!("PUB {subject} {reply}{}\r\n", payload.len()).into_bytes();
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// HPUB with `headers` given as (name, value) pairs (values must be one line) and a reply
+/// subject for the PubAck.
+pub fn encode_hpub(
+    subject: &str,
+    reply: &str,
+    headers: &[(&str, &str)],
+    payload: &[u8],
+) -> Vec<u8> {
     let mut block = String::from("NATS/1.0\r\n");
     for (name, value) in headers {
         block.push_str(name);
@@ -160,7 +187,7 @@ pub fn encode_hpub(subject: &str, headers: &[(&str, &str)], payload: &[u8]) -> V
     }
     block.push_str("\r\n");
     let total = block.len() + payload.len();
-    let mut out = format!("HPUB {subject} {} {total}\r\n", block.len()).into_bytes();
+    let mut out = format!("HPUB {subject} {reply} {} {total}\r\n", block.len()).into_bytes();
     out.extend_from_slice(block.as_bytes());
     out.extend_from_slice(payload);
     out.extend_from_slice(b"\r\n");
@@ -245,12 +272,14 @@ mod tests {
                 ServerOp::Msg {
                     subject: "a.b".into(),
                     sid: 7,
+                    reply: None,
                     headers: vec![],
                     payload: b"hello".to_vec()
                 },
                 ServerOp::Msg {
                     subject: "a.c".into(),
                     sid: 7,
+                    reply: Some("reply".into()),
                     headers: b"NATS/1.0\r\nK: v\r\n\r\n".to_vec(),
                     payload: b"hi!".to_vec()
                 },
@@ -296,16 +325,21 @@ mod tests {
 
     #[test]
     fn client_operations() {
-        let hpub = encode_hpub("msgbus.a", &[("Msgbus-Id", "9")], b"body");
+        let hpub = encode_hpub("msgbus.a", "r.1", &[("Msgbus-Id", "9")], b"body");
         assert_eq!(
             hpub,
-            b"HPUB msgbus.a 26 30\r\nNATS/1.0\r\nMsgbus-Id: 9\r\n\r\nbody\r\n"
+            b"HPUB msgbus.a r.1 26 30\r\nNATS/1.0\r\nMsgbus-Id: 9\r\n\r\nbody\r\n"
+        );
+        assert_eq!(
+            encode_pub("$JS.API.INFO", "r.2", b""),
+            b"PUB $JS.API.INFO r.2 0\r\n\r\n"
         );
         // What the server delivers for it: the same block, as HMSG with a sid.
-        let delivered =
-            String::from_utf8(hpub)
-                .unwrap()
-                .replacen("HPUB msgbus.a", "HMSG msgbus.a 1", 1);
+        let delivered = String::from_utf8(hpub).unwrap().replacen(
+            "HPUB msgbus.a r.1",
+            "HMSG msgbus.a 1 r.1",
+            1,
+        );
         let (op, _) = parse(delivered.as_bytes(), 1 << 20).unwrap().unwrap();
         let ServerOp::Msg {
             headers, payload, ..
@@ -328,7 +362,7 @@ mod tests {
             connect.starts_with("CONNECT {\"verbose\":false,"),
             "{connect}"
         );
-        assert!(connect.contains("\"echo\":false") && connect.contains("\"headers\":true"));
+        assert!(connect.contains("\"no_responders\":true") && connect.contains("\"headers\":true"));
         assert!(
             connect.contains("\"name\":\"n\\\"1\",\"user\":\"u\",\"pass\":\"p\"}\r\n"),
             "{connect}"

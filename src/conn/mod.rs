@@ -90,10 +90,8 @@ pub fn framed<'h>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
     pub id: u64,
-    /// Subscribers it was queued for.
+    /// Subscribers it was queued for (in a cluster: this node's subscribers it matches).
     pub recipients: usize,
-    /// The cluster could not be told (it is unreachable): only this node's subscribers got it.
-    pub local_only: bool,
 }
 
 /// What the reactor should do next for this connection.
@@ -179,6 +177,8 @@ pub enum Refused {
     Bus(BusError),
     /// The history store cannot keep it (the disk is full or failing): why, in one line.
     Store(String),
+    /// The cluster could not store it (NATS away): 503 with `Retry-After`.
+    Unavailable(String),
 }
 
 /// The store could not keep a publish: nothing was acknowledged, the client may try again.
@@ -190,6 +190,7 @@ impl Refused {
             Refused::Gate(refusal) => Status::from_code(refusal.status),
             Refused::Bus(e) => bus_error_status(*e),
             Refused::Store(_) => INSUFFICIENT_STORAGE,
+            Refused::Unavailable(_) => Status::from_code(503),
         }
     }
 }
@@ -200,6 +201,7 @@ impl std::fmt::Display for Refused {
             Refused::Gate(refusal) => refusal.fmt(f),
             Refused::Bus(e) => e.fmt(f),
             Refused::Store(why) => f.write_str(why),
+            Refused::Unavailable(why) => f.write_str(why),
         }
     }
 }
@@ -423,6 +425,9 @@ pub struct Conn {
     request_line: Option<Box<str>>,
     /// Dropping frames for slowness; logged once per episode.
     dropping: bool,
+    /// A publish of this connection waits for the cluster to store it (the reactor's ticket):
+    /// nothing more is read or handled until it is answered.
+    pub awaiting_publish: Option<u64>,
     /// Publishes of this connection held until the store commits them, and the answers to
     /// requests after them, in order (`Deferred`): an answer leaves only after those before it.
     after_commit: std::collections::VecDeque<Deferred>,
@@ -465,6 +470,7 @@ impl Conn {
             pending_publishes: Vec::new(),
             dropping: false,
             after_commit: std::collections::VecDeque::new(),
+            awaiting_publish: None,
         }
     }
 
@@ -527,6 +533,9 @@ impl Conn {
     /// Whether the reactor should read more now. A client that pipelines requests but does not
     /// read the answers is not read from until they drain; a file being sent holds requests back.
     pub fn wants_input(&self, cfg: &Config) -> bool {
+        if self.awaiting_publish.is_some() {
+            return false;
+        }
         if self.awaiting_commit() {
             // Pipelined publishes behind a held one are read, up to a head's worth.
             return self.input.unread().len() < cfg.max_head;
@@ -569,6 +578,9 @@ impl Conn {
 
     /// Handles as much buffered input as possible.
     pub fn advance(&mut self, ctx: &mut Ctx) -> Next {
+        if self.awaiting_publish.is_some() {
+            return Next::Wait;
+        }
         if self.awaiting_commit() && !self.next_is_plain_publish(ctx.cfg) {
             return Next::Wait;
         }
@@ -1041,7 +1053,11 @@ impl Conn {
         if publish.via_websocket {
             if let Err(e) = outcome {
                 let reason = e.to_string();
-                let code = crate::transport::websocket::CLOSE_POLICY;
+                let code = match e {
+                    // 1013, Try Again Later: the client may reconnect and publish again.
+                    Refused::Unavailable(_) => 1013,
+                    _ => crate::transport::websocket::CLOSE_POLICY,
+                };
                 self.close_websocket(code, &reason);
             }
             return;
@@ -1056,8 +1072,11 @@ impl Conn {
                 }
                 let status = e.status();
                 let extra = self.cors_headers();
-                let extra: Vec<(&str, &str)> =
+                let mut extra: Vec<(&str, &str)> =
                     extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                if let Refused::Unavailable(_) = e {
+                    extra.push(("Retry-After", "1"));
+                }
                 let answer = response::plain(
                     minor,
                     status,
@@ -1079,9 +1098,6 @@ impl Conn {
         let mut head = Head::new(minor, status)
             .header("Msgbus-Id", id)
             .header("Msgbus-Subscribers", recipients);
-        if done.local_only {
-            head = head.header("Msgbus-Cluster", "local-only");
-        }
         for (name, value) in self.cors_headers() {
             head = head.header(name, value);
         }

@@ -222,6 +222,9 @@ impl Conn {
                 door: None,
             })),
         });
+        // Live messages at or before the cursor are not sent again: in a cluster a node may
+        // still be behind the node that handed the cursor out.
+        self.last_delivered = self.last_delivered.max(cursor.unwrap_or(0));
         for (frame, msg) in frames.into_iter().zip(&replay.messages) {
             self.outq.push_frame(frame);
             self.last_delivered = msg.id;
