@@ -259,7 +259,7 @@ impl Server {
             None
         };
         let mut wires = Wires::default();
-        let doors = crate::doors::open(&cfg, &mut wires)?;
+        let mut doors = crate::doors::open(&cfg, &mut wires)?;
         let stats = Stats {
             wire_names: wires.names(),
             ..Stats::default()
@@ -340,7 +340,8 @@ impl Server {
                     "--data-dir is for one node; with --nats the JetStream stream keeps the history",
                 ));
             }
-            open_log(&mut bus, dir, &cfg, Arc::clone(&waker))?;
+            let kept = open_log(&mut bus, dir, &cfg, Arc::clone(&waker))?;
+            restore_doors(&mut doors, kept, Instant::now());
         }
         let now = Instant::now();
         Ok(Server {
@@ -953,6 +954,13 @@ impl Server {
     /// The end of a turn: what the turn's publishes gave the store goes to be made safe,
     /// together (group commit).
     fn submit_to_store(&mut self) {
+        let mut records = Vec::new();
+        for door in self.doors.each() {
+            door.poll_records(&mut records);
+        }
+        for record in &records {
+            self.bus.store_mut().door(record);
+        }
         let next_id = self.bus.next_id();
         self.bus.store_mut().submit(next_id);
     }
@@ -2121,13 +2129,14 @@ fn raise_open_files_limit() -> usize {
 }
 
 /// Opens the log in `dir` (`--data-dir`), rebuilds the bus from it, and keeps the bus's
-/// histories there from now on. Blocking: it runs before the loop.
+/// histories there from now on; gives back the doors' registrations it held. Blocking: it runs
+/// before the loop.
 fn open_log(
     bus: &mut Bus,
     dir: &std::path::Path,
     cfg: &Config,
     waker: Arc<mio::Waker>,
-) -> io::Result<()> {
+) -> io::Result<Vec<crate::bus::history::DoorRecord>> {
     let opts = crate::store::Options {
         dir: dir.to_path_buf(),
         fsync: cfg.fsync,
@@ -2139,8 +2148,19 @@ fn open_log(
     let (log, recovered) =
         crate::store::Log::open(&opts, waker).map_err(|e| io::Error::other(e.to_string()))?;
     bus.restore(recovered, Instant::now(), crate::store::wall_ms());
+    let kept = log.door_records();
     bus.set_store(Box::new(log));
-    Ok(())
+    Ok(kept)
+}
+
+/// Hands each open door the registrations the log kept under its name. Those of a door not
+/// opened this time stay in the log, untouched, for a start that opens it again.
+fn restore_doors(doors: &mut Doors, kept: Vec<crate::bus::history::DoorRecord>, now: Instant) {
+    for door in doors.each() {
+        let name = door.name();
+        let own = kept.iter().filter(|r| r.door == name).cloned().collect();
+        door.restore(own, now);
+    }
 }
 
 /// Message ids start from the clock (microseconds since 1970) so a restarted server never

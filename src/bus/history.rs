@@ -31,6 +31,16 @@ pub struct ChannelAttributes {
     pub forgotten_upto: u64,
 }
 
+/// A door's registration (a Simple-Comet channel, say) as a store keeps it: the door's name, a
+/// key of the door's choosing, and its value now; None: removed. Only the latest value per door
+/// and key is kept, so a door writes the whole of a registration each time it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoorRecord {
+    pub door: String,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
 /// A kept message as a store gives it back at start.
 #[derive(Debug)]
 pub struct Restored {
@@ -98,6 +108,10 @@ pub trait Store {
 
     /// A channel is gone.
     fn delete(&mut self, channel: &str);
+
+    /// A door's registration changed. Goes with the next appends, like `attributes`; a store
+    /// that keeps nothing across a restart (memory, a cluster's stream) has nothing to do.
+    fn door(&mut self, _record: &DoorRecord) {}
 
     /// The end of a reactor turn: what this turn appended goes to be made safe, together.
     fn submit(&mut self, _next_id: u64) {}

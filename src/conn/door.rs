@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::{Conn, Ctx, Next, Publish, Refused, Reply};
+use crate::bus::history::DoorRecord;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::http::request::Request;
@@ -94,6 +95,16 @@ pub trait Door {
 
     /// SIGHUP, second half: takes the new settings (what `prepare_reload` read included).
     fn apply_reload(&mut self, _cfg: &Config, _prepared: DoorState) {}
+
+    /// Its registrations that changed since the last call, each as a whole, named for the door
+    /// (`name`): the reactor takes them at the end of every turn and gives them to the history
+    /// store, which keeps the latest of each key across restarts (`--data-dir`). What is not
+    /// handed over here is forgotten at a restart.
+    fn poll_records(&mut self, _out: &mut Vec<DoorRecord>) {}
+
+    /// At start, before any request: the registrations the store kept for this door, oldest
+    /// first, to take up again. `now` is when the server starts.
+    fn restore(&mut self, _records: Vec<DoorRecord>, _now: Instant) {}
 }
 
 /// A request a door holds open, or a stream it keeps, inside a session: it decides what each

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use log::{info, warn};
 
 use crate::bus::history::{
-    ChannelAttributes, Commit, Recovered, Restored, RestoredChannel, Snapshot, Store, Ticket,
+    ChannelAttributes, Commit, DoorRecord, Recovered, Restored, RestoredChannel, Snapshot, Store,
+    Ticket,
 };
 use crate::bus::Retention;
 use crate::config::Fsync;
@@ -96,6 +97,8 @@ pub struct Log {
     /// A retry is with the writer.
     retrying: bool,
     last_next_id: u64,
+    /// The doors' registrations now, for a compaction to write back.
+    doors: segment::DoorTable,
     disk_bytes: u64,
     compacting: bool,
     jobs: Option<Sender<Job>>,
@@ -189,6 +192,7 @@ impl Log {
             older_bytes += fs::metadata(older).map_or(0, |m| m.len());
         }
         let records = rebuild.records;
+        let doors = std::mem::take(&mut rebuild.doors);
         let recovered = recovered(rebuild, first_id, next_id, opts.retention);
         let kept: usize = recovered.channels.iter().map(|c| c.messages.len()).sum();
         info!(
@@ -229,6 +233,7 @@ impl Log {
             retry_at: None,
             retrying: false,
             last_next_id: next_id,
+            doors,
             disk_bytes: older_bytes + len,
             compacting: false,
             jobs: Some(jobs),
@@ -237,6 +242,12 @@ impl Log {
             _lock: lock,
         };
         Ok((log, recovered))
+    }
+
+    /// The doors' registrations as the log holds them, oldest first: at start, what was read
+    /// back, for each door to take up again (`conn::Door::restore`).
+    pub fn door_records(&self) -> Vec<DoorRecord> {
+        self.doors.records()
     }
 
     /// Adds a record that is in effect already (not a held publish) to what is written next.
@@ -298,6 +309,11 @@ impl Store for Log {
         self.control(Record::Delete {
             channel: channel.to_string(),
         });
+    }
+
+    fn door(&mut self, record: &DoorRecord) {
+        self.doors.apply(record.clone());
+        self.control(Record::Door(record.clone()));
     }
 
     fn submit(&mut self, next_id: u64) {
@@ -394,6 +410,7 @@ impl Store for Log {
             first_id: snapshot.first_id,
             next_id: snapshot.next_id,
             channels: snapshot.channels.iter().map(channel_record).collect(),
+            doors: self.doors.records(),
             live: snapshot.live,
             keep_from: snapshot.keep_from,
         })));

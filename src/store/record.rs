@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+pub use crate::bus::history::DoorRecord;
+
 /// Bytes before the payload: its length and checksum.
 pub const HEADER: usize = 8;
 /// No payload is larger: a length beyond it is damage, not a record (a message body is at most
@@ -19,6 +21,7 @@ const KIND_MESSAGE: u8 = 2;
 const KIND_CHANNEL: u8 = 3;
 const KIND_FORGET: u8 = 4;
 const KIND_DELETE: u8 = 5;
+const KIND_DOOR: u8 = 6;
 
 /// One entry of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,9 @@ pub enum Record {
     Delete {
         channel: String,
     },
+    /// A door's registration, as it is from now on (a door's own bytes: the log only keeps
+    /// the latest value per door and key).
+    Door(DoorRecord),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +145,18 @@ impl Record {
                 out.push(KIND_DELETE);
                 put_str(out, channel);
             }
+            Record::Door(d) => {
+                out.push(KIND_DOOR);
+                put_str(out, &d.door);
+                put_bytes(out, &d.key);
+                match &d.value {
+                    Some(value) => {
+                        out.push(1);
+                        put_bytes(out, value);
+                    }
+                    None => out.push(0),
+                }
+            }
         }
         let payload = &out[start + HEADER..];
         let len = payload.len() as u32;
@@ -204,6 +222,15 @@ fn parse(payload: &[u8]) -> Option<Record> {
         KIND_DELETE => Record::Delete {
             channel: r.string()?,
         },
+        KIND_DOOR => Record::Door(DoorRecord {
+            door: r.string()?,
+            key: r.bytes()?.to_vec(),
+            value: match r.u8()? {
+                0 => None,
+                1 => Some(r.bytes()?.to_vec()),
+                _ => return None,
+            },
+        }),
         _ => return None,
     };
     // Trailing bytes mean a payload this code did not write.
@@ -341,6 +368,21 @@ mod tests {
             Record::Delete {
                 channel: "k".into(),
             },
+            Record::Door(DoorRecord {
+                door: "simple-comet".into(),
+                key: b"chat".to_vec(),
+                value: Some(vec![1, 0, 0xff]),
+            }),
+            Record::Door(DoorRecord {
+                door: "simple-comet".into(),
+                key: b"chat".to_vec(),
+                value: None,
+            }),
+            Record::Door(DoorRecord {
+                door: "d".into(),
+                key: Vec::new(),
+                value: Some(Vec::new()),
+            }),
         ]
     }
 
@@ -358,6 +400,19 @@ mod tests {
             record.encode(&mut bytes);
             assert_eq!(Record::decode(&bytes), Ok((record, bytes.len())));
         }
+    }
+
+    /// A door record's value flag is 0 or 1: anything else, checksum or not, is not one.
+    #[test]
+    fn a_door_record_with_another_value_flag_is_unreadable() {
+        let mut bytes = Vec::new();
+        samples()[6].encode(&mut bytes);
+        let flag = bytes.len() - 1;
+        assert_eq!(bytes[flag], 0);
+        bytes[flag] = 2;
+        let crc = crc32c(&bytes[HEADER..]);
+        bytes[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Record::decode(&bytes).unwrap_err(), DecodeError::Payload);
     }
 
     #[test]

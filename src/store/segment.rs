@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use log::warn;
 
-use super::record::{ChannelRecord, DecodeError, MessageRecord, Record};
+use super::record::{ChannelRecord, DecodeError, DoorRecord, MessageRecord, Record};
 
 const SUFFIX: &str = ".seg";
 /// A compaction writes its segment under this suffix, and renames it once it is whole.
@@ -54,7 +54,55 @@ pub struct Rebuild {
     pub next_id: u64,
     /// By channel name: its last attributes, and its messages in id order.
     pub channels: HashMap<String, (Option<ChannelRecord>, Vec<MessageRecord>)>,
+    pub doors: DoorTable,
     pub records: u64,
+}
+
+/// The doors' registrations as they are now: the latest value per (door, key), removed ones
+/// gone, in the order they were first registered (a door may list them in that order, as
+/// Simple-Comet's status does). The log keeps one from its start on, so that a compaction
+/// writes back exactly these.
+#[derive(Debug, Default)]
+pub struct DoorTable {
+    next: u64,
+    /// By (door, key): when it was registered, and its value.
+    entries: HashMap<(String, Vec<u8>), (u64, Vec<u8>)>,
+}
+
+impl DoorTable {
+    pub fn apply(&mut self, record: DoorRecord) {
+        let key = (record.door, record.key);
+        match record.value {
+            None => {
+                self.entries.remove(&key);
+            }
+            Some(value) => match self.entries.get_mut(&key) {
+                Some(entry) => entry.1 = value,
+                None => {
+                    self.next += 1;
+                    self.entries.insert(key, (self.next, value));
+                }
+            },
+        }
+    }
+
+    /// Every registration, oldest first.
+    pub fn records(&self) -> Vec<DoorRecord> {
+        let mut kept: Vec<(&u64, DoorRecord)> = self
+            .entries
+            .iter()
+            .map(|((door, key), (seq, value))| {
+                let record = DoorRecord {
+                    door: door.clone(),
+                    key: key.clone(),
+                    value: Some(value.clone()),
+                };
+                (seq, record)
+            })
+            .collect();
+        kept.sort_by_key(|(seq, _)| **seq);
+        kept.into_iter().map(|(_, record)| record).collect()
+    }
 }
 
 impl Rebuild {
@@ -93,6 +141,7 @@ impl Rebuild {
             Record::Delete { channel } => {
                 self.channels.remove(&channel);
             }
+            Record::Door(d) => self.doors.apply(d),
         }
     }
 }
@@ -144,4 +193,53 @@ pub fn cut(file: &Path, offset: usize, why: &str) -> io::Result<()> {
         len - offset as u64
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn door(door: &str, key: &str, value: Option<&str>) -> DoorRecord {
+        DoorRecord {
+            door: door.into(),
+            key: key.as_bytes().to_vec(),
+            value: value.map(|v| v.as_bytes().to_vec()),
+        }
+    }
+
+    /// The latest value per door and key, removed ones gone, in the order first registered.
+    #[test]
+    fn the_door_table_keeps_the_latest_registrations_in_their_order() {
+        let cases: &[(&[DoorRecord], &[DoorRecord])] = &[
+            (&[], &[]),
+            (&[door("d", "a", Some("1"))], &[door("d", "a", Some("1"))]),
+            (
+                &[door("d", "a", Some("1")), door("d", "a", Some("2"))],
+                &[door("d", "a", Some("2"))],
+            ),
+            (&[door("d", "a", Some("1")), door("d", "a", None)], &[]),
+            (&[door("d", "a", None)], &[]),
+            (
+                &[
+                    door("d", "b", Some("1")),
+                    door("e", "b", Some("2")),
+                    door("d", "a", Some("3")),
+                    door("d", "b", None),
+                    door("d", "b", Some("4")),
+                ],
+                &[
+                    door("e", "b", Some("2")),
+                    door("d", "a", Some("3")),
+                    door("d", "b", Some("4")),
+                ],
+            ),
+        ];
+        for (applied, want) in cases {
+            let mut table = DoorTable::default();
+            for record in applied.iter() {
+                table.apply(record.clone());
+            }
+            assert_eq!(table.records(), *want, "{applied:?}");
+        }
+    }
 }

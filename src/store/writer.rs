@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use log::{info, warn};
 
-use super::record::{ChannelRecord, Record};
+use super::record::{ChannelRecord, DoorRecord, Record};
 use super::segment;
 use crate::bus::Ticket;
 use crate::config::Fsync;
@@ -34,6 +34,8 @@ pub struct Compaction {
     pub first_id: u64,
     pub next_id: u64,
     pub channels: Vec<ChannelRecord>,
+    /// The doors' registrations, removed ones left out.
+    pub doors: Vec<DoorRecord>,
     pub live: HashSet<u64>,
     pub keep_from: u64,
 }
@@ -277,7 +279,7 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes what the snapshot names (the channels, then the live messages copied from every
+    /// Writes what the snapshot names (the channels, the doors' registrations, then the live messages copied from every
     /// segment so far) as the next segment, under a temporary name until it is whole and on
     /// disk; then it replaces them all. A crash in between leaves the old segments, and at
     /// worst copies that reading back takes once.
@@ -295,6 +297,9 @@ impl Writer {
         .encode(&mut out);
         for channel in c.channels {
             Record::Channel(channel).encode(&mut out);
+        }
+        for door in c.doors {
+            Record::Door(door).encode(&mut out);
         }
         let mut file = OpenOptions::new()
             .create_new(true)

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use self::codec as martd;
+use crate::bus::history::DoorRecord;
 use crate::bus::{Bus, BusError};
 use crate::conn::{
     Conn, Ctx, Door, DoorRequest, DoorState, Hold, HoldNext, Next, Publish, PublishOutcome,
@@ -29,6 +30,9 @@ pub struct MartdDoor {
     /// Its wire: a whole `/sub` answer carrying one message.
     wire: Wire,
     channels: HashMap<String, MartdChannel>,
+    /// Channels fixed or forgotten since the reactor last took them (`--data-dir` keeps them:
+    /// without, a restart would let a keyless `/pub` fix a keyed channel as keyless).
+    changed: Vec<String>,
 }
 
 /// The attributes of the first `/pub` (one2one is kept by the bus, set only when the channel
@@ -39,6 +43,37 @@ struct MartdChannel {
     one2one: bool,
     /// Later publishes must give the same key.
     keyed: bool,
+}
+
+impl MartdChannel {
+    /// As the durable log keeps it: size and lifetime (ns) as u64 little-endian, then one2one
+    /// and keyed as 0 or 1.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(18);
+        out.extend_from_slice(&(self.size as u64).to_le_bytes());
+        let lifetime = u64::try_from(self.lifetime.as_nanos()).unwrap_or(u64::MAX);
+        out.extend_from_slice(&lifetime.to_le_bytes());
+        out.push(u8::from(self.one2one));
+        out.push(u8::from(self.keyed));
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<MartdChannel> {
+        let flag = |b: u8| match b {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        };
+        let bytes: &[u8; 18] = bytes.try_into().ok()?;
+        let (size, rest) = bytes.split_at(8);
+        let (lifetime, flags) = rest.split_at(8);
+        Some(MartdChannel {
+            size: usize::try_from(u64::from_le_bytes(size.try_into().ok()?)).ok()?,
+            lifetime: Duration::from_nanos(u64::from_le_bytes(lifetime.try_into().ok()?)),
+            one2one: flag(flags[0])?,
+            keyed: flag(flags[1])?,
+        })
+    }
 }
 
 /// One message as a whole martd `/sub` answer body: the one message that woke a held request.
@@ -59,6 +94,7 @@ impl MartdDoor {
                 .register("martd", encode_held_answer)
                 .expect("a frame slot for martd"),
             channels: HashMap::new(),
+            changed: Vec::new(),
         }
     }
 
@@ -213,6 +249,9 @@ impl Door for MartdDoor {
         // The first publish fixes the channel's attributes; martd's ring is bounded only by
         // memory, here by the largest history allowed.
         let max_history = ctx.cfg.max_history;
+        if !self.channels.contains_key(&channel) {
+            self.changed.push(channel.clone());
+        }
         let attributes = self
             .channels
             .entry(channel.clone())
@@ -269,7 +308,40 @@ impl Door for MartdDoor {
     /// Forgets the attributes of channels the bus has freed (no messages, no subscribers): the
     /// next `/pub` initialises them afresh, as a new martd channel.
     fn sweep(&mut self, _now: Instant, bus: &Bus) {
-        self.channels.retain(|name, _| bus.has_channel(name));
+        let changed = &mut self.changed;
+        self.channels.retain(|name, _| {
+            let kept = bus.has_channel(name);
+            if !kept {
+                changed.push(name.clone());
+            }
+            kept
+        });
+    }
+
+    /// Each channel whose attributes were fixed (or forgotten) since the last call.
+    fn poll_records(&mut self, out: &mut Vec<DoorRecord>) {
+        let door = self.name();
+        for name in self.changed.drain(..) {
+            let value = self.channels.get(&name).map(MartdChannel::encode);
+            out.push(DoorRecord {
+                door: door.to_string(),
+                key: name.into_bytes(),
+                value,
+            });
+        }
+    }
+
+    /// The attributes the first `/pub` of each channel fixed before a restart; the sweep
+    /// forgets those of channels the bus no longer has.
+    fn restore(&mut self, records: Vec<DoorRecord>, _now: Instant) {
+        for record in records {
+            let channel = record.value.as_deref().and_then(MartdChannel::decode);
+            let (Ok(name), Some(channel)) = (String::from_utf8(record.key), channel) else {
+                log::warn!("martd: a channel's attributes in the log are unreadable: skipped");
+                continue;
+            };
+            self.channels.insert(name, channel);
+        }
     }
 }
 
@@ -308,4 +380,30 @@ impl Hold for HeldSub {
 fn answer(session: &mut Conn, reply: Reply, answer: &martd::Reply) -> Option<Next> {
     let headers = answer.headers.iter().map(|(n, v)| (*n, v.as_str()));
     session.answer_framed(reply, answer.status, headers, &answer.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the durable log keeps of a channel reads back as it was; other bytes do not.
+    #[test]
+    fn channel_attributes_round_trip_and_strangers_are_refused() {
+        let channel = |size, secs, one2one, keyed| MartdChannel {
+            size,
+            lifetime: Duration::from_secs(secs),
+            one2one,
+            keyed,
+        };
+        for c in [channel(10, 3600, false, false), channel(1, 1, true, true)] {
+            let back = MartdChannel::decode(&c.encode()).expect("decodes");
+            let fields = |c: &MartdChannel| (c.size, c.lifetime, c.one2one, c.keyed);
+            assert_eq!(fields(&back), fields(&c));
+        }
+        let mut bad_flag = channel(1, 1, true, true).encode();
+        bad_flag[17] = 2;
+        for bad in [&[][..], &[0; 17], &[0; 19], &bad_flag] {
+            assert!(MartdChannel::decode(bad).is_none(), "{bad:?}");
+        }
+    }
 }

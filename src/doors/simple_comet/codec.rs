@@ -721,5 +721,38 @@ pub fn encode_not_implemented(method: &str) -> Reply {
     }
 }
 
+/// A channel's registration as the durable log keeps it (`--data-dir`; not part of the
+/// original's protocol, which kept nothing across a restart): what `POST /channels.json` set.
+/// Its bytes: 1 or 0 for `use_sessions`, then `max_messages` (u64, little-endian).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registration {
+    pub use_sessions: bool,
+    pub max_messages: u64,
+}
+
+impl Registration {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9);
+        out.push(u8::from(self.use_sessions));
+        out.extend_from_slice(&self.max_messages.to_le_bytes());
+        out
+    }
+
+    /// None for bytes this code did not write.
+    pub fn decode(bytes: &[u8]) -> Option<Registration> {
+        let (&flag, max) = bytes.split_first()?;
+        let use_sessions = match flag {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        let max_messages = u64::from_le_bytes(max.try_into().ok()?);
+        Some(Registration {
+            use_sessions,
+            max_messages,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests;

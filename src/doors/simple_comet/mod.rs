@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use self::codec as sc;
+use crate::bus::history::DoorRecord;
 use crate::bus::Bus;
 use crate::config::CometOptions;
 use crate::conn::{
@@ -24,7 +25,13 @@ use crate::outq::OutQueue;
 use crate::stats::Transport;
 use crate::transport::{Wire, Wires};
 
-/// Channels created and clients registered through the door.
+/// Its name, in the logs and on its records in the durable log.
+const NAME: &str = "simple-comet";
+
+/// Channels created and clients registered through the door. Channels are registrations the
+/// durable log keeps (`--data-dir`: `poll_records`, `restore`); clients are not: a client is a
+/// session of `--session-timeout` (60 s) that a restart outlasts anyway, and its client asks
+/// again (`-3 Unregistered client_id`, then `POST /clients.json`).
 pub struct CometDoor {
     /// Its wire: a read's entry for one message, under its channel's name.
     wire: Wire,
@@ -36,6 +43,8 @@ pub struct CometDoor {
     next_seq: u64,
     /// Reads held open now, for /status.json.
     held: usize,
+    /// Channels registered, changed or removed since the reactor last took them.
+    changed: Vec<String>,
 }
 
 struct CometChannel {
@@ -83,6 +92,14 @@ impl CometDoor {
             clients: HashMap::new(),
             next_seq: 0,
             held: 0,
+            changed: Vec::new(),
+        }
+    }
+
+    /// Channel `name` was registered or removed: the log is told at the end of the turn.
+    fn note_changed(&mut self, name: &str) {
+        if !self.changed.iter().any(|n| n == name) {
+            self.changed.push(name.to_string());
         }
     }
 
@@ -99,14 +116,23 @@ impl CometDoor {
         for id in expired {
             self.expire_client(&id, now);
         }
-        self.channels
-            .retain(|_, channel| !channel.is_unclaimed(now));
+        let unclaimed: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, channel)| channel.is_unclaimed(now))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in unclaimed {
+            self.channels.remove(&name);
+            self.note_changed(&name);
+        }
     }
 
     /// Removes channel `name` now if nobody has claimed it in time.
     fn sweep_channel(&mut self, name: &str, now: Instant) {
         if self.channels.get(name).is_some_and(|c| c.is_unclaimed(now)) {
             self.channels.remove(name);
+            self.note_changed(name);
         }
     }
 
@@ -380,6 +406,7 @@ impl CometDoor {
                             .then(|| now + door.options.inactive_channel_timeout),
                     };
                     door.channels.insert(channel_id.clone(), channel);
+                    door.note_changed(&channel_id);
                     sc::encode_channel_created(format, &channel_id, style, cb)
                 }
             }
@@ -397,6 +424,9 @@ impl CometDoor {
                 let removed = channel_id
                     .as_ref()
                     .is_some_and(|id| door.channels.remove(id).is_some());
+                if let (true, Some(id)) = (removed, &channel_id) {
+                    door.note_changed(id);
+                }
                 // Held reads stay held, as in the original, until --http-timeout answers them.
                 sc::encode_deleted(format, channel_id.as_deref(), removed, style, cb)
             }
@@ -569,7 +599,7 @@ impl CometDoor {
 
 impl Door for CometDoor {
     fn name(&self) -> &'static str {
-        "simple-comet"
+        NAME
     }
 
     /// A request on the door's paths. None: not the door's.
@@ -662,6 +692,47 @@ impl Door for CometDoor {
 
     fn sweep(&mut self, now: Instant, _bus: &Bus) {
         self.forget_expired(now);
+    }
+
+    /// Each channel registered, changed or removed since the last call: its name as the key,
+    /// its `Registration` as the value (None once removed).
+    fn poll_records(&mut self, out: &mut Vec<DoorRecord>) {
+        for name in self.changed.drain(..) {
+            let value = self.channels.get(&name).map(|c| {
+                let registration = sc::Registration {
+                    use_sessions: c.use_sessions,
+                    max_messages: c.max_messages,
+                };
+                registration.encode()
+            });
+            out.push(DoorRecord {
+                door: NAME.to_string(),
+                key: name.into_bytes(),
+                value,
+            });
+        }
+    }
+
+    /// The channels registered before a restart, in the order they were, without members: a
+    /// session channel is removed after `--inactive-channel-timeout` unless a client reads it.
+    fn restore(&mut self, records: Vec<DoorRecord>, now: Instant) {
+        for record in records {
+            let registration = record.value.as_deref().and_then(sc::Registration::decode);
+            let (Ok(name), Some(registration)) = (String::from_utf8(record.key), registration)
+            else {
+                log::warn!("{NAME}: a channel registration in the log is unreadable: skipped");
+                continue;
+            };
+            let use_sessions = registration.use_sessions;
+            let channel = CometChannel {
+                seq: self.seq(),
+                use_sessions,
+                max_messages: registration.max_messages,
+                members: HashSet::new(),
+                unclaimed_until: use_sessions.then(|| now + self.options.inactive_channel_timeout),
+            };
+            self.channels.insert(name, channel);
+        }
     }
 
     /// New settings (SIGHUP): they apply to the next request and the next sweep.

@@ -601,3 +601,22 @@ fn form_applies_table() {
         0
     ));
 }
+
+#[test]
+fn registrations_round_trip_and_strangers_are_refused() {
+    let reg = |use_sessions, max_messages| Registration {
+        use_sessions,
+        max_messages,
+    };
+    for r in [reg(false, 0), reg(true, 100), reg(false, u64::MAX)] {
+        assert_eq!(Registration::decode(&r.encode()), Some(r));
+    }
+    assert_eq!(
+        reg(true, 258).encode(),
+        [1, 2, 1, 0, 0, 0, 0, 0, 0],
+        "the layout kept on disk"
+    );
+    for bad in [&[][..], &[1], &[2, 0, 0, 0, 0, 0, 0, 0, 0], &[0; 10]] {
+        assert_eq!(Registration::decode(bad), None, "{bad:?}");
+    }
+}
