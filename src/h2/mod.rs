@@ -2,5 +2,8 @@
 //! and one connection's state machine (`conn`), bytes in and events out. The reactor carries
 //! bytes; the sessions answer the requests this yields, stream by stream.
 
+pub mod frame;
 pub mod hpack;
 pub mod huffman;
+
+pub use frame::{ErrorCode, PREFACE};
