@@ -2,8 +2,10 @@
 //! and one connection's state machine (`conn`), bytes in and events out. The reactor carries
 //! bytes; the sessions answer the requests this yields, stream by stream.
 
+pub mod conn;
 pub mod frame;
 pub mod hpack;
 pub mod huffman;
 
+pub use conn::{Connection, Event, Limits, Request, SendError};
 pub use frame::{ErrorCode, PREFACE};
