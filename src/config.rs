@@ -150,6 +150,9 @@ pub struct Config {
     pub lhttp_processors: Vec<LhttpProcessor>,
     /// A connection with queued output that makes no write progress for this long is closed.
     pub write_timeout: Duration,
+    /// HTTP/2 beside HTTP/1.1 (`--http2 on|off`): ALPN `h2` on TLS listeners, and a
+    /// connection preface on plain ones.
+    pub http2: bool,
     /// The plain listener is the default one, asked for by nobody: a socket handed over by
     /// the service manager takes its place.
     pub implicit_listen: bool,
@@ -327,6 +330,7 @@ impl Default for Config {
             upstream: crate::upstream::UpstreamOptions::default(),
             lhttp_processors: Vec::new(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            http2: true,
             implicit_listen: false,
             config_file: None,
             command_line: Vec::new(),
@@ -497,6 +501,8 @@ Options:
   --jwt-secret-file FILE  the same, the key read from FILE (re-read on SIGHUP)
   --write-timeout SECS    close a connection that takes none of its queued output for this
                           long (default: 60)
+  --http2 on|off          HTTP/2 beside HTTP/1.1: ALPN h2 on TLS, prior knowledge on plain
+                          listeners (default: on)
   -h, --help              this text
   -V, --version           the version
 ";
@@ -672,6 +678,7 @@ impl Changes {
             upstream: _,
             lhttp_processors: _,
             write_timeout: _,
+            http2: _,
             implicit_listen: _,
             config_file: _,
             command_line: _,
@@ -770,6 +777,7 @@ impl Changes {
             status_token => "status-token",
             trusted_proxy => "trusted-proxy",
             write_timeout => "write-timeout",
+            http2 => "http2",
             access_log => "access-log",
             esb_users => "esb-users",
             esb_origin => "esb-origin",
@@ -922,6 +930,7 @@ const OPTIONS: &[Spec] = &[
     value("upstream-queue"),
     values("lhttp-processor"),
     value("write-timeout"),
+    value("http2"),
 ];
 
 fn spec(long: &str) -> Option<&'static Spec> {
@@ -1161,6 +1170,20 @@ impl Builder {
                 cfg.lhttp_processors.push(processor);
             }
             "write-timeout" => cfg.write_timeout = seconds(flag, text())?,
+            "http2" => {
+                let value = text();
+                cfg.http2 = match value.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => {
+                        return Err(ConfigError::BadValue {
+                            flag,
+                            value,
+                            why: "expected on or off",
+                        })
+                    }
+                };
+            }
             _ => return Err(ConfigError::Usage(format!("unknown option {name:?}"))),
         }
         Ok(())

@@ -60,6 +60,16 @@ pub enum Flushed {
     Capped,
 }
 
+/// The front of a queue as another queue takes it on: an HTTP/2 stream's bytes going into its
+/// connection's queue as DATA payloads.
+#[derive(Debug)]
+pub enum Front {
+    /// A whole, wholly unsent shared frame: queued on as it is, never copied.
+    Shared(Rc<[u8]>),
+    /// Own bytes, or the part of a frame that fits: moved when whole, else copied.
+    Bytes(Vec<u8>),
+}
+
 #[derive(Debug, Default)]
 pub struct OutQueue {
     chunks: VecDeque<Chunk>,
@@ -109,6 +119,32 @@ impl OutQueue {
             sent: 0,
             stamp: 0,
         });
+    }
+
+    /// Takes up to `max` bytes from the front (None if empty or `max` is 0). A shared frame
+    /// that fits whole is handed on by reference, so encode-once holds across the hand-over.
+    pub fn take_front(&mut self, max: usize) -> Option<Front> {
+        let chunk = self.chunks.front_mut()?;
+        let unsent = chunk.unsent().len();
+        if max == 0 {
+            return None;
+        }
+        if chunk.sent == 0 && unsent <= max {
+            self.queued -= unsent;
+            let chunk = self.chunks.pop_front()?;
+            return Some(match chunk.bytes {
+                Bytes::Frame(f) | Bytes::Pinned(f) => Front::Shared(f),
+                Bytes::Own(bytes) => Front::Bytes(bytes),
+            });
+        }
+        let n = unsent.min(max);
+        let piece = chunk.unsent()[..n].to_vec();
+        chunk.sent += n;
+        self.queued -= n;
+        if n == unsent {
+            self.chunks.pop_front();
+        }
+        Some(Front::Bytes(piece))
     }
 
     /// Stamps the chunk just queued for `frame` (the last one; in a long-poll answer, the one
@@ -382,5 +418,30 @@ mod tests {
         q.push_own(vec![b'x'; 10]);
         assert_eq!(q.drop_oldest_frames(5, 8), 0);
         assert_eq!(q.queued_bytes(), 10);
+    }
+}
+
+#[cfg(test)]
+mod take_front_tests {
+    use super::*;
+
+    #[test]
+    fn shared_frames_are_handed_on_whole_and_others_in_pieces() {
+        let mut q = OutQueue::new();
+        let shared: Rc<[u8]> = Rc::from(&b"event"[..]);
+        q.push_own(b"head".to_vec());
+        q.push_frame(shared.clone());
+        q.push_pinned(Rc::from(&b"0123456789"[..]));
+        assert!(q.take_front(0).is_none());
+        assert!(matches!(q.take_front(10), Some(Front::Bytes(b)) if b == b"head"));
+        match q.take_front(5) {
+            Some(Front::Shared(f)) => assert!(Rc::ptr_eq(&f, &shared)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(q.take_front(4), Some(Front::Bytes(b)) if b == b"0123"));
+        assert_eq!(q.queued_bytes(), 6);
+        assert!(matches!(q.take_front(100), Some(Front::Bytes(b)) if b == b"456789"));
+        assert!(q.is_empty());
+        assert_eq!(q.queued_bytes(), 0);
     }
 }

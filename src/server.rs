@@ -33,6 +33,8 @@ use crate::transport::Wires;
 use crate::upstream::Upstream;
 use crate::{activation, privileges, tls};
 
+mod h2;
+
 /// Tokens above every slab key: the signal fd, then the listeners.
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
 /// The NATS connection, below the listeners' tokens.
@@ -124,6 +126,8 @@ pub struct Server {
     upstream: Option<Upstream>,
     /// The service manager's notification socket, when there is one.
     notify: Option<Notifier>,
+    /// HTTP/2 connections and their streams' sessions, by slab key (`server/h2.rs`).
+    h2: h2::Links,
     /// When the manager's watchdog is next told that the loop turns.
     next_watchdog: Option<Instant>,
 }
@@ -181,7 +185,7 @@ impl Server {
             .register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)?;
         let tls = match (&cfg.tls_cert, &cfg.tls_key) {
             (Some(cert), Some(key)) => Some(
-                tls::load(cert, key)
+                tls::load(cert, key, cfg.http2)
                     .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e.to_string()))?,
             ),
             _ => None,
@@ -282,6 +286,7 @@ impl Server {
                 .and_then(Notifier::watchdog_interval)
                 .map(|every| now + every),
             notify,
+            h2: h2::Links::default(),
         })
     }
 
@@ -625,8 +630,10 @@ impl Server {
                 Ok(n) => {
                     taken += n;
                     self.stats.bytes_in += n as u64;
-                    conn.on_input(&self.scratch[..n]);
-                    self.drive(key);
+                    if !self.h2_on_input(key, n) {
+                        self.conns[key].on_input(&self.scratch[..n]);
+                        self.drive(key);
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     conn.readable = false;
@@ -981,6 +988,10 @@ impl Server {
                 self.close_later(key, Reason::WriteStalled);
                 continue;
             }
+            if self.h2.is_conn(key) {
+                self.h2_on_timeout(key);
+                continue;
+            }
             let conn = &mut self.conns[key];
             match conn.on_timeout(self.now, &self.cfg) {
                 Some(reason) => self.close_later(key, reason),
@@ -1018,6 +1029,9 @@ impl Server {
 
     fn flush(&mut self, key: usize) {
         use crate::outq::Flushed;
+        if self.h2.is_stream(key) {
+            return self.h2_flush_stream(key);
+        }
         let mut budget = FLUSH_BYTES_PER_TURN;
         loop {
             let conn = &mut self.conns[key];
@@ -1115,6 +1129,7 @@ impl Server {
             }
             break;
         }
+        self.h2_after_flush(key);
         self.rearm(key);
     }
 
@@ -1149,6 +1164,7 @@ impl Server {
 
     fn close_deferred(&mut self) {
         for (key, reason) in std::mem::take(&mut self.close_list) {
+            self.h2_on_close(key, reason);
             let Some(mut conn) = self.conns.try_remove(key) else {
                 continue;
             };
@@ -1174,6 +1190,10 @@ impl Server {
             self.by_transport[tracked.transport as usize] -= 1;
             self.queued_bytes -= tracked.queued;
             trace!("closed {} ({})", conn.peer, reason.name());
+        }
+        // An HTTP/2 connection's streams go with it, in the same turn.
+        if !self.close_list.is_empty() {
+            self.close_deferred();
         }
     }
 
@@ -1207,7 +1227,11 @@ impl Server {
             None
         } else {
             let stall = tracked.stalled_since.map(|at| at + self.cfg.write_timeout);
-            match (conn.deadline(self.now, &self.cfg), stall) {
+            let phase = match self.h2.deadline(key, self.now, &self.cfg) {
+                Some(deadline) => deadline,
+                None => conn.deadline(self.now, &self.cfg),
+            };
+            match (phase, stall) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             }
@@ -1258,6 +1282,9 @@ impl Server {
         self.shutdown_deadline = Some(self.now + self.cfg.shutdown_timeout);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
+            if self.h2_go_away(key) {
+                continue;
+            }
             let unsent = self.unsent(key);
             let conn = &mut self.conns[key];
             match conn.begin_shutdown(key, unsent) {
@@ -1321,6 +1348,14 @@ impl Server {
             content_type: file.content_type,
         });
         if self.conns[key].answer_file(ask, meta) {
+            if self.h2.is_stream(key) {
+                if let Some(file) = found {
+                    if let Err(reason) = self.h2_keep_file(key, file.file) {
+                        self.close_later(key, reason);
+                    }
+                }
+                return;
+            }
             if let (Some(file), Some(Some(io))) = (found, self.io.get_mut(key)) {
                 io.file = Some(file.file);
             }
@@ -1335,7 +1370,9 @@ impl Server {
         let done: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(key, conn)| !conn.closing && conn.is_finished(self.unsent(*key)))
+            .filter(|(key, conn)| {
+                !conn.closing && conn.is_finished(self.unsent(*key)) && !self.h2.has_streams(*key)
+            })
             .map(|(key, _)| key)
             .collect();
         for key in done {
@@ -1355,6 +1392,8 @@ impl Server {
         if let Err(why) = self.reconfigure() {
             warn!("SIGHUP: {why}");
         }
+        // HTTP/2 clients open their next streams on a new connection, under the new settings.
+        self.h2_go_away_all();
         if let Some(notify) = &self.notify {
             notify.ready();
         }
@@ -1368,7 +1407,7 @@ impl Server {
         let changes = Changes::between(&self.cfg, &mut new);
         let tls = match (&new.tls_cert, &new.tls_key) {
             (Some(cert), Some(key)) => Some(
-                tls::load(cert, key)
+                tls::load(cert, key, new.http2)
                     .map_err(|e| format!("keeping the old certificate and configuration: {e}"))?,
             ),
             _ => None,

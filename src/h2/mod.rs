@@ -2,6 +2,7 @@
 //! and one connection's state machine (`conn`), bytes in and events out. The reactor carries
 //! bytes; the sessions answer the requests this yields, stream by stream.
 
+pub mod bridge;
 pub mod conn;
 pub mod frame;
 pub mod hpack;
