@@ -486,7 +486,7 @@ impl Server {
                 match self.listeners[i].accept() {
                     Ok((stream, peer)) => {
                         let tls = self.listeners[i].is_tls();
-                        if self.conns.len() < self.max_connections {
+                        if self.conns.len() - self.h2.streams() < self.max_connections {
                             let proxied = self.cfg.proxy_protocol && !tls;
                             self.on_accept(stream, peer, tls, proxied);
                             continue;
@@ -705,7 +705,7 @@ impl Server {
                     if prometheus {
                         let process = ProcessGauges::read(
                             self.now.duration_since(self.started),
-                            self.stats.fds_at_start + self.conns.len(),
+                            self.stats.fds_at_start + self.conns.len() - self.h2.streams(),
                         );
                         let text = self.stats.render_prometheus(&self.gauges(), &process);
                         let content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -941,7 +941,7 @@ impl Server {
             cluster,
             by_transport: self.by_transport,
             uptime: self.now.duration_since(self.started),
-            connections: self.conns.len(),
+            connections: self.conns.len() - self.h2.streams(),
             max_connections: self.max_connections,
             subscribers: self.bus.subscriber_count(),
             channels: self.bus.channel_count(),

@@ -58,15 +58,32 @@ struct StreamState {
 
 /// HTTP/2 state by slab key, beside `conns` like `io` and `tracked`.
 #[derive(Default)]
-pub(super) struct Links(Vec<Option<Link>>);
+pub(super) struct Links {
+    by_key: Vec<Option<Link>>,
+    /// Stream sessions: slab entries that hold no socket, so count as no connection.
+    streams: usize,
+}
 
 impl Links {
     fn get(&self, key: usize) -> Option<&Link> {
-        self.0.get(key).and_then(Option::as_ref)
+        self.by_key.get(key).and_then(Option::as_ref)
     }
 
     fn get_mut(&mut self, key: usize) -> Option<&mut Link> {
-        self.0.get_mut(key).and_then(Option::as_mut)
+        self.by_key.get_mut(key).and_then(Option::as_mut)
+    }
+
+    /// Slab entries that are streams, not connections.
+    pub(super) fn streams(&self) -> usize {
+        self.streams
+    }
+
+    fn take(&mut self, key: usize) -> Option<Link> {
+        let link = self.by_key.get_mut(key).and_then(Option::take);
+        if matches!(link, Some(Link::Stream { .. })) {
+            self.streams -= 1;
+        }
+        link
     }
 
     fn conn_mut(&mut self, key: usize) -> Option<&mut H2Conn> {
@@ -76,11 +93,15 @@ impl Links {
         }
     }
 
-    fn set(&mut self, key: usize, link: Option<Link>) {
-        if self.0.len() <= key {
-            self.0.resize_with(key + 1, || None);
+    fn set(&mut self, key: usize, link: Link) {
+        if self.by_key.len() <= key {
+            self.by_key.resize_with(key + 1, || None);
         }
-        self.0[key] = link;
+        if matches!(link, Link::Stream { .. }) {
+            self.streams += 1;
+        }
+        self.take(key);
+        self.by_key[key] = Some(link);
     }
 
     pub(super) fn is_conn(&self, key: usize) -> bool {
@@ -143,7 +164,7 @@ impl Server {
                 } else {
                     Link::Http1
                 };
-            self.h2.set(key, Some(link));
+            self.h2.set(key, link);
         }
         let Some(hc) = self.h2.conn_mut(key) else {
             return false;
@@ -257,7 +278,7 @@ impl Server {
         self.by_transport[Transport::Http as usize] += 1;
         let id = req.stream;
         let end_stream = req.end_stream;
-        self.h2.set(s, Some(Link::Stream { parent: key, id }));
+        self.h2.set(s, Link::Stream { parent: key, id });
         let Some(hc) = self.h2.conn_mut(key) else {
             return;
         };
@@ -513,7 +534,7 @@ impl Server {
     /// (a subscriber's stream ended by the server ends cleanly); a connection takes its
     /// streams with it.
     pub(super) fn h2_on_close(&mut self, key: usize, reason: Reason) {
-        let link = self.h2.0.get_mut(key).and_then(Option::take);
+        let link = self.h2.take(key);
         match link {
             Some(Link::Stream { parent, id }) => {
                 let Some(hc) = self.h2.conn_mut(parent) else {

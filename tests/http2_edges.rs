@@ -1,0 +1,100 @@
+//! HTTP/2 abuse and edge cases, each driven by tests/http2_edges.py (raw frames, with the
+//! `hpack` encoder of Python's `h2` package): floods end the connection with GOAWAY
+//! ENHANCE_YOUR_CALM, rule breaks with GOAWAY PROTOCOL_ERROR, one stream over a limit is
+//! refused alone, and a shut window holds back only its own stream until the write timeout.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// Runs one case of the script against `server`; returns the line it printed.
+fn case(server: &Server, name: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/http2_edges.py");
+    let mut command = Command::new("python3");
+    command
+        .args([script, name, &server.addr.port().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = Guarded::spawn(&mut command, "http2_edges.py").wait_with_output(READ_TIMEOUT * 3);
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+#[test]
+fn rapid_reset_is_cut_off() {
+    let server = Server::start(&[]);
+    assert_eq!(
+        case(&server, "rapid_reset"),
+        "GOAWAY 11 too many streams reset"
+    );
+    // No subscriber is left behind by the streams opened and reset.
+    server.wait_for_counter("subscribers", |n| n == 0, "reset streams left subscribers");
+}
+
+#[test]
+fn ping_flood_is_cut_off() {
+    let server = Server::start(&[]);
+    assert_eq!(case(&server, "ping_flood"), "GOAWAY 11 PING flood");
+}
+
+#[test]
+fn settings_flood_is_cut_off() {
+    let server = Server::start(&[]);
+    assert_eq!(case(&server, "settings_flood"), "GOAWAY 11 SETTINGS flood");
+}
+
+#[test]
+fn continuation_flood_is_cut_off() {
+    let server = Server::start(&[]);
+    assert_eq!(
+        case(&server, "continuation_flood"),
+        "GOAWAY 11 CONTINUATION flood"
+    );
+}
+
+#[test]
+fn a_stream_id_used_again_ends_the_connection() {
+    let server = Server::start(&[]);
+    assert_eq!(
+        case(&server, "stream_id_reuse"),
+        "GOAWAY 1 stream id reused or lower than one before"
+    );
+}
+
+#[test]
+fn streams_over_the_concurrency_limit_are_refused_alone() {
+    let server = Server::start(&[]);
+    // 128 held, the 129th (stream 257) refused with REFUSED_STREAM.
+    assert_eq!(case(&server, "too_many_streams"), "RST_STREAM 7 on 257");
+}
+
+#[test]
+fn a_header_list_over_max_head_gets_431() {
+    let server = Server::start(&["--max-head", "8192"]);
+    assert_eq!(
+        case(&server, "header_list_too_large"),
+        "[(':status', '431')]"
+    );
+}
+
+#[test]
+fn a_shut_window_holds_back_only_its_stream_until_the_write_timeout() {
+    let server = Server::start(&["--write-timeout", "2"]);
+    assert_eq!(
+        case(&server, "zero_window"),
+        "heads [1, 3], stream 3 got data: held back, then RST_STREAM 8 on 1, ping stillok!"
+    );
+    // The script has closed its connection: its streams' subscriptions went with it.
+    server.wait_for_counter(
+        "subscribers",
+        |n| n == 0,
+        "a closed connection's streams stayed",
+    );
+}
