@@ -219,6 +219,39 @@ def zero_window(port):
     )
 
 
+def goaway_on_signal(port):
+    """Prints "ready" once an SSE stream is open, then what the server does when the test
+    signals it: GOAWAY (code, last stream), then whether the stream ends (shutdown: after a
+    reconnection delay) or goes on (reload: the connection still answers a PING)."""
+    c = Client(port)
+    c.request(1, "/msgbus/sig", [("accept", "text/event-stream")])
+    c.wait_for(lambda f: f[0] == DATA and f[2] == 1)
+    print("ready", flush=True)
+    f = c.wait_for(lambda f: f[0] == GOAWAY)
+    if f is None:
+        print("no GOAWAY")
+        return
+    last = int.from_bytes(f[3][:4], "big")
+    code = int.from_bytes(f[3][4:8], "big")
+    got = b""
+    until = time.monotonic() + 1.0
+    ended = False
+    while not ended:
+        g = c.read_frame(until)
+        if g is None:
+            break
+        if g[0] == DATA and g[2] == 1:
+            got += g[3]
+            ended = bool(g[1] & END_STREAM)
+    if ended:
+        retry = got.split(b"\n")[0].split(b":")[0].decode()
+        print("GOAWAY %d last %d, stream 1 ended after %s" % (code, last, retry))
+        return
+    c.send(frame(PING, 0, 0, b"still on"))
+    pong = c.wait_for(lambda f: f[0] == PING and f[1] & ACK)
+    print("GOAWAY %d last %d, stream 1 open, ping %s" % (code, last, pong[3].decode() if pong else "lost"))
+
+
 CASES = {
     f.__name__: f
     for f in [
@@ -230,6 +263,7 @@ CASES = {
         too_many_streams,
         header_list_too_large,
         zero_window,
+        goaway_on_signal,
     ]
 }
 

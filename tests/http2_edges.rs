@@ -5,12 +5,13 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 
 use common::*;
 
-/// Runs one case of the script against `server`; returns the line it printed.
-fn case(server: &Server, name: &str) -> String {
+fn script_command(server: &Server, name: &str) -> Command {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/http2_edges.py");
     let mut command = Command::new("python3");
     command
@@ -18,7 +19,13 @@ fn case(server: &Server, name: &str) -> String {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let out = Guarded::spawn(&mut command, "http2_edges.py").wait_with_output(READ_TIMEOUT * 3);
+    command
+}
+
+/// Runs one case of the script against `server`; returns the line it printed.
+fn case(server: &Server, name: &str) -> String {
+    let out = Guarded::spawn(&mut script_command(server, name), "http2_edges.py")
+        .wait_with_output(READ_TIMEOUT * 3);
     assert!(
         out.status.success(),
         "{name}: {}",
@@ -96,5 +103,46 @@ fn a_shut_window_holds_back_only_its_stream_until_the_write_timeout() {
         "subscribers",
         |n| n == 0,
         "a closed connection's streams stayed",
+    );
+}
+
+/// Runs the signal case: once the script's stream is open, sends `signal`; returns the line
+/// the script printed about what followed.
+fn after_signal(server: &Server, signal: i32) -> String {
+    let mut script = Guarded::spawn(
+        &mut script_command(server, "goaway_on_signal"),
+        "http2_edges.py",
+    );
+    let stdout = script.child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(lines.recv_timeout(READ_TIMEOUT).expect("ready"), "ready");
+    server.signal(signal);
+    let line = lines.recv_timeout(READ_TIMEOUT).expect("an outcome");
+    script.wait(READ_TIMEOUT);
+    line
+}
+
+#[test]
+fn reload_sends_goaway_and_open_streams_go_on() {
+    let server = Server::start(&[]);
+    assert_eq!(
+        after_signal(&server, libc::SIGHUP),
+        "GOAWAY 0 last 1, stream 1 open, ping still on"
+    );
+}
+
+#[test]
+fn shutdown_sends_goaway_and_ends_streams_with_a_reconnection_delay() {
+    let server = Server::start(&[]);
+    assert_eq!(
+        after_signal(&server, libc::SIGTERM),
+        "GOAWAY 0 last 1, stream 1 ended after retry"
     );
 }
