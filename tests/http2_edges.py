@@ -252,6 +252,56 @@ def goaway_on_signal(port):
     print("GOAWAY %d last %d, stream 1 open, ping %s" % (code, last, pong[3].decode() if pong else "lost"))
 
 
+def ws_frame(opcode, payload, mask=b"\x01\x02\x03\x04"):
+    """A client's (masked) WebSocket frame, payload under 126 bytes."""
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+def websocket(port):
+    """WebSocket over a stream (RFC 8441): the server offers extended CONNECT; the stream gets
+    200, a published message as a text frame, its own message back (a socket on one channel
+    publishes to it), and a close answered by a close and the stream's end."""
+    c = Client(port)
+    f = c.wait_for(lambda f: f[0] == SETTINGS and not f[1] & ACK)
+    offered = dict(struct.unpack(">HI", f[3][i : i + 6]) for i in range(0, len(f[3]), 6))
+    fields = [
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":scheme", "http"),
+        (":path", "/msgbus/wsh2"),
+        (":authority", "t"),
+        ("sec-websocket-version", "13"),
+    ]
+    c.send(frame(HEADERS, END_HEADERS, 1, c.enc.encode(fields)))
+    head = c.wait_for(lambda f: f[0] == HEADERS and f[2] == 1)
+    status = dict(hpack.Decoder().decode(head[3]))[":status"] if head else "none"
+    wait_subscribers(port, 1)
+    publish(port, "wsh2", b"over h2")
+
+    def text_frame():
+        got = b""
+        while len(got) < 2 or len(got) < 2 + (got[1] & 0x7F):
+            f = c.wait_for(lambda f: f[0] in (DATA, RST_STREAM) and f[2] == 1)
+            if f is None or f[0] == RST_STREAM:
+                return "nothing"
+            got += f[3]
+        return "%02x %s" % (got[0], got[2 : 2 + (got[1] & 0x7F)].decode())
+
+    first = text_frame()
+    c.send(frame(DATA, 0, 1, ws_frame(0x1, b"from ws")))
+    echoed = text_frame()
+    c.send(frame(DATA, 0, 1, ws_frame(0x8, struct.pack(">H", 1000))))
+    closed = c.wait_for(lambda f: f[0] == DATA and f[2] == 1 and f[3][:1] == b"\x88")
+    ended = closed is not None and (
+        closed[1] & END_STREAM or c.wait_for(lambda f: f[0] == DATA and f[2] == 1 and f[1] & END_STREAM)
+    )
+    print(
+        "ENABLE_CONNECT_PROTOCOL %s, status %s, got %s, then %s, close %s"
+        % (offered.get(8), status, first, echoed, "and end" if ended else "missing")
+    )
+
+
 CASES = {
     f.__name__: f
     for f in [
@@ -264,6 +314,7 @@ CASES = {
         header_list_too_large,
         zero_window,
         goaway_on_signal,
+        websocket,
     ]
 }
 

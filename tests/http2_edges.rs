@@ -1,7 +1,8 @@
 //! HTTP/2 abuse and edge cases, each driven by tests/http2_edges.py (raw frames, with the
 //! `hpack` encoder of Python's `h2` package): floods end the connection with GOAWAY
 //! ENHANCE_YOUR_CALM, rule breaks with GOAWAY PROTOCOL_ERROR, one stream over a limit is
-//! refused alone, and a shut window holds back only its own stream until the write timeout.
+//! refused alone, and a shut window holds back only its own stream until the write timeout;
+//! WebSocket over a stream (RFC 8441 extended CONNECT).
 
 mod common;
 
@@ -145,4 +146,14 @@ fn shutdown_sends_goaway_and_ends_streams_with_a_reconnection_delay() {
         after_signal(&server, libc::SIGTERM),
         "GOAWAY 0 last 1, stream 1 ended after retry"
     );
+}
+
+#[test]
+fn websocket_over_an_http2_stream() {
+    let server = Server::start(&[]);
+    assert_eq!(
+        case(&server, "websocket"),
+        "ENABLE_CONNECT_PROTOCOL 1, status 200, got 81 over h2, then 81 from ws, close and end"
+    );
+    server.wait_for_counter("subscribers", |n| n == 0, "the WebSocket stream stayed");
 }

@@ -2,7 +2,9 @@
 //! the HTTP/1.0 request a session reads (one request, no keep-alive, so the end of its answer
 //! is the end of the stream, and streaming bodies come unchunked: the session's shared frames
 //! are the DATA payloads as they are); the session's response head becomes the fields of a
-//! HEADERS frame. No I/O.
+//! HEADERS frame. An extended CONNECT for WebSocket (RFC 8441) becomes the HTTP/1.1 upgrade
+//! request the session knows, and its 101 becomes 200; the stream then carries the WebSocket
+//! frames both ways, as the socket would. No I/O.
 
 use super::conn::Request;
 
@@ -15,6 +17,15 @@ const CONNECTION_SPECIFIC: &[&str] = &[
     "upgrade",
 ];
 
+/// Stands in for the `Sec-WebSocket-Key` an HTTP/2 client does not send (RFC 8441 section 5):
+/// any valid key will do, since the accept value made from it is not sent back.
+const STAND_IN_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// Whether a request is a WebSocket over an HTTP/2 stream (extended CONNECT).
+pub fn is_websocket(req: &Request) -> bool {
+    req.method == b"CONNECT" && req.protocol.as_deref() == Some(&b"websocket"[..])
+}
+
 /// The request as HTTP/1.0 bytes for a session, body included. `:authority` becomes `Host`;
 /// cookie fields, which HTTP/2 lets a client split, are joined again (RFC 9113 section
 /// 8.2.3). Field names and values were checked by the connection (no CR, LF, NUL); the path,
@@ -26,11 +37,25 @@ pub fn request_bytes(req: &Request, body: &[u8]) -> Result<Vec<u8>, &'static str
     if !req.method.iter().all(|&b| b.is_ascii_alphabetic()) || req.method.is_empty() {
         return Err("method not letters");
     }
+    let websocket = is_websocket(req);
+    if req.method == b"CONNECT" && !websocket {
+        return Err("CONNECT is only for a WebSocket (:protocol websocket)");
+    }
     let mut out = Vec::with_capacity(128 + body.len());
-    out.extend_from_slice(&req.method);
-    out.push(b' ');
-    out.extend_from_slice(&req.path);
-    out.extend_from_slice(b" HTTP/1.0\r\n");
+    if websocket {
+        out.extend_from_slice(b"GET ");
+        out.extend_from_slice(&req.path);
+        out.extend_from_slice(
+            b" HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ",
+        );
+        out.extend_from_slice(STAND_IN_KEY.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(&req.method);
+        out.push(b' ');
+        out.extend_from_slice(&req.path);
+        out.extend_from_slice(b" HTTP/1.0\r\n");
+    }
     let has_host = req.fields.iter().any(|f| f.name == b"host");
     if let (Some(authority), false) = (&req.authority, has_host) {
         out.extend_from_slice(b"Host: ");
@@ -41,8 +66,8 @@ pub fn request_bytes(req: &Request, body: &[u8]) -> Result<Vec<u8>, &'static str
     for field in &req.fields {
         match &field.name[..] {
             b"cookie" => cookies.push(&field.value),
-            // The length is the body's, given below.
-            b"content-length" => {}
+            // The length is the body's, given below; the key is ours.
+            b"content-length" | b"sec-websocket-key" => {}
             name => {
                 out.extend_from_slice(name);
                 out.extend_from_slice(b": ");
@@ -56,7 +81,7 @@ pub fn request_bytes(req: &Request, body: &[u8]) -> Result<Vec<u8>, &'static str
         out.extend_from_slice(&cookies.join(&b"; "[..]));
         out.extend_from_slice(b"\r\n");
     }
-    if !body.is_empty() || !req.end_stream || req.content_length.is_some() {
+    if !websocket && (!body.is_empty() || !req.end_stream || req.content_length.is_some()) {
         out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
     }
     out.extend_from_slice(b"\r\n");
@@ -83,11 +108,15 @@ pub fn parse_response_head(bytes: &[u8]) -> Result<Option<(ResponseHead, usize)>
         Err(_) => return Err("the session's response head does not parse"),
     };
     let status = response.code.ok_or("no status")?;
+    // A WebSocket accepted: over HTTP/2 that is 200, without the accept value.
+    let upgraded = status == 101;
+    let status = if upgraded { 200 } else { status };
     let fields = response
         .headers
         .iter()
         .map(|h| (h.name.to_ascii_lowercase(), h.value))
         .filter(|(name, _)| !CONNECTION_SPECIFIC.contains(&name.as_str()))
+        .filter(|(name, _)| !(upgraded && name == "sec-websocket-accept"))
         .map(|(name, value)| (name.into_bytes(), value.to_vec()))
         .collect();
     Ok(Some((ResponseHead { status, fields }, len)))
@@ -142,7 +171,23 @@ mod tests {
                 want
             );
         }
+        let mut ws = request(
+            "CONNECT",
+            "/msgbus/a",
+            &[("sec-websocket-version", "13"), ("origin", "https://o")],
+            false,
+        );
+        ws.protocol = Some(b"websocket".to_vec());
+        assert_eq!(
+            String::from_utf8(request_bytes(&ws, b"").unwrap()).unwrap(),
+            "GET /msgbus/a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nHost: example.org\r\nsec-websocket-version: 13\r\norigin: https://o\r\n\r\n"
+        );
         for (method, path, why) in [
+            (
+                "CONNECT",
+                "/",
+                "CONNECT is only for a WebSocket (:protocol websocket)",
+            ),
             ("GET", "/a b", "path with a space or control byte"),
             ("GET", "/a\x7f", "path with a space or control byte"),
             ("G-T", "/", "method not letters"),
@@ -168,6 +213,13 @@ mod tests {
             ]
         );
         assert_eq!(parse_response_head(b"HTTP/1.0 200 OK\r\nServ"), Ok(None));
+        let upgraded = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n";
+        let (parsed, _) = parse_response_head(upgraded).unwrap().unwrap();
+        assert_eq!(parsed.status, 200);
+        assert_eq!(
+            parsed.fields,
+            [(b"sec-websocket-protocol".to_vec(), b"chat".to_vec())]
+        );
         assert!(parse_response_head(b"garbage\r\n\r\n").is_err());
     }
 }

@@ -54,6 +54,9 @@ struct StreamState {
     carry: Vec<u8>,
     /// The static file being sent (a stream has no `ConnIo` to keep it in).
     file: Option<std::fs::File>,
+    /// A WebSocket (extended CONNECT): after the request, the stream's DATA is the session's
+    /// input, as a socket's bytes would be.
+    tunnel: bool,
 }
 
 /// HTTP/2 state by slab key, beside `conns` like `io` and `tracked`.
@@ -138,8 +141,8 @@ impl Server {
     fn h2_limits(&self) -> h2::Limits {
         h2::Limits {
             max_header_list_size: self.cfg.max_head.min(u32::MAX as usize) as u32,
-            // WebSocket over a stream (RFC 8441) is not wired yet: not offered.
-            enable_connect_protocol: false,
+            // WebSocket over a stream (RFC 8441).
+            enable_connect_protocol: true,
             ..h2::Limits::default()
         }
     }
@@ -197,6 +200,10 @@ impl Server {
                         continue;
                     };
                     let Some((_, body)) = st.request.as_mut() else {
+                        if st.tunnel {
+                            let s = st.key;
+                            self.h2_tunnel_input(s, &data, end_stream);
+                        }
                         continue;
                     };
                     body.extend_from_slice(&data);
@@ -277,7 +284,9 @@ impl Server {
         self.io[s] = None;
         self.by_transport[Transport::Http as usize] += 1;
         let id = req.stream;
-        let end_stream = req.end_stream;
+        let tunnel = bridge::is_websocket(&req);
+        // A WebSocket's request has no body: its DATA is the socket's bytes.
+        let end_stream = req.end_stream || tunnel;
         self.h2.set(s, Link::Stream { parent: key, id });
         let Some(hc) = self.h2.conn_mut(key) else {
             return;
@@ -290,6 +299,7 @@ impl Server {
                 head: Some(Vec::new()),
                 carry: Vec::new(),
                 file: None,
+                tunnel,
             },
         );
         if end_stream {
@@ -330,6 +340,28 @@ impl Server {
                 self.h2_push_output(key);
             }
         }
+    }
+
+    /// Bytes of a WebSocket over a stream: the session's input; the stream's end is the peer
+    /// closing its side.
+    fn h2_tunnel_input(&mut self, s: usize, data: &[u8], end_stream: bool) {
+        let Some(conn) = self.conns.get_mut(s) else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        conn.on_input(data);
+        self.drive(s);
+        if end_stream {
+            if let Some(conn) = self.conns.get_mut(s) {
+                match conn.on_peer_closed() {
+                    Some(reason) => self.close_later(s, reason),
+                    None => schedule_flush(&mut self.flush_list, conn, s),
+                }
+            }
+        }
+        self.rearm(s);
     }
 
     /// A stream's flush: its response head as HEADERS, then as much of its queue as the
