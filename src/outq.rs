@@ -23,13 +23,20 @@ enum Bytes {
     Own(Vec<u8>),
     /// A shared frame inside a response of known length (a long-poll answer); never dropped.
     Pinned(Rc<[u8]>),
+    /// A few bytes of the connection's own kept in place, no allocation: an HTTP/2 DATA
+    /// frame's header in front of a shared frame. Never dropped.
+    Inline { len: u8, bytes: [u8; INLINE_BYTES] },
 }
+
+/// Bytes an `Inline` chunk holds: as many as keep a queue slot at 40 bytes (the test below).
+const INLINE_BYTES: usize = 15;
 
 impl Bytes {
     fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Frame(frame) | Bytes::Pinned(frame) => frame,
             Bytes::Own(bytes) => bytes,
+            Bytes::Inline { len, bytes } => &bytes[..usize::from(*len)],
         }
     }
 }
@@ -109,6 +116,28 @@ impl OutQueue {
         });
     }
 
+    /// Queues a few bytes of the connection's own without allocating (at most 15; longer
+    /// ones go as `push_own` would take them).
+    pub fn push_small(&mut self, small: &[u8]) {
+        if small.is_empty() {
+            return;
+        }
+        if small.len() > INLINE_BYTES {
+            return self.push_own(small.to_vec());
+        }
+        let mut bytes = [0; INLINE_BYTES];
+        bytes[..small.len()].copy_from_slice(small);
+        self.queued += small.len();
+        self.chunks.push_back(Chunk {
+            bytes: Bytes::Inline {
+                len: small.len() as u8,
+                bytes,
+            },
+            sent: 0,
+            stamp: 0,
+        });
+    }
+
     pub fn push_own(&mut self, bytes: Vec<u8>) {
         if bytes.is_empty() {
             return;
@@ -135,6 +164,7 @@ impl OutQueue {
             return Some(match chunk.bytes {
                 Bytes::Frame(f) | Bytes::Pinned(f) => Front::Shared(f),
                 Bytes::Own(bytes) => Front::Bytes(bytes),
+                Bytes::Inline { len, bytes } => Front::Bytes(bytes[..usize::from(len)].to_vec()),
             });
         }
         let n = unsent.min(max);
@@ -430,6 +460,7 @@ mod take_front_tests {
         let mut q = OutQueue::new();
         let shared: Rc<[u8]> = Rc::from(&b"event"[..]);
         q.push_own(b"head".to_vec());
+        q.push_small(b"");
         q.push_frame(shared.clone());
         q.push_pinned(Rc::from(&b"0123456789"[..]));
         assert!(q.take_front(0).is_none());
@@ -443,5 +474,34 @@ mod take_front_tests {
         assert!(matches!(q.take_front(100), Some(Front::Bytes(b)) if b == b"456789"));
         assert!(q.is_empty());
         assert_eq!(q.queued_bytes(), 0);
+        q.push_small(&[1; 9]);
+        assert!(matches!(q.take_front(4), Some(Front::Bytes(b)) if b == [1; 4]));
+        assert!(matches!(q.take_front(9), Some(Front::Bytes(b)) if b == [1; 5]));
+    }
+
+    #[test]
+    fn inline_bytes_make_no_queue_slot_larger() {
+        assert_eq!(std::mem::size_of::<Chunk>(), 40);
+    }
+
+    #[test]
+    fn inline_bytes_are_written_like_any_other() {
+        let mut q = OutQueue::new();
+        q.push_small(b"012345678");
+        q.push_small(b"9");
+        q.push_frame(Rc::from(&b"shared"[..]));
+        let mut out = Vec::new();
+        let (done, n) = q
+            .flush(1 << 20, |iov| {
+                let mut n = 0;
+                for slice in iov {
+                    out.extend_from_slice(slice);
+                    n += slice.len();
+                }
+                Ok(n)
+            })
+            .unwrap();
+        assert_eq!((done, n), (Flushed::Drained, 16));
+        assert_eq!(out, b"0123456789shared");
     }
 }

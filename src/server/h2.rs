@@ -436,7 +436,7 @@ impl Server {
                 refused = true;
                 break;
             };
-            kc.outq.push_own(head.to_vec());
+            kc.outq.push_small(&head);
             match piece {
                 Front::Shared(frame) => kc.outq.push_pinned(frame),
                 Front::Bytes(bytes) => kc.outq.push_own(bytes),
@@ -448,7 +448,7 @@ impl Server {
             match sc.on_drained(now) {
                 Ok(AfterDrain::HalfClose | AfterDrain::ReadMore) => {
                     if let Ok(head) = hc.proto.data_head(id, 0, true) {
-                        kc.outq.push_own(head.to_vec());
+                        kc.outq.push_small(&head);
                     }
                     ended = true;
                 }
@@ -583,7 +583,7 @@ impl Server {
                         let out = hc.proto.take_output();
                         if let Some(conn) = self.conns.get_mut(parent) {
                             conn.outq.push_own(out);
-                            conn.outq.push_own(head.to_vec());
+                            conn.outq.push_small(&head);
                         }
                     }
                 }
