@@ -317,6 +317,16 @@ impl Connection {
         std::mem::take(&mut self.out)
     }
 
+    /// Gives back what a burst of input made room for (queued events, decoded fields), so
+    /// an idle connection keeps little: call once its events are taken.
+    pub fn shrink_idle(&mut self) {
+        if self.events.is_empty() {
+            self.events.shrink_to(4);
+        }
+        self.fields.clear();
+        self.fields.shrink_to(16);
+    }
+
     pub fn has_output(&self) -> bool {
         !self.out.is_empty()
     }

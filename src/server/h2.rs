@@ -46,8 +46,9 @@ pub(super) struct H2Conn {
 
 struct StreamState {
     key: usize,
-    /// The request and its body so far, until the body is whole and the session has it.
-    request: Option<(h2::Request, Vec<u8>)>,
+    /// The request and its body so far, until the body is whole and the session has it
+    /// (boxed: an idle stream should not carry its size).
+    request: Option<Box<(h2::Request, Vec<u8>)>>,
     /// The session's response bytes while its head is not whole; None once HEADERS is out.
     head: Option<Vec<u8>>,
     /// Body bytes that came with the head, sent before the rest of the queue.
@@ -172,10 +173,22 @@ impl Server {
         let Some(hc) = self.h2.conn_mut(key) else {
             return false;
         };
-        hc.input.extend_from_slice(&self.scratch[..n]);
-        let used = hc.proto.receive(&hc.input, self.now);
-        hc.input.drain(..used);
+        // Input is read from the scratch buffer in place; only a frame's unread part is kept.
+        if hc.input.is_empty() {
+            let used = hc.proto.receive(&self.scratch[..n], self.now);
+            hc.input.extend_from_slice(&self.scratch[used..n]);
+        } else {
+            hc.input.extend_from_slice(&self.scratch[..n]);
+            let used = hc.proto.receive(&hc.input, self.now);
+            hc.input.drain(..used);
+            if hc.input.is_empty() {
+                hc.input = Vec::new();
+            }
+        }
         self.h2_events(key);
+        if let Some(hc) = self.h2.conn_mut(key) {
+            hc.proto.shrink_idle();
+        }
         true
     }
 
@@ -199,7 +212,7 @@ impl Server {
                     let Some(st) = hc.streams.get_mut(&stream) else {
                         continue;
                     };
-                    let Some((_, body)) = st.request.as_mut() else {
+                    let Some((_, body)) = st.request.as_deref_mut() else {
                         if st.tunnel {
                             let s = st.key;
                             self.h2_tunnel_input(s, &data, end_stream);
@@ -295,7 +308,7 @@ impl Server {
             id,
             StreamState {
                 key: s,
-                request: Some((req, Vec::new())),
+                request: Some(Box::new((req, Vec::new()))),
                 head: Some(Vec::new()),
                 carry: Vec::new(),
                 file: None,
@@ -316,9 +329,10 @@ impl Server {
             return;
         };
         let s = st.key;
-        let Some((req, body)) = st.request.take() else {
+        let Some(pending) = st.request.take() else {
             return;
         };
+        let (req, body) = *pending;
         match bridge::request_bytes(&req, &body) {
             Ok(bytes) => {
                 self.conns[s].on_input(&bytes);
