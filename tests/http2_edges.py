@@ -302,6 +302,32 @@ def websocket(port):
     )
 
 
+def slow_stream(port):
+    """One stream never opens its window, another reads everything: past --max-queue the slow
+    one alone is dropped (close policy), the other gets every message."""
+    c = Client(port, settings=struct.pack(">HI", 4, 0))
+    c.send(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1 << 30)))
+    c.request(1, "/msgbus/slow", [("accept", "text/event-stream")])
+    c.request(3, "/msgbus/slow", [("accept", "text/event-stream")])
+    wait_subscribers(port, 2)
+    c.send(frame(WINDOW_UPDATE, 0, 3, struct.pack(">I", 1 << 30)))
+    body = b"m" * 1000
+    for _ in range(50):
+        publish(port, "slow", body)
+    got = 0
+    reset = None
+    until = time.monotonic() + DEADLINE
+    while got < 50 or reset is None:
+        f = c.read_frame(until)
+        if f is None:
+            break
+        if f[0] == DATA and f[2] == 3:
+            got += f[3].count(b"data: " + body)
+        if f[0] == RST_STREAM:
+            reset = "RST_STREAM %d on %d" % (int.from_bytes(f[3], "big"), f[2])
+    print("stream 3 got %d, %s" % (got, reset))
+
+
 CASES = {
     f.__name__: f
     for f in [
@@ -315,6 +341,7 @@ CASES = {
         zero_window,
         goaway_on_signal,
         websocket,
+        slow_stream,
     ]
 }
 

@@ -157,3 +157,12 @@ fn websocket_over_an_http2_stream() {
     );
     server.wait_for_counter("subscribers", |n| n == 0, "the WebSocket stream stayed");
 }
+
+#[test]
+fn a_slow_stream_alone_meets_the_slow_subscriber_policy() {
+    let server = Server::start(&["--max-queue", "8192", "--slow-policy", "close"]);
+    assert_eq!(
+        case(&server, "slow_stream"),
+        "stream 3 got 50, RST_STREAM 8 on 1"
+    );
+}
