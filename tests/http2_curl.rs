@@ -341,3 +341,25 @@ fn tls_without_http2_offers_only_http1() {
     let answer = curl(&["--http2", "-k", &format!("{base}/status.json")]);
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
 }
+
+#[test]
+fn the_doors_answer_over_h2c() {
+    let server = Server::start(&["--martd", "--simple-comet"]);
+    let h2c = |args: &[&str]| curl(&[&["--http2-prior-knowledge"], args].concat());
+    let martd = h2c(&[
+        "-H",
+        "Content-Type: text/plain",
+        "--data-binary",
+        "door msg",
+        &url(&server, "/pub?channel=d1"),
+    ]);
+    let (head, body) = martd.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/2 200 \r\n"), "{martd}");
+    assert!(body.contains("\"etag\": \""), "{martd}");
+    h2c(&["-d", "channel_id=c1", &url(&server, "/channels.json")]);
+    let posted = h2c(&["-d", "content=hi", &url(&server, "/channels/c1.json")]);
+    assert!(posted.contains("\"return_code\": 1"), "{posted}");
+    let read = h2c(&[&url(&server, "/channels/c1.json?since=0")]);
+    assert!(read.starts_with("HTTP/2 200 \r\n"), "{read}");
+    assert!(read.contains("\"content\": \"hi\""), "{read}");
+}
