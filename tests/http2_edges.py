@@ -328,6 +328,22 @@ def slow_stream(port):
     print("stream 3 got %d, %s" % (got, reset))
 
 
+def slow_upload(port):
+    """A body that comes slower than --head-timeout: with a declared length the session reads
+    it under the body timeout; without one it is gathered whole first. Both are published."""
+    c = Client(port)
+    statuses = []
+    for stream, length in [(1, [("content-length", "10")]), (3, [])]:
+        fields = [(":method", "POST"), (":scheme", "http"), (":path", "/msgbus/up"), (":authority", "t"),
+                  ("content-type", "text/plain")] + length
+        c.send(frame(HEADERS, END_HEADERS, stream, c.enc.encode(fields)))
+        time.sleep(1.0)  # past the head timeout on purpose: what is tested is waiting
+        c.send(frame(DATA, 0, stream, b"01234") + frame(DATA, END_STREAM, stream, b"56789"))
+        f = c.wait_for(lambda f: f[0] in (HEADERS, RST_STREAM) and f[2] == stream)
+        statuses.append(dict(hpack.Decoder().decode(f[3]))[":status"] if f and f[0] == HEADERS else "none")
+    print("statuses %s" % " ".join(statuses))
+
+
 CASES = {
     f.__name__: f
     for f in [
@@ -342,6 +358,7 @@ CASES = {
         goaway_on_signal,
         websocket,
         slow_stream,
+        slow_upload,
     ]
 }
 

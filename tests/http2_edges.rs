@@ -166,3 +166,10 @@ fn a_slow_stream_alone_meets_the_slow_subscriber_policy() {
         "stream 3 got 50, RST_STREAM 8 on 1"
     );
 }
+
+#[test]
+fn a_body_slower_than_the_head_timeout_is_still_read() {
+    let server = Server::start(&["--head-timeout", "0.5"]);
+    assert_eq!(case(&server, "slow_upload"), "statuses 204 204");
+    assert_eq!(server.counter("published"), 2);
+}

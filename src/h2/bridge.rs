@@ -26,11 +26,24 @@ pub fn is_websocket(req: &Request) -> bool {
     req.method == b"CONNECT" && req.protocol.as_deref() == Some(&b"websocket"[..])
 }
 
-/// The request as HTTP/1.0 bytes for a session, body included. `:authority` becomes `Host`;
+/// A request's body as the session is handed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// All of it, here.
+    Whole(&'a [u8]),
+    /// This many bytes, to come as the stream's DATA arrives.
+    Follows(u64),
+}
+
+/// The request as HTTP/1.0 bytes for a session, with its body when whole. `:authority` becomes `Host`;
 /// cookie fields, which HTTP/2 lets a client split, are joined again (RFC 9113 section
 /// 8.2.3). Field names and values were checked by the connection (no CR, LF, NUL); the path,
 /// which becomes part of the request line, is checked here.
-pub fn request_bytes(req: &Request, body: &[u8]) -> Result<Vec<u8>, &'static str> {
+pub fn request_bytes(req: &Request, body: Body) -> Result<Vec<u8>, &'static str> {
+    let (length, body) = match body {
+        Body::Whole(bytes) => (bytes.len() as u64, bytes),
+        Body::Follows(length) => (length, &b""[..]),
+    };
     if !req.path.iter().all(|&b| (0x21..0x7f).contains(&b)) {
         return Err("path with a space or control byte");
     }
@@ -81,8 +94,8 @@ pub fn request_bytes(req: &Request, body: &[u8]) -> Result<Vec<u8>, &'static str
         out.extend_from_slice(&cookies.join(&b"; "[..]));
         out.extend_from_slice(b"\r\n");
     }
-    if !websocket && (!body.is_empty() || !req.end_stream || req.content_length.is_some()) {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    if !websocket && (length > 0 || !req.end_stream || req.content_length.is_some()) {
+        out.extend_from_slice(format!("Content-Length: {length}\r\n").as_bytes());
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
@@ -167,7 +180,7 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                String::from_utf8(request_bytes(&req, body).unwrap()).unwrap(),
+                String::from_utf8(request_bytes(&req, Body::Whole(body)).unwrap()).unwrap(),
                 want
             );
         }
@@ -179,8 +192,15 @@ mod tests {
         );
         ws.protocol = Some(b"websocket".to_vec());
         assert_eq!(
-            String::from_utf8(request_bytes(&ws, b"").unwrap()).unwrap(),
+            String::from_utf8(request_bytes(&ws, Body::Whole(b"")).unwrap()).unwrap(),
             "GET /msgbus/a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nHost: example.org\r\nsec-websocket-version: 13\r\norigin: https://o\r\n\r\n"
+        );
+        // A body to follow: the head alone, with the length the client declared.
+        let mut post = request("POST", "/msgbus/a", &[("content-length", "5")], false);
+        post.content_length = Some(5);
+        assert_eq!(
+            String::from_utf8(request_bytes(&post, Body::Follows(5)).unwrap()).unwrap(),
+            "POST /msgbus/a HTTP/1.0\r\nHost: example.org\r\nContent-Length: 5\r\n\r\n"
         );
         for (method, path, why) in [
             (
@@ -193,7 +213,7 @@ mod tests {
             ("G-T", "/", "method not letters"),
         ] {
             assert_eq!(
-                request_bytes(&request(method, path, &[], true), b""),
+                request_bytes(&request(method, path, &[], true), Body::Whole(b"")),
                 Err(why)
             );
         }

@@ -55,8 +55,11 @@ struct StreamState {
     carry: Vec<u8>,
     /// The static file being sent (a stream has no `ConnIo` to keep it in).
     file: Option<std::fs::File>,
+    /// The request went to the session before its body (a declared length): the stream's
+    /// DATA is the session's input as it comes, under the session's body timeout.
+    feed: bool,
     /// A WebSocket (extended CONNECT): after the request, the stream's DATA is the session's
-    /// input, as a socket's bytes would be.
+    /// input, as a socket's bytes would be, and its end the socket's half-close.
     tunnel: bool,
 }
 
@@ -213,16 +216,16 @@ impl Server {
                         continue;
                     };
                     let Some((_, body)) = st.request.as_deref_mut() else {
-                        if st.tunnel {
-                            let s = st.key;
-                            self.h2_tunnel_input(s, &data, end_stream);
+                        if st.tunnel || st.feed {
+                            let (s, closes) = (st.key, end_stream && st.tunnel);
+                            self.h2_tunnel_input(s, &data, closes);
                         }
                         continue;
                     };
                     body.extend_from_slice(&data);
                     // Past the limit the session is handed what came, and answers 413.
                     if end_stream || body.len() > max_body {
-                        self.h2_hand_over(key, stream);
+                        self.h2_hand_over(key, stream, false);
                     }
                 }
                 Event::Reset { stream, .. } => {
@@ -298,8 +301,10 @@ impl Server {
         self.by_transport[Transport::Http as usize] += 1;
         let id = req.stream;
         let tunnel = bridge::is_websocket(&req);
-        // A WebSocket's request has no body: its DATA is the socket's bytes.
-        let end_stream = req.end_stream || tunnel;
+        // A WebSocket's request has no body: its DATA is the socket's bytes. A body of declared
+        // length goes to the session as it comes, so its time is the session's body timeout.
+        let feed = !req.end_stream && !tunnel && req.content_length.is_some();
+        let hand_over = req.end_stream || tunnel || feed;
         self.h2.set(s, Link::Stream { parent: key, id });
         let Some(hc) = self.h2.conn_mut(key) else {
             return;
@@ -312,16 +317,18 @@ impl Server {
                 head: Some(Vec::new()),
                 carry: Vec::new(),
                 file: None,
+                feed,
                 tunnel,
             },
         );
-        if end_stream {
-            self.h2_hand_over(key, id);
+        if hand_over {
+            self.h2_hand_over(key, id, feed);
         }
     }
 
-    /// The request is whole (or its body over the limit): the stream's session gets it.
-    fn h2_hand_over(&mut self, key: usize, id: u32) {
+    /// The request is whole (or its body over the limit, or to follow as `feed` says): the
+    /// stream's session gets it.
+    fn h2_hand_over(&mut self, key: usize, id: u32, feed: bool) {
         let Some(hc) = self.h2.conn_mut(key) else {
             return;
         };
@@ -333,7 +340,11 @@ impl Server {
             return;
         };
         let (req, body) = *pending;
-        match bridge::request_bytes(&req, &body) {
+        let body = match req.content_length {
+            Some(length) if feed => bridge::Body::Follows(length),
+            _ => bridge::Body::Whole(&body),
+        };
+        match bridge::request_bytes(&req, body) {
             Ok(bytes) => {
                 self.conns[s].on_input(&bytes);
                 self.drive(s);
@@ -356,8 +367,8 @@ impl Server {
         }
     }
 
-    /// Bytes of a WebSocket over a stream: the session's input; the stream's end is the peer
-    /// closing its side.
+    /// Bytes of a WebSocket over a stream, or of a body that follows its request: the
+    /// session's input. A WebSocket stream's end is the peer closing its side.
     fn h2_tunnel_input(&mut self, s: usize, data: &[u8], end_stream: bool) {
         let Some(conn) = self.conns.get_mut(s) else {
             return;
