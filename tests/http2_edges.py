@@ -330,7 +330,8 @@ def slow_stream(port):
 
 def slow_upload(port):
     """A body that comes slower than --head-timeout: with a declared length the session reads
-    it under the body timeout; without one it is gathered whole first. Both are published."""
+    it under the body timeout and publishes it; without one it must be whole within the head
+    timeout, and is answered 408."""
     c = Client(port)
     statuses = []
     for stream, length in [(1, [("content-length", "10")]), (3, [])]:

@@ -323,6 +323,10 @@ impl Server {
         );
         if hand_over {
             self.h2_hand_over(key, id, feed);
+        } else {
+            // A body of no declared length is gathered whole within the head timeout; past it
+            // the session answers 408, so a stream cannot be held open by never ending it.
+            self.rearm(s);
         }
     }
 
@@ -602,7 +606,19 @@ impl Server {
                 };
                 if hc.proto.can_send(id) {
                     let clean = matches!(reason, Reason::Done | Reason::Shutdown | Reason::Timeout);
-                    if !clean || st.head.is_some() {
+                    if st.request.is_some() && reason == Reason::Timeout {
+                        // The body never came whole: the session, which never saw the request,
+                        // said nothing; the client is told why.
+                        let fields = [
+                            (&b":status"[..], &b"408"[..]),
+                            (&b"content-type"[..], &b"text/plain"[..]),
+                        ];
+                        if hc.proto.send_headers(id, fields, false).is_ok() {
+                            let why = b"request body not received in time\n";
+                            let _ = hc.proto.send_data(id, why, true);
+                        }
+                        self.stats.count_refusal(408);
+                    } else if !clean || st.head.is_some() {
                         hc.proto.reset(id, ErrorCode::CANCEL);
                     } else if let Ok(head) = hc.proto.data_head(id, 0, true) {
                         let out = hc.proto.take_output();
@@ -612,6 +628,9 @@ impl Server {
                         }
                     }
                 }
+                // Answered while the client was still sending: it may stop (RFC 9113 section
+                // 8.1); a stream already closed both ways is not touched.
+                hc.proto.reset(id, ErrorCode::NO_ERROR);
                 let done = hc.proto.is_done();
                 let out = hc.proto.take_output();
                 if let Some(conn) = self.conns.get_mut(parent) {
