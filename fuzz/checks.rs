@@ -565,3 +565,105 @@ pub fn log_record(data: &[u8]) {
         }
     }
 }
+
+/// Frames read one after another from arbitrary bytes: parsing never panics, and a frame that
+/// parses, written back by the codec, parses to a frame that writes back the same bytes.
+pub fn h2_frames(data: &[u8]) {
+    use msgbus::h2::frame::{self, Head, HEADER_LEN};
+    let mut rest = data;
+    while let Some(head) = Head::parse(rest) {
+        let Some(payload) = rest.get(HEADER_LEN..HEADER_LEN + head.len) else {
+            return;
+        };
+        rest = &rest[HEADER_LEN + head.len..];
+        let Ok(parsed) = frame::parse(&head, payload) else {
+            continue;
+        };
+        let mut once = Vec::new();
+        parsed.encode(&mut once);
+        let again = Head::parse(&once).expect("a whole header");
+        assert_eq!(again.len, once.len() - HEADER_LEN);
+        let reparsed = frame::parse(&again, &once[HEADER_LEN..]).expect("what we write parses");
+        let mut twice = Vec::new();
+        reparsed.encode(&mut twice);
+        assert_eq!(once, twice);
+    }
+}
+
+const HPACK_TABLE: usize = 4096;
+const HPACK_LIST: usize = 8192;
+
+/// A header block of arbitrary bytes: no panic, the table within its size, a list within its
+/// limit; and what decodes, encoded by our encoder, decodes to the same list on a fresh decoder.
+pub fn hpack(data: &[u8]) {
+    use msgbus::h2::hpack::{Decoded, Decoder, Encoder};
+    let mut decoder = Decoder::new(HPACK_TABLE);
+    let mut fields = Vec::new();
+    // Twice on one decoder, so the second block meets the table the first left.
+    for _ in 0..2 {
+        let Ok(decoded) = decoder.decode(data, HPACK_LIST, &mut fields) else {
+            return;
+        };
+        assert!(decoder.table_size() <= HPACK_TABLE);
+        if decoded == Decoded::TooLarge {
+            assert!(fields.is_empty());
+            continue;
+        }
+        assert!(fields.iter().map(|f| f.size()).sum::<usize>() <= HPACK_LIST);
+        let mut block = Vec::new();
+        Encoder::new().encode(
+            fields.iter().map(|f| (&f.name[..], &f.value[..])),
+            &mut block,
+        );
+        let mut back = Vec::new();
+        let fresh = Decoder::new(0).decode(&block, usize::MAX, &mut back);
+        assert_eq!(fresh, Ok(Decoded::Complete));
+        assert_eq!(back, fields);
+    }
+}
+
+/// Runs one HTTP/2 connection on `data` (after the preface) fed in pieces of `step` bytes,
+/// keeping unread bytes as the reactor does; returns its events and output, and checks the
+/// bounds: unread input within one frame, output whole frames.
+fn h2_run(step: usize, data: &[u8]) -> (Vec<msgbus::h2::Event>, Vec<u8>) {
+    use msgbus::h2::frame::{Head, HEADER_LEN};
+    use msgbus::h2::{Connection, Limits, PREFACE};
+    let mut conn = Connection::new(Limits::default());
+    let mut input = PREFACE.to_vec();
+    input.extend_from_slice(data);
+    let now = Instant::now();
+    let mut held = Vec::new();
+    let mut events = Vec::new();
+    // Output is taken once at the end in both runs: the bound on output the peer leaves
+    // unread counts what was not taken.
+    for piece in input.chunks(step) {
+        held.extend_from_slice(piece);
+        let used = conn.receive(&held, now);
+        held.drain(..used);
+        assert!(held.len() < HEADER_LEN + 16_384 + step);
+        events.extend(std::iter::from_fn(|| conn.poll_event()));
+    }
+    // Answer the requests as a server would, after all input so the split cannot change
+    // when, and so the output paths run too.
+    for event in &events {
+        if let msgbus::h2::Event::Request(r) = event {
+            let _ = conn.send_headers(r.stream, [(&b":status"[..], &b"200"[..])], false);
+            let _ = conn.send_data(r.stream, b"hello", true);
+        }
+    }
+    let out = conn.take_output();
+    let mut at = 0;
+    while at < out.len() {
+        let head = Head::parse(&out[at..]).expect("output is whole frames");
+        at += HEADER_LEN + head.len;
+    }
+    assert_eq!(at, out.len());
+    (events, out)
+}
+
+/// The connection state machine gives the same events and output however its input is split.
+pub fn h2_connection(step: u8, data: &[u8]) {
+    let whole = h2_run(data.len().max(1) + 24, data);
+    let split = h2_run(usize::from(step).max(1), data);
+    assert_eq!(whole, split);
+}

@@ -187,6 +187,9 @@ pub struct Config {
     pub lhttp_processors: Vec<LhttpProcessor>,
     /// A connection with queued output that makes no write progress for this long is closed.
     pub write_timeout: Duration,
+    /// HTTP/2 beside HTTP/1.1 (`--http2 on|off`): ALPN `h2` on TLS listeners, and a
+    /// connection preface on plain ones.
+    pub http2: bool,
     /// The plain listener is the default one, asked for by nobody: a socket handed over by
     /// the service manager takes its place.
     pub implicit_listen: bool,
@@ -381,6 +384,7 @@ impl Default for Config {
             upstream: crate::upstream::UpstreamOptions::default(),
             lhttp_processors: Vec::new(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            http2: true,
             implicit_listen: false,
             config_file: None,
             command_line: Vec::new(),
@@ -575,6 +579,8 @@ Options:
   --fsync-interval MS     how often --fsync batch makes the log durable (default: 50)
   --repair                cut the log at a corrupt record instead of refusing to start
   --segment-size BYTES    a log segment's size before the next begins (default: 67108864)
+  --http2 on|off          HTTP/2 beside HTTP/1.1: ALPN h2 on TLS, prior knowledge on plain
+                          listeners (default: on)
   -h, --help              this text
   -V, --version           the version
 ";
@@ -776,6 +782,7 @@ impl Changes {
             upstream: _,
             lhttp_processors: _,
             write_timeout: _,
+            http2: _,
             implicit_listen: _,
             config_file: _,
             command_line: _,
@@ -897,6 +904,7 @@ impl Changes {
             status_token => "status-token",
             trusted_proxy => "trusted-proxy",
             write_timeout => "write-timeout",
+            http2 => "http2",
             access_log => "access-log",
             esb_users => "esb-users",
             esb_origin => "esb-origin",
@@ -1062,6 +1070,7 @@ const OPTIONS: &[Spec] = &[
     value("fsync-interval"),
     flag("repair"),
     value("segment-size"),
+    value("http2"),
 ];
 
 fn spec(long: &str) -> Option<&'static Spec> {
@@ -1373,6 +1382,20 @@ impl Builder {
             }
             "repair" => cfg.repair = switch(flag, value)?,
             "segment-size" => cfg.segment_size = positive(flag, text())?.max(4096),
+            "http2" => {
+                let value = text();
+                cfg.http2 = match value.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => {
+                        return Err(ConfigError::BadValue {
+                            flag,
+                            value,
+                            why: "expected on or off",
+                        })
+                    }
+                };
+            }
             _ => return Err(ConfigError::Usage(format!("unknown option {name:?}"))),
         }
         Ok(())

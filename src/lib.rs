@@ -15,6 +15,7 @@ pub mod conn;
 pub mod doors;
 pub mod gate;
 pub mod glob;
+pub mod h2;
 pub mod http;
 pub mod io;
 pub mod listener;

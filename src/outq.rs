@@ -29,6 +29,9 @@ enum Bytes {
     /// unsent it absorbs later drops at the same point, so notices never stack. Boxed: it is
     /// rare, and a queue slot stays 40 bytes.
     Notice(Box<Notice>),
+    /// A few bytes of the connection's own kept in place, no allocation: an HTTP/2 DATA
+    /// frame's header in front of a shared frame. Never dropped.
+    Inline { len: u8, bytes: [u8; INLINE_BYTES] },
 }
 
 #[derive(Debug)]
@@ -37,12 +40,16 @@ struct Notice {
     bytes: Vec<u8>,
 }
 
+/// Bytes an `Inline` chunk holds: as many as keep a queue slot at 40 bytes (the test below).
+const INLINE_BYTES: usize = 15;
+
 impl Bytes {
     fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Frame(frame) | Bytes::Pinned(frame) => frame,
             Bytes::Own(bytes) => bytes,
             Bytes::Notice(notice) => &notice.bytes,
+            Bytes::Inline { len, bytes } => &bytes[..usize::from(*len)],
         }
     }
 }
@@ -74,6 +81,16 @@ pub enum Flushed {
     Blocked,
     /// The per-turn byte cap was reached with the socket still writable: go on next turn.
     Capped,
+}
+
+/// The front of a queue as another queue takes it on: an HTTP/2 stream's bytes going into its
+/// connection's queue as DATA payloads.
+#[derive(Debug)]
+pub enum Front {
+    /// A whole, wholly unsent shared frame: queued on as it is, never copied.
+    Shared(Rc<[u8]>),
+    /// Own bytes, or the part of a frame that fits: moved when whole, else copied.
+    Bytes(Vec<u8>),
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +132,28 @@ impl OutQueue {
         });
     }
 
+    /// Queues a few bytes of the connection's own without allocating (at most 15; longer
+    /// ones go as `push_own` would take them).
+    pub fn push_small(&mut self, small: &[u8]) {
+        if small.is_empty() {
+            return;
+        }
+        if small.len() > INLINE_BYTES {
+            return self.push_own(small.to_vec());
+        }
+        let mut bytes = [0; INLINE_BYTES];
+        bytes[..small.len()].copy_from_slice(small);
+        self.queued += small.len();
+        self.chunks.push_back(Chunk {
+            bytes: Bytes::Inline {
+                len: small.len() as u8,
+                bytes,
+            },
+            sent: 0,
+            stamp: 0,
+        });
+    }
+
     pub fn push_own(&mut self, bytes: Vec<u8>) {
         if bytes.is_empty() {
             return;
@@ -125,6 +164,34 @@ impl OutQueue {
             sent: 0,
             stamp: 0,
         });
+    }
+
+    /// Takes up to `max` bytes from the front (None if empty or `max` is 0). A shared frame
+    /// that fits whole is handed on by reference, so encode-once holds across the hand-over.
+    pub fn take_front(&mut self, max: usize) -> Option<Front> {
+        let chunk = self.chunks.front_mut()?;
+        let unsent = chunk.unsent().len();
+        if max == 0 {
+            return None;
+        }
+        if chunk.sent == 0 && unsent <= max {
+            self.queued -= unsent;
+            let chunk = self.chunks.pop_front()?;
+            return Some(match chunk.bytes {
+                Bytes::Frame(f) | Bytes::Pinned(f) => Front::Shared(f),
+                Bytes::Own(bytes) => Front::Bytes(bytes),
+                Bytes::Notice(notice) => Front::Bytes(notice.bytes),
+                Bytes::Inline { len, bytes } => Front::Bytes(bytes[..usize::from(len)].to_vec()),
+            });
+        }
+        let n = unsent.min(max);
+        let piece = chunk.unsent()[..n].to_vec();
+        chunk.sent += n;
+        self.queued -= n;
+        if n == unsent {
+            self.chunks.pop_front();
+        }
+        Some(Front::Bytes(piece))
     }
 
     /// Stamps the chunk just queued for `frame` (the last one; in a long-poll answer, the one
@@ -540,5 +607,60 @@ mod tests {
     #[test]
     fn a_chunk_stays_small() {
         assert_eq!(std::mem::size_of::<Chunk>(), 40);
+    }
+}
+
+#[cfg(test)]
+mod take_front_tests {
+    use super::*;
+
+    #[test]
+    fn shared_frames_are_handed_on_whole_and_others_in_pieces() {
+        let mut q = OutQueue::new();
+        let shared: Rc<[u8]> = Rc::from(&b"event"[..]);
+        q.push_own(b"head".to_vec());
+        q.push_small(b"");
+        q.push_frame(shared.clone());
+        q.push_pinned(Rc::from(&b"0123456789"[..]));
+        assert!(q.take_front(0).is_none());
+        assert!(matches!(q.take_front(10), Some(Front::Bytes(b)) if b == b"head"));
+        match q.take_front(5) {
+            Some(Front::Shared(f)) => assert!(Rc::ptr_eq(&f, &shared)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(q.take_front(4), Some(Front::Bytes(b)) if b == b"0123"));
+        assert_eq!(q.queued_bytes(), 6);
+        assert!(matches!(q.take_front(100), Some(Front::Bytes(b)) if b == b"456789"));
+        assert!(q.is_empty());
+        assert_eq!(q.queued_bytes(), 0);
+        q.push_small(&[1; 9]);
+        assert!(matches!(q.take_front(4), Some(Front::Bytes(b)) if b == [1; 4]));
+        assert!(matches!(q.take_front(9), Some(Front::Bytes(b)) if b == [1; 5]));
+    }
+
+    #[test]
+    fn inline_bytes_make_no_queue_slot_larger() {
+        assert_eq!(std::mem::size_of::<Chunk>(), 40);
+    }
+
+    #[test]
+    fn inline_bytes_are_written_like_any_other() {
+        let mut q = OutQueue::new();
+        q.push_small(b"012345678");
+        q.push_small(b"9");
+        q.push_frame(Rc::from(&b"shared"[..]));
+        let mut out = Vec::new();
+        let (done, n) = q
+            .flush(1 << 20, |iov| {
+                let mut n = 0;
+                for slice in iov {
+                    out.extend_from_slice(slice);
+                    n += slice.len();
+                }
+                Ok(n)
+            })
+            .unwrap();
+        assert_eq!((done, n), (Flushed::Drained, 16));
+        assert_eq!(out, b"0123456789shared");
     }
 }

@@ -34,6 +34,8 @@ use crate::transport::Wires;
 use crate::upstream::Upstream;
 use crate::{activation, privileges, tls};
 
+mod h2;
+
 /// Tokens above every slab key: the signal fd, then the listeners.
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
 /// The NATS connection, below the listeners' tokens.
@@ -142,6 +144,8 @@ pub struct Server {
     upstream: Option<Upstream>,
     /// The service manager's notification socket, when there is one.
     notify: Option<Notifier>,
+    /// HTTP/2 connections and their streams' sessions, by slab key (`server/h2.rs`).
+    h2: h2::Links,
     /// When the manager's watchdog is next told that the loop turns.
     next_watchdog: Option<Instant>,
     /// Publishes waiting for the history store to commit them, in ticket order.
@@ -239,7 +243,7 @@ impl Server {
             .register(&mut signals, SIGNAL_TOKEN, Interest::READABLE)?;
         let tls = match (&cfg.tls_cert, &cfg.tls_key) {
             (Some(cert), Some(key)) => Some(
-                tls::load(cert, key)
+                tls::load(cert, key, cfg.http2)
                     .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e.to_string()))?,
             ),
             _ => None,
@@ -395,6 +399,7 @@ impl Server {
             holding: Vec::new(),
             exchange_requeue: Vec::new(),
             holding_ticket: 0,
+            h2: h2::Links::default(),
         })
     }
 
@@ -618,7 +623,7 @@ impl Server {
                 match self.listeners[i].accept() {
                     Ok((stream, peer)) => {
                         let tls = self.listeners[i].is_tls();
-                        if self.conns.len() < self.max_connections {
+                        if self.conns.len() - self.h2.streams() < self.max_connections {
                             let proxied = self.cfg.proxy_protocol && !tls;
                             self.on_accept(stream, peer, tls, proxied);
                             continue;
@@ -770,8 +775,10 @@ impl Server {
                     {
                         conn.readable = false;
                     }
-                    conn.on_input(&self.scratch[..n]);
-                    self.drive(key);
+                    if !self.h2_on_input(key, n) {
+                        self.conns[key].on_input(&self.scratch[..n]);
+                        self.drive(key);
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     conn.readable = false;
@@ -857,7 +864,7 @@ impl Server {
                     if prometheus {
                         let process = ProcessGauges::read(
                             self.now.duration_since(self.started),
-                            self.stats.fds_at_start + self.conns.len(),
+                            self.stats.fds_at_start + self.conns.len() - self.h2.streams(),
                         );
                         let mut text = self.stats.render_prometheus(&self.gauges(), &process);
                         if let Some(amqp) = &self.amqp {
@@ -1407,7 +1414,7 @@ impl Server {
             cluster,
             by_transport: self.by_transport,
             uptime: self.now.duration_since(self.started),
-            connections: self.conns.len(),
+            connections: self.conns.len() - self.h2.streams(),
             max_connections: self.max_connections,
             subscribers: self.bus.subscriber_count(),
             channels: self.bus.channel_count(),
@@ -1468,6 +1475,10 @@ impl Server {
                 self.close_later(key, Reason::WriteStalled);
                 continue;
             }
+            if self.h2.is_conn(key) {
+                self.h2_on_timeout(key);
+                continue;
+            }
             let conn = &mut self.conns[key];
             match conn.on_timeout(self.now, &self.cfg) {
                 Some(reason) => self.close_later(key, reason),
@@ -1505,6 +1516,9 @@ impl Server {
 
     fn flush(&mut self, key: usize) {
         use crate::outq::Flushed;
+        if self.h2.is_stream(key) {
+            return self.h2_flush_stream(key);
+        }
         let mut budget = FLUSH_BYTES_PER_TURN;
         loop {
             let conn = &mut self.conns[key];
@@ -1602,6 +1616,7 @@ impl Server {
             }
             break;
         }
+        self.h2_after_flush(key);
         self.rearm(key);
     }
 
@@ -1646,45 +1661,53 @@ impl Server {
                 break;
             }
             closed += 1;
-            let Some(mut conn) = self.conns.try_remove(key) else {
-                continue;
-            };
-            if let Some(id) = conn.held_for.take() {
-                if let Some(door) = self.doors.get_mut(id) {
-                    door.on_hold_ended();
-                }
-            }
-            for id in conn.take_subscriptions() {
-                self.bus.unsubscribe(id, self.now);
-            }
-            if let Some(upstream) = self.upstream.as_mut() {
-                upstream.forget_owner(key, self.poll.registry());
-            }
-            if conn.awaiting_commit() {
-                // Its messages still go out once committed; the answer has nobody to go to.
-                for held in &mut self.held {
-                    if held.answer.as_ref().is_some_and(|(k, _, _)| *k == key) {
-                        held.answer = None;
-                    }
-                }
-            }
-            if let Some(mut io) = self.io.get_mut(key).and_then(Option::take) {
-                let _ = self.poll.registry().deregister(io.sock.source());
-            }
-            self.stats.count_close(reason);
-            if let Some(ip) = conn.counted_as {
-                self.per_address.release(ip);
-            }
-            let tracked = std::mem::replace(&mut self.tracked[key], Tracked::NEW);
-            self.by_transport[tracked.transport as usize] -= 1;
-            self.queued_bytes -= tracked.queued;
-            trace!("closed {} ({})", conn.peer, reason.name());
+            self.close_one(key, reason);
+        }
+        // An HTTP/2 connection's streams, listed as it closed, go with it in this turn whatever
+        // the budget: by the next its key may be a new connection's.
+        for (key, reason) in std::mem::take(&mut self.close_list) {
+            self.close_one(key, reason);
         }
         if closed < list.len() {
-            let mut left = list.split_off(closed);
-            left.append(&mut self.close_list);
-            self.close_list = left;
+            self.close_list = list.split_off(closed);
         }
+    }
+
+    fn close_one(&mut self, key: usize, reason: Reason) {
+        self.h2_on_close(key, reason);
+        let Some(mut conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        if let Some(id) = conn.held_for.take() {
+            if let Some(door) = self.doors.get_mut(id) {
+                door.on_hold_ended();
+            }
+        }
+        for id in conn.take_subscriptions() {
+            self.bus.unsubscribe(id, self.now);
+        }
+        if let Some(upstream) = self.upstream.as_mut() {
+            upstream.forget_owner(key, self.poll.registry());
+        }
+        if conn.awaiting_commit() {
+            // Its messages still go out once committed; the answer has nobody to go to.
+            for held in &mut self.held {
+                if held.answer.as_ref().is_some_and(|(k, _, _)| *k == key) {
+                    held.answer = None;
+                }
+            }
+        }
+        if let Some(mut io) = self.io.get_mut(key).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(io.sock.source());
+        }
+        self.stats.count_close(reason);
+        if let Some(ip) = conn.counted_as {
+            self.per_address.release(ip);
+        }
+        let tracked = std::mem::replace(&mut self.tracked[key], Tracked::NEW);
+        self.by_transport[tracked.transport as usize] -= 1;
+        self.queued_bytes -= tracked.queued;
+        trace!("closed {} ({})", conn.peer, reason.name());
     }
 
     /// Brings the connection's record up to date and sets its timer: the earlier of what its
@@ -1727,7 +1750,11 @@ impl Server {
             None
         } else {
             let stall = tracked.stalled_since.map(|at| at + self.cfg.write_timeout);
-            match (conn.deadline(self.now, &self.cfg), stall) {
+            let phase = match self.h2.deadline(key, self.now, &self.cfg) {
+                Some(deadline) => deadline,
+                None => conn.deadline(self.now, &self.cfg),
+            };
+            match (phase, stall) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             }
@@ -1778,6 +1805,9 @@ impl Server {
         self.shutdown_deadline = Some(self.now + self.cfg.shutdown_timeout);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
+            if self.h2_go_away(key) {
+                continue;
+            }
             let unsent = self.unsent(key);
             let conn = &mut self.conns[key];
             match conn.begin_shutdown(key, unsent) {
@@ -1841,6 +1871,14 @@ impl Server {
             content_type: file.content_type,
         });
         if self.conns[key].answer_file(ask, meta) {
+            if self.h2.is_stream(key) {
+                if let Some(file) = found {
+                    if let Err(reason) = self.h2_keep_file(key, file.file) {
+                        self.close_later(key, reason);
+                    }
+                }
+                return;
+            }
             if let (Some(file), Some(Some(io))) = (found, self.io.get_mut(key)) {
                 io.file = Some(file.file);
             }
@@ -1855,7 +1893,9 @@ impl Server {
         let done: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(key, conn)| !conn.closing && conn.is_finished(self.unsent(*key)))
+            .filter(|(key, conn)| {
+                !conn.closing && conn.is_finished(self.unsent(*key)) && !self.h2.has_streams(*key)
+            })
             .map(|(key, _)| key)
             .collect();
         for key in done {
@@ -1875,6 +1915,8 @@ impl Server {
         if let Err(why) = self.reconfigure() {
             warn!("SIGHUP: {why}");
         }
+        // HTTP/2 clients open their next streams on a new connection, under the new settings.
+        self.h2_go_away_all();
         if let Some(notify) = &self.notify {
             notify.ready();
         }
@@ -1888,7 +1930,7 @@ impl Server {
         let changes = Changes::between(&self.cfg, &mut new);
         let tls = match (&new.tls_cert, &new.tls_key) {
             (Some(cert), Some(key)) => Some(
-                tls::load(cert, key)
+                tls::load(cert, key, new.http2)
                     .map_err(|e| format!("keeping the old certificate and configuration: {e}"))?,
             ),
             _ => None,

@@ -24,7 +24,8 @@ impl fmt::Display for TlsError {
 impl std::error::Error for TlsError {}
 
 /// Reads the certificate chain and the key (RSA, ECDSA or Ed25519; PKCS#8, PKCS#1 or SEC1).
-pub fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+/// With `http2`, ALPN offers `h2` first, then `http/1.1`.
+pub fn load(cert_file: &Path, key_file: &Path, http2: bool) -> Result<Arc<ServerConfig>, TlsError> {
     let error = |file: &Path, why: String| TlsError {
         file: file.to_path_buf(),
         why,
@@ -45,7 +46,11 @@ pub fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConfig>, TlsE
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| error(key_file, format!("does not go with the certificate: {e}")))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(Arc::new(config))
 }
 

@@ -91,6 +91,9 @@ fn replay(target: &str, data: &[u8]) {
             checks::glob_filter(pattern, text, list, s.rest_str())
         }
         "http_date" => checks::http_date(s.rest_str()),
+        "h2_connection" => checks::h2_connection(s.u8(), s.rest()),
+        "h2_frames" => checks::h2_frames(data),
+        "hpack" => checks::hpack(data),
         "http_head" => checks::http_head(data),
         "jwt_token" => {
             let token = s.str();
