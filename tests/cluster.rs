@@ -939,3 +939,41 @@ fn a_tls_url_joins_through_tls() {
     assert!(!c.log().contains("joined the cluster"), "{}", c.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A node that keeps less in memory than the stream (a smaller --max-retained-bytes) reads a
+/// resuming client's older messages back from the stream: exactly the rest, no missed notice.
+/// Only what the stream itself dropped (its per-channel limit, from --history) is reported.
+#[test]
+fn a_resume_older_than_the_window_is_read_back_from_the_stream() {
+    let nats = Nats::start();
+    let history = ["--history", "6"];
+    let a = node_with(&nats, "a", &history);
+    // About two messages' worth: b's window holds the last two.
+    let b = node_with(
+        &nats,
+        "b",
+        &[&history[..], &["--max-retained-bytes", "600"]].concat(),
+    );
+    for i in 1..=8 {
+        assert_eq!(a.publish_id("room", format!("m{i}").as_bytes()), i);
+    }
+    let status = b.status();
+    assert!(status.contains("\"retained\":2,"), "{status}");
+    // The stream holds 3..=8: a cursor there gets the rest from it and the window.
+    let mut resumed = sse(&b, "Last-Event-ID: 3\r\n");
+    let want: String = (4..=8).map(|i| event(i, &format!("m{i}"))).collect();
+    assert_eq!(read_same_len(&mut resumed, &want), want);
+    assert_eq!(b.publish_id("room", b"m9"), 9);
+    let want = event(9, "m9");
+    assert_eq!(read_same_len(&mut resumed, &want), want);
+    // The stream dropped 1..=3 (it keeps 6 of the channel): a cursor at 1 is told from where.
+    let answer = poll(&b, 1);
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    let ids: Vec<&str> = body.matches("\"id\":").collect();
+    assert_eq!(ids.len(), 6, "{answer}");
+    assert!(
+        body.starts_with("{\"messages\":[{\"id\":4,")
+            && body.ends_with("],\"cursor\":9,\"missed\":{\"after\":1,\"oldest\":4}}\n"),
+        "{answer}"
+    );
+}
