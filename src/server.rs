@@ -1425,10 +1425,18 @@ impl Server {
             self.bus.begin_at(first);
         }
         self.cluster_again |= outcome.more;
+        // A hole is told to live subscribers just before the message after it.
+        let mut holes = outcome.holes.into_iter().peekable();
         for remote in outcome.deliveries {
+            while let Some((first, last)) = holes.next_if(|h| h.1 < remote.id) {
+                self.on_hole(first, last);
+            }
             self.deliver_remote(remote);
         }
-        for (first, last) in outcome.holes {
+        for (first, last) in holes {
+            self.on_hole(first, last);
+        }
+        for (first, last) in outcome.skipped {
             self.bus.note_hole(first, last);
         }
         for (ticket, stored) in outcome.acks {
@@ -1443,6 +1451,36 @@ impl Server {
         }
         if let Some(why) = outcome.fatal {
             self.fatal = Some(why);
+        }
+    }
+
+    /// The stream dropped sequences `first..=last` before this node read them (it was away):
+    /// which channels they were on is not known, so every live subscriber is told it may have
+    /// missed them, exactly from where, as a resuming client would be.
+    fn on_hole(&mut self, first: u64, last: u64) {
+        self.bus.note_hole(first, last);
+        let missed = crate::message::Missed {
+            after: first - 1,
+            oldest: last + 1,
+        };
+        let mut polls_done = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.closing || !conn.is_subscriber() {
+                continue;
+            }
+            conn.notify_missed(missed);
+            for event in conn.stat_events.drain(..) {
+                self.stats.count(event);
+            }
+            if !conn.outq.is_empty() {
+                schedule_flush(&mut self.flush_list, conn, key);
+            }
+            if conn.poll_done {
+                polls_done.push(key);
+            }
+        }
+        for key in polls_done {
+            self.release_poll(key);
         }
     }
 

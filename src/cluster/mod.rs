@@ -194,6 +194,9 @@ pub struct Outcome {
     /// limits dropped them. Clients resuming from before them are told they may have missed
     /// messages.
     pub holes: Vec<(u64, u64)>,
+    /// Sequences skipped as not msgbus's (no channel): resuming clients are told as for a
+    /// hole, live ones need not be.
+    pub skipped: Vec<(u64, u64)>,
     /// Older messages read back from the stream for resuming clients, by their tag.
     pub fetched: Vec<Fetched>,
     /// Publishes confirmed (the sequence is the message's id) or given up, by their tag.
@@ -1038,7 +1041,7 @@ impl Cluster {
             None => {
                 // Not a message msgbus made: a hole for the channels, as good as dropped.
                 warn!("message {seq} in the stream is not msgbus's: skipped");
-                self.out.holes.push((seq, seq));
+                self.out.skipped.push((seq, seq));
             }
         }
         Ok(())

@@ -256,6 +256,49 @@ impl Conn {
         Some(Next::Wait)
     }
 
+    /// Tells a live subscriber of the stream that messages after its last one may be gone
+    /// (the cluster's stream dropped `missed.after + 1 .. missed.oldest` before this node read
+    /// them), in the form a resuming client is told: an SSE event, a WebSocket text message,
+    /// a `Msgbus-Missed` header on the next multipart part, a long-poll's `missed`. A door's
+    /// stream, and a subscriber whose cursor is past the gap, are told nothing.
+    pub fn notify_missed(&mut self, missed: Missed) {
+        if self.last_delivered > missed.after {
+            return;
+        }
+        let Phase::Streaming(stream) = &self.phase else {
+            return;
+        };
+        let notice = match stream {
+            Stream::Sse { .. } => {
+                sse::encode_notice(sse::MISSED_EVENT, &json::encode_missed(missed))
+            }
+            Stream::WebSocket(ws) if ws.door.is_none() => {
+                let text = format!("{{\"missed\":{}}}", json::encode_missed(missed));
+                ws::encode_frame(ws::Opcode::Text, text.as_bytes())
+            }
+            Stream::Multipart { chunked } => {
+                let line = format!(
+                    "Msgbus-Missed: after={}, oldest={}\n",
+                    missed.after, missed.oldest
+                );
+                match chunked {
+                    true => format!("{:x}\r\n{line}\r\n", line.len()).into_bytes(),
+                    false => line.into_bytes(),
+                }
+            }
+            Stream::LongPoll(_) => {
+                if let Some(poll) = self.take_poll() {
+                    self.answer_poll(&poll, &[], missed.oldest - 1, Some(missed));
+                    self.stat_events.push(StatEvent::MissedNotice);
+                }
+                return;
+            }
+            _ => return,
+        };
+        self.stat_events.push(StatEvent::MissedNotice);
+        self.outq.push_own(notice);
+    }
+
     /// The response head of a stream, and what opens its body.
     fn stream_head(&self, transport: Transport, reply: Reply, missed: Option<Missed>) -> Vec<u8> {
         let mut extra = self.cors_headers();
