@@ -148,6 +148,8 @@ pub fn connection(step: u8, data: &[u8]) {
                 }
                 Next::Status(reply, _) => conn.answer_status(reply, "application/json", "{}"),
                 Next::Delete(delete) => conn.answer_delete(delete.reply, Ok(0)),
+                // Only a node joined to a cluster reads back from its stream.
+                Next::Fetch(_) => unreachable!("no cluster here"),
                 Next::OpenFile(ask) => {
                     conn.answer_file(&ask, None);
                 }

@@ -134,6 +134,9 @@ pub struct Server {
     /// Publishes waiting for the cluster to store them, by ticket.
     stream_waits: HashMap<u64, StreamWait>,
     next_stream_ticket: u64,
+    /// Subscriptions waiting for older messages from the stream, by tag: the connection and
+    /// what it asked.
+    fetch_waits: HashMap<u64, (usize, Box<crate::conn::FetchAsk>)>,
     /// Why the cluster cannot start: `run` ends with it.
     fatal: Option<String>,
     /// The doors the configuration opened (`crate::doors`), each behind the `Door` trait.
@@ -386,6 +389,7 @@ impl Server {
             amqp,
             stream_waits: HashMap::new(),
             next_stream_ticket: 1,
+            fetch_waits: HashMap::new(),
             fatal: None,
             doors,
             wires,
@@ -878,6 +882,10 @@ impl Server {
                     }
                 }
                 Next::OpenFile(ask) => self.open_file(key, &ask),
+                Next::Fetch(ask) => {
+                    self.fetch_from_stream(key, ask);
+                    break;
+                }
                 Next::Close(reason) => {
                     self.close_later(key, reason);
                     return;
@@ -1169,6 +1177,89 @@ impl Server {
         self.rearm(key);
     }
 
+    /// A client resumes from before this node's window: the channel's older messages are
+    /// read back from the stream (without blocking the loop) while the connection waits.
+    fn fetch_from_stream(&mut self, key: usize, ask: Box<crate::conn::FetchAsk>) {
+        let tag = self.next_stream_ticket;
+        self.next_stream_ticket += 1;
+        let cluster = self.cluster.as_mut().expect("asked only in a cluster");
+        let started = cluster.fetch(
+            tag,
+            &ask.channel,
+            ask.after,
+            ask.upto,
+            self.cfg.max_queue,
+            self.poll.registry(),
+            self.now,
+        );
+        self.conns[key].awaiting_fetch = Some(tag);
+        self.fetch_waits.insert(tag, (key, ask));
+        if let Err(fetched) = started {
+            self.on_fetched(fetched);
+        }
+    }
+
+    /// The stream's older messages for a waiting subscription (or none: the window's own
+    /// replay and notice then hold): its request is handled again with them.
+    fn on_fetched(&mut self, fetched: crate::cluster::Fetched) {
+        let Some((key, ask)) = self.fetch_waits.remove(&fetched.tag) else {
+            return;
+        };
+        let messages = (fetched.messages.into_iter())
+            .filter_map(|remote| {
+                let admitted = self.gate.admit_remote(
+                    remote.id,
+                    &remote.channel,
+                    &remote.content_type,
+                    remote.sender.as_deref(),
+                    remote.event.as_deref(),
+                    remote.body.into(),
+                );
+                let (id, parts) = admitted.ok()?.into_parts();
+                let channel: Rc<str> = parts.channel.into();
+                let mut msg =
+                    Message::new(id, channel, parts.content_type, parts.sender, parts.body);
+                msg.event = parts.event;
+                Some(Rc::new(msg))
+            })
+            .collect();
+        let prefetched = crate::conn::Prefetched {
+            messages,
+            upto: fetched.upto,
+            missed: fetched.missed,
+        };
+        // The connection may have gone meanwhile, its slot taken by another.
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.awaiting_fetch != Some(fetched.tag) {
+            return;
+        }
+        let mut ctx = Ctx {
+            key,
+            now: self.now,
+            cfg: &self.cfg,
+            bus: &mut self.bus,
+            stats: &mut self.stats,
+            gate: &self.gate,
+            wires: &self.wires,
+            doors: &mut self.doors,
+            door_id: 0,
+            upstream: self.upstream.as_mut(),
+        };
+        let next = conn.resume_after_fetch(ask.request, prefetched, &mut ctx);
+        for event in conn.stat_events.drain(..) {
+            self.stats.count(event);
+        }
+        if let Some(Next::Close(reason)) = next {
+            self.close_later(key, reason);
+            return;
+        }
+        schedule_flush(&mut self.flush_list, conn, key);
+        self.read_again.push(key);
+        self.rearm(key);
+    }
+
     /// A message published on another node, to this node's subscribers.
     fn deliver_remote(&mut self, remote: crate::cluster::Remote) {
         let age = remote.age.min(self.cfg.message_lifetime);
@@ -1341,14 +1432,25 @@ impl Server {
             self.bus.begin_at(first);
         }
         self.cluster_again |= outcome.more;
+        // A hole is told to live subscribers just before the message after it.
+        let mut holes = outcome.holes.into_iter().peekable();
         for remote in outcome.deliveries {
+            while let Some((first, last)) = holes.next_if(|h| h.1 < remote.id) {
+                self.on_hole(first, last);
+            }
             self.deliver_remote(remote);
         }
-        for (first, last) in outcome.holes {
+        for (first, last) in holes {
+            self.on_hole(first, last);
+        }
+        for (first, last) in outcome.skipped {
             self.bus.note_hole(first, last);
         }
         for (ticket, stored) in outcome.acks {
             self.on_stored(ticket, stored);
+        }
+        for fetched in outcome.fetched {
+            self.on_fetched(fetched);
         }
         if outcome.caught_up {
             // Connections waited in the backlog while the window was rebuilt.
@@ -1356,6 +1458,36 @@ impl Server {
         }
         if let Some(why) = outcome.fatal {
             self.fatal = Some(why);
+        }
+    }
+
+    /// The stream dropped sequences `first..=last` before this node read them (it was away):
+    /// which channels they were on is not known, so every live subscriber is told it may have
+    /// missed them, exactly from where, as a resuming client would be.
+    fn on_hole(&mut self, first: u64, last: u64) {
+        self.bus.note_hole(first, last);
+        let missed = crate::message::Missed {
+            after: first - 1,
+            oldest: last + 1,
+        };
+        let mut polls_done = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.closing || !conn.is_subscriber() {
+                continue;
+            }
+            conn.notify_missed(missed);
+            for event in conn.stat_events.drain(..) {
+                self.stats.count(event);
+            }
+            if !conn.outq.is_empty() {
+                schedule_flush(&mut self.flush_list, conn, key);
+            }
+            if conn.poll_done {
+                polls_done.push(key);
+            }
+        }
+        for key in polls_done {
+            self.release_poll(key);
         }
     }
 

@@ -939,3 +939,187 @@ fn a_tls_url_joins_through_tls() {
     assert!(!c.log().contains("joined the cluster"), "{}", c.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A node that keeps less in memory than the stream (a smaller --max-retained-bytes) reads a
+/// resuming client's older messages back from the stream: exactly the rest, no missed notice.
+/// Only what the stream itself dropped (its per-channel limit, from --history) is reported.
+#[test]
+fn a_resume_older_than_the_window_is_read_back_from_the_stream() {
+    let nats = Nats::start();
+    let history = ["--history", "6"];
+    let a = node_with(&nats, "a", &history);
+    // About two messages' worth: b's window holds the last two.
+    let b = node_with(
+        &nats,
+        "b",
+        &[&history[..], &["--max-retained-bytes", "600"]].concat(),
+    );
+    for i in 1..=8 {
+        assert_eq!(a.publish_id("room", format!("m{i}").as_bytes()), i);
+    }
+    let status = b.status();
+    assert!(status.contains("\"retained\":2,"), "{status}");
+    // The stream holds 3..=8: a cursor there gets the rest from it and the window.
+    let mut resumed = sse(&b, "Last-Event-ID: 3\r\n");
+    let want: String = (4..=8).map(|i| event(i, &format!("m{i}"))).collect();
+    assert_eq!(read_same_len(&mut resumed, &want), want);
+    assert_eq!(b.publish_id("room", b"m9"), 9);
+    let want = event(9, "m9");
+    assert_eq!(read_same_len(&mut resumed, &want), want);
+    // The stream dropped 1..=3 (it keeps 6 of the channel): a cursor at 1 is told from where.
+    let answer = poll(&b, 1);
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    let ids: Vec<&str> = body.matches("\"id\":").collect();
+    assert_eq!(ids.len(), 6, "{answer}");
+    assert!(
+        body.starts_with("{\"messages\":[{\"id\":4,")
+            && body.ends_with("],\"cursor\":9,\"missed\":{\"after\":1,\"oldest\":4}}\n"),
+        "{answer}"
+    );
+}
+
+/// A TCP relay between one node and NATS that the test can cut and mend: the node is away
+/// from the cluster while the others go on.
+struct Relay {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn to(nats: &Nats) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let relay = Relay {
+            port,
+            cut: Default::default(),
+            stop: Default::default(),
+            open: Default::default(),
+        };
+        let (cut, stop, open) = (relay.cut.clone(), relay.stop.clone(), relay.open.clone());
+        let target = format!("127.0.0.1:{}", nats.port);
+        std::thread::spawn(move || {
+            // Ends when the relay is dropped (which connects once to wake it).
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                if cut.load(Ordering::SeqCst) {
+                    continue; // dropped: refused while cut
+                }
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                let mut list = open.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        relay
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes the node's connections and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for sock in self.open.lock().unwrap().drain(..) {
+            let _ = sock.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn mend(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut();
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// The stream drops messages (its per-channel limit, from --history) while a node is away
+/// from NATS: when it is back, its live subscribers are told exactly which sequences they may
+/// have missed, in each transport's form, just before the message after them.
+#[test]
+fn live_subscribers_are_told_of_what_the_stream_dropped_while_their_node_was_away() {
+    let nats = Nats::start();
+    let relay = Relay::to(&nats);
+    let history = ["--history", "2"];
+    let a = {
+        let url = relay.url();
+        let args = [&["--nats", url.as_str(), "--node-name", "a"][..], &history].concat();
+        let server = Server::start(&args);
+        server.wait_for_log("caught up with the stream", 1);
+        server
+    };
+    let b = node_with(&nats, "b", &history);
+    let mut on_sse = sse(&a, "");
+    let multipart = "GET /msgbus/room HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut on_multipart = subscribe(&a, multipart, HEAD_11);
+    let mut on_ws = subscribe(
+        &a,
+        "GET /msgbus/room HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nServer: msgbus\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+    );
+    let mut held_poll = a.connect();
+    let request = "GET /msgbus/room?transport=longpoll&since=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    assert_eq!(b.publish_id("room", b"m1"), 1);
+    let want = event(1, "m1");
+    assert_eq!(read_same_len(&mut on_sse, &want), want);
+    let part = |body: &str| chunk(&format!("Content-Type: text/plain\n\n{body}--00MsgBus00\n"));
+    let ws_text = |text: &str| [&[0x81, text.len() as u8][..], text.as_bytes()].concat();
+    let read_ws = |stream: &mut std::net::TcpStream, want: &[u8]| {
+        let mut got = vec![0; want.len()];
+        std::io::Read::read_exact(stream, &mut got).unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+    };
+    assert_eq!(read_same_len(&mut on_multipart, &part("m1")), part("m1"));
+    read_ws(&mut on_ws, &ws_text("m1"));
+    std::io::Write::write_all(&mut held_poll, request.as_bytes()).unwrap();
+
+    relay.cut();
+    a.wait_for_log("cut off from NATS", 1);
+    for i in 2..=5 {
+        assert_eq!(b.publish_id("room", format!("m{i}").as_bytes()), i);
+    }
+    relay.mend();
+    a.wait_for_log("joined the cluster again", 1);
+    // The stream kept 4 and 5 of the channel: 2 and 3 are gone.
+    let notice = "{\"after\":1,\"oldest\":4}";
+    let want =
+        format!("event: msgbus-missed\ndata: {notice}\n\n") + &event(4, "m4") + &event(5, "m5");
+    assert_eq!(read_same_len(&mut on_sse, &want), want);
+    let want = chunk("Msgbus-Missed: after=1, oldest=4\n") + &part("m4") + &part("m5");
+    assert_eq!(read_same_len(&mut on_multipart, &want), want);
+    let want = [
+        ws_text(&format!("{{\"missed\":{notice}}}")),
+        ws_text("m4"),
+        ws_text("m5"),
+    ];
+    read_ws(&mut on_ws, &want.concat());
+    let answer = String::from_utf8(read_to_end(&mut held_poll)).unwrap();
+    assert!(
+        answer.ends_with(&format!(
+            "\r\n\r\n{{\"messages\":[],\"cursor\":3,\"missed\":{notice}}}\n"
+        )),
+        "{answer}"
+    );
+}

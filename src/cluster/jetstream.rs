@@ -67,6 +67,7 @@ impl StreamSpec {
         info.per_subject == self.per_subject as i64
             && info.max_age_ns == self.max_age.as_nanos().min(i64::MAX as u128) as i64
             && info.replicas == u64::from(self.replicas)
+            && info.allow_direct
             && info.subjects.iter().any(|s| *s == self.subjects())
     }
 }
@@ -163,6 +164,8 @@ pub struct StreamInfo {
     /// The oldest sequence held (the next to come when it holds none).
     pub first_seq: u64,
     pub last_seq: u64,
+    /// Messages can be read back by sequence (`$JS.API.DIRECT.GET`).
+    pub allow_direct: bool,
 }
 
 /// A PubAck: the message is stored under `seq`.
@@ -268,6 +271,7 @@ pub fn parse_stream_info(payload: &[u8]) -> Result<StreamInfo, AnswerError> {
             .unwrap_or(1),
         first_seq: seq_at(state, "first_seq")?,
         last_seq: seq_at(state, "last_seq")?,
+        allow_direct: config.get("allow_direct").and_then(Value::as_bool) == Some(true),
     })
 }
 
@@ -292,6 +296,23 @@ pub fn parse_pub_ack(payload: &[u8]) -> Result<PubAck, AnswerError> {
         seq,
         duplicate: value.get("duplicate").and_then(Value::as_bool) == Some(true),
     })
+}
+
+/// `$JS.API.DIRECT.GET.<stream>`: the first message on `subject` at or after `seq`.
+pub fn encode_direct_get(seq: u64, subject: &str) -> String {
+    json!({"seq": seq, "next_by_subj": subject}).to_string()
+}
+
+/// The sequence and subject of a message read back by `DIRECT.GET` (its headers say them),
+/// checked as every sequence from NATS is.
+pub fn direct_get_origin(headers: &[u8]) -> Option<(u64, &str)> {
+    let seq = crate::cluster::proto::header(headers, "Nats-Sequence")?;
+    if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seq = seq.parse().ok().filter(|n| *n > 0 && *n < MAX_SEQ)?;
+    let subject = crate::cluster::proto::header(headers, "Nats-Subject")?;
+    Some((seq, subject))
 }
 
 /// The status a header block opens with (`NATS/1.0 503`, `NATS/1.0 100 Idle Heartbeat`), if

@@ -18,6 +18,7 @@
 //! and reading from NATS stops after `READ_BYTES_PER_TURN` so a flood of remote messages
 //! cannot hold the loop; the reactor calls again next turn.
 
+mod fetch;
 pub mod jetstream;
 mod link;
 pub mod proto;
@@ -33,6 +34,8 @@ use log::{info, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token, Waker};
 
+pub use fetch::Fetched;
+use fetch::{Answer, Fetch, Fetches, Step as FetchStep};
 pub use jetstream::StreamSpec;
 use jetstream::{AckInfo, AnswerError, Start};
 use link::Link;
@@ -56,6 +59,8 @@ const READ_BYTES_PER_TURN: usize = 256 * 1024;
 const SID_ANSWERS: u64 = 1;
 const SID_ACKS: u64 = 2;
 const SID_DELIVERIES: u64 = 3;
+/// Messages read back from the stream for clients resuming from before the window.
+const SID_FETCHES: u64 = 4;
 /// A JetStream API request not answered by then is tried again on a new connection (a
 /// clustered JetStream answers nothing while it elects a leader).
 const API_TIMEOUT: Duration = Duration::from_secs(2);
@@ -189,6 +194,11 @@ pub struct Outcome {
     /// limits dropped them. Clients resuming from before them are told they may have missed
     /// messages.
     pub holes: Vec<(u64, u64)>,
+    /// Sequences skipped as not msgbus's (no channel): resuming clients are told as for a
+    /// hole, live ones need not be.
+    pub skipped: Vec<(u64, u64)>,
+    /// Older messages read back from the stream for resuming clients, by their tag.
+    pub fetched: Vec<Fetched>,
     /// Publishes confirmed (the sequence is the message's id) or given up, by their tag.
     pub acks: Vec<(u64, Result<u64, Unavailable>)>,
     /// The stream's oldest sequence when this node first read it: nothing before it is known.
@@ -254,6 +264,8 @@ pub struct Cluster {
     ever_ready: bool,
     /// When the consumer last showed life (a message or a heartbeat).
     last_heard: Instant,
+    /// Clients' reads of older messages from the stream.
+    fetches: Fetches,
     out: Outcome,
     /// Counted for /status.json and /metrics.
     pub forwarded: u64,
@@ -305,6 +317,7 @@ impl Cluster {
             caught_up: false,
             ever_ready: false,
             last_heard: now,
+            fetches: Fetches::default(),
             out: Outcome::default(),
             forwarded: 0,
             received: 0,
@@ -348,10 +361,8 @@ impl Cluster {
             .values()
             .next()
             .map(|(_, at)| *at + ACK_TIMEOUT);
-        match (state, ack) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let fetch = self.fetches.oldest_ask().map(|at| at + API_TIMEOUT);
+        [state, ack, fetch].into_iter().flatten().min()
     }
 
     /// Tries to connect when it is time; gives up a handshake that takes too long, publishes
@@ -365,6 +376,20 @@ impl Cluster {
             self.not_forwarded += 1;
             let why = Unavailable("no confirmation from JetStream in time".into());
             self.out.acks.push((tag, Err(why)));
+        }
+        let late: Vec<u64> = (self.fetches.active.iter())
+            .filter(|(_, f)| now >= f.asked_at + API_TIMEOUT)
+            .map(|(tag, _)| *tag)
+            .collect();
+        for tag in late {
+            if let Some(mut fetch) = self.fetches.active.remove(&tag) {
+                warn!("reading {} back from the stream timed out", fetch.channel);
+                self.out.fetched.push(fetch.give_up());
+            }
+        }
+        self.start_fetches(now);
+        if let Err(e) = self.flush() {
+            self.cut(&e.to_string(), registry, now);
         }
         match &self.state {
             State::Down { retry_at } if now >= *retry_at => self.connect(registry, token, now),
@@ -513,6 +538,7 @@ impl Cluster {
         }
         self.consumer = None;
         self.retired = None;
+        self.out.fetched.extend(self.fetches.give_up_all());
         self.schedule_retry(now);
     }
 
@@ -622,8 +648,10 @@ impl Cluster {
                 // their exact subject (JetStream does not count a wildcard as interest).
                 let answers = proto::encode_sub(&format!("{}.r.*", self.inbox()), SID_ANSWERS);
                 let acks = proto::encode_sub(&format!("{}.a.*", self.inbox()), SID_ACKS);
+                let fetches = proto::encode_sub(&format!("{}.g.*", self.inbox()), SID_FETCHES);
                 self.output.extend_from_slice(&answers);
                 self.output.extend_from_slice(&acks);
+                self.output.extend_from_slice(&fetches);
                 // The answering PONG says CONNECT and SUB were accepted.
                 self.output.extend_from_slice(proto::PING);
             }
@@ -718,6 +746,11 @@ impl Cluster {
         if let Some(ticket) = rest.strip_prefix("a.") {
             let ticket: u64 = ticket.parse().unwrap_or(0);
             self.on_pub_ack(ticket, status, &payload);
+        } else if let Some(tag) = rest.strip_prefix("g.") {
+            if sid == SID_FETCHES {
+                let tag: u64 = tag.parse().unwrap_or(0);
+                self.on_fetch_answer(tag, status, headers, payload, now);
+            }
         } else if let Some(serial) = rest.strip_prefix("r.") {
             if serial.parse() == Ok(self.api_serial) {
                 return self.on_api_answer(status, &payload, now);
@@ -735,6 +768,92 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Reads a channel's messages after `after` and before `upto` back from the stream (at
+    /// most `budget` bytes, the newest), for a client resuming from before this node's
+    /// window. The answer comes in an outcome under `tag`; Err when it cannot start (NATS is
+    /// away, too many wait): the window's own replay and notice then hold.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fetch(
+        &mut self,
+        tag: u64,
+        channel: &str,
+        after: u64,
+        upto: u64,
+        budget: usize,
+        registry: &Registry,
+        now: Instant,
+    ) -> Result<(), Fetched> {
+        let mut fetch = Fetch::new(tag, channel.to_string(), after, upto, budget);
+        if !self.is_connected() {
+            return Err(fetch.give_up());
+        }
+        if let Err(mut fetch) = self.fetches.add(fetch) {
+            return Err(fetch.give_up());
+        }
+        self.start_fetches(now);
+        if let Err(e) = self.flush() {
+            self.cut(&e.to_string(), registry, now);
+        }
+        Ok(())
+    }
+
+    /// Sends the first request of the fetches that may start now.
+    fn start_fetches(&mut self, now: Instant) {
+        if !self.is_connected() {
+            return;
+        }
+        for (tag, channel, seq) in self.fetches.start_next(now) {
+            self.ask_fetch(tag, &channel, seq);
+        }
+    }
+
+    fn ask_fetch(&mut self, tag: u64, channel: &str, seq: u64) {
+        let api = format!("$JS.API.DIRECT.GET.{}", self.spec.name);
+        let subject = proto::subject_for(&self.spec.prefix, channel);
+        let body = jetstream::encode_direct_get(seq, &subject);
+        let reply = format!("{}.g.{tag}", self.inbox());
+        self.output
+            .extend_from_slice(&proto::encode_pub(&api, &reply, body.as_bytes()));
+    }
+
+    /// A message read back (or none there): the fetch goes on or is done.
+    fn on_fetch_answer(
+        &mut self,
+        tag: u64,
+        status: Option<u16>,
+        headers: &[u8],
+        payload: Vec<u8>,
+        now: Instant,
+    ) {
+        let Some(fetch) = self.fetches.active.get_mut(&tag) else {
+            return; // given up on already
+        };
+        let answer = match status {
+            Some(404) => Answer::NoMore,
+            Some(_) => Answer::Bad,
+            None => match jetstream::direct_get_origin(headers) {
+                Some((seq, subject)) => {
+                    match decode(&self.spec.prefix, subject, seq, headers, payload) {
+                        Some(remote) => Answer::Message(remote),
+                        None => Answer::Bad,
+                    }
+                }
+                None => Answer::Bad,
+            },
+        };
+        match fetch.on_answer(answer, now) {
+            FetchStep::Ask(seq) => {
+                let channel = fetch.channel.clone();
+                self.ask_fetch(tag, &channel, seq);
+            }
+            FetchStep::Done(fetched) => {
+                self.fetches.active.remove(&tag);
+                self.out.fetched.push(fetched);
+                self.start_fetches(now);
+            }
+        }
     }
 
     fn on_pub_ack(&mut self, ticket: u64, status: Option<u16>, payload: &[u8]) {
@@ -922,7 +1041,7 @@ impl Cluster {
             None => {
                 // Not a message msgbus made: a hole for the channels, as good as dropped.
                 warn!("message {seq} in the stream is not msgbus's: skipped");
-                self.out.holes.push((seq, seq));
+                self.out.skipped.push((seq, seq));
             }
         }
         Ok(())

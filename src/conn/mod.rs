@@ -11,6 +11,7 @@ use log::{debug, info};
 
 pub mod door;
 mod subscribe;
+pub use subscribe::{FetchAsk, Prefetched};
 mod websocket;
 
 pub use door::{Door, DoorId, DoorRequest, DoorState, Doors, Hold, HoldNext, PublishOutcome};
@@ -109,6 +110,9 @@ pub enum Next {
     /// Open the static file asked for (the reactor owns files); then call `answer_file` and
     /// `advance` again.
     OpenFile(Box<FileAsk>),
+    /// Read older messages back from the cluster's stream for a resuming subscriber; then
+    /// call `resume_after_fetch`.
+    Fetch(Box<subscribe::FetchAsk>),
     /// Close at the end of the turn.
     Close(Reason),
 }
@@ -428,6 +432,11 @@ pub struct Conn {
     /// A publish of this connection waits for the cluster to store it (the reactor's ticket):
     /// nothing more is read or handled until it is answered.
     pub awaiting_publish: Option<u64>,
+    /// A subscription waits for older messages from the cluster's stream (the reactor's
+    /// tag): nothing more is read or handled until they are here.
+    pub awaiting_fetch: Option<u64>,
+    /// What the stream gave, for the subscription asked again.
+    prefetched: Option<Box<subscribe::Prefetched>>,
     /// Publishes of this connection held until the store commits them, and the answers to
     /// requests after them, in order (`Deferred`): an answer leaves only after those before it.
     after_commit: std::collections::VecDeque<Deferred>,
@@ -471,6 +480,8 @@ impl Conn {
             dropping: false,
             after_commit: std::collections::VecDeque::new(),
             awaiting_publish: None,
+            awaiting_fetch: None,
+            prefetched: None,
         }
     }
 
@@ -533,7 +544,7 @@ impl Conn {
     /// Whether the reactor should read more now. A client that pipelines requests but does not
     /// read the answers is not read from until they drain; a file being sent holds requests back.
     pub fn wants_input(&self, cfg: &Config) -> bool {
-        if self.awaiting_publish.is_some() {
+        if self.awaiting_publish.is_some() || self.awaiting_fetch.is_some() {
             return false;
         }
         if self.awaiting_commit() {
@@ -578,7 +589,7 @@ impl Conn {
 
     /// Handles as much buffered input as possible.
     pub fn advance(&mut self, ctx: &mut Ctx) -> Next {
-        if self.awaiting_publish.is_some() {
+        if self.awaiting_publish.is_some() || self.awaiting_fetch.is_some() {
             return Next::Wait;
         }
         if self.awaiting_commit() && !self.next_is_plain_publish(ctx.cfg) {
@@ -660,6 +671,21 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// The stream's older messages for a subscription that waited for them: the request is
+    /// handled again, now with them in front of the window's replay.
+    pub fn resume_after_fetch(
+        &mut self,
+        request: Request,
+        prefetched: subscribe::Prefetched,
+        ctx: &mut Ctx,
+    ) -> Option<Next> {
+        self.awaiting_fetch = None;
+        self.prefetched = Some(Box::new(prefetched));
+        let next = self.on_request(request, ctx);
+        self.prefetched = None;
+        next
     }
 
     /// Handles a whole request head. None: go on with the next request.

@@ -111,7 +111,30 @@ impl Conn {
         };
         let replay = match cursor {
             Some(after) => {
-                let mut replay = replay_topics(&topics, after, filter.as_deref(), ctx);
+                let prefetched = self.prefetched.take();
+                // With the stream's older messages in hand, the window is read from where
+                // they end.
+                let local_after = prefetched.as_ref().map_or(after, |p| after.max(p.upto - 1));
+                let mut replay = replay_topics(&topics, local_after, filter.as_deref(), ctx);
+                match (prefetched, replay.missed) {
+                    (Some(pre), _) => replay = pre.before(after, replay, filter.as_deref()),
+                    // In a cluster, what the window no longer holds may still be in the stream.
+                    (None, Some(missed))
+                        if !ctx.cfg.nats.is_empty()
+                            && !reply.head_only
+                            && missed.oldest > after + 1
+                            && topics.len() == 1
+                            && !topics[0].is_subtree() =>
+                    {
+                        return Some(Next::Fetch(Box::new(FetchAsk {
+                            request: request.clone(),
+                            channel: topics[0].name().to_string(),
+                            after,
+                            upto: missed.oldest,
+                        })));
+                    }
+                    _ => {}
+                }
                 // A replay is bounded like any queue: what does not fit is reported missed.
                 replay.bound(after, ctx.cfg.max_queue);
                 replay
@@ -233,6 +256,49 @@ impl Conn {
         Some(Next::Wait)
     }
 
+    /// Tells a live subscriber of the stream that messages after its last one may be gone
+    /// (the cluster's stream dropped `missed.after + 1 .. missed.oldest` before this node read
+    /// them), in the form a resuming client is told: an SSE event, a WebSocket text message,
+    /// a `Msgbus-Missed` header on the next multipart part, a long-poll's `missed`. A door's
+    /// stream, and a subscriber whose cursor is past the gap, are told nothing.
+    pub fn notify_missed(&mut self, missed: Missed) {
+        if self.last_delivered > missed.after {
+            return;
+        }
+        let Phase::Streaming(stream) = &self.phase else {
+            return;
+        };
+        let notice = match stream {
+            Stream::Sse { .. } => {
+                sse::encode_notice(sse::MISSED_EVENT, &json::encode_missed(missed))
+            }
+            Stream::WebSocket(ws) if ws.door.is_none() => {
+                let text = format!("{{\"missed\":{}}}", json::encode_missed(missed));
+                ws::encode_frame(ws::Opcode::Text, text.as_bytes())
+            }
+            Stream::Multipart { chunked } => {
+                let line = format!(
+                    "Msgbus-Missed: after={}, oldest={}\n",
+                    missed.after, missed.oldest
+                );
+                match chunked {
+                    true => format!("{:x}\r\n{line}\r\n", line.len()).into_bytes(),
+                    false => line.into_bytes(),
+                }
+            }
+            Stream::LongPoll(_) => {
+                if let Some(poll) = self.take_poll() {
+                    self.answer_poll(&poll, &[], missed.oldest - 1, Some(missed));
+                    self.stat_events.push(StatEvent::MissedNotice);
+                }
+                return;
+            }
+            _ => return,
+        };
+        self.stat_events.push(StatEvent::MissedNotice);
+        self.outq.push_own(notice);
+    }
+
     /// The response head of a stream, and what opens its body.
     fn stream_head(&self, transport: Transport, reply: Reply, missed: Option<Missed>) -> Vec<u8> {
         let mut extra = self.cors_headers();
@@ -324,6 +390,53 @@ fn replay_topics(
         filter.is_none_or(|f| f.accepts(&m.content_type, m.sender.as_deref()))
     });
     all
+}
+
+/// A subscription that resumes from before this node's window asks the cluster's stream for
+/// the channel's messages after `after` and before `upto` (the window's oldest).
+#[derive(Debug)]
+pub struct FetchAsk {
+    /// Handled again once they are here.
+    pub request: Request,
+    pub channel: String,
+    pub after: u64,
+    pub upto: u64,
+}
+
+/// What the stream gave: `messages` (oldest first, before `upto`); `missed` when it no longer
+/// holds some after the cursor (the oldest it had).
+#[derive(Debug, Default)]
+pub struct Prefetched {
+    pub messages: Vec<Rc<Message>>,
+    pub upto: u64,
+    pub missed: Option<u64>,
+}
+
+impl Prefetched {
+    /// The stream's messages, then the window's after them. A gap in the window after `upto`
+    /// (it moved on meanwhile) outweighs them: the client is told from there.
+    fn before(self, after: u64, window: Replay, filter: Option<&Filter>) -> Replay {
+        if let Some(missed) = window.missed {
+            return Replay {
+                messages: window.messages,
+                missed: Some(Missed {
+                    after,
+                    oldest: missed.oldest,
+                }),
+            };
+        }
+        let mut messages: Vec<Rc<Message>> = self
+            .messages
+            .into_iter()
+            .filter(|m| m.id > after && m.id < self.upto)
+            .filter(|m| filter.is_none_or(|f| f.accepts(&m.content_type, m.sender.as_deref())))
+            .collect();
+        messages.extend(window.messages);
+        Replay {
+            messages,
+            missed: self.missed.map(|oldest| Missed { after, oldest }),
+        }
+    }
 }
 
 /// Adds `Msgbus-Missed` to a response head that is already encoded (the WebSocket 101), just
