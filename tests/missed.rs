@@ -173,7 +173,7 @@ fn a_multipart_subscriber_is_told_how_many_parts_were_dropped_before_the_next() 
         let seq: usize = chunk[chunk.find('<').unwrap() + 1..][..6].parse().unwrap();
         assert!(seq >= next, "{seq} after {next}");
         if seq > next {
-            want.push(format!("Msgbus-Missed: {}\n", seq - next));
+            want.push(format!("Msgbus-Dropped: {}\n", seq - next));
             noted += seq - next;
         }
         let body = String::from_utf8(gap_body(seq)).unwrap();

@@ -72,7 +72,7 @@ pub fn encode_part(msg: &Message, located: bool, chunked: bool) -> Vec<u8> {
 /// it precedes: queued on its own just before that part's shared frame, it becomes the part's
 /// first header (a part's frame starts with its headers; the boundary ends the part before).
 pub fn encode_missed_notice(count: u32, chunked: bool) -> Vec<u8> {
-    let line = format!("Msgbus-Missed: {count}\n");
+    let line = format!("Msgbus-Dropped: {count}\n");
     let mut out = Vec::with_capacity(line.len() + 8);
     wrap(&mut out, line.as_bytes(), chunked);
     out
@@ -234,11 +234,11 @@ mod tests {
     }
 
     #[test]
-    fn a_missed_notice_becomes_the_next_parts_header() {
+    fn a_dropped_notice_becomes_the_next_parts_header() {
         let m = msg("foo", None, "text/plain", "hi");
         let cases: &[(bool, &str)] = &[
-            (false, "Msgbus-Missed: 12\nContent-Type: text/plain\nContent-Length: 2\n\nhi--00MsgBus00\n"),
-            (true, "12\r\nMsgbus-Missed: 12\n\r\n29\r\nContent-Type: text/plain\n\nhi--00MsgBus00\n\r\n"),
+            (false, "Msgbus-Dropped: 12\nContent-Type: text/plain\nContent-Length: 2\n\nhi--00MsgBus00\n"),
+            (true, "13\r\nMsgbus-Dropped: 12\n\r\n29\r\nContent-Type: text/plain\n\nhi--00MsgBus00\n\r\n"),
         ];
         for (chunked, want) in cases {
             let got = [
@@ -252,7 +252,7 @@ mod tests {
         decoder.push(OPENING);
         decoder.push(cases[0].1.as_bytes());
         let part = decoder.next_part().unwrap().unwrap();
-        assert_eq!(part.header("msgbus-missed"), Some("12"));
+        assert_eq!(part.header("msgbus-dropped"), Some("12"));
     }
 
     #[test]
