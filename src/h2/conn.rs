@@ -222,7 +222,7 @@ impl Connection {
             ),
             (frame::SETTINGS_ENABLE_PUSH, 0),
         ];
-        if limits.header_table_size != 4096 {
+        if limits.header_table_size as usize != hpack::DEFAULT_TABLE_SIZE {
             params.push((frame::SETTINGS_HEADER_TABLE_SIZE, limits.header_table_size));
         }
         if limits.enable_connect_protocol {
@@ -241,7 +241,7 @@ impl Connection {
             last_stream: 0,
             going_away: None,
             partial: None,
-            decoder: hpack::Decoder::new(limits.header_table_size as usize),
+            decoder: hpack::Decoder::advertising(limits.header_table_size as usize),
             encoder: hpack::Encoder::new(),
             fields: Vec::new(),
             peer_initial_window: frame::DEFAULT_WINDOW,
@@ -568,7 +568,8 @@ impl Connection {
                     self.fail(ErrorCode::ENHANCE_YOUR_CALM, "too many streams reset");
                 }
             }
-            Frame::Settings { ack: true, .. } => {}
+            // We send SETTINGS once: this acknowledges our table size.
+            Frame::Settings { ack: true, .. } => self.decoder.on_settings_acked(),
             Frame::Settings { ack: false, params } => {
                 if !self
                     .settings

@@ -142,12 +142,20 @@ impl Links {
 }
 
 impl Server {
+    /// What a new connection advertises and holds its client to, from the options as they
+    /// are now (so a reload applies to connections opened after it).
     fn h2_limits(&self) -> h2::Limits {
+        let defaults = h2::Limits::default();
         h2::Limits {
+            max_concurrent_streams: self.cfg.http2_max_streams,
             max_header_list_size: self.cfg.max_head.min(u32::MAX as usize) as u32,
+            header_table_size: self.cfg.http2_hpack_table,
+            stream_window: self.cfg.http2_window,
+            // One stream may use its whole window however many others are open.
+            connection_window: defaults.connection_window.max(self.cfg.http2_window),
             // WebSocket over a stream (RFC 8441).
             enable_connect_protocol: true,
-            ..h2::Limits::default()
+            ..defaults
         }
     }
 
