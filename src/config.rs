@@ -55,6 +55,10 @@ pub const RESERVED_FDS: usize = 32;
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Streams one HTTP/2 connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
 pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 128;
+/// The most `--http2-max-streams` may allow: each stream is a session that counts against no
+/// connection limit, and a connection's streams are kept in id order (`h2::streams`), so
+/// ending one shifts those after it.
+pub const MAX_HTTP2_MAX_STREAMS: u32 = 10_000;
 /// What a client may send on one HTTP/2 stream before we grant more
 /// (`SETTINGS_INITIAL_WINDOW_SIZE`): a request body, or a WebSocket's input.
 pub const DEFAULT_HTTP2_WINDOW: u32 = 256 * 1024;
@@ -602,8 +606,8 @@ Options:
   --segment-size BYTES    a log segment's size before the next begins (default: 67108864)
   --http2 on|off          HTTP/2 beside HTTP/1.1: ALPN h2 on TLS, prior knowledge on plain
                           listeners (default: on)
-  --http2-max-streams N   streams one HTTP/2 connection may have open; one more is refused
-                          with REFUSED_STREAM (default: 128)
+  --http2-max-streams N   streams one HTTP/2 connection may have open, 1 to 10000; one more
+                          is refused with REFUSED_STREAM (default: 128)
   --http2-window BYTES    what a client may send on a stream before it is granted more,
                           16384 to 2147483647 (default: 262144)
   --http2-hpack-table BYTES  the HPACK table a client may make us keep per connection,
@@ -1435,8 +1439,8 @@ impl Builder {
                 };
             }
             "http2-max-streams" => {
-                let range = (1, i32::MAX as u32);
-                cfg.http2_max_streams = within(flag, text(), range, "expected 1 to 2147483647")?;
+                let range = (1, MAX_HTTP2_MAX_STREAMS);
+                cfg.http2_max_streams = within(flag, text(), range, "expected 1 to 10000")?;
             }
             "http2-window" => {
                 let range = (MIN_HTTP2_WINDOW, i32::MAX as u32);
@@ -1755,6 +1759,7 @@ mod tests {
             (&["--nats-replicas", "0"], "--nats-replicas"),
             (&["--nats-replicas", "6"], "--nats-replicas"),
             (&["--http2-max-streams", "0"], "--http2-max-streams"),
+            (&["--http2-max-streams", "10001"], "--http2-max-streams"),
             (&["--http2-window", "1000"], "--http2-window"),
             (&["--http2-window", "2147483648"], "--http2-window"),
             (&["--http2-hpack-table", "2000000"], "--http2-hpack-table"),
