@@ -53,6 +53,22 @@ pub const DEFAULT_MAX_RETAINED_BYTES: usize = 256 * 1024 * 1024;
 pub const RESERVED_FDS: usize = 32;
 /// A connection with output queued that the peer takes none of for this long is closed.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Streams one HTTP/2 connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 128;
+/// The most `--http2-max-streams` may allow: each stream is a session that counts against no
+/// connection limit, and a connection's streams are kept in id order (`h2::streams`), so
+/// ending one shifts those after it.
+pub const MAX_HTTP2_MAX_STREAMS: u32 = 10_000;
+/// What a client may send on one HTTP/2 stream before we grant more
+/// (`SETTINGS_INITIAL_WINDOW_SIZE`): a request body, or a WebSocket's input.
+pub const DEFAULT_HTTP2_WINDOW: u32 = 256 * 1024;
+/// The smallest stream window we take: one frame of the default size.
+pub const MIN_HTTP2_WINDOW: u32 = 16 * 1024;
+/// The HPACK dynamic table a client may make us keep per connection
+/// (`SETTINGS_HEADER_TABLE_SIZE`); 4,096 is the protocol's default.
+pub const DEFAULT_HTTP2_HPACK_TABLE: u32 = 4096;
+/// The largest HPACK table we agree to keep per connection.
+pub const MAX_HTTP2_HPACK_TABLE: u32 = 1024 * 1024;
 
 /// With `--fsync batch`, the log is made durable at most this often.
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_millis(50);
@@ -190,6 +206,12 @@ pub struct Config {
     /// HTTP/2 beside HTTP/1.1 (`--http2 on|off`): ALPN `h2` on TLS listeners, and a
     /// connection preface on plain ones.
     pub http2: bool,
+    /// Streams an HTTP/2 connection may have open at once; one more is refused.
+    pub http2_max_streams: u32,
+    /// The initial stream window we advertise (the connection's is at least this, and 1 MiB).
+    pub http2_window: u32,
+    /// The HPACK dynamic table size we advertise and hold a client to.
+    pub http2_hpack_table: u32,
     /// The plain listener is the default one, asked for by nobody: a socket handed over by
     /// the service manager takes its place.
     pub implicit_listen: bool,
@@ -385,6 +407,9 @@ impl Default for Config {
             lhttp_processors: Vec::new(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             http2: true,
+            http2_max_streams: DEFAULT_HTTP2_MAX_STREAMS,
+            http2_window: DEFAULT_HTTP2_WINDOW,
+            http2_hpack_table: DEFAULT_HTTP2_HPACK_TABLE,
             implicit_listen: false,
             config_file: None,
             command_line: Vec::new(),
@@ -581,6 +606,12 @@ Options:
   --segment-size BYTES    a log segment's size before the next begins (default: 67108864)
   --http2 on|off          HTTP/2 beside HTTP/1.1: ALPN h2 on TLS, prior knowledge on plain
                           listeners (default: on)
+  --http2-max-streams N   streams one HTTP/2 connection may have open, 1 to 10000; one more
+                          is refused with REFUSED_STREAM (default: 128)
+  --http2-window BYTES    what a client may send on a stream before it is granted more,
+                          16384 to 2147483647 (default: 262144)
+  --http2-hpack-table BYTES  the HPACK table a client may make us keep per connection,
+                          0 to 1048576 (default: 4096)
   -h, --help              this text
   -V, --version           the version
 ";
@@ -783,6 +814,9 @@ impl Changes {
             lhttp_processors: _,
             write_timeout: _,
             http2: _,
+            http2_max_streams: _,
+            http2_window: _,
+            http2_hpack_table: _,
             implicit_listen: _,
             config_file: _,
             command_line: _,
@@ -905,6 +939,11 @@ impl Changes {
             trusted_proxy => "trusted-proxy",
             write_timeout => "write-timeout",
             http2 => "http2",
+            // The three below are advertised when a connection opens: they apply to
+            // connections opened after the reload.
+            http2_max_streams => "http2-max-streams",
+            http2_window => "http2-window",
+            http2_hpack_table => "http2-hpack-table",
             access_log => "access-log",
             esb_users => "esb-users",
             esb_origin => "esb-origin",
@@ -1071,6 +1110,9 @@ const OPTIONS: &[Spec] = &[
     flag("repair"),
     value("segment-size"),
     value("http2"),
+    value("http2-max-streams"),
+    value("http2-window"),
+    value("http2-hpack-table"),
 ];
 
 fn spec(long: &str) -> Option<&'static Spec> {
@@ -1396,6 +1438,18 @@ impl Builder {
                     }
                 };
             }
+            "http2-max-streams" => {
+                let range = (1, MAX_HTTP2_MAX_STREAMS);
+                cfg.http2_max_streams = within(flag, text(), range, "expected 1 to 10000")?;
+            }
+            "http2-window" => {
+                let range = (MIN_HTTP2_WINDOW, i32::MAX as u32);
+                cfg.http2_window = within(flag, text(), range, "expected 16384 to 2147483647")?;
+            }
+            "http2-hpack-table" => {
+                let range = (0, MAX_HTTP2_HPACK_TABLE);
+                cfg.http2_hpack_table = within(flag, text(), range, "expected 0 to 1048576")?;
+            }
             _ => return Err(ConfigError::Usage(format!("unknown option {name:?}"))),
         }
         Ok(())
@@ -1614,6 +1668,19 @@ fn positive(flag: &'static str, value: String) -> Result<usize, ConfigError> {
     }
 }
 
+/// A whole number from `min` to `max`; `why` says the range.
+fn within(
+    flag: &'static str,
+    value: String,
+    (min, max): (u32, u32),
+    why: &'static str,
+) -> Result<u32, ConfigError> {
+    match value.parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ConfigError::BadValue { flag, value, why }),
+    }
+}
+
 fn seconds(flag: &'static str, value: String) -> Result<Duration, ConfigError> {
     match value.parse::<f64>() {
         Ok(s) if s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
@@ -1691,6 +1758,11 @@ mod tests {
             (&["--nats-stream", "a b"], "--nats-stream"),
             (&["--nats-replicas", "0"], "--nats-replicas"),
             (&["--nats-replicas", "6"], "--nats-replicas"),
+            (&["--http2-max-streams", "0"], "--http2-max-streams"),
+            (&["--http2-max-streams", "10001"], "--http2-max-streams"),
+            (&["--http2-window", "1000"], "--http2-window"),
+            (&["--http2-window", "2147483648"], "--http2-window"),
+            (&["--http2-hpack-table", "2000000"], "--http2-hpack-table"),
         ];
         for (args, flag) in cases {
             let err = serve(args).expect_err("should fail").to_string();
@@ -1789,6 +1861,42 @@ mod tests {
                 spec.long
             );
         }
+    }
+
+    #[test]
+    fn http2_options_are_read_and_reload_for_new_connections() {
+        let old = serve(&[]).unwrap();
+        assert_eq!(
+            (
+                old.http2_max_streams,
+                old.http2_window,
+                old.http2_hpack_table
+            ),
+            (128, 262_144, 4096)
+        );
+        let args = [
+            "--http2-max-streams",
+            "5",
+            "--http2-window",
+            "16384",
+            "--http2-hpack-table",
+            "0",
+        ];
+        let mut new = serve(&args).unwrap();
+        assert_eq!(
+            (
+                new.http2_max_streams,
+                new.http2_window,
+                new.http2_hpack_table
+            ),
+            (5, 16_384, 0)
+        );
+        let changes = Changes::between(&old, &mut new);
+        assert_eq!(
+            changes.live,
+            ["http2-max-streams", "http2-window", "http2-hpack-table"]
+        );
+        assert!(changes.fixed.is_empty());
     }
 
     #[test]

@@ -157,8 +157,10 @@ def stream_id_reuse(port):
 
 
 def too_many_streams(port):
+    """Opens one stream more than the limit (argument 3, default 128) allows."""
+    limit = int(sys.argv[3]) if len(sys.argv) > 3 else 128
     c = Client(port)
-    for i in range(129):
+    for i in range(limit + 1):
         c.request(1 + 2 * i, "/msgbus/many", [("accept", "text/event-stream")])
     f = c.wait_for(lambda f: f[0] == RST_STREAM)
     print("RST_STREAM %d on %d" % (int.from_bytes(f[3], "big"), f[2]) if f else "no RST_STREAM")
@@ -345,6 +347,50 @@ def slow_upload(port):
     print("statuses %s" % " ".join(statuses))
 
 
+def settings(port):
+    """What the server advertises: its SETTINGS in the order sent, and the connection window's
+    raise that follows."""
+    c = Client(port)
+    f = c.wait_for(lambda f: f[0] == SETTINGS and not f[1] & ACK)
+    params = " ".join("%d=%d" % struct.unpack(">HI", f[3][i : i + 6]) for i in range(0, len(f[3]), 6))
+    w = c.wait_for(lambda f: f[0] == WINDOW_UPDATE and f[2] == 0)
+    print("SETTINGS %s, WINDOW_UPDATE %s" % (params, int.from_bytes(w[3], "big") if w else "none"))
+
+
+def stream_window(port):
+    """Half the stream window we were given, sent as a body, is granted back at once."""
+    c = Client(port)
+    f = c.wait_for(lambda f: f[0] == SETTINGS and not f[1] & ACK)
+    window = dict(struct.unpack(">HI", f[3][i : i + 6]) for i in range(0, len(f[3]), 6))[4]
+    fields = [(":method", "POST"), (":scheme", "http"), (":path", "/msgbus/win"), (":authority", "t"),
+              ("content-type", "text/plain"), ("content-length", str(window))]
+    c.send(frame(HEADERS, END_HEADERS, 1, c.enc.encode(fields)))
+    half = window // 2
+    c.send(b"".join(frame(DATA, 0, 1, b"w" * min(16384, half - at)) for at in range(0, half, 16384)))
+    w = c.wait_for(lambda f: f[0] == WINDOW_UPDATE and f[2] == 1, seconds=2)
+    print("window %d, granted %s after %d" % (window, int.from_bytes(w[3], "big") if w else "nothing", half))
+
+
+def hpack_table(port):
+    """A table size below the default binds once our SETTINGS are acknowledged: a block that
+    does not shrink the table then, or that grows it past the size, ends the connection; one
+    that shrinks it is answered."""
+    outcomes = []
+    for prefix in [b"", b"\x3f\xe1\x01", b"\x3f\xe1\x1f"]:
+        c = Client(port)
+        c.wait_for(lambda f: f[0] == SETTINGS and not f[1] & ACK)
+        c.send(frame(SETTINGS, ACK, 0))
+        c.send(frame(HEADERS, END_STREAM | END_HEADERS, 1, prefix + c.block("/status.json")))
+        f = c.wait_for(lambda f: f[0] == GOAWAY or (f[0] == HEADERS and f[2] == 1))
+        if f is None:
+            outcomes.append("nothing")
+        elif f[0] == GOAWAY:
+            outcomes.append("GOAWAY %d" % int.from_bytes(f[3][4:8], "big"))
+        else:
+            outcomes.append("status %s" % dict(hpack.Decoder().decode(f[3]))[":status"])
+    print(", ".join(outcomes))
+
+
 CASES = {
     f.__name__: f
     for f in [
@@ -360,6 +406,9 @@ CASES = {
         websocket,
         slow_stream,
         slow_upload,
+        settings,
+        stream_window,
+        hpack_table,
     ]
 }
 

@@ -173,3 +173,75 @@ fn a_body_of_declared_length_may_be_slower_than_the_head_timeout() {
     assert_eq!(case(&server, "slow_upload"), "statuses 204 408");
     assert_eq!(server.counter("published"), 1);
 }
+
+#[test]
+fn the_settings_we_advertise_follow_the_flags() {
+    // Sent in this order: MAX_CONCURRENT_STREAMS (3), INITIAL_WINDOW_SIZE (4),
+    // MAX_HEADER_LIST_SIZE (6), ENABLE_PUSH (2), HEADER_TABLE_SIZE (1, only when not the
+    // default 4,096), ENABLE_CONNECT_PROTOCOL (8); then the connection window's raise.
+    let server = Server::start(&[]);
+    assert_eq!(
+        case(&server, "settings"),
+        "SETTINGS 3=128 4=262144 6=16384 2=0 8=1, WINDOW_UPDATE 983041"
+    );
+    let server = Server::start(&[
+        "--http2-max-streams",
+        "5",
+        "--http2-window",
+        "4194304",
+        "--http2-hpack-table",
+        "256",
+        "--max-head",
+        "8192",
+    ]);
+    // A stream window over the connection's default raises the connection's to match.
+    assert_eq!(
+        case(&server, "settings"),
+        "SETTINGS 3=5 4=4194304 6=8192 2=0 1=256 8=1, WINDOW_UPDATE 4128769"
+    );
+}
+
+#[test]
+fn streams_over_http2_max_streams_are_refused_alone() {
+    let server = Server::start(&["--http2-max-streams", "5"]);
+    let out = Guarded::spawn(
+        script_command(&server, "too_many_streams").arg("5"),
+        "http2_edges.py",
+    )
+    .wait_with_output(READ_TIMEOUT * 3);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Five held, the sixth (stream 11) refused with REFUSED_STREAM.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        "RST_STREAM 7 on 11"
+    );
+}
+
+#[test]
+fn http2_window_is_granted_back_at_half() {
+    let server = Server::start(&["--http2-window", "16384"]);
+    assert_eq!(
+        case(&server, "stream_window"),
+        "window 16384, granted 8192 after 8192"
+    );
+}
+
+#[test]
+fn http2_hpack_table_binds_once_acknowledged() {
+    let server = Server::start(&["--http2-hpack-table", "256"]);
+    // No size update after the acknowledgement, then one to 256, then one to 4,096.
+    assert_eq!(
+        case(&server, "hpack_table"),
+        "GOAWAY 9, status 200, GOAWAY 9"
+    );
+    // At the default size, all three are answered.
+    let server = Server::start(&[]);
+    assert_eq!(
+        case(&server, "hpack_table"),
+        "status 200, status 200, status 200"
+    );
+}

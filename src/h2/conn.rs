@@ -9,11 +9,12 @@
 //! block size, CONTINUATION floods, rapid reset, PING and SETTINGS floods, empty frames).
 //! What a request means is the caller's: it gets the checked pseudo-headers and fields.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::frame::{self, ErrorCode, Frame, FrameError, Head, HEADER_LEN, MAX_WINDOW, PREFACE};
 use super::hpack::{self, Decoded, Field};
+use super::streams::StreamMap;
 
 /// What the connection allows its peer; each is advertised in our SETTINGS where one exists.
 #[derive(Debug, Clone)]
@@ -133,18 +134,21 @@ enum Phase {
     Closed,
 }
 
+/// What the connection keeps of an open stream: 32 bytes, as a push server holds many.
 #[derive(Debug)]
 struct Stream {
+    send_window: i64,
+    recv_window: i64,
+    /// Body bytes still to come by the request's content-length (when `has_length`).
+    body_left: u64,
+    /// Bytes received and passed on but not yet granted back.
+    recv_unacked: u32,
     /// The client may still send DATA.
     recv_open: bool,
     /// We may still send.
     send_open: bool,
-    send_window: i64,
-    recv_window: i64,
-    /// Bytes received and passed on but not yet granted back.
-    recv_unacked: u32,
-    content_length: Option<u64>,
-    received: u64,
+    /// The request declared a content-length: the body must be exactly that long.
+    has_length: bool,
 }
 
 /// A header block not yet ended by END_HEADERS.
@@ -182,7 +186,7 @@ impl Budget {
 pub struct Connection {
     limits: Limits,
     phase: Phase,
-    streams: BTreeMap<u32, Stream>,
+    streams: StreamMap<Stream>,
     /// The highest stream id the peer opened (or tried to): ids must increase.
     last_stream: u32,
     /// GOAWAY sent with this last stream: newer streams are ignored.
@@ -222,7 +226,7 @@ impl Connection {
             ),
             (frame::SETTINGS_ENABLE_PUSH, 0),
         ];
-        if limits.header_table_size != 4096 {
+        if limits.header_table_size as usize != hpack::DEFAULT_TABLE_SIZE {
             params.push((frame::SETTINGS_HEADER_TABLE_SIZE, limits.header_table_size));
         }
         if limits.enable_connect_protocol {
@@ -237,11 +241,11 @@ impl Connection {
         }
         Connection {
             phase: Phase::Preface,
-            streams: BTreeMap::new(),
+            streams: StreamMap::new(),
             last_stream: 0,
             going_away: None,
             partial: None,
-            decoder: hpack::Decoder::new(limits.header_table_size as usize),
+            decoder: hpack::Decoder::advertising(limits.header_table_size as usize),
             encoder: hpack::Encoder::new(),
             fields: Vec::new(),
             peer_initial_window: frame::DEFAULT_WINDOW,
@@ -352,7 +356,7 @@ impl Connection {
 
     /// How many bytes `stream` may send now: the lesser of its window and the connection's.
     pub fn send_window(&self, stream: u32) -> usize {
-        match self.streams.get(&stream) {
+        match self.streams.get(stream) {
             Some(s) if s.send_open => s.send_window.min(self.conn_send_window).max(0) as usize,
             _ => 0,
         }
@@ -360,7 +364,7 @@ impl Connection {
 
     /// Whether `stream` is open for sending.
     pub fn can_send(&self, stream: u32) -> bool {
-        self.streams.get(&stream).is_some_and(|s| s.send_open)
+        self.streams.get(stream).is_some_and(|s| s.send_open)
     }
 
     /// A response head (`:status` first, names lowercase), as HEADERS and CONTINUATIONs.
@@ -402,7 +406,7 @@ impl Connection {
         if len > self.send_window(stream) || len > self.peer_max_frame {
             return Err(SendError::OverWindow);
         }
-        let s = self.streams.get_mut(&stream).expect("checked above");
+        let s = self.streams.get_mut(stream).expect("checked above");
         s.send_window -= len as i64;
         self.conn_send_window -= len as i64;
         if end_stream {
@@ -442,7 +446,7 @@ impl Connection {
 
     /// Ends a stream from our side with RST_STREAM (e.g. a slow subscriber); no event follows.
     pub fn reset(&mut self, stream: u32, code: ErrorCode) {
-        if self.streams.remove(&stream).is_some() {
+        if self.streams.remove(stream).is_some() {
             frame::encode_rst_stream(&mut self.out, stream, code);
         }
     }
@@ -457,10 +461,10 @@ impl Connection {
     }
 
     fn end_send(&mut self, stream: u32) {
-        if let Some(s) = self.streams.get_mut(&stream) {
+        if let Some(s) = self.streams.get_mut(stream) {
             s.send_open = false;
             if !s.recv_open {
-                self.streams.remove(&stream);
+                self.streams.remove(stream);
             }
         }
     }
@@ -477,7 +481,7 @@ impl Connection {
     /// A stream error: RST_STREAM; the caller hears of it if it knew the stream.
     fn reset_stream(&mut self, stream: u32, code: ErrorCode) {
         frame::encode_rst_stream(&mut self.out, stream, code);
-        if self.streams.remove(&stream).is_some() {
+        if self.streams.remove(stream).is_some() {
             self.events.push_back(Event::Reset { stream, code });
         }
     }
@@ -558,7 +562,7 @@ impl Connection {
                 if stream > self.last_stream {
                     return self.fail(ErrorCode::PROTOCOL_ERROR, "RST_STREAM on an idle stream");
                 }
-                if self.streams.remove(&stream).is_some() {
+                if self.streams.remove(stream).is_some() {
                     self.events.push_back(Event::Reset { stream, code });
                 }
                 if !self
@@ -568,7 +572,8 @@ impl Connection {
                     self.fail(ErrorCode::ENHANCE_YOUR_CALM, "too many streams reset");
                 }
             }
-            Frame::Settings { ack: true, .. } => {}
+            // We send SETTINGS once: this acknowledges our table size.
+            Frame::Settings { ack: true, .. } => self.decoder.on_settings_acked(),
             Frame::Settings { ack: false, params } => {
                 if !self
                     .settings
@@ -611,7 +616,7 @@ impl Connection {
                 if stream > self.last_stream {
                     return self.fail(ErrorCode::PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream");
                 }
-                let Some(s) = self.streams.get_mut(&stream) else {
+                let Some(s) = self.streams.get_mut(stream) else {
                     return;
                 };
                 s.send_window += i64::from(increment);
@@ -648,14 +653,14 @@ impl Connection {
                 frame::SETTINGS_INITIAL_WINDOW_SIZE => {
                     let delta = i64::from(value) - i64::from(self.peer_initial_window);
                     self.peer_initial_window = value;
+                    let mut over = false;
                     for s in self.streams.values_mut() {
                         s.send_window += delta;
-                        if s.send_window > i64::from(MAX_WINDOW) {
-                            return self.fail(
-                                ErrorCode::FLOW_CONTROL_ERROR,
-                                "a stream window over 2^31-1",
-                            );
-                        }
+                        over |= s.send_window > i64::from(MAX_WINDOW);
+                    }
+                    if over {
+                        return self
+                            .fail(ErrorCode::FLOW_CONTROL_ERROR, "a stream window over 2^31-1");
                     }
                     if delta > 0 {
                         self.events.push_back(Event::WindowOpened { stream: 0 });
@@ -700,7 +705,7 @@ impl Connection {
         if stream > self.last_stream {
             return self.fail(ErrorCode::PROTOCOL_ERROR, "DATA on an idle stream");
         }
-        let Some(s) = self.streams.get_mut(&stream) else {
+        let Some(s) = self.streams.get_mut(stream) else {
             // Closed: the peer may have sent it before our RST_STREAM arrived (section 5.1).
             return;
         };
@@ -711,11 +716,12 @@ impl Connection {
             return self.reset_stream(stream, ErrorCode::FLOW_CONTROL_ERROR);
         }
         s.recv_window -= flow_len as i64;
-        s.received += data.len() as u64;
-        if let Some(expected) = s.content_length {
-            if s.received > expected || (end_stream && s.received != expected) {
+        if s.has_length {
+            let len = data.len() as u64;
+            if len > s.body_left || (end_stream && len != s.body_left) {
                 return self.reset_stream(stream, ErrorCode::PROTOCOL_ERROR);
             }
+            s.body_left -= len;
         }
         if end_stream {
             s.recv_open = false;
@@ -728,7 +734,7 @@ impl Connection {
             }
         }
         if end_stream && !s.send_open {
-            self.streams.remove(&stream);
+            self.streams.remove(stream);
         }
         self.events.push_back(Event::Data {
             stream,
@@ -761,7 +767,7 @@ impl Connection {
                 return self.fail(ErrorCode::COMPRESSION_ERROR, "header block does not decode")
             }
         };
-        if let Some(s) = self.streams.get_mut(&stream) {
+        if let Some(s) = self.streams.get_mut(stream) {
             self.fields = fields;
             // Trailers: they must end the stream; their fields are not used.
             if !s.recv_open {
@@ -770,12 +776,12 @@ impl Connection {
             if !end_stream || self.fields.iter().any(|f| f.name.first() == Some(&b':')) {
                 return self.reset_stream(stream, ErrorCode::PROTOCOL_ERROR);
             }
-            if s.content_length.is_some_and(|n| n != s.received) {
+            if s.has_length && s.body_left != 0 {
                 return self.reset_stream(stream, ErrorCode::PROTOCOL_ERROR);
             }
             s.recv_open = false;
             if !s.send_open {
-                self.streams.remove(&stream);
+                self.streams.remove(stream);
             }
             self.events.push_back(Event::Data {
                 stream,
@@ -820,13 +826,13 @@ impl Connection {
                 self.streams.insert(
                     stream,
                     Stream {
-                        recv_open: !end_stream,
-                        send_open: true,
                         send_window: window,
                         recv_window: i64::from(self.limits.stream_window),
+                        body_left: request.content_length.unwrap_or(0),
                         recv_unacked: 0,
-                        content_length: request.content_length,
-                        received: 0,
+                        recv_open: !end_stream,
+                        send_open: true,
+                        has_length: request.content_length.is_some(),
                     },
                 );
                 if end_stream && request.content_length.is_some_and(|n| n != 0) {

@@ -108,6 +108,9 @@ pub enum HpackError {
     TableSizeTooBig(usize),
     /// A table size update after a field in the same block.
     LateTableSizeUpdate,
+    /// The first block after the peer acknowledged a table size below its table's did not
+    /// begin by shrinking the table (RFC 7541 section 4.2).
+    MissingTableSizeUpdate,
 }
 
 impl fmt::Display for HpackError {
@@ -121,6 +124,9 @@ impl fmt::Display for HpackError {
                 write!(f, "table size update to {n} is over our limit")
             }
             HpackError::LateTableSizeUpdate => f.write_str("table size update after a field"),
+            HpackError::MissingTableSizeUpdate => {
+                f.write_str("no table size update after our smaller table size was acknowledged")
+            }
         }
     }
 }
@@ -241,15 +247,24 @@ impl DynamicTable {
     }
 }
 
+/// The table size both ends start with (RFC 9113 section 6.5.2).
+pub const DEFAULT_TABLE_SIZE: usize = 4096;
+
 /// The decoding side of one connection.
 #[derive(Debug)]
 pub struct Decoder {
     table: DynamicTable,
-    /// The `SETTINGS_HEADER_TABLE_SIZE` we advertised: no update may exceed it.
+    /// No update may exceed it: the `SETTINGS_HEADER_TABLE_SIZE` we advertised, or while the
+    /// peer has not acknowledged it, that or the default, whichever is larger.
     limit: usize,
+    /// What we advertised, while the peer has not acknowledged it.
+    advertised: Option<usize>,
+    /// The peer acknowledged a size below its table's: its next block must shrink the table.
+    must_shrink: bool,
 }
 
 impl Decoder {
+    /// A decoder whose table has `table_size` already agreed: as after SETTINGS acknowledged.
     pub fn new(table_size: usize) -> Decoder {
         Decoder {
             table: DynamicTable {
@@ -258,6 +273,28 @@ impl Decoder {
                 max_size: table_size,
             },
             limit: table_size,
+            advertised: None,
+            must_shrink: false,
+        }
+    }
+
+    /// A new connection's decoder that advertised `table_size`: until the peer acknowledges
+    /// our SETTINGS its encoder may still use the default size (`on_settings_acked`).
+    pub fn advertising(table_size: usize) -> Decoder {
+        let mut decoder = Decoder::new(DEFAULT_TABLE_SIZE);
+        if table_size != DEFAULT_TABLE_SIZE {
+            decoder.limit = table_size.max(DEFAULT_TABLE_SIZE);
+            decoder.advertised = Some(table_size);
+        }
+        decoder
+    }
+
+    /// The peer acknowledged our SETTINGS: the size we advertised is the limit from now on, and
+    /// a table larger than it must be shrunk at the start of the next block.
+    pub fn on_settings_acked(&mut self) {
+        if let Some(size) = self.advertised.take() {
+            self.limit = size;
+            self.must_shrink = self.table.max_size > size;
         }
     }
 
@@ -296,6 +333,9 @@ impl Decoder {
         let mut seen_field = false;
         while at < block.len() {
             let first = block[at];
+            if self.must_shrink && first & 0xe0 != 0x20 {
+                return Err(HpackError::MissingTableSizeUpdate);
+            }
             let field = if first & 0x80 != 0 {
                 // Indexed field (section 6.1).
                 let index = decode_integer(block, &mut at, 7)?;
@@ -313,6 +353,7 @@ impl Decoder {
                 if size > self.limit {
                     return Err(HpackError::TableSizeTooBig(size));
                 }
+                self.must_shrink = false;
                 self.table.max_size = size;
                 self.table.evict_to(size);
                 continue;
@@ -634,6 +675,57 @@ mod tests {
                 ),
             ],
         );
+    }
+
+    /// A size advertised below the default holds only once acknowledged, and the first block
+    /// after that must shrink the table; one above it may be taken up at once.
+    #[test]
+    fn advertised_table_sizes() {
+        // An entry of 32 + 4 + 300 bytes: more than 256, within the default 4,096.
+        let long = format!("4004 7465 7374 7fad 01 {}", "78".repeat(300));
+        let cases: &[(usize, bool, &str, Result<Decoded, HpackError>)] = &[
+            (256, false, &long, Ok(Decoded::Complete)),
+            (256, false, "3fe1 1f", Ok(Decoded::Complete)),
+            (256, true, "82", Err(HpackError::MissingTableSizeUpdate)),
+            (256, true, "3fe1 1f", Err(HpackError::TableSizeTooBig(4096))),
+            (256, true, "3fe1 01 82", Ok(Decoded::Complete)),
+            (256, true, "20 3fe1 01 82", Ok(Decoded::Complete)),
+            (8192, false, "3fe1 3f", Ok(Decoded::Complete)),
+            (8192, true, "3fe1 3f 82", Ok(Decoded::Complete)),
+            (
+                8192,
+                true,
+                "3fe2 3f",
+                Err(HpackError::TableSizeTooBig(8193)),
+            ),
+            (
+                4096,
+                true,
+                "3fe2 1f",
+                Err(HpackError::TableSizeTooBig(4097)),
+            ),
+            (4096, true, "82", Ok(Decoded::Complete)),
+        ];
+        for (advertised, acked, block, want) in cases {
+            let mut dec = Decoder::advertising(*advertised);
+            let mut out = Vec::new();
+            if *acked {
+                dec.on_settings_acked();
+            }
+            assert_eq!(
+                dec.decode(&hex(block), 1 << 16, &mut out),
+                *want,
+                "{advertised} {acked} {block}"
+            );
+        }
+        // Shrunk as asked, the table holds no more than was advertised.
+        let mut dec = Decoder::advertising(256);
+        let mut out = Vec::new();
+        dec.decode(&hex(&long), 1 << 16, &mut out).unwrap();
+        assert_eq!(dec.table_size(), 336);
+        dec.on_settings_acked();
+        dec.decode(&hex("3fe1 01 82"), 1 << 16, &mut out).unwrap();
+        assert_eq!(dec.table_size(), 0);
     }
 
     #[test]

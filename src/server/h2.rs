@@ -14,12 +14,11 @@
 //! `--max-queue` before its socket drains, so a peer that opens its windows wide but does
 //! not read cannot make the server hold more.
 
-use std::collections::BTreeMap;
-
 use log::debug;
 
 use super::{schedule_flush, Server, Tracked};
 use crate::conn::{AfterDrain, Conn};
+use crate::h2::streams::StreamMap;
 use crate::h2::{self, bridge, ErrorCode, Event, PREFACE};
 use crate::outq::Front;
 use crate::stats::{Reason, Transport};
@@ -38,29 +37,78 @@ pub(super) struct H2Conn {
     proto: h2::Connection,
     /// Unread input: less than one frame.
     input: Vec<u8>,
-    streams: BTreeMap<u32, StreamState>,
+    streams: StreamMap<StreamState>,
     /// A stream stopped because the connection's queue was full: flush the streams again
     /// once it drains.
     blocked: bool,
 }
 
+/// A stream as the reactor knows it: 16 bytes once it is a subscriber whose head went out,
+/// as a push server holds many of those; what a stream needs on its way there is boxed.
 struct StreamState {
-    key: usize,
-    /// The request and its body so far, until the body is whole and the session has it
-    /// (boxed: an idle stream should not carry its size).
-    request: Option<Box<(h2::Request, Vec<u8>)>>,
-    /// The session's response bytes while its head is not whole; None once HEADERS is out.
-    head: Option<Vec<u8>>,
-    /// Body bytes that came with the head, sent before the rest of the queue.
-    carry: Vec<u8>,
-    /// The static file being sent (a stream has no `ConnIo` to keep it in).
-    file: Option<std::fs::File>,
+    /// The session's slab key.
+    key: u32,
     /// The request went to the session before its body (a declared length): the stream's
     /// DATA is the session's input as it comes, under the session's body timeout.
     feed: bool,
     /// A WebSocket (extended CONNECT): after the request, the stream's DATA is the session's
     /// input, as a socket's bytes would be, and its end the socket's half-close.
     tunnel: bool,
+    /// None once the request is handed over, the head is out and nothing is carried.
+    setup: Option<Box<Setup>>,
+}
+
+/// What a stream holds until it settles.
+#[derive(Default)]
+struct Setup {
+    /// The request and its body so far, until the body is whole and the session has it.
+    request: Option<(h2::Request, Vec<u8>)>,
+    /// The session's response bytes while its head is not whole; None once HEADERS is out.
+    head: Option<Vec<u8>>,
+    /// Body bytes that came with the head, sent before the rest of the queue.
+    carry: Vec<u8>,
+    /// The static file being sent (a stream has no `ConnIo` to keep it in).
+    file: Option<std::fs::File>,
+}
+
+impl StreamState {
+    fn key(&self) -> usize {
+        self.key as usize
+    }
+
+    fn request_mut(&mut self) -> Option<&mut (h2::Request, Vec<u8>)> {
+        self.setup.as_mut().and_then(|setup| setup.request.as_mut())
+    }
+
+    fn has_request(&self) -> bool {
+        self.setup
+            .as_ref()
+            .is_some_and(|setup| setup.request.is_some())
+    }
+
+    fn head_pending(&self) -> bool {
+        self.setup
+            .as_ref()
+            .is_some_and(|setup| setup.head.is_some())
+    }
+
+    fn carrying(&self) -> bool {
+        self.setup
+            .as_ref()
+            .is_some_and(|setup| !setup.carry.is_empty())
+    }
+
+    /// Gives back the boxed part once nothing in it is needed.
+    fn settle(&mut self) {
+        if self.setup.as_ref().is_some_and(|setup| {
+            setup.request.is_none()
+                && setup.head.is_none()
+                && setup.carry.is_empty()
+                && setup.file.is_none()
+        }) {
+            self.setup = None;
+        }
+    }
 }
 
 /// HTTP/2 state by slab key, beside `conns` like `io` and `tracked`.
@@ -142,12 +190,20 @@ impl Links {
 }
 
 impl Server {
+    /// What a new connection advertises and holds its client to, from the options as they
+    /// are now (so a reload applies to connections opened after it).
     fn h2_limits(&self) -> h2::Limits {
+        let defaults = h2::Limits::default();
         h2::Limits {
+            max_concurrent_streams: self.cfg.http2_max_streams,
             max_header_list_size: self.cfg.max_head.min(u32::MAX as usize) as u32,
+            header_table_size: self.cfg.http2_hpack_table,
+            stream_window: self.cfg.http2_window,
+            // One stream may use its whole window however many others are open.
+            connection_window: defaults.connection_window.max(self.cfg.http2_window),
             // WebSocket over a stream (RFC 8441).
             enable_connect_protocol: true,
-            ..h2::Limits::default()
+            ..defaults
         }
     }
 
@@ -165,7 +221,7 @@ impl Server {
                     Link::Conn(Box::new(H2Conn {
                         proto,
                         input: Vec::new(),
-                        streams: BTreeMap::new(),
+                        streams: StreamMap::new(),
                         blocked: false,
                     }))
                 } else {
@@ -212,12 +268,12 @@ impl Server {
                     end_stream,
                 } => {
                     let max_body = self.cfg.max_body;
-                    let Some(st) = hc.streams.get_mut(&stream) else {
+                    let Some(st) = hc.streams.get_mut(stream) else {
                         continue;
                     };
-                    let Some((_, body)) = st.request.as_deref_mut() else {
+                    let Some((_, body)) = st.request_mut() else {
                         if st.tunnel || st.feed {
-                            let (s, closes) = (st.key, end_stream && st.tunnel);
+                            let (s, closes) = (st.key(), end_stream && st.tunnel);
                             self.h2_tunnel_input(s, &data, closes);
                         }
                         continue;
@@ -229,8 +285,8 @@ impl Server {
                     }
                 }
                 Event::Reset { stream, .. } => {
-                    if let Some(st) = hc.streams.get(&stream) {
-                        let s = st.key;
+                    if let Some(st) = hc.streams.get(stream) {
+                        let s = st.key();
                         self.close_later(s, Reason::PeerClosed);
                     }
                 }
@@ -238,8 +294,8 @@ impl Server {
                     let keys: Vec<usize> = hc
                         .streams
                         .iter()
-                        .filter(|(id, _)| stream == 0 || **id == stream)
-                        .map(|(_, st)| st.key)
+                        .filter(|&(id, _)| stream == 0 || id == stream)
+                        .map(|(_, st)| st.key())
                         .collect();
                     for s in keys {
                         if let Some(conn) = self.conns.get_mut(s) {
@@ -268,7 +324,7 @@ impl Server {
         };
         let finished = hc.proto.is_done();
         let streams: Vec<usize> = if hc.proto.is_failed() {
-            hc.streams.values().map(|st| st.key).collect()
+            hc.streams.values().map(StreamState::key).collect()
         } else {
             Vec::new()
         };
@@ -312,13 +368,14 @@ impl Server {
         hc.streams.insert(
             id,
             StreamState {
-                key: s,
-                request: Some(Box::new((req, Vec::new()))),
-                head: Some(Vec::new()),
-                carry: Vec::new(),
-                file: None,
+                key: s as u32,
                 feed,
                 tunnel,
+                setup: Some(Box::new(Setup {
+                    request: Some((req, Vec::new())),
+                    head: Some(Vec::new()),
+                    ..Setup::default()
+                })),
             },
         );
         if hand_over {
@@ -336,14 +393,13 @@ impl Server {
         let Some(hc) = self.h2.conn_mut(key) else {
             return;
         };
-        let Some(st) = hc.streams.get_mut(&id) else {
+        let Some(st) = hc.streams.get_mut(id) else {
             return;
         };
-        let s = st.key;
-        let Some(pending) = st.request.take() else {
+        let s = st.key();
+        let Some((req, body)) = st.setup.as_mut().and_then(|setup| setup.request.take()) else {
             return;
         };
-        let (req, body) = *pending;
         let body = match req.content_length {
             Some(length) if feed => bridge::Body::Follows(length),
             _ => bridge::Body::Whole(&body),
@@ -363,7 +419,7 @@ impl Server {
                 if hc.proto.send_headers(id, fields, false).is_ok() {
                     let _ = hc.proto.send_data(id, format!("{why}\n").as_bytes(), true);
                 }
-                st.head = None;
+                st.setup = None;
                 self.stats.count_refusal(400);
                 self.close_later(s, Reason::BadRequest);
                 self.h2_push_output(key);
@@ -407,39 +463,41 @@ impl Server {
         let Some((sc, kc)) = self.conns.get2_mut(s, parent) else {
             return;
         };
-        let Some(st) = hc.streams.get_mut(&id) else {
+        let Some(st) = hc.streams.get_mut(id) else {
             return;
         };
         let mut moved = 0;
         let mut refused = false;
-        while let Some(head) = st.head.as_mut() {
-            match sc.outq.take_front(usize::MAX) {
-                None => break,
-                Some(Front::Shared(frame)) => head.extend_from_slice(&frame),
-                Some(Front::Bytes(bytes)) => head.extend_from_slice(&bytes),
-            }
-            match bridge::parse_response_head(head) {
-                Ok(None) => {}
-                Ok(Some((parsed, len))) => {
-                    st.carry = head[len..].to_vec();
-                    st.head = None;
-                    let status = parsed.status.to_string();
-                    let fields = std::iter::once((&b":status"[..], status.as_bytes()))
-                        .chain(parsed.fields.iter().map(|(n, v)| (&n[..], &v[..])));
-                    if hc.proto.send_headers(id, fields, false).is_err() {
+        if let Some(setup) = st.setup.as_deref_mut() {
+            while let Some(head) = setup.head.as_mut() {
+                match sc.outq.take_front(usize::MAX) {
+                    None => break,
+                    Some(Front::Shared(frame)) => head.extend_from_slice(&frame),
+                    Some(Front::Bytes(bytes)) => head.extend_from_slice(&bytes),
+                }
+                match bridge::parse_response_head(head) {
+                    Ok(None) => {}
+                    Ok(Some((parsed, len))) => {
+                        setup.carry = head[len..].to_vec();
+                        setup.head = None;
+                        let status = parsed.status.to_string();
+                        let fields = std::iter::once((&b":status"[..], status.as_bytes()))
+                            .chain(parsed.fields.iter().map(|(n, v)| (&n[..], &v[..])));
+                        if hc.proto.send_headers(id, fields, false).is_err() {
+                            refused = true;
+                        }
+                    }
+                    Err(why) => {
+                        debug!("stream {id}: {why}");
+                        hc.proto.reset(id, ErrorCode::INTERNAL_ERROR);
+                        setup.head = None;
                         refused = true;
                     }
-                }
-                Err(why) => {
-                    debug!("stream {id}: {why}");
-                    hc.proto.reset(id, ErrorCode::INTERNAL_ERROR);
-                    st.head = None;
-                    refused = true;
                 }
             }
         }
         kc.outq.push_own(hc.proto.take_output());
-        while st.head.is_none() && !refused {
+        while !st.head_pending() && !refused {
             if kc.outq.queued_bytes() >= limit {
                 hc.blocked = true;
                 break;
@@ -448,14 +506,14 @@ impl Server {
             if room == 0 {
                 break;
             }
-            let piece = if st.carry.is_empty() {
-                match sc.outq.take_front(room) {
+            let carry = st.setup.as_deref_mut().map(|setup| &mut setup.carry);
+            let piece = match carry.filter(|carry| !carry.is_empty()) {
+                None => match sc.outq.take_front(room) {
                     Some(piece) => piece,
                     None => break,
-                }
-            } else {
-                let n = room.min(st.carry.len());
-                Front::Bytes(st.carry.drain(..n).collect())
+                },
+                Some(carry) if carry.len() <= room => Front::Bytes(std::mem::take(carry)),
+                Some(carry) => Front::Bytes(carry.drain(..room).collect()),
             };
             let len = match &piece {
                 Front::Shared(frame) => frame.len(),
@@ -473,7 +531,7 @@ impl Server {
             moved += len;
         }
         let mut ended = refused;
-        if !refused && st.head.is_none() && st.carry.is_empty() && sc.outq.is_empty() {
+        if !refused && !st.head_pending() && !st.carrying() && sc.outq.is_empty() {
             match sc.on_drained(now) {
                 Ok(AfterDrain::HalfClose | AfterDrain::ReadMore) => {
                     if let Ok(head) = hc.proto.data_head(id, 0, true) {
@@ -483,7 +541,9 @@ impl Server {
                 }
                 Ok(AfterDrain::NeedFile) => {
                     // More of a static file: read it into the stream's queue and go on.
-                    if let Some(file) = st.file.as_mut() {
+                    let setup = st.setup.as_deref_mut();
+                    if let Some(setup) = setup.filter(|setup| setup.file.is_some()) {
+                        let file = setup.file.as_mut().expect("checked above");
                         if feed_file(sc, file).is_err() {
                             hc.proto.reset(id, ErrorCode::INTERNAL_ERROR);
                             ended = true;
@@ -491,7 +551,7 @@ impl Server {
                             schedule_flush(&mut self.flush_next, sc, s);
                         }
                         if !sc.sending_file() {
-                            st.file = None;
+                            setup.file = None;
                         }
                     }
                 }
@@ -499,6 +559,7 @@ impl Server {
                 Err(_) => ended = true,
             }
         }
+        st.settle();
         kc.outq.push_own(hc.proto.take_output());
         if !kc.outq.is_empty() {
             schedule_flush(&mut self.flush_list, kc, parent);
@@ -524,7 +585,7 @@ impl Server {
             return;
         }
         hc.blocked = false;
-        let keys: Vec<usize> = hc.streams.values().map(|st| st.key).collect();
+        let keys: Vec<usize> = hc.streams.values().map(StreamState::key).collect();
         for s in keys {
             if let Some(conn) = self.conns.get_mut(s) {
                 if !conn.outq.is_empty() {
@@ -544,9 +605,9 @@ impl Server {
             if let Some(st) = self
                 .h2
                 .conn_mut(parent)
-                .and_then(|hc| hc.streams.get_mut(&id))
+                .and_then(|hc| hc.streams.get_mut(id))
             {
-                st.file = Some(file);
+                st.setup.get_or_insert_with(Box::default).file = Some(file);
             }
         }
         Ok(())
@@ -601,12 +662,12 @@ impl Server {
                 let Some(hc) = self.h2.conn_mut(parent) else {
                     return;
                 };
-                let Some(st) = hc.streams.remove(&id) else {
+                let Some(st) = hc.streams.remove(id) else {
                     return;
                 };
                 if hc.proto.can_send(id) {
                     let clean = matches!(reason, Reason::Done | Reason::Shutdown | Reason::Timeout);
-                    if st.request.is_some() && reason == Reason::Timeout {
+                    if st.has_request() && reason == Reason::Timeout {
                         // The body never came whole: the session, which never saw the request,
                         // said nothing; the client is told why.
                         let fields = [
@@ -618,7 +679,7 @@ impl Server {
                             let _ = hc.proto.send_data(id, why, true);
                         }
                         self.stats.count_refusal(408);
-                    } else if !clean || st.head.is_some() {
+                    } else if !clean || st.head_pending() {
                         hc.proto.reset(id, ErrorCode::CANCEL);
                     } else if let Ok(head) = hc.proto.data_head(id, 0, true) {
                         let out = hc.proto.take_output();
@@ -643,7 +704,7 @@ impl Server {
             }
             Some(Link::Conn(hc)) => {
                 for st in hc.streams.values() {
-                    self.close_later(st.key, reason);
+                    self.close_later(st.key(), reason);
                 }
             }
             Some(Link::Http1) | None => {}
