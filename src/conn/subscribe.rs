@@ -169,6 +169,9 @@ impl Conn {
             self.poll_done = false; // nothing was subscribed
             return None;
         }
+        // Exactly as many slots as channels: a vector's first growth holds four, three of
+        // them idle for the usual one-channel subscriber.
+        self.subscriptions.reserve_exact(topics.len());
         for topic in &topics {
             let subscriber = Subscriber {
                 conn: ctx.key,
