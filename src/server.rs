@@ -325,7 +325,6 @@ impl Server {
         if let Some(root) = &cfg.docroot {
             info!("document root {}", root.display());
         }
-        info!("up to {max_connections} connections (open-files limit {open_files})");
         let mut bus = Bus::new(first_id, cfg.retention(), cfg.channel_timeout);
         bus.set_limits(BusLimits {
             max_channels: cfg.max_channels,
@@ -350,6 +349,8 @@ impl Server {
             let kept = open_log(&mut bus, dir, &cfg, Arc::clone(&waker))?;
             restore_doors(&mut doors, kept, Instant::now());
         }
+        announce(&listeners, &cfg);
+        info!("up to {max_connections} connections (open-files limit {open_files})");
         let now = Instant::now();
         Ok(Server {
             poll,
@@ -2259,6 +2260,14 @@ fn bind_all(
     for (i, listener) in listeners.iter_mut().enumerate() {
         poll.registry()
             .register(listener, Token(LISTENER_TOKEN_BASE - i), Interest::READABLE)?;
+    }
+    Ok(listeners)
+}
+
+/// Says where the server listens: once everything it needs is in place (its log opened and
+/// read back), since scripts and tests take the line as "ready".
+fn announce(listeners: &[Listener], cfg: &Config) {
+    for listener in listeners {
         match (listener.is_tls(), listener.local_addr()) {
             (true, Some(addr)) => info!("listening (TLS) on {addr}"),
             (false, Some(addr)) => info!("listening on {addr}"),
@@ -2268,7 +2277,6 @@ fn bind_all(
     if cfg.proxy_protocol {
         info!("plain listeners expect a PROXY protocol header first");
     }
-    Ok(listeners)
 }
 
 fn adopt(socket: activation::Inherited, tls: bool) -> Listener {
