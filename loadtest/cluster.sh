@@ -5,8 +5,11 @@
 #      spread over the nodes, SUBS subscribers in all; waits until every one is READY;
 #   3. one publisher process (no subscribers) publishes MESSAGES messages of SIZE bytes,
 #      pipelined, to node 1; every subscriber process exits once it has them all;
-#   4. sums the reports: deliveries, lost, duplicates, deliveries/s, and the CPU every node (and
-#      nats-server) spent from just before the publisher started to the last process's exit;
+#   4. sums the reports: deliveries, lost, duplicates, out of order (one publisher connection, so
+#      every subscriber on every node must see the seqs increase), deliveries/s, the time to the
+#      last subscriber (the worst process's p50/p99/max: an upper bound on the whole run's), and
+#      the CPU every node (and nats-server) spent from just before the publisher started to the
+#      last process's exit;
 #   5. the baseline: one node without NATS and SUBS/NODES subscribers (the per-node count; set
 #      SINGLE_SUBS to change it), measured the same way; and a control, that one node joined
 #      through NATS (alone in its cluster), to tell what NATS costs a node from what NODES
@@ -159,12 +162,15 @@ measure() {
     | (($a1 - $a0) / $tck) as $ncpu
     | "subscribers=\(map(.ready) | add) published=\($p.answered) publish_errors=\($p.publish_errors)"
       + " deliveries=\($u) lost=\(map(.lost) | add) duplicates=\(map(.duplicates) | add)"
+      + " out_of_order=\(map(.out_of_order) | add)"
       + " wall_s=\($wall) deliveries_per_s=\(if $wall > 0 then $u / $wall else 0 end)"
       + " nodes_cpu_s=\($cpu) nats_cpu_s=\($ncpu)"
       + " nodes_us_per_delivery=\(if $u > 0 then $cpu * 1e6 / $u else 0 end)"
       + " with_nats_us_per_delivery=\(if $u > 0 then ($cpu + $ncpu) * 1e6 / $u else 0 end)"
       + " p50_ms=\(map(.latency_ns.p50) | max / 1e6) p99_ms=\(map(.latency_ns.p99) | max / 1e6)"
-      + " max_ms=\(map(.latency_ns.max) | max / 1e6)"' -r "$dir"/sub.*.json >>"$WORK/$name"
+      + " max_ms=\(map(.latency_ns.max) | max / 1e6)"
+      + " to_last_p50_ms=\(map(.to_last_p50_ns) | max / 1e6) to_last_p99_ms=\(map(.to_last_p99_ns) | max / 1e6)"
+      + " to_last_max_ms=\(map(.to_last_max_ns) | max / 1e6)"' -r "$dir"/sub.*.json >>"$WORK/$name"
 }
 
 # value FILE NAME: NAME's value on each line of FILE.
@@ -181,8 +187,9 @@ median() {
 FMT='{ if ($1 >= 1000 || $1 <= -1000) printf "%.0f\n", $1; else printf "%.4g\n", $1 }'
 
 summary() {
-  for f in subscribers published deliveries lost duplicates wall_s deliveries_per_s nodes_cpu_s \
-    nats_cpu_s nodes_us_per_delivery with_nats_us_per_delivery p50_ms p99_ms max_ms; do
+  for f in subscribers published deliveries lost duplicates out_of_order wall_s deliveries_per_s \
+    nodes_cpu_s nats_cpu_s nodes_us_per_delivery with_nats_us_per_delivery p50_ms p99_ms max_ms \
+    to_last_p50_ms to_last_p99_ms to_last_max_ms; do
     printf '  %-26s %14s   (runs: %s)\n' "$f" \
       "$(value "$1" "$f" | awk "$FMT" | median)" \
       "$(value "$1" "$f" | awk "$FMT" | tr '\n' ' ' | sed 's/ $//')"

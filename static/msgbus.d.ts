@@ -82,8 +82,9 @@ export interface Msgbus {
     body: BodyInit,
     options?: string | PublishOptions,
   ): Promise<PublishAnswer>;
-  /** Where msgbus is, e.g. "https://push.example" (default: this page's origin). */
-  setBase(base: string): void;
+  /** Where msgbus is, e.g. "https://push.example" (default: this page's origin); a list (a
+   * cluster's nodes) is tried in turn by subscriptions, and publish uses the first. */
+  setBase(base: string | string[]): void;
   /** The token used when an option gives none. */
   setToken(token: string | null): void;
 }

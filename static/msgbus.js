@@ -5,7 +5,7 @@
 // all of them and relays over a BroadcastChannel; without those, each tab connects for itself.
 (function (global) {
   "use strict";
-  var base = "", token = null, nextId = 0;
+  var base = [""], token = null, nextId = 0;
   var tab = Math.random().toString(36).slice(2);
   var mine = {};    // this tab's subscriptions, by id
   var groups = {};  // connections this tab runs: all of them when leader, else unshared ones
@@ -26,10 +26,12 @@
   function bearer(t) { return t ? { Authorization: "Bearer " + t } : {}; }
 
   // One connection to `channels` resuming after `since`, for cfg {base, token, transport}. It
-  // tries the transports in turn until one works, reconnects with backoff, and stops for good on
-  // a final refusal. on: message(msg), state(s), transport(name), error({status, reason}).
+  // tries the bases (a cluster's nodes: one order of ids), then the next transport, until one
+  // works, reconnects with backoff, and stops for good on a final refusal. on: message(msg),
+  // state(s), transport(name), error({status, reason}).
   function connect(cfg, channels, since, on) {
     var cursor = since, closed = false, attempt = 0, failures = 0, current = null, timer = null;
+    var bases = cfg.base, where = bases[0];
     var order = { sse: ["sse"], ws: ["ws"], longpoll: ["longpoll"] }[cfg.transport] ||
       ["sse", "ws", "longpoll"].filter(function (t) {
         return t !== "sse" || global.EventSource;
@@ -46,7 +48,7 @@
     function link(extra) {
       var q = { format: "json", since: cursor };
       for (var k in extra) q[k] = extra[k];
-      return url(cfg.base, channels, q);
+      return url(where, channels, q);
     }
 
     // EventSource and WebSocket hide why they failed: ask with fetch, which sees the status.
@@ -109,14 +111,15 @@
 
     function open() {
       if (closed) return;
-      var transport = order[failures % order.length], wasUp = false, gone = false;
+      var transport = order[Math.floor(failures / bases.length) % order.length], wasUp = false, gone = false;
+      where = bases[failures % bases.length];
       on.transport(transport);
       current = openers[transport](function () {
         if (!wasUp) { wasUp = true; attempt = 0; on.state("open"); }
       }, function (refusal, unexplained) {
         if (gone || closed) return;
         gone = true;
-        if (!wasUp) failures++; // this transport did not work here: try the next
+        if (!wasUp) failures++; // not here: try the next base or transport
         var retry = function (refusal) {
           if (closed) return;
           if (refusal && final(refusal.status)) { stop(); return on.error(refusal); }
@@ -286,7 +289,7 @@
     headers.Accept = "application/json";
     if (options.key != null) headers["Msgbus-Key"] = options.key;
     if (options.event != null) headers["Msgbus-Event"] = options.event;
-    return fetch(url(base, channel, {}), { method: "POST", headers: headers, body: body })
+    return fetch(url(base[0], channel, {}), { method: "POST", headers: headers, body: body })
       .then(function (r) {
         if (r.ok) return r.json();
         return r.text().then(function (t) {
@@ -300,7 +303,9 @@
   var api = {
     subscribe: subscribe,
     publish: publish,
-    setBase: function (b) { base = String(b || "").replace(/\/+$/, ""); },
+    setBase: function (b) {
+      base = (b && b.length ? [].concat(b) : [""]).map(function (s) { return String(s).replace(/\/+$/, ""); });
+    },
     setToken: function (t) { token = t || null; },
   };
   global.msgbus = api;

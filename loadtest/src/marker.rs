@@ -135,6 +135,28 @@ impl Tail {
     }
 }
 
+/// One subscriber's order check: markers are stamped in publishing order, and with one
+/// publisher connection (a pipeline on it included) that is the server's order, so a subscriber
+/// must see their seqs increase. A gap (a lost message) is not disorder; a seq below the highest
+/// seen so far is.
+#[derive(Clone, Copy, Default)]
+pub struct Order {
+    highest: Option<u64>,
+}
+
+impl Order {
+    /// Takes the next new (not duplicate) seq; returns whether it came out of order.
+    pub fn on_seq(&mut self, seq: u64) -> bool {
+        match self.highest {
+            Some(h) if seq < h => true,
+            _ => {
+                self.highest = Some(seq);
+                false
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +215,24 @@ mod tests {
                 tail.set(&buf[keep..]);
             }
             assert_eq!(got, whole, "step {step}");
+        }
+    }
+
+    #[test]
+    fn order() {
+        // (seqs in arrival order, out-of-order verdicts)
+        let cases: &[(&[u64], &[bool])] = &[
+            (&[], &[]),
+            (&[0, 1, 2], &[false, false, false]),
+            (&[0, 2, 5], &[false, false, false]),
+            (&[1, 0], &[false, true]),
+            (&[3, 1, 2, 4], &[false, true, true, false]),
+            (&[5, 9, 6, 10], &[false, false, true, false]),
+        ];
+        for (seqs, want) in cases {
+            let mut order = Order::default();
+            let got: Vec<bool> = seqs.iter().map(|&s| order.on_seq(s)).collect();
+            assert_eq!(&got[..], *want, "{seqs:?}");
         }
     }
 

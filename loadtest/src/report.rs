@@ -11,6 +11,7 @@ pub struct Report<'a> {
     pub expected: u64,
     pub lost: u64,
     pub duplicates: u64,
+    pub out_of_order: u64,
     wall_s: f64,
     per_sec: f64,
     p50: u64,
@@ -90,6 +91,7 @@ impl<'a> Report<'a> {
             expected,
             lost: expected.saturating_sub(d.unique),
             duplicates: d.duplicates,
+            out_of_order: d.out_of_order,
             wall_s,
             per_sec: if wall_s > 0.0 {
                 d.unique as f64 / wall_s
@@ -184,10 +186,20 @@ impl<'a> Report<'a> {
                 c.messages
             );
         }
+        if c.publish && o.answered > 0 {
+            let _ = writeln!(
+                r,
+                "acknowledged  {:.0} publishes/s; queued to answer p50 {}, p99 {}, max {}",
+                o.acked_per_s,
+                ms(o.ack_latency.quantile(0.50)),
+                ms(o.ack_latency.quantile(0.99)),
+                ms(o.ack_latency.max())
+            );
+        }
         let _ = writeln!(
             r,
-            "deliveries    expected {}, received {}, lost {}, duplicates {}, stale {}",
-            self.expected, d.received, self.lost, self.duplicates, d.stale
+            "deliveries    expected {}, received {}, lost {}, duplicates {}, stale {}, out of order {}",
+            self.expected, d.received, self.lost, self.duplicates, d.stale, self.out_of_order
         );
         let _ = writeln!(
             r,
@@ -300,8 +312,9 @@ impl<'a> Report<'a> {
                 "\"timed_out\":{},\"not_started\":{},\"closed_during_run\":{},",
                 "\"messages\":{},\"size\":{},\"published\":{},\"answered\":{},\"publish_errors\":{},",
                 "\"stalls\":{},\"expected\":{},\"received\":{},\"unique\":{},\"lost\":{},",
-                "\"duplicates\":{},\"stale\":{},\"wall_s\":{:.6},\"first_ns\":{},\"last_ns\":{},",
-                "\"deliveries_per_s\":{:.1},",
+                "\"duplicates\":{},\"out_of_order\":{},\"stale\":{},\"wall_s\":{:.6},\"first_ns\":{},\"last_ns\":{},",
+                "\"deliveries_per_s\":{:.1},\"acked_per_s\":{:.1},",
+                "\"ack_p50_ns\":{},\"ack_p99_ns\":{},\"ack_max_ns\":{},",
                 "\"latency_ns\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}},",
                 "\"to_last_p50_ns\":{},\"to_last_p99_ns\":{},\"to_last_max_ns\":{},",
                 "\"server_cpu_s\":{},\"server_cpu_us_per_delivery\":{},",
@@ -344,11 +357,16 @@ impl<'a> Report<'a> {
             d.unique,
             self.lost,
             self.duplicates,
+            self.out_of_order,
             d.stale,
             self.wall_s,
             opt(o.first_ns),
             opt(o.last_ns),
             self.per_sec,
+            o.acked_per_s,
+            o.ack_latency.quantile(0.50),
+            o.ack_latency.quantile(0.99),
+            o.ack_latency.max(),
             self.p50,
             self.p90,
             self.p99,

@@ -19,7 +19,7 @@ use crate::config::{Config, Transport};
 use crate::hist::Histogram;
 use crate::http::{self, Parsed};
 use crate::longpoll::{self, Cursor};
-use crate::marker::{self, Tail};
+use crate::marker::{self, Order, Tail};
 use crate::procfs;
 use crate::timeline::{Progress, Sample, Timeline};
 
@@ -72,6 +72,7 @@ struct Sub {
     tail: Tail,
     /// One bit per message seq.
     seen: Vec<u64>,
+    order: Order,
 }
 
 /// What every subscriber saw, summed.
@@ -81,6 +82,8 @@ pub struct Deliveries {
     pub received: u64,
     pub unique: u64,
     pub duplicates: u64,
+    /// New markers with a seq below one the same subscriber already had (see `Order`).
+    pub out_of_order: u64,
     /// Markers that are not from this run's publishing (before it began, unknown seq).
     pub stale: u64,
     /// Unique deliveries per seq, for --one-at-a-time.
@@ -127,6 +130,10 @@ pub struct Outcome {
     pub published: usize,
     pub answered: usize,
     pub publish_errors: usize,
+    /// Per answered publish: queued on its connection to its answer read.
+    pub ack_latency: Histogram,
+    /// 2xx answers per second, from the first publish queued to the last answer read.
+    pub acked_per_s: f64,
     pub stalls: usize,
     /// First publish (with --no-publish: the earliest stamp seen) to last delivery.
     pub wall: Duration,
@@ -168,6 +175,8 @@ struct Publisher {
     out_pos: usize,
     inbuf: Vec<u8>,
     in_flight: usize,
+    /// When each request in flight was queued, oldest first: answers come in request order.
+    queued: VecDeque<Instant>,
     answered: usize,
     errors: usize,
     failed: bool,
@@ -184,6 +193,8 @@ struct Publishing {
     started: Instant,
     first_sent_ns: Option<u64>,
     last_sent: Instant,
+    /// Publish-to-acknowledge latency of every answer.
+    acks: Histogram,
 }
 
 impl Publishing {
@@ -207,6 +218,12 @@ impl Publishing {
             .filter(|c| !c.failed)
             .map(|c| c.in_flight)
             .sum()
+    }
+
+    /// 2xx answers per second from the start of publishing to the last answer.
+    fn acked_per_s(&self) -> f64 {
+        let span = self.last_answer().saturating_duration_since(self.started);
+        per_second(self.answered() - self.errors(), span)
     }
 
     fn last_answer(&self) -> Instant {
@@ -259,6 +276,15 @@ pub fn wall_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// `count` events over `span`, per second; none (or no time) is 0.
+fn per_second(count: usize, span: Duration) -> f64 {
+    if count == 0 || span.is_zero() {
+        0.0
+    } else {
+        count as f64 / span.as_secs_f64()
+    }
+}
+
 /// The sum of every pid's CPU seconds, or None if one cannot be read.
 fn cpu_sum(pids: &[u32]) -> Option<f64> {
     if pids.is_empty() {
@@ -281,6 +307,7 @@ impl<'a> Runner<'a> {
                 cursor: Cursor::Start,
                 tail: Tail::default(),
                 seen: Vec::new(),
+                order: Order::default(),
             })
             .collect();
         Ok(Runner {
@@ -373,6 +400,7 @@ impl<'a> Runner<'a> {
             published: self.published,
             answered: p.map_or(0, Publishing::answered),
             publish_errors: p.map_or(0, Publishing::errors),
+            acked_per_s: p.map_or(0.0, Publishing::acked_per_s),
             stalls: p.map_or(0, |p| p.stalls),
             wall,
             first_ns,
@@ -390,6 +418,11 @@ impl<'a> Runner<'a> {
             samples: std::mem::take(&mut self.timeline.samples),
             publish_at: self.timeline.publish_at,
             notes: self.notes,
+            // Last: `p` borrows the publisher until here.
+            ack_latency: self
+                .publisher
+                .take()
+                .map_or_else(Histogram::new, |p| p.acks),
         }
     }
 
@@ -731,6 +764,7 @@ impl<'a> Runner<'a> {
             if head.status == 200 {
                 let mut ctx = MarkerCtx {
                     seen: &mut sub.seen,
+                    order: &mut sub.order,
                     d: &mut self.deliveries,
                     latency: &mut self.latency,
                     window: &mut self.timeline.window,
@@ -805,6 +839,7 @@ impl<'a> Runner<'a> {
                     let data = &self.buf[..tl + n];
                     let mut ctx = MarkerCtx {
                         seen: &mut sub.seen,
+                        order: &mut sub.order,
                         d: &mut self.deliveries,
                         latency: &mut self.latency,
                         window: &mut self.timeline.window,
@@ -851,6 +886,7 @@ impl<'a> Runner<'a> {
         self.counts.streaming += 1;
         let mut ctx = MarkerCtx {
             seen: &mut sub.seen,
+            order: &mut sub.order,
             d: &mut self.deliveries,
             latency: &mut self.latency,
             window: &mut self.timeline.window,
@@ -921,6 +957,7 @@ impl<'a> Runner<'a> {
             out_pos: 0,
             inbuf: Vec::new(),
             in_flight: 0,
+            queued: VecDeque::new(),
             answered: 0,
             errors: 0,
             failed: false,
@@ -951,6 +988,7 @@ impl<'a> Runner<'a> {
             started: now,
             first_sent_ns: None,
             last_sent: now,
+            acks: Histogram::new(),
         });
         self.publishing = true;
         loop {
@@ -1028,6 +1066,7 @@ impl<'a> Runner<'a> {
             conn.out.extend_from_slice(&cfg.publish_head(body.len()));
             conn.out.extend_from_slice(&body);
             conn.in_flight += 1;
+            conn.queued.push_back(stamp);
             p.next_seq += 1;
             p.next_conn = (k + 1) % n;
             p.last_sent = stamp;
@@ -1053,6 +1092,7 @@ impl<'a> Runner<'a> {
             return;
         };
         let pending = p.next_seq < self.cfg.messages;
+        let acks = &mut p.acks;
         let Some(conn) = p.conns.get_mut(k) else {
             return;
         };
@@ -1062,7 +1102,7 @@ impl<'a> Runner<'a> {
         if writable {
             conn.writable = true;
         }
-        let result = conn.read_answers().and_then(|()| conn.flush());
+        let result = conn.read_answers(acks).and_then(|()| conn.flush());
         if let Err(e) = result {
             conn.failed = true;
             if pending || conn.in_flight > 0 {
@@ -1089,8 +1129,9 @@ impl Publisher {
         Ok(())
     }
 
-    /// Reads and counts whole answers; a non-2xx answer is a publish error.
-    fn read_answers(&mut self) -> io::Result<()> {
+    /// Reads and counts whole answers, timing each from when its request was queued; a non-2xx
+    /// answer is a publish error.
+    fn read_answers(&mut self, acks: &mut Histogram) -> io::Result<()> {
         let mut chunk = [0u8; 16 * 1024];
         for _ in 0..READS_PER_EVENT * 16 {
             match self.stream.read(&mut chunk) {
@@ -1114,6 +1155,13 @@ impl Publisher {
                     self.answered += 1;
                     self.in_flight = self.in_flight.saturating_sub(1);
                     self.last_answer = Instant::now();
+                    if let Some(queued) = self.queued.pop_front() {
+                        let ns = self
+                            .last_answer
+                            .saturating_duration_since(queued)
+                            .as_nanos();
+                        acks.record(u64::try_from(ns).unwrap_or(u64::MAX));
+                    }
                     if !(200..300).contains(&status) {
                         self.errors += 1;
                     }
@@ -1132,6 +1180,7 @@ impl Publisher {
 /// What one marker needs: its subscriber's bitset and the totals.
 struct MarkerCtx<'s> {
     seen: &'s mut [u64],
+    order: &'s mut Order,
     d: &'s mut Deliveries,
     latency: &'s mut Histogram,
     /// This second's latencies (the progress line and --plot).
@@ -1158,6 +1207,9 @@ impl MarkerCtx<'_> {
         }
         self.seen[word] |= bit;
         self.d.unique += 1;
+        if self.order.on_seq(seq) {
+            self.d.out_of_order += 1;
+        }
         self.d.per_seq[seq as usize] += 1;
         self.d.last = Some(self.now);
         self.d.last_ns = Some(self.now_ns);
@@ -1168,5 +1220,29 @@ impl MarkerCtx<'_> {
         self.window.record(latency);
         let to_last = &mut self.d.to_last[seq as usize];
         *to_last = (*to_last).max(latency);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        let cases: &[(usize, u64, f64)] = &[
+            // (count, span ms, per second)
+            (0, 1000, 0.0),
+            (5, 0, 0.0),
+            (1000, 1000, 1000.0),
+            (300, 2000, 150.0),
+            (1, 4, 250.0),
+        ];
+        for &(count, ms, want) in cases {
+            assert_eq!(
+                per_second(count, Duration::from_millis(ms)),
+                want,
+                "{count} in {ms} ms"
+            );
+        }
     }
 }

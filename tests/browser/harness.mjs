@@ -137,3 +137,37 @@ export async function publish(base, channel, body, type = "text/plain") {
   if (!r.ok) throw new Error(`publish: ${r.status}`);
   return r.json();
 }
+
+/**
+ * Starts nats-server with JetStream on a port it picks, with a store of its own; resolves once
+ * it is ready. stop() ends it and removes the store.
+ */
+export function startNats() {
+  const store = mkdtempSync(join(tmpdir(), "msgbus-nats-"));
+  return new Promise((ok, fail) => {
+    const child = spawn("nats-server", ["-a", "127.0.0.1", "-p", "-1", "-js", "-sd", store], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    running.add(child);
+    let log = "";
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      fail(new Error(`nats-server not ready within ${DEADLINE_MS} ms:\n${log}`));
+    }, DEADLINE_MS);
+    child.on("exit", (code, signal) => {
+      running.delete(child);
+      rmSync(store, { recursive: true, force: true });
+      clearTimeout(timer);
+      fail(new Error(`nats-server exited (${code ?? signal}) before it was ready:\n${log}`));
+    });
+    child.stderr.on("data", (chunk) => {
+      log += chunk;
+      const port = log.match(/Listening for client connections on [\d.]+:(\d+)/);
+      if (port && log.includes("Server is ready")) {
+        clearTimeout(timer);
+        ok({ url: `nats://127.0.0.1:${port[1]}`, stop: () => stop(child) });
+      }
+    });
+    child.on("error", (e) => { clearTimeout(timer); fail(e); });
+  });
+}
