@@ -822,6 +822,28 @@ fn martd_one2one_holds_on_the_publishing_node_only() {
     assert_silent(&mut late, std::time::Duration::from_millis(300));
 }
 
+/// Simple-Comet's channel registrations are per node (documented): a channel registered on
+/// one node is unknown to the door on another, which answers as the original does for a channel
+/// never registered, while the door's own node publishes to it through the stream.
+#[test]
+fn simple_comet_registrations_are_per_node() {
+    let nats = Nats::start();
+    let a = node_with(&nats, "a", &["--simple-comet"]);
+    let b = node_with(&nats, "b", &["--simple-comet"]);
+    let body = |answer: String| answer.split_once("\r\n\r\n").unwrap().1.to_string();
+    let created = body(a.post_form("/channels.json", "channel_id=room"));
+    assert!(created.contains("\"return_code\": 1"), "{created}");
+    assert_eq!(
+        body(b.post_form("/channels/room.json", "content=hi")),
+        r#"{"return_code": -2, "error_message": "Nonexistent channel"}"#
+    );
+    let sent = body(a.post_form("/channels/room.json", "content=hi"));
+    assert!(sent.contains("\"return_code\": 1"), "{sent}");
+    // Registering it on b too is allowed: b had no such channel.
+    let again = body(b.post_form("/channels.json", "channel_id=room"));
+    assert!(again.contains("\"return_code\": 1"), "{again}");
+}
+
 /// A node that joins when the stream already holds megabytes reads all of it before it takes
 /// clients (with flow control, JetStream may ask it to confirm as it goes): a long-poll from the
 /// start gets every message.
