@@ -133,6 +133,8 @@ pub struct Server {
     amqp: Option<Amqp>,
     /// Publishes waiting for the cluster to store them, by ticket.
     stream_waits: HashMap<u64, StreamWait>,
+    /// Each connection's publishes waiting for the stream, oldest first: answered in that order.
+    stream_order: HashMap<usize, VecDeque<u64>>,
     next_stream_ticket: u64,
     /// Subscriptions waiting for older messages from the stream, by tag: the connection and
     /// what it asked.
@@ -184,6 +186,8 @@ struct StreamWait {
     refused: Option<Refused>,
     /// One stand-in per channel, to count this node's subscribers when it is answered.
     probes: Vec<Message>,
+    /// Settled, waiting for the connection's earlier publishes to be answered first.
+    done: Option<Result<Published, Refused>>,
 }
 
 /// What the reactor owns of a connection besides its session: the socket, and the file being
@@ -389,6 +393,7 @@ impl Server {
             cluster,
             amqp,
             stream_waits: HashMap::new(),
+            stream_order: HashMap::new(),
             next_stream_ticket: 1,
             fetch_waits: HashMap::new(),
             fatal: None,
@@ -1119,7 +1124,11 @@ impl Server {
             self.conns[key].answer_publish(&mut publish, outcome, &mut self.doors);
             return;
         }
-        self.conns[key].awaiting_publish = Some(ticket);
+        // Answered when stored, in order; meanwhile the connection's next native publishes go
+        // on to the stream behind this one (a pipelining client is not held to one round trip
+        // to JetStream per message).
+        self.conns[key].hold_for_commit(publish.reply.keep_alive);
+        self.stream_order.entry(key).or_default().push_back(ticket);
         let wait = StreamWait {
             key,
             publish,
@@ -1127,6 +1136,7 @@ impl Server {
             id: 0,
             refused,
             probes,
+            done: None,
         };
         self.stream_waits.insert(ticket, wait);
     }
@@ -1145,11 +1155,10 @@ impl Server {
         if held.left > 0 {
             return;
         }
-        let mut held = self.stream_waits.remove(&ticket).expect("looked up above");
-        let outcome = match held.refused.take() {
+        let refused = held.refused.take();
+        let outcome = match refused {
             Some(refused) => Err(refused),
             None => {
-                self.stats.published += held.probes.len() as u64;
                 let mut recipients = 0;
                 for probe in &held.probes {
                     self.bus.for_each_recipient(probe, |_| recipients += 1);
@@ -1160,16 +1169,44 @@ impl Server {
                 })
             }
         };
-        // The connection may have gone meanwhile, its slot taken by another.
+        if outcome.is_ok() {
+            self.stats.published += held.probes.len() as u64;
+        }
+        held.done = Some(outcome);
         let key = held.key;
+        self.answer_stored(key);
+    }
+
+    /// Answers the connection's settled publishes from the oldest, up to the first still
+    /// waiting: JetStream may confirm a later one first, the client reads them in order.
+    fn answer_stored(&mut self, key: usize) {
+        let mut answered = false;
+        while let Some(&ticket) = self.stream_order.get(&key).and_then(VecDeque::front) {
+            if self
+                .stream_waits
+                .get(&ticket)
+                .is_none_or(|w| w.done.is_none())
+            {
+                break;
+            }
+            self.stream_order.get_mut(&key).map(VecDeque::pop_front);
+            let mut wait = self.stream_waits.remove(&ticket).expect("looked up above");
+            let outcome = wait.done.take().expect("settled");
+            let Some(conn) = self.conns.get_mut(key) else {
+                break;
+            };
+            conn.on_committed(&mut wait.publish, outcome, &mut self.doors);
+            answered = true;
+        }
+        if self.stream_order.get(&key).is_some_and(VecDeque::is_empty) {
+            self.stream_order.remove(&key);
+        }
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.awaiting_publish != Some(ticket) {
+        if !answered {
             return;
         }
-        conn.awaiting_publish = None;
-        conn.answer_publish(&mut held.publish, outcome, &mut self.doors);
         for event in conn.stat_events.drain(..) {
             self.stats.count(event);
         }
@@ -1821,6 +1858,12 @@ impl Server {
         }
         if let Some(upstream) = self.upstream.as_mut() {
             upstream.forget_owner(key, self.poll.registry());
+        }
+        if let Some(tickets) = self.stream_order.remove(&key) {
+            // Stored or not, nobody is left to answer (the stream delivers what it has).
+            for ticket in tickets {
+                self.stream_waits.remove(&ticket);
+            }
         }
         if conn.awaiting_commit() {
             // Its messages still go out once committed; the answer has nobody to go to.

@@ -822,6 +822,60 @@ fn martd_one2one_holds_on_the_publishing_node_only() {
     assert_silent(&mut late, std::time::Duration::from_millis(300));
 }
 
+/// Publishes pipelined on one connection all go to the stream without waiting for each other's
+/// PubAck, and their answers come back in request order with the ids the stream gave, one
+/// more each; a subscriber on the other node gets them in that order.
+#[test]
+fn pipelined_publishes_are_answered_in_order_with_the_streams_ids() {
+    use std::io::Write;
+    const COUNT: usize = 200;
+    let nats = Nats::start();
+    let a = node_with(&nats, "a", &["--history", "1000"]);
+    let b = node_with(&nats, "b", &["--history", "1000"]);
+    let mut publisher = a.connect();
+    let mut requests = Vec::new();
+    for n in 0..COUNT {
+        let body = format!("n0p0m{n}");
+        requests.extend_from_slice(
+            format!(
+                "POST /msgbus/load HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    publisher.write_all(&requests).unwrap();
+    // Bodiless 204s, read until all have come (each read bounded by the read timeout).
+    let mut raw = Vec::new();
+    for _ in 0..10_000 {
+        let text = String::from_utf8_lossy(&raw);
+        if text.matches("\r\n\r\n").count() >= COUNT {
+            break;
+        }
+        let mut chunk = [0u8; 8192];
+        let n = std::io::Read::read(&mut publisher, &mut chunk).expect("answers in time");
+        assert!(n > 0, "closed after {text}");
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8(raw).unwrap();
+    let heads: Vec<&str> = text.split_terminator("\r\n\r\n").collect();
+    assert_eq!(heads.len(), COUNT);
+    let mut ids = Vec::new();
+    for head in heads {
+        assert!(head.starts_with("HTTP/1.1 204 "), "{head}");
+        ids.push(
+            header_value(&format!("{head}\r\n\r\n"), "Msgbus-Id")
+                .parse::<u64>()
+                .unwrap(),
+        );
+    }
+    let first = ids[0];
+    let want: Vec<u64> = (first..first + COUNT as u64).collect();
+    assert_eq!(ids, want);
+    let want_bodies: Vec<String> = (0..COUNT).map(|n| format!("n0p0m{n}")).collect();
+    assert_eq!(poll_bodies(&b, COUNT), want_bodies);
+}
+
 /// Simple-Comet's channel registrations are per node (documented): a channel registered on
 /// one node is unknown to the door on another, which answers as the original does for a channel
 /// never registered, while the door's own node publishes to it through the stream.

@@ -429,9 +429,6 @@ pub struct Conn {
     request_line: Option<Box<str>>,
     /// Dropping frames for slowness; logged once per episode.
     dropping: bool,
-    /// A publish of this connection waits for the cluster to store it (the reactor's ticket):
-    /// nothing more is read or handled until it is answered.
-    pub awaiting_publish: Option<u64>,
     /// A subscription waits for older messages from the cluster's stream (the reactor's
     /// tag): nothing more is read or handled until they are here.
     pub awaiting_fetch: Option<u64>,
@@ -479,7 +476,6 @@ impl Conn {
             pending_publishes: Vec::new(),
             dropping: false,
             after_commit: std::collections::VecDeque::new(),
-            awaiting_publish: None,
             awaiting_fetch: None,
             prefetched: None,
         }
@@ -544,7 +540,7 @@ impl Conn {
     /// Whether the reactor should read more now. A client that pipelines requests but does not
     /// read the answers is not read from until they drain; a file being sent holds requests back.
     pub fn wants_input(&self, cfg: &Config) -> bool {
-        if self.awaiting_publish.is_some() || self.awaiting_fetch.is_some() {
+        if self.awaiting_fetch.is_some() {
             return false;
         }
         if self.awaiting_commit() {
@@ -589,7 +585,7 @@ impl Conn {
 
     /// Handles as much buffered input as possible.
     pub fn advance(&mut self, ctx: &mut Ctx) -> Next {
-        if self.awaiting_publish.is_some() || self.awaiting_fetch.is_some() {
+        if self.awaiting_fetch.is_some() {
             return Next::Wait;
         }
         if self.awaiting_commit() && !self.next_is_plain_publish(ctx.cfg) {
