@@ -179,8 +179,8 @@ fn the_browser_client_is_built_in() {
     assert_eq!(got, want);
 }
 
-/// The README says msgbus.js is under 4.5 KB gzipped: `gzip -9` of the file must stay within
-/// 4,500 bytes.
+/// The README says msgbus.js is under 5 KB gzipped: `gzip -9` of the file must stay within
+/// 5,000 bytes.
 #[test]
 fn the_browser_client_is_under_its_stated_gzipped_size() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/static/msgbus.js");
@@ -194,8 +194,8 @@ fn the_browser_client_is_under_its_stated_gzipped_size() {
     assert!(output.status.success());
     let size = output.stdout.len();
     assert!(
-        size <= 4500,
-        "msgbus.js is {size} bytes gzipped; the README says under 4.5 KB"
+        size <= 5000,
+        "msgbus.js is {size} bytes gzipped; the README says under 5 KB"
     );
 }
 
