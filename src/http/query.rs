@@ -135,6 +135,11 @@ impl Query {
 }
 
 fn decode_component(raw: &str) -> Result<String, QueryError> {
+    // Most components have nothing to decode (`since=123`): copied as they are, without the
+    // byte-by-byte decode and the UTF-8 check a `&str` has passed already.
+    if !raw.bytes().any(|b| b == b'%' || b == b'+') {
+        return Ok(raw.to_string());
+    }
     let bytes = percent_decode(raw.as_bytes(), true).ok_or(QueryError)?;
     String::from_utf8(bytes).map_err(|_| QueryError)
 }
