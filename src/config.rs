@@ -1477,6 +1477,19 @@ impl Builder {
         if cfg.data_dir.is_none() && cfg.repair {
             return Err(ConfigError::Usage("--repair needs --data-dir".into()));
         }
+        // In a cluster the stream numbers every message and keeps the history: a node's own
+        // log, or its own numbering of an exchange's messages, would stand beside that order.
+        if !cfg.nats.is_empty() && cfg.data_dir.is_some() {
+            return Err(ConfigError::Usage(
+                "--data-dir is for one node; with --nats the JetStream stream keeps the history"
+                    .into(),
+            ));
+        }
+        if !cfg.nats.is_empty() && cfg.amqp.is_some() {
+            return Err(ConfigError::Usage(
+                "--amqp is for nodes not joined through --nats: the stream gives every message its place, the exchange cannot".into(),
+            ));
+        }
         // A status token alone means "whoever holds it", not "and this host too".
         if cfg.status_token.is_some() && !status_allow_given {
             cfg.status_allow = None;

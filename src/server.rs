@@ -334,22 +334,7 @@ impl Server {
             max_channels: cfg.max_channels,
             max_retained_bytes: cfg.max_retained_bytes,
         });
-        if cluster.is_some() && amqp.is_some() {
-            // Each node would number the exchange's messages itself, apart from the stream.
-            return Err(io::Error::new(
-                ErrorKind::InvalidInput,
-                "--amqp is for nodes not joined through --nats: the stream gives every message its place, the exchange cannot",
-            ));
-        }
         if let Some(dir) = &cfg.data_dir {
-            if cluster.is_some() {
-                // The stream is the cluster's durable history; a second one per node would
-                // number messages of its own.
-                return Err(io::Error::new(
-                    ErrorKind::InvalidInput,
-                    "--data-dir is for one node; with --nats the JetStream stream keeps the history",
-                ));
-            }
             let kept = open_log(&mut bus, dir, &cfg, Arc::clone(&waker))?;
             restore_doors(&mut doors, kept, Instant::now());
         }

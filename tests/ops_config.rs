@@ -223,3 +223,37 @@ fn sighup_changes_the_log_level() {
     server.status();
     server.wait_for_log("accepted 127.0.0.1:", 1);
 }
+
+/// In a cluster the stream keeps the history and numbers every message: a node's own log, or an
+/// AMQP exchange it would number itself, is refused before anything is bound.
+#[test]
+fn a_cluster_node_takes_no_log_and_no_exchange() {
+    let users = conf("users.txt", "k1:s3cret\n");
+    let users = users.to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("msgbus-cluster-log-{}", std::process::id()));
+    let dir = dir.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--nats", "nats://127.0.0.1:4222", "--data-dir", dir],
+            "msgbus: --data-dir is for one node; with --nats the JetStream stream keeps the history (see msgbus --help)\n",
+        ),
+        (
+            &["--nats", "nats://127.0.0.1:4222", "--esb-users", users, "--amqp", "amqp://127.0.0.1/"],
+            "msgbus: --amqp is for nodes not joined through --nats: the stream gives every message its place, the exchange cannot (see msgbus --help)\n",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_msgbus"))
+            .args(["-l", "127.0.0.1", "-p", "0"])
+            .args(*args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), *want, "{args:?}");
+        assert!(
+            !std::path::Path::new(dir).exists(),
+            "the log was not opened"
+        );
+    }
+}
