@@ -771,7 +771,9 @@ fn a_replicated_stream_outlives_one_of_three_nats_servers() {
     // Everything acknowledged arrives, once each and in id order (a publish refused as the
     // server went may have been stored all the same, and arrives too).
     let mut seen = Vec::new();
-    let raw = read_until(&mut on_b, b"data: k19\n\n");
+    // JetStream elects new leaders and b's consumer may be made anew (4 s of silence first):
+    // that can take longer than one read's timeout, so the wait is bounded as a whole.
+    let raw = read_until_within(&mut on_b, b"data: k19\n\n", 4 * READ_TIMEOUT);
     let text = String::from_utf8_lossy(&raw);
     for event in text.split("\n\n") {
         let mut lines = event.lines();
@@ -1198,4 +1200,39 @@ fn live_subscribers_are_told_of_what_the_stream_dropped_while_their_node_was_awa
         )),
         "{answer}"
     );
+}
+
+/// Reads `stream` until `needle` has come, waiting at most `limit` in all (single reads may
+/// time out on the way); fails the test past it.
+fn read_until_within(
+    stream: &mut std::net::TcpStream,
+    needle: &[u8],
+    limit: std::time::Duration,
+) -> Vec<u8> {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + limit;
+    let mut raw = Vec::new();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    while !raw.windows(needle.len()).any(|w| w == needle) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {:?} within {limit:?}; got {}",
+            String::from_utf8_lossy(needle),
+            String::from_utf8_lossy(&raw)
+        );
+        let mut chunk = [0u8; 8192];
+        match stream.read(&mut chunk) {
+            Ok(0) => panic!("closed; got {}", String::from_utf8_lossy(&raw)),
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    raw
 }
