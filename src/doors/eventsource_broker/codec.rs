@@ -11,6 +11,8 @@
 
 use std::fmt::Write as _;
 
+use crate::gate::is_clean_line;
+
 /// The caller's clock reading, seconds and nanoseconds since 1970 (`getPOSIXTime`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Now {
@@ -341,16 +343,11 @@ fn event_name(params: &Params) -> Result<Option<String>, Reply> {
     let name = optional(params, "name");
     if name
         .as_deref()
-        .is_some_and(|n| !is_line_value(n.as_bytes()))
+        .is_some_and(|n| !is_clean_line(n.as_bytes()))
     {
         return Err(Reply::invalid_param("name"));
     }
     Ok(name)
-}
-
-/// Whether `value` can be written on one line of an event stream.
-pub fn is_line_value(value: &[u8]) -> bool {
-    !value.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0))
 }
 
 /// Splits a path into percent-decoded segments, ignoring empty ones.
@@ -596,12 +593,12 @@ pub fn format_object_id(id: &[u8; 12]) -> String {
 /// them. A name or id that could not stay on its line is left out (the door refuses them).
 pub fn encode_event(name: Option<&[u8]>, id: Option<&[u8]>, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 32);
-    if let Some(n) = name.filter(|n| is_line_value(n)) {
+    if let Some(n) = name.filter(|n| is_clean_line(n)) {
         out.extend_from_slice(b"event:");
         out.extend_from_slice(n);
         out.push(b'\n');
     }
-    if let Some(i) = id.filter(|i| is_line_value(i)) {
+    if let Some(i) = id.filter(|i| is_clean_line(i)) {
         out.extend_from_slice(b"id:");
         out.extend_from_slice(i);
         out.push(b'\n');

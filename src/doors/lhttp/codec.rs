@@ -306,7 +306,7 @@ pub fn processor_reply(
         };
     }
     let headers = content_type
-        .filter(|t| !t.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)))
+        .filter(|t| crate::gate::is_clean_line(t.as_bytes()))
         .map(|t| vec![(b"content-type".to_vec(), t.as_bytes().to_vec())])
         .unwrap_or_default();
     Ok(Some(encode(&LhttpMessage {
