@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod amqp;
 pub mod auth;
+pub mod backoff;
 pub mod bus;
 pub mod client;
 pub mod cluster;

@@ -37,6 +37,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
 use log::{info, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token, Waker};
@@ -57,8 +58,6 @@ const CHANNEL: u16 = 1;
 const FRAME_MAX: u32 = 128 * 1024;
 /// Bytes waiting to go to the broker before the connection is given up as stuck.
 const MAX_OUTPUT: usize = 16 * 1024 * 1024;
-const FIRST_RETRY: Duration = Duration::from_millis(100);
-const MAX_RETRY: Duration = Duration::from_secs(5);
 /// A connection that has not finished its handshake by then is given up; so is a name lookup.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The heartbeat asked for when the broker proposes none or a longer one.
@@ -401,8 +400,7 @@ pub struct Amqp {
     told_at: Instant,
     /// The largest body taken from the exchange.
     max_message: usize,
-    retry: Duration,
-    rng: u64,
+    backoff: Backoff,
     waker: Arc<Waker>,
     answers: Receiver<Lookup>,
     sender: Sender<Lookup>,
@@ -434,7 +432,6 @@ impl Amqp {
             None
         };
         let (sender, answers) = channel();
-        let rng = jitter_seed();
         Ok(Amqp {
             node_id: node_id(),
             settings,
@@ -449,8 +446,7 @@ impl Amqp {
             heard_at: now,
             told_at: now,
             max_message,
-            retry: FIRST_RETRY,
-            rng,
+            backoff: Backoff::default(),
             waker,
             answers,
             sender,
@@ -625,15 +621,9 @@ impl Amqp {
     /// Backoff doubling up to five seconds, plus up to half as much again at random, so
     /// nodes cut off together do not all come back in the same instant.
     fn schedule_retry(&mut self, now: Instant) {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let spread = self.retry.as_millis() as u64 / 2 + 1;
-        let jitter = Duration::from_millis(self.rng % spread);
         self.state = State::Down {
-            retry_at: now + self.retry + jitter,
+            retry_at: now + self.backoff.next_wait(),
         };
-        self.retry = (self.retry * 2).min(MAX_RETRY);
     }
 
     fn cut(&mut self, why: &str, registry: &Registry, now: Instant) {
@@ -905,7 +895,7 @@ impl Amqp {
                     "consuming AMQP exchange {:?} at {} as {}",
                     self.settings.exchange, self.settings.url.host, self.node_id
                 );
-                self.retry = FIRST_RETRY;
+                self.backoff.reset();
                 self.told_at = now;
                 Step::Ready
             }
@@ -1264,17 +1254,9 @@ fn node_id() -> String {
     use ring::rand::SecureRandom;
     let mut random = [0u8; 8];
     if ring::rand::SystemRandom::new().fill(&mut random).is_err() {
-        random = jitter_seed().to_be_bytes();
+        random = crate::backoff::seed().to_be_bytes();
     }
     format!("msgbus-{:016x}", u64::from_be_bytes(random))
-}
-
-/// A seed for the reconnect jitter that differs between processes and runs.
-fn jitter_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    (nanos ^ (u64::from(std::process::id()) << 32)) | 1
 }
 
 #[cfg(test)]
@@ -1297,7 +1279,7 @@ mod tests {
         let mut amqp = Amqp::new(settings, 1024, now, waker).unwrap();
         let mut waits = Vec::new();
         for _ in 0..8 {
-            let base = amqp.retry;
+            let base = amqp.backoff.base();
             amqp.schedule_retry(now);
             let wait = amqp.deadline().unwrap() - now;
             assert!(wait >= base && wait <= base + base / 2 + Duration::from_millis(1));

@@ -30,6 +30,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
 use log::{info, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token, Waker};
@@ -49,8 +50,6 @@ pub const DEFAULT_STREAM: &str = "MSGBUS";
 const MAX_OUTPUT: usize = 16 * 1024 * 1024;
 /// The largest message accepted from NATS.
 const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
-const FIRST_RETRY: Duration = Duration::from_millis(100);
-const MAX_RETRY: Duration = Duration::from_secs(5);
 /// A connection that has not finished its handshake by then is given up; so is a name lookup.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes read from NATS per turn, as for every client connection.
@@ -233,9 +232,7 @@ pub struct Cluster {
     state: State,
     input: Vec<u8>,
     output: Vec<u8>,
-    retry: Duration,
-    /// xorshift state for the reconnect jitter; also makes the inbox and message ids unique.
-    rng: u64,
+    backoff: Backoff,
     /// Unique to this process: in inbox names and in `Nats-Msg-Id`.
     nonce: String,
     resolver: Resolver,
@@ -285,7 +282,6 @@ impl Cluster {
         waker: Arc<Waker>,
     ) -> Cluster {
         let (sender, answers) = channel();
-        let rng = jitter_seed();
         Cluster {
             resolver: Resolver {
                 waker,
@@ -303,9 +299,8 @@ impl Cluster {
             state: State::Down { retry_at: now },
             input: Vec::new(),
             output: Vec::new(),
-            retry: FIRST_RETRY,
-            nonce: format!("{rng:016x}"),
-            rng,
+            backoff: Backoff::default(),
+            nonce: format!("{:016x}", crate::backoff::seed()),
             generation: 0,
             api_serial: 0,
             awaiting: BTreeMap::new(),
@@ -506,15 +501,9 @@ impl Cluster {
     /// Backoff doubling up to five seconds, plus up to half as much again at random, so nodes
     /// cut off together do not all come back in the same instant.
     fn schedule_retry(&mut self, now: Instant) {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let spread = self.retry.as_millis() as u64 / 2 + 1;
-        let jitter = Duration::from_millis(self.rng % spread);
         self.state = State::Down {
-            retry_at: now + self.retry + jitter,
+            retry_at: now + self.backoff.next_wait(),
         };
-        self.retry = (self.retry * 2).min(MAX_RETRY);
     }
 
     /// Drops the connection: every publish waiting for its PubAck is refused (the client was
@@ -957,7 +946,7 @@ impl Cluster {
                     return Ok(());
                 };
                 self.state = State::Ready { sock };
-                self.retry = FIRST_RETRY;
+                self.backoff.reset();
                 self.last_heard = now;
                 self.consumer = Some(created.name);
                 let url = &self.urls[(self.next_url + self.urls.len() - 1) % self.urls.len()];
@@ -1144,14 +1133,6 @@ fn decode(prefix: &str, subject: &str, seq: u64, headers: &[u8], body: Vec<u8>) 
         body,
         age: Duration::ZERO,
     })
-}
-
-/// A seed for the reconnect jitter that differs between processes and runs.
-fn jitter_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    (nanos ^ (u64::from(std::process::id()) << 32)) | 1
 }
 
 #[cfg(test)]
