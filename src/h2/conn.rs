@@ -863,7 +863,7 @@ fn is_name_byte(b: u8) -> bool {
 }
 
 fn is_clean_value(v: &[u8]) -> bool {
-    !v.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n')
+    crate::gate::is_clean_line(v)
         && !v.first().is_some_and(|&b| b == b' ' || b == b'\t')
         && !v.last().is_some_and(|&b| b == b' ' || b == b'\t')
 }
