@@ -21,6 +21,7 @@ pub mod http;
 pub mod io;
 pub mod listener;
 pub mod logfile;
+pub mod lookup;
 pub mod message;
 pub mod notify;
 pub mod outq;

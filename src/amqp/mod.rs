@@ -31,13 +31,13 @@ pub mod event;
 pub mod recent;
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
+use crate::lookup::Resolver;
 use log::{info, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token, Waker};
@@ -378,9 +378,6 @@ struct Incoming {
     too_large: bool,
 }
 
-/// A name lookup's answer from its helper thread: which lookup, and the addresses.
-type Lookup = (u64, io::Result<Vec<SocketAddr>>);
-
 pub struct Amqp {
     settings: Settings,
     /// This process's mark on what it publishes (`app_id`), random per process.
@@ -401,12 +398,7 @@ pub struct Amqp {
     /// The largest body taken from the exchange.
     max_message: usize,
     backoff: Backoff,
-    waker: Arc<Waker>,
-    answers: Receiver<Lookup>,
-    sender: Sender<Lookup>,
-    /// Numbers the lookups, so a late answer to one given up is recognised and dropped.
-    last_lookup: u64,
-    lookups_running: usize,
+    resolver: Resolver,
     /// Turns through the addresses a name has, one per connection attempt.
     attempts: usize,
     /// Bad messages not logged since the last warning, and when that was.
@@ -431,7 +423,6 @@ impl Amqp {
         } else {
             None
         };
-        let (sender, answers) = channel();
         Ok(Amqp {
             node_id: node_id(),
             settings,
@@ -447,11 +438,7 @@ impl Amqp {
             told_at: now,
             max_message,
             backoff: Backoff::default(),
-            waker,
-            answers,
-            sender,
-            last_lookup: 0,
-            lookups_running: 0,
+            resolver: Resolver::new(waker),
             attempts: 0,
             unlogged: 0,
             warned_at: None,
@@ -519,25 +506,13 @@ impl Amqp {
             self.open(addr, registry, token, now);
             return;
         }
-        if self.lookups_running > 0 {
+        if self.resolver.is_busy() {
             warn!("AMQP {host_port}: still looking up an earlier name");
             self.schedule_retry(now);
             return;
         }
-        self.last_lookup += 1;
-        let lookup = self.last_lookup;
-        let sender = self.sender.clone();
-        let waker = Arc::clone(&self.waker);
-        let started = std::thread::Builder::new()
-            .name("msgbus-resolve".into())
-            .spawn(move || {
-                let addrs = host_port.to_socket_addrs().map(Iterator::collect);
-                let _ = sender.send((lookup, addrs));
-                let _ = waker.wake();
-            });
-        match started {
-            Ok(_) => {
-                self.lookups_running += 1;
+        match self.resolver.start(host_port) {
+            Ok(lookup) => {
                 self.state = State::Resolving { lookup, since: now };
             }
             Err(e) => {
@@ -550,8 +525,7 @@ impl Amqp {
     /// A name lookup was answered (the reactor's waker fired): connect to one of the
     /// addresses, a different one on each attempt, or try again later.
     pub fn on_resolved(&mut self, registry: &Registry, token: Token, now: Instant) {
-        while let Ok((lookup, answer)) = self.answers.try_recv() {
-            self.lookups_running = self.lookups_running.saturating_sub(1);
+        while let Some((lookup, answer)) = self.resolver.take() {
             if !matches!(self.state, State::Resolving { lookup: l, .. } if l == lookup) {
                 continue; // given up on already
             }

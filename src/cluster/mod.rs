@@ -25,12 +25,12 @@ pub mod proto;
 
 use std::collections::BTreeMap;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
+use crate::lookup::Resolver;
 use log::{info, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token, Waker};
@@ -210,20 +210,6 @@ pub struct Outcome {
     pub more: bool,
 }
 
-/// A name lookup's answer from its helper thread: which lookup, and the addresses.
-type Lookup = (u64, io::Result<Vec<SocketAddr>>);
-
-/// Looks host names up off the reactor thread, one at a time.
-struct Resolver {
-    waker: Arc<Waker>,
-    answers: Receiver<Lookup>,
-    sender: Sender<Lookup>,
-    /// Numbers the lookups, so a late answer to one given up is recognised and dropped.
-    last: u64,
-    /// Lookups started and not yet answered (a stuck one holds back the next).
-    running: usize,
-}
-
 pub struct Cluster {
     urls: Vec<NatsUrl>,
     next_url: usize,
@@ -281,15 +267,8 @@ impl Cluster {
         now: Instant,
         waker: Arc<Waker>,
     ) -> Cluster {
-        let (sender, answers) = channel();
         Cluster {
-            resolver: Resolver {
-                waker,
-                answers,
-                sender,
-                last: 0,
-                running: 0,
-            },
+            resolver: Resolver::new(waker),
             attempts: 0,
             tls: None,
             urls,
@@ -419,26 +398,13 @@ impl Cluster {
             self.open(addr, registry, token, now);
             return;
         }
-        if self.resolver.running > 0 {
+        if self.resolver.is_busy() {
             warn!("NATS {}: still looking up an earlier name", url.host_port);
             self.schedule_retry(now);
             return;
         }
-        self.resolver.last += 1;
-        let lookup = self.resolver.last;
-        let sender = self.resolver.sender.clone();
-        let waker = Arc::clone(&self.resolver.waker);
-        let host_port = url.host_port.clone();
-        let started = std::thread::Builder::new()
-            .name("msgbus-resolve".into())
-            .spawn(move || {
-                let addrs = host_port.to_socket_addrs().map(Iterator::collect);
-                let _ = sender.send((lookup, addrs));
-                let _ = waker.wake();
-            });
-        match started {
-            Ok(_) => {
-                self.resolver.running += 1;
+        match self.resolver.start(url.host_port.clone()) {
+            Ok(lookup) => {
                 self.state = State::Resolving { lookup, since: now };
             }
             Err(e) => {
@@ -451,8 +417,7 @@ impl Cluster {
     /// A name lookup was answered (the reactor's waker fired): connect to one of the
     /// addresses, a different one on each attempt, or try again later.
     pub fn on_resolved(&mut self, registry: &Registry, token: Token, now: Instant) {
-        while let Ok((lookup, answer)) = self.resolver.answers.try_recv() {
-            self.resolver.running = self.resolver.running.saturating_sub(1);
+        while let Some((lookup, answer)) = self.resolver.take() {
             if !matches!(self.state, State::Resolving { lookup: l, .. } if l == lookup) {
                 continue; // given up on already
             }
