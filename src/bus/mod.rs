@@ -889,20 +889,26 @@ impl Bus {
         let name = topic.name();
         // The channels it reads: one, or those under the prefix, found in the sorted index of
         // public names (O(log n) and the matches, not a walk of every channel).
-        let indices: Vec<usize> = if topic.is_subtree() {
+        // One channel needs no list of them: a re-poll replays on every message.
+        let under_prefix: Vec<usize>;
+        let one: Option<usize>;
+        let indices: &[usize] = if topic.is_subtree() {
             use std::ops::Bound;
-            self.names
+            under_prefix = self
+                .names
                 .range::<str, _>((Bound::Included(name), Bound::Unbounded))
                 .take_while(|n| n.starts_with(name))
                 .filter_map(|n| self.by_name.get(n).copied())
-                .collect()
+                .collect();
+            &under_prefix
         } else {
-            self.by_name.get(name).copied().into_iter().collect()
+            one = self.by_name.get(name).copied();
+            one.as_slice()
         };
         let mut replay = Replay::default();
         let mut forgotten_upto = 0;
         let mut oldest_retained = None::<u64>;
-        for index in indices {
+        for &index in indices {
             self.expire_in(index, now);
             let channel = &self.channels[index];
             forgotten_upto = forgotten_upto.max(channel.forgotten_upto);

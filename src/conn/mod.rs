@@ -4,6 +4,7 @@
 //! does no I/O, so the fuzz target drives the same code the server does. It never touches
 //! another connection: a publish is handed back to the reactor as `Next::Publish`.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -710,16 +711,22 @@ impl Conn {
             .and_then(|origin| ctx.cfg.allowed_origin(origin))
             .map(Into::into);
         let (raw_path, raw_query) = split_target(&request.target);
-        let Some(path) = percent_decode(raw_path.as_bytes(), false) else {
-            return Some(self.fail(
-                minor,
-                Status::BAD_REQUEST,
-                "bad percent-encoding in path",
-                &[],
-            ));
-        };
-        let Ok(path) = String::from_utf8(path) else {
-            return Some(self.fail(minor, Status::BAD_REQUEST, "path is not UTF-8", &[]));
+        // A path with no escapes is used as it is: no copy.
+        let path: Cow<str> = if raw_path.contains('%') {
+            let Some(path) = percent_decode(raw_path.as_bytes(), false) else {
+                return Some(self.fail(
+                    minor,
+                    Status::BAD_REQUEST,
+                    "bad percent-encoding in path",
+                    &[],
+                ));
+            };
+            let Ok(path) = String::from_utf8(path) else {
+                return Some(self.fail(minor, Status::BAD_REQUEST, "path is not UTF-8", &[]));
+            };
+            Cow::Owned(path)
+        } else {
+            Cow::Borrowed(raw_path)
         };
         let door_request = DoorRequest {
             request: &request,
@@ -858,7 +865,7 @@ impl Conn {
                     "Access-Control-Allow-Headers",
                     "Authorization, Content-Type, Last-Event-ID, Msgbus-Key, Msgbus-Event",
                 )
-                .header("Access-Control-Max-Age", 86400);
+                .header("Access-Control-Max-Age", 86400u32);
         }
         let head = head.finish(reply.minor_version, reply.keep_alive);
         self.answer(head, reply.keep_alive);
@@ -1694,12 +1701,12 @@ impl Conn {
             callback: poll.callback.as_deref(),
             extra_headers: &extra,
         };
-        for piece in answer.encode(frames, cursor, missed) {
-            match piece {
-                longpoll::Piece::Own(bytes) => self.outq.push_own(bytes),
-                longpoll::Piece::Shared(frame) => self.outq.push_pinned(frame),
-            }
-        }
+        let outq = &mut self.outq;
+        answer.encode(frames, cursor, missed, |piece| match piece {
+            longpoll::Piece::Own(bytes) => outq.push_own(bytes),
+            longpoll::Piece::Shared(frame) => outq.push_pinned(frame),
+            longpoll::Piece::Comma => outq.push_small(b","),
+        });
         self.poll_done = true;
         self.log_access(200, frames.iter().map(|f| f.len()).sum());
         self.phase = if poll.reply.keep_alive {
@@ -1861,11 +1868,8 @@ fn bus_error_status(e: BusError) -> Status {
 fn request_client(peer: Peer, request: &Request, cfg: &Config) -> Peer {
     match &cfg.trusted_proxy {
         Some(trusted) if peer.is_trusted_proxy(trusted) => {
-            let headers = request
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()));
-            proxy::forwarded_client(headers, |ip| trusted.trusts_ip(ip)).map_or(peer, Peer::Tcp)
+            proxy::forwarded_client(request.headers(), |ip| trusted.trusts_ip(ip))
+                .map_or(peer, Peer::Tcp)
         }
         _ => peer,
     }

@@ -1,6 +1,7 @@
 //! Request targets: splitting path from query, percent-decoding, and the query's `key=value`
 //! pairs. No I/O here.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Splits a request target into its path and its query (without the `?`); a fragment, which a
@@ -93,14 +94,15 @@ impl fmt::Display for QueryError {
 impl std::error::Error for QueryError {}
 
 /// The decoded `key=value` pairs of a query string, in order; a key without `=` has an empty
-/// value.
+/// value. A component with nothing to decode is borrowed from the request: a long-poll's
+/// `since=123` is read on every message it receives.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Query {
-    pairs: Vec<(String, String)>,
+pub struct Query<'a> {
+    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
-impl Query {
-    pub fn parse(raw: &str) -> Result<Query, QueryError> {
+impl<'a> Query<'a> {
+    pub fn parse(raw: &'a str) -> Result<Query<'a>, QueryError> {
         let mut pairs = Vec::new();
         for part in raw.split('&').filter(|part| !part.is_empty()) {
             let (key, value) = part.split_once('=').unwrap_or((part, ""));
@@ -114,7 +116,7 @@ impl Query {
         self.pairs
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     /// Every value given for `key`, in order.
@@ -122,10 +124,10 @@ impl Query {
         self.pairs
             .iter()
             .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
-    pub fn pairs(&self) -> &[(String, String)] {
+    pub fn pairs(&self) -> &[(Cow<'a, str>, Cow<'a, str>)] {
         &self.pairs
     }
 
@@ -134,14 +136,16 @@ impl Query {
     }
 }
 
-fn decode_component(raw: &str) -> Result<String, QueryError> {
-    // Most components have nothing to decode (`since=123`): copied as they are, without the
+fn decode_component(raw: &str) -> Result<Cow<'_, str>, QueryError> {
+    // Most components have nothing to decode (`since=123`): borrowed as they are, without the
     // byte-by-byte decode and the UTF-8 check a `&str` has passed already.
     if !raw.bytes().any(|b| b == b'%' || b == b'+') {
-        return Ok(raw.to_string());
+        return Ok(Cow::Borrowed(raw));
     }
     let bytes = percent_decode(raw.as_bytes(), true).ok_or(QueryError)?;
-    String::from_utf8(bytes).map_err(|_| QueryError)
+    String::from_utf8(bytes)
+        .map(Cow::Owned)
+        .map_err(|_| QueryError)
 }
 
 #[cfg(test)]

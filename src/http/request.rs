@@ -58,27 +58,42 @@ pub struct Request {
     pub method: Method,
     pub target: String,
     pub minor_version: u8,
-    /// Names lowercased; values as sent (non-UTF-8 bytes replaced).
-    pub headers: Vec<(String, String)>,
+    /// The header fields, names lowercased and values as sent (non-UTF-8 bytes replaced), end
+    /// to end in one string: a request costs the same few allocations whatever its fields
+    /// (a long-poll sends one request per message it receives).
+    fields: String,
+    /// Where each field's name ends, then its value; a name starts where the previous value
+    /// ends.
+    spans: Vec<(u32, u32)>,
     pub keep_alive: bool,
     pub body: BodyFraming,
     pub expect_continue: bool,
 }
 
 impl Request {
+    /// The header fields in order, as (lowercase name, value).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
+        let mut start = 0;
+        self.spans.iter().map(move |&(name_end, value_end)| {
+            let (name_end, value_end) = (name_end as usize, value_end as usize);
+            let field = (
+                &self.fields[start..name_end],
+                &self.fields[name_end..value_end],
+            );
+            start = value_end;
+            field
+        })
+    }
+
     /// The first value of header `name` (lowercase).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// Whether a comma-separated header contains `token` (case-insensitive).
     pub fn header_has_token(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
+        self.headers()
+            .filter(|(n, _)| *n == name)
             .flat_map(|(_, v)| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
@@ -167,21 +182,25 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: usize) -> Result<Parsed
         return Err(RequestError::Malformed("bad request target"));
     }
     let minor_version = raw.version.unwrap_or(0);
-    let headers: Vec<(String, String)> = raw
+    let size: usize = raw
         .headers
         .iter()
-        .map(|h| {
-            (
-                h.name.to_ascii_lowercase(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect();
+        .map(|h| h.name.len() + h.value.len())
+        .sum();
+    let mut fields = String::with_capacity(size);
+    let mut spans = Vec::with_capacity(raw.headers.len());
+    for h in raw.headers.iter() {
+        fields.extend(h.name.chars().map(|c| c.to_ascii_lowercase()));
+        let name_end = fields.len() as u32;
+        fields.push_str(&String::from_utf8_lossy(h.value));
+        spans.push((name_end, fields.len() as u32));
+    }
     let mut request = Request {
         method,
         target: absolute_path(target).to_string(),
         minor_version,
-        headers,
+        fields,
+        spans,
         keep_alive: false,
         body: BodyFraming::None,
         expect_continue: false,
@@ -190,7 +209,7 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: usize) -> Result<Parsed
         return Err(RequestError::Malformed("missing Host header"));
     }
     // Two Hosts let a proxy and this server route one request differently (RFC 9112 3.2).
-    if request.headers.iter().filter(|(n, _)| n == "host").count() > 1 {
+    if request.headers().filter(|(n, _)| *n == "host").count() > 1 {
         return Err(RequestError::Malformed("duplicate Host header"));
     }
     request.body = body_framing(&request, max_body)?;
@@ -257,17 +276,13 @@ fn body_framing(request: &Request, max_body: usize) -> Result<BodyFraming, Reque
         return Err(RequestError::Malformed("Transfer-Encoding on HTTP/1.0"));
     }
     let transfer_codings: Vec<&str> = request
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "transfer-encoding")
+        .headers()
+        .filter(|(n, _)| *n == "transfer-encoding")
         .flat_map(|(_, v)| v.split(','))
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .collect();
-    let mut lengths = request
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "content-length");
+    let mut lengths = request.headers().filter(|(n, _)| *n == "content-length");
     if !transfer_codings.is_empty() {
         if lengths.next().is_some() {
             // Both framings at once is how requests get smuggled past proxies: refuse.

@@ -1,7 +1,6 @@
 //! Response heads and the short error responses, as bytes ready to queue.
 
 use std::cell::Cell;
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n`: an IMF-fixdate always has 29 characters.
@@ -97,7 +96,8 @@ impl Status {
     }
 }
 
-/// Builds a response head line by line.
+/// Builds a response head line by line. Written byte by byte, not through `fmt`: a long-poll
+/// builds one head per message delivered, and formatting was most of that work.
 pub struct Head {
     buf: Vec<u8>,
 }
@@ -106,19 +106,24 @@ impl Head {
     /// The status line in the client's HTTP version, `Server: msgbus` and `Date`.
     pub fn new(minor_version: u8, status: Status) -> Head {
         let mut buf = Vec::with_capacity(256);
-        let _ = write!(
-            buf,
-            "HTTP/1.{} {} {}\r\n",
-            minor_version.min(1),
-            status.0,
-            status.1
-        );
+        buf.extend_from_slice(if minor_version >= 1 {
+            b"HTTP/1.1 "
+        } else {
+            b"HTTP/1.0 "
+        });
+        write_decimal(&mut buf, u64::from(status.0));
+        buf.push(b' ');
+        buf.extend_from_slice(status.1.as_bytes());
+        buf.extend_from_slice(b"\r\n");
         write_server_and_date(&mut buf);
         Head { buf }
     }
 
-    pub fn header(mut self, name: &str, value: impl std::fmt::Display) -> Head {
-        let _ = write!(self.buf, "{name}: {value}\r\n");
+    pub fn header(mut self, name: &str, value: impl HeaderValue) -> Head {
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.extend_from_slice(b": ");
+        value.write_to(&mut self.buf);
+        self.buf.extend_from_slice(b"\r\n");
         self
     }
 
@@ -133,6 +138,63 @@ impl Head {
         self.buf.extend_from_slice(b"\r\n");
         self.buf
     }
+}
+
+/// A header's value: text as it is, a number in decimal.
+pub trait HeaderValue {
+    fn write_to(&self, out: &mut Vec<u8>);
+}
+
+impl HeaderValue for &str {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+impl HeaderValue for &&str {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+impl HeaderValue for String {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+impl HeaderValue for &String {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+macro_rules! decimal_header_values {
+    ($($t:ty),*) => {$(
+        impl HeaderValue for $t {
+            fn write_to(&self, out: &mut Vec<u8>) {
+                write_decimal(out, *self as u64);
+            }
+        }
+    )*};
+}
+
+// Unsigned only: no header value here is negative.
+decimal_header_values!(u16, u32, u64, usize);
+
+/// Appends `n` in decimal.
+pub fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// A whole response whose body is `reason` on one line of plain text.
@@ -194,6 +256,33 @@ mod tests {
             let got = plain(*minor, *status, "not found", &[], *keep_alive, *head_only);
             assert_eq!(String::from_utf8(got).unwrap(), *want);
         }
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [
+            0,
+            7,
+            10,
+            99,
+            100,
+            65_535,
+            1_796_100_440_183_155_611,
+            u64::MAX,
+        ] {
+            let mut out = b"x".to_vec();
+            write_decimal(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("x{n}"));
+        }
+        let head = Head::new(0, Status(599, "Odd"))
+            .header("A", 0usize)
+            .header("B", u16::MAX)
+            .header("C", "text")
+            .header("D", &String::from("owned"))
+            .finish(0, false);
+        let want =
+            "HTTP/1.0 599 Odd\r\nServer: msgbus\r\nA: 0\r\nB: 65535\r\nC: text\r\nD: owned\r\n\r\n";
+        assert_eq!(String::from_utf8(head).unwrap(), want);
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub enum RouteError {
 /// Maps a decoded path to a resource. A list of more than `max_names` names is refused
 /// before any name is looked at, so a long head costs one scan for commas, and the duplicate
 /// check is one hash lookup per name.
+/// Up to this many names in one path, repeats are found by comparing each with the others.
+const FEW_NAMES: usize = 8;
+
 pub fn route(path: &str, max_names: usize) -> Result<Resource, RouteError> {
     if let Some(names) = path.strip_prefix(MSGBUS_PREFIX) {
         if names.is_empty() {
@@ -60,16 +63,23 @@ pub fn route(path: &str, max_names: usize) -> Result<Resource, RouteError> {
                 subtree: true,
             }]));
         }
-        if memchr::memchr_iter(b',', names.as_bytes()).count() >= max_names {
+        let count = memchr::memchr_iter(b',', names.as_bytes()).count() + 1;
+        if count > max_names {
             return Err(RouteError::TooManyChannels);
         }
         if names.chars().any(char::is_control) {
             return Err(RouteError::BadChannelName);
         }
-        let mut topics = Vec::new();
-        let mut seen = HashSet::new();
+        let mut topics: Vec<Topic> = Vec::with_capacity(count);
+        // Repeated names: found by comparison while there are few (the usual single name
+        // needs no set, so no allocation), by a set past that.
+        let mut seen = (count > FEW_NAMES).then(HashSet::new);
         for name in names.split(',') {
-            if name.is_empty() || !seen.insert(name) {
+            let repeated = match seen.as_mut() {
+                Some(seen) => !seen.insert(name),
+                None => topics.iter().any(|topic| topic.name == name),
+            };
+            if name.is_empty() || repeated {
                 return Err(RouteError::BadChannelName);
             }
             topics.push(Topic {
@@ -182,6 +192,26 @@ mod tests {
         ];
         for (path, want) in cases {
             assert_eq!(&route(path, 64), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn repeats_are_found_with_few_names_and_with_many() {
+        for count in [2, FEW_NAMES, FEW_NAMES + 1, 100] {
+            let mut names: Vec<String> = (0..count).map(|i| format!("c{i}")).collect();
+            let path = format!("/msgbus/{}", names.join(","));
+            match route(&path, 1000) {
+                Ok(Resource::Topics(topics)) => assert_eq!(topics.len(), count),
+                other => panic!("{count}: {other:?}"),
+            }
+            // The last name repeats the first: compared across the whole list.
+            names[count - 1] = "c0".into();
+            let path = format!("/msgbus/{}", names.join(","));
+            assert_eq!(
+                route(&path, 1000),
+                Err(RouteError::BadChannelName),
+                "{count}"
+            );
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use crate::http::response::{Head, Status};
+use crate::http::response::{write_decimal, Head, Status};
 use crate::message::Missed;
 use crate::transport::json;
 
@@ -13,6 +13,8 @@ use crate::transport::json;
 pub enum Piece {
     Own(Vec<u8>),
     Shared(Rc<[u8]>),
+    /// The comma between two messages.
+    Comma,
 }
 
 /// How to answer one poll.
@@ -25,24 +27,35 @@ pub struct PollAnswer<'a> {
     pub extra_headers: &'a [(&'a str, &'a str)],
 }
 
+const OPEN: &[u8] = b"{\"messages\":[";
+
 impl PollAnswer<'_> {
-    /// The answer with `frames` (JSON objects, oldest first); `cursor` is what the client sends
-    /// as `since` next time.
-    pub fn encode(&self, frames: &[Rc<[u8]>], cursor: u64, missed: Option<Missed>) -> Vec<Piece> {
-        let (open, close) = match self.callback {
-            Some(callback) => (format!("{callback}({{\"messages\":["), ");\n"),
-            None => ("{\"messages\":[".to_string(), "\n"),
-        };
-        let mut tail = format!("],\"cursor\":{cursor}");
+    /// The answer with `frames` (JSON objects, oldest first), piece by piece to `push`;
+    /// `cursor` is what the client sends as `since` next time. Two buffers of its own (head
+    /// with the opening, and the closing), whatever the number of frames: one is written per
+    /// message delivered, so nothing here goes through `fmt`.
+    pub fn encode(
+        &self,
+        frames: &[Rc<[u8]>],
+        cursor: u64,
+        missed: Option<Missed>,
+        mut push: impl FnMut(Piece),
+    ) {
+        let mut tail = Vec::with_capacity(64);
+        tail.extend_from_slice(b"],\"cursor\":");
+        write_decimal(&mut tail, cursor);
         if let Some(missed) = missed {
-            tail.push_str(",\"missed\":");
-            tail.push_str(&json::encode_missed(missed));
+            tail.extend_from_slice(b",\"missed\":");
+            tail.extend_from_slice(json::encode_missed(missed).as_bytes());
         }
-        tail.push('}');
-        tail.push_str(close);
+        tail.push(b'}');
+        tail.extend_from_slice(match self.callback {
+            Some(_) => b");\n",
+            None => b"\n",
+        });
+        let open_len = OPEN.len() + self.callback.map_or(0, |name| name.len() + 1);
         let commas = frames.len().saturating_sub(1);
-        let length =
-            open.len() + frames.iter().map(|f| f.len()).sum::<usize>() + commas + tail.len();
+        let length = open_len + frames.iter().map(|f| f.len()).sum::<usize>() + commas + tail.len();
         let content_type = if self.callback.is_some() {
             "application/javascript"
         } else {
@@ -57,18 +70,21 @@ impl PollAnswer<'_> {
         }
         let mut first = head.finish(self.minor_version, self.keep_alive);
         if self.head_only {
-            return vec![Piece::Own(first)];
+            return push(Piece::Own(first));
         }
-        first.extend_from_slice(open.as_bytes());
-        let mut pieces = vec![Piece::Own(first)];
+        if let Some(name) = self.callback {
+            first.extend_from_slice(name.as_bytes());
+            first.push(b'(');
+        }
+        first.extend_from_slice(OPEN);
+        push(Piece::Own(first));
         for (i, frame) in frames.iter().enumerate() {
             if i > 0 {
-                pieces.push(Piece::Own(b",".to_vec()));
+                push(Piece::Comma);
             }
-            pieces.push(Piece::Shared(frame.clone()));
+            push(Piece::Shared(frame.clone()));
         }
-        pieces.push(Piece::Own(tail.into_bytes()));
-        pieces
+        push(Piece::Own(tail));
     }
 }
 
@@ -76,14 +92,18 @@ impl PollAnswer<'_> {
 mod tests {
     use super::*;
 
-    fn flatten(pieces: Vec<Piece>) -> String {
-        let bytes: Vec<u8> = pieces
-            .into_iter()
-            .flat_map(|p| match p {
-                Piece::Own(v) => v,
-                Piece::Shared(f) => f.to_vec(),
-            })
-            .collect();
+    fn flatten(
+        answer: &PollAnswer,
+        frames: &[Rc<[u8]>],
+        cursor: u64,
+        missed: Option<Missed>,
+    ) -> String {
+        let mut bytes = Vec::new();
+        answer.encode(frames, cursor, missed, |piece| match piece {
+            Piece::Own(v) => bytes.extend_from_slice(&v),
+            Piece::Shared(f) => bytes.extend_from_slice(&f),
+            Piece::Comma => bytes.push(b','),
+        });
         String::from_utf8(bytes).unwrap()
     }
 
@@ -106,13 +126,13 @@ mod tests {
             "HTTP/1.1 200 OK\r\nServer: msgbus\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n\r\n{body}",
             body.len()
         );
-        assert_eq!(flatten(answer(None).encode(&frames, 6, None)), want);
+        assert_eq!(flatten(&answer(None), &frames, 6, None), want);
 
         let missed = Some(Missed {
             after: 1,
             oldest: 5,
         });
-        let got = flatten(answer(Some("cb")).encode(&[], 9, missed));
+        let got = flatten(&answer(Some("cb")), &[], 9, missed);
         let body = "cb({\"messages\":[],\"cursor\":9,\"missed\":{\"after\":1,\"oldest\":5}});\n";
         assert!(
             got.ends_with(&format!(

@@ -392,7 +392,7 @@ fn processor_frame(
 fn answer_post(session: &mut Conn, reply: Reply, outcome: Result<(), crate::conn::Refused>) {
     let answer = match outcome {
         Ok(()) => Head::new(reply.minor_version, Status::OK)
-            .header("Content-Length", 0)
+            .header("Content-Length", 0usize)
             .finish(reply.minor_version, reply.keep_alive),
         Err(e) => response::plain(
             reply.minor_version,
