@@ -798,8 +798,8 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Reads until WouldBlock (or READS_PER_EVENT); each read is prefixed with the previous
-    /// read's unfinished marker and scanned for markers.
+    /// Reads until a short read or WouldBlock (or READS_PER_EVENT); each read is prefixed with
+    /// the previous read's unfinished marker and scanned for markers.
     fn read_subscriber(&mut self, i: usize) {
         for _ in 0..READS_PER_EVENT {
             let sub = &mut self.subs[i];
@@ -821,6 +821,10 @@ impl<'a> Runner<'a> {
                     return;
                 }
             };
+            // A read that did not fill the buffer drained the socket: edge-triggered readiness
+            // reports whatever arrives after it (bytes or the end), so asking again would only
+            // cost a second system call that says EAGAIN. The floor's reader reads once too.
+            let drained = tl + n < self.buf.len();
             let now = Instant::now();
             if matches!(sub.phase, Phase::ReadingHead) {
                 sub.head.extend_from_slice(&self.buf[tl..tl + n]);
@@ -852,6 +856,9 @@ impl<'a> Runner<'a> {
                     marker::scan(data, |seq, t| ctx.on_marker(seq, t))
                 };
                 sub.tail.set(&self.buf[keep..tl + n]);
+            }
+            if drained {
+                return;
             }
         }
         self.again.push(i);
