@@ -367,6 +367,51 @@ fn a_full_disk_refuses_publishes_with_507_loses_nothing_and_recovers() {
 }
 
 #[test]
+fn a_compaction_the_disk_refused_is_tried_again_once_there_is_room() {
+    let dir = TempDir::new("compact-full");
+    if !mount_tmpfs(&dir, "2m") {
+        println!("SKIPPED: cannot mount a tmpfs here (needs root): the test did not run");
+        return;
+    }
+    let _unmount = Unmount(&dir);
+    // Five messages of 100 KiB kept: a compaction is due once the log passes about 1.6 MB,
+    // and it needs about 0.5 MB more than the 2 MB disk then has.
+    let server = start(&dir, &["--history", "5", "--segment-size", "65536"]);
+    let body = vec![b'c'; 100 * 1024];
+    for _ in 0..40 {
+        if !server
+            .publish("c", "text/plain", &body)
+            .starts_with("HTTP/1.1 204")
+        {
+            break;
+        }
+    }
+    server.wait_for_log("log compaction not done", 1);
+    let grown = std::process::Command::new("mount")
+        .args(["-o", "remount,size=16m", dir.arg()])
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    // Writing resumes by itself; the compaction is tried again and now goes through, so the
+    // directory goes back to a small multiple of what is kept.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server
+        .publish("c", "text/plain", &body)
+        .starts_with("HTTP/1.1 204")
+    {
+        assert!(Instant::now() < deadline, "publishes still refused");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.wait_for_log("log compacted", 1);
+    let du: u64 = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(du < 4 * 6 * 100 * 1024, "{du} bytes in the data directory");
+    assert_eq!(history(&server, "c", 0).len(), 5);
+}
+
+#[test]
 fn pipelined_answers_leave_in_order_behind_held_publishes() {
     let dir = TempDir::new("order");
     let server = start(&dir, &[]);

@@ -32,6 +32,9 @@ use writer::{Compaction, Done, Job, Writer};
 
 /// After the disk failed, a write is tried again this often.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// After a compaction was not done, the next is not tried before this: one that failed for
+/// want of space would otherwise be tried again every turn.
+const COMPACT_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// The log is compacted once it holds more than this many times what the histories keep
 /// (plus a segment): so the directory stays within a small factor of what is kept.
 const COMPACT_FACTOR: u64 = 3;
@@ -101,6 +104,8 @@ pub struct Log {
     doors: segment::DoorTable,
     disk_bytes: u64,
     compacting: bool,
+    /// No compaction before this, after one was not done.
+    compact_after: Option<Instant>,
     jobs: Option<Sender<Job>>,
     done: Receiver<Done>,
     thread: Option<JoinHandle<()>>,
@@ -236,6 +241,7 @@ impl Log {
             doors,
             disk_bytes: older_bytes + len,
             compacting: false,
+            compact_after: None,
             jobs: Some(jobs),
             done,
             thread: Some(thread),
@@ -369,6 +375,11 @@ impl Store for Log {
                 Done::Compacted { disk_bytes } => {
                     self.disk_bytes = disk_bytes;
                     self.compacting = false;
+                    self.compact_after = None;
+                }
+                Done::NotCompacted => {
+                    self.compacting = false;
+                    self.compact_after = Some(Instant::now() + COMPACT_RETRY_INTERVAL);
                 }
             }
         }
@@ -399,6 +410,7 @@ impl Store for Log {
     fn wants_compaction(&self, live_bytes: usize) -> bool {
         !self.compacting
             && self.failed.is_none()
+            && self.compact_after.is_none_or(|at| Instant::now() >= at)
             && self.disk_bytes > COMPACT_FACTOR * live_bytes as u64 + self.segment_size
     }
 

@@ -59,6 +59,9 @@ pub enum Done {
     Compacted {
         disk_bytes: u64,
     },
+    /// A compaction was not done (the disk failed it, or writing had failed before it): the
+    /// log is as it was, and a later one may try again.
+    NotCompacted,
 }
 
 pub struct Writer {
@@ -167,12 +170,17 @@ impl Writer {
                 }
                 Job::Compact(compaction) => {
                     self.append_all(std::mem::take(&mut appends), results);
-                    if !self.failed {
-                        match self.compact(*compaction) {
-                            Ok(()) => results.push(Done::Compacted {
-                                disk_bytes: self.disk_bytes(),
-                            }),
-                            Err(e) => warn!("log compaction not done: {e}"),
+                    if self.failed {
+                        results.push(Done::NotCompacted);
+                        continue;
+                    }
+                    match self.compact(*compaction) {
+                        Ok(()) => results.push(Done::Compacted {
+                            disk_bytes: self.disk_bytes(),
+                        }),
+                        Err(e) => {
+                            warn!("log compaction not done: {e}");
+                            results.push(Done::NotCompacted);
                         }
                     }
                 }
