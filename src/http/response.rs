@@ -278,7 +278,7 @@ mod tests {
             .header("A", 0usize)
             .header("B", u16::MAX)
             .header("C", "text")
-            .header("D", &String::from("owned"))
+            .header("D", String::from("owned"))
             .finish(0, false);
         let want =
             "HTTP/1.0 599 Odd\r\nServer: msgbus\r\nA: 0\r\nB: 65535\r\nC: text\r\nD: owned\r\n\r\n";
