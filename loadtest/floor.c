@@ -5,7 +5,9 @@
  * The writer (this process) listens, a forked reader connects N sockets and drains them with
  * epoll, checking that every byte arrives. Then M rounds: in each, every socket gets one writev.
  * Printed: the writer's CPU (user + system, getrusage) per delivery and its wall time per round,
- * which is the floor for "time to the last of N subscribers" of one message.
+ * which is the floor for "time to the last of N subscribers" of one message: the mean, and the
+ * median and 99th percentile of the rounds (the first rounds pay for the sockets' first
+ * buffers, as a server's first messages do).
  *
  *   cc -O2 -o /tmp/msgbus-floor loadtest/floor.c
  *   /tmp/msgbus-floor -n 1000 -m 1000 -s 128 -k 1
@@ -37,6 +39,19 @@ static double wall_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile of `count` sorted values (nearest rank). */
+static double percentile(const double *sorted, int count, double q) {
+    int rank = (int)(q * count + 0.999999);
+    if (rank < 1) rank = 1;
+    if (rank > count) rank = count;
+    return sorted[rank - 1];
 }
 
 static void die(const char *what) {
@@ -124,8 +139,10 @@ int main(int argc, char **argv) {
         iov[3 * j + 2] = (struct iovec){"\r\n", 2};
     }
     long long calls = 0;
+    double *round_ms = malloc((m / k) * sizeof *round_ms);
     double cpu0 = cpu_seconds(), wall0 = wall_seconds();
     for (int round = 0; round < m / k; round++) {
+        double round0 = wall_seconds();
         for (int i = 0; i < n; i++) {
             long long want = per_message * k, sent = 0;
             struct iovec *v = iov;
@@ -155,14 +172,18 @@ int main(int argc, char **argv) {
                 count = c;
             }
         }
+        round_ms[round] = (wall_seconds() - round0) * 1e3 / k;
     }
     double cpu = cpu_seconds() - cpu0, wall = wall_seconds() - wall0;
+    qsort(round_ms, m / k, sizeof *round_ms, by_value);
     int status = 0;
     waitpid(reader, &status, 0);
     int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     double deliveries = (double)n * m;
     printf("n=%d m=%d size=%d k=%d calls=%lld writer_cpu=%.3fs wall=%.3fs "
-           "cpu_us_per_delivery=%.3f wall_ms_per_message=%.3f reader_ok=%d\n",
-           n, m, size, k, calls, cpu, wall, cpu * 1e6 / deliveries, wall * 1e3 / (m / k) / k, ok);
+           "cpu_us_per_delivery=%.3f wall_ms_per_message=%.3f wall_ms_p50=%.3f wall_ms_p99=%.3f "
+           "reader_ok=%d\n",
+           n, m, size, k, calls, cpu, wall, cpu * 1e6 / deliveries, wall * 1e3 / (m / k) / k,
+           percentile(round_ms, m / k, 0.50), percentile(round_ms, m / k, 0.99), ok);
     return ok ? 0 : 1;
 }
