@@ -72,6 +72,8 @@ and memory.
   --json                  print one JSON object instead of the report
   --plot FILE.svg         draw latency percentiles (p50, p90, p99) and deliveries per second,
                           one point a second, into FILE.svg
+  --per-message FILE      one line per message into FILE: its seq, the time to its last
+                          subscriber in ms, and how many subscribers had it
   -h, --help              this text
 
 While stderr is a terminal, a progress line is redrawn there each second.
@@ -153,6 +155,8 @@ pub struct Config {
     pub json: bool,
     /// --plot: where the SVG goes.
     pub plot: Option<PathBuf>,
+    /// --per-message: where each message's time to its last subscriber goes.
+    pub per_message: Option<PathBuf>,
 }
 
 pub enum Command {
@@ -240,6 +244,7 @@ impl Config {
             quiet: DEFAULT_QUIET,
             json: false,
             plot: None,
+            per_message: None,
         };
         while let Some(arg) = p.next()? {
             match arg {
@@ -312,6 +317,7 @@ impl Config {
                 }
                 Long("json") => cfg.json = true,
                 Long("plot") => cfg.plot = Some(p.value()?.into()),
+                Long("per-message") => cfg.per_message = Some(p.value()?.into()),
                 Short('h') | Long("help") => return Ok(Command::Help),
                 _ => return Err(arg.unexpected().into()),
             }
@@ -462,6 +468,9 @@ mod tests {
             }),
             (&["--publishers", "16", "--pipeline", "8"], |c| {
                 c.publishers == 16 && c.pipeline == 8
+            }),
+            (&["--per-message", "/tmp/m.txt"], |c| {
+                c.per_message.as_deref() == Some(std::path::Path::new("/tmp/m.txt"))
             }),
             (&["--plot", "/tmp/p.svg"], |c| {
                 c.plot.as_deref() == Some(std::path::Path::new("/tmp/p.svg"))

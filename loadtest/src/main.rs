@@ -51,6 +51,13 @@ fn main() -> ExitCode {
             return usage_error(&format!("--plot {path}: {e}"));
         }
     };
+    let mut per_message_file = match cfg.per_message.as_ref().map(File::create).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            let path = cfg.per_message.as_ref().expect("a path").display();
+            return usage_error(&format!("--per-message {path}: {e}"));
+        }
+    };
     let origin = Instant::now();
     let outcome = match run::Runner::new(&cfg, origin) {
         Ok(r) => r.run(),
@@ -71,6 +78,17 @@ fn main() -> ExitCode {
         if let Err(e) = file.write_all(svg.as_bytes()) {
             let path = cfg.plot.as_ref().expect("a path").display();
             eprintln!("msgbus-load: error: --plot {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(file) = per_message_file.as_mut() {
+        let mut text = String::from("seq to_last_ms subscribers\n");
+        for (seq, to_last_ns, subscribers) in outcome.deliveries.per_message() {
+            text += &format!("{seq} {:.3} {subscribers}\n", to_last_ns as f64 / 1e6);
+        }
+        if let Err(e) = file.write_all(text.as_bytes()) {
+            let path = cfg.per_message.as_ref().expect("a path").display();
+            eprintln!("msgbus-load: error: --per-message {path}: {e}");
             return ExitCode::FAILURE;
         }
     }

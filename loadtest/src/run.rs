@@ -1200,6 +1200,19 @@ struct MarkerCtx<'s> {
     now_ns: u64,
 }
 
+impl Deliveries {
+    /// Per message that reached anyone, in order: (seq, time to its last subscriber in ns,
+    /// subscribers that had it).
+    pub fn per_message(&self) -> impl Iterator<Item = (usize, u64, u32)> + '_ {
+        self.per_seq
+            .iter()
+            .zip(&self.to_last)
+            .enumerate()
+            .filter(|(_, (&n, _))| n > 0)
+            .map(|(seq, (&n, &t))| (seq, t, n))
+    }
+}
+
 impl MarkerCtx<'_> {
     fn on_marker(&mut self, seq: u64, t_ns: u64) {
         if !self.publishing || seq >= self.published as u64 || t_ns < self.not_before_ns {
