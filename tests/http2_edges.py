@@ -166,6 +166,26 @@ def too_many_streams(port):
     print("RST_STREAM %d on %d" % (int.from_bytes(f[3], "big"), f[2]) if f else "no RST_STREAM")
 
 
+def streams_past_the_connection_limit(port):
+    """Two connections with three held streams each, the server run with --max-connections 5:
+    streams count against that limit too, so the sixth stream in all is refused."""
+    a = Client(port)
+    for i in range(3):
+        a.request(1 + 2 * i, "/msgbus/limit", [("accept", "text/event-stream")])
+    heads = 0
+    while heads < 3:
+        f = a.wait_for(lambda f: f[0] in (HEADERS, RST_STREAM, GOAWAY))
+        if f is None or f[0] != HEADERS:
+            print("first connection: %s" % ("nothing" if f is None else "frame %d" % f[0]))
+            return
+        heads += 1
+    b = Client(port)
+    for i in range(3):
+        b.request(1 + 2 * i, "/msgbus/limit", [("accept", "text/event-stream")])
+    f = b.wait_for(lambda f: f[0] == RST_STREAM)
+    print("RST_STREAM %d on %d" % (int.from_bytes(f[3], "big"), f[2]) if f else "no RST_STREAM")
+
+
 def header_list_too_large(port):
     c = Client(port)
     c.request(1, "/msgbus/big", [("x-big", "v" * 10000)])
@@ -400,6 +420,7 @@ CASES = {
         continuation_flood,
         stream_id_reuse,
         too_many_streams,
+        streams_past_the_connection_limit,
         header_list_too_large,
         zero_window,
         goaway_on_signal,

@@ -84,6 +84,19 @@ fn streams_over_the_concurrency_limit_are_refused_alone() {
 }
 
 #[test]
+fn streams_count_against_the_connection_limit() {
+    let server = Server::start(&["--max-connections", "5"]);
+    // Two connections, then five streams across them; the sixth stream (the second
+    // connection's third, stream 5) is refused alone.
+    assert_eq!(
+        case(&server, "streams_past_the_connection_limit"),
+        "RST_STREAM 7 on 5"
+    );
+    // Counted where a connection over the limit is.
+    assert_eq!(server.counter("connection_limit"), 1);
+}
+
+#[test]
 fn a_header_list_over_max_head_gets_431() {
     let server = Server::start(&["--max-head", "8192"]);
     assert_eq!(

@@ -21,7 +21,7 @@ use crate::conn::{AfterDrain, Conn};
 use crate::h2::streams::StreamMap;
 use crate::h2::{self, bridge, ErrorCode, Event, PREFACE};
 use crate::outq::Front;
-use crate::stats::{Reason, Transport};
+use crate::stats::{Limit, Reason, Transport};
 
 /// What a slab key is to HTTP/2.
 pub(super) enum Link {
@@ -344,6 +344,16 @@ impl Server {
 
     /// A new stream: a session of its own, without a socket, under a new slab key.
     fn h2_open_stream(&mut self, key: usize, req: h2::Request) {
+        // A stream holds a session as a connection does: streams together stay within the
+        // connection limit too, so `--http2-max-streams` on every allowed connection cannot
+        // multiply what the limit was set to bound.
+        if self.h2.streams() >= self.max_connections {
+            if let Some(hc) = self.h2.conn_mut(key) {
+                hc.proto.reset(req.stream, ErrorCode::REFUSED_STREAM);
+            }
+            self.stats.count_limit(Limit::Connections);
+            return;
+        }
         let (peer, client) = (self.conns[key].peer, self.conns[key].client);
         let mut conn = Conn::new(peer, self.now, &self.cfg);
         conn.client = client;
