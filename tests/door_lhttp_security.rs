@@ -293,6 +293,7 @@ fn a_hanging_processor_times_out_and_calls_in_flight_are_bounded() {
         &["--upstream-timeout", "1", "--upstream-connections", "2"],
     );
     let mut ws = open(&server);
+    let sent = std::time::Instant::now();
     send_text(&mut ws, "LHTTP/1.0 chat\r\nk:v\r\n\r\none");
     let held = endpoint.next_call();
     // Its share (half of 2 calls) is taken: the next is refused at once.
@@ -306,6 +307,13 @@ fn a_hanging_processor_times_out_and_calls_in_flight_are_bounded() {
     assert_eq!(
         receive_text(&mut ws),
         error_frame("processor chat: no answer within 1 s")
+    );
+    // At the timeout, not at the once-a-second sweep after it (which made it up to 2 s).
+    let waited = sent.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(1)
+            && waited < std::time::Duration::from_millis(1600),
+        "the timeout came after {waited:?}"
     );
     drop(held);
     // The share is free again.
