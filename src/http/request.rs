@@ -64,7 +64,7 @@ pub struct Request {
     fields: String,
     /// Where each field's name ends, then its value; a name starts where the previous value
     /// ends.
-    spans: Vec<(u32, u32)>,
+    spans: Vec<(usize, usize)>,
     pub keep_alive: bool,
     pub body: BodyFraming,
     pub expect_continue: bool,
@@ -75,7 +75,6 @@ impl Request {
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
         let mut start = 0;
         self.spans.iter().map(move |&(name_end, value_end)| {
-            let (name_end, value_end) = (name_end as usize, value_end as usize);
             let field = (
                 &self.fields[start..name_end],
                 &self.fields[name_end..value_end],
@@ -191,9 +190,9 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: usize) -> Result<Parsed
     let mut spans = Vec::with_capacity(raw.headers.len());
     for h in raw.headers.iter() {
         fields.extend(h.name.chars().map(|c| c.to_ascii_lowercase()));
-        let name_end = fields.len() as u32;
+        let name_end = fields.len();
         fields.push_str(&String::from_utf8_lossy(h.value));
-        spans.push((name_end, fields.len() as u32));
+        spans.push((name_end, fields.len()));
     }
     let mut request = Request {
         method,
