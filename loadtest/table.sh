@@ -263,6 +263,12 @@ echo "- msgbus $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '(
 echo
 
 F1="$WORK/floor-$N1-$M1.txt" F10="$WORK/floor-$N10-$M10.txt"
+# to_last_row TRANSPORT FIELD LABEL FLOOR_MS: a row of the time to the last of N10 subscribers.
+to_last_row() {
+  local m
+  m=$(median "$WORK/${1}10k.json" "$2" 0.000001)
+  echo "| time to the last of $(commas "$N10"), $3 | $(fmt "$m" 1 " ms") | $(fmt "$4" 1 " ms wall") | $(ratio "$m" "$4") |"
+}
 if want 1k || want sse1k || want ws1k || want multipart1k || want longpoll1k || want sse10k || want ws10k || want multipart10k; then
   echo "| one message at a time | msgbus | floor | ratio |"
   echo "|---|---|---|---|"
@@ -283,8 +289,7 @@ if want 1k || want sse1k || want ws1k || want multipart1k || want longpoll1k || 
   done
   for t in sse ws multipart; do
     want "${t}10k" || continue
-    m=$(median "$WORK/${t}10k.json" to_last_p99_ns 0.000001)
-    echo "| time to the last of $(commas "$N10"), p99, $(name $t) | $(fmt "$m" 1 " ms") | $(fmt "$w10" 1 " ms wall") | $(ratio "$m" "$w10") |"
+    to_last_row "$t" to_last_p99_ns "p99, $(name $t)" "$w10"
     logruns "${t}10k, time to the last p99 ms" "$WORK/${t}10k.json" to_last_p99_ns 0.000001 1
   done
   # The same quantiles of the floor's rounds: its mean hides that its first rounds, like a
@@ -293,14 +298,12 @@ if want 1k || want sse1k || want ws1k || want multipart1k || want longpoll1k || 
   w10p99=$(median "$F10" wall_ms_p99)
   for t in sse ws multipart; do
     want "${t}10k" || continue
-    m=$(median "$WORK/${t}10k.json" to_last_p99_ns 0.000001)
-    echo "| time to the last of $(commas "$N10"), p99, $(name $t), against the floor's p99 round | $(fmt "$m" 1 " ms") | $(fmt "$w10p99" 1 " ms wall") | $(ratio "$m" "$w10p99") |"
+    to_last_row "$t" to_last_p99_ns "p99, $(name $t), against the floor's p99 round" "$w10p99"
   done
   # The median message too: on two shared cores the p99 is the one or two slowest of a run.
   for t in sse ws multipart; do
     want "${t}10k" || continue
-    m=$(median "$WORK/${t}10k.json" to_last_p50_ns 0.000001)
-    echo "| time to the last of $(commas "$N10"), p50, $(name $t), against the floor's p50 round | $(fmt "$m" 1 " ms") | $(fmt "$w10p50" 1 " ms wall") | $(ratio "$m" "$w10p50") |"
+    to_last_row "$t" to_last_p50_ns "p50, $(name $t), against the floor's p50 round" "$w10p50"
     logruns "${t}10k, time to the last p50 ms" "$WORK/${t}10k.json" to_last_p50_ns 0.000001 1
   done
   echo

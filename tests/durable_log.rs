@@ -285,6 +285,25 @@ fn mount_tmpfs(dir: &TempDir, size: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// A tmpfs of `size` on `dir` for the test's life, or None where mounting is not permitted
+/// (the test then says it was skipped).
+fn small_disk<'a>(dir: &'a TempDir, size: &str) -> Option<Unmount<'a>> {
+    if !mount_tmpfs(dir, size) {
+        println!("SKIPPED: cannot mount a tmpfs here (needs root): the test did not run");
+        return None;
+    }
+    Some(Unmount(dir))
+}
+
+/// Gives the tmpfs on `dir` room again: 16 MB.
+fn grow_disk(dir: &TempDir) {
+    let grown = std::process::Command::new("mount")
+        .args(["-o", "remount,size=16m", dir.arg()])
+        .status()
+        .unwrap();
+    assert!(grown.success());
+}
+
 struct Unmount<'a>(&'a TempDir);
 
 impl Drop for Unmount<'_> {
@@ -298,11 +317,9 @@ impl Drop for Unmount<'_> {
 #[test]
 fn a_full_disk_refuses_publishes_with_507_loses_nothing_and_recovers() {
     let dir = TempDir::new("full");
-    if !mount_tmpfs(&dir, "2m") {
-        println!("SKIPPED: cannot mount a tmpfs here (needs root): the disk-full test did not run");
+    let Some(_unmount) = small_disk(&dir, "2m") else {
         return;
-    }
-    let _unmount = Unmount(&dir);
+    };
     let server = start(&dir, &["--history", "1000", "--max-queue", "67108864"]);
     let mut sub = server.connect();
     sub.write_all(b"GET /msgbus/full HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
@@ -341,11 +358,7 @@ fn a_full_disk_refuses_publishes_with_507_loses_nothing_and_recovers() {
     let kept: Vec<u64> = history(&server, "full", 0).iter().map(|k| k.0).collect();
     assert_eq!(kept, acked);
     // Space comes back: publishing resumes by itself.
-    let grown = std::process::Command::new("mount")
-        .args(["-o", "remount,size=16m", dir.arg()])
-        .status()
-        .unwrap();
-    assert!(grown.success());
+    grow_disk(&dir);
     let deadline = Instant::now() + Duration::from_secs(10);
     let resumed = loop {
         let answer = server.publish("full", "text/plain", b"back");
@@ -369,11 +382,9 @@ fn a_full_disk_refuses_publishes_with_507_loses_nothing_and_recovers() {
 #[test]
 fn a_compaction_the_disk_refused_is_tried_again_once_there_is_room() {
     let dir = TempDir::new("compact-full");
-    if !mount_tmpfs(&dir, "2m") {
-        println!("SKIPPED: cannot mount a tmpfs here (needs root): the test did not run");
+    let Some(_unmount) = small_disk(&dir, "2m") else {
         return;
-    }
-    let _unmount = Unmount(&dir);
+    };
     // Five messages of 100 KiB kept: a compaction is due once the log passes about 1.6 MB,
     // and it needs about 0.5 MB more than the 2 MB disk then has.
     let server = start(&dir, &["--history", "5", "--segment-size", "65536"]);
@@ -387,11 +398,7 @@ fn a_compaction_the_disk_refused_is_tried_again_once_there_is_room() {
         }
     }
     server.wait_for_log("log compaction not done", 1);
-    let grown = std::process::Command::new("mount")
-        .args(["-o", "remount,size=16m", dir.arg()])
-        .status()
-        .unwrap();
-    assert!(grown.success());
+    grow_disk(&dir);
     // Writing resumes by itself; the compaction is tried again and now goes through, so the
     // directory goes back to a small multiple of what is kept.
     let deadline = Instant::now() + Duration::from_secs(10);
