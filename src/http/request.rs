@@ -156,9 +156,12 @@ pub fn parse_head(buf: &[u8], max_head: usize, max_body: usize) -> Result<Parsed
         .iter()
         .take_while(|&&b| b == b'\r' || b == b'\n')
         .count();
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut raw = httparse::Request::new(&mut headers);
-    let status = raw.parse(&buf[skipped..]).map_err(|e| match e {
+    // Left uninitialised for httparse to fill: 64 empty headers are 2 KiB to zero on every
+    // request, and a long-poll makes one request per message.
+    let mut headers = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut raw = httparse::Request::new(&mut []);
+    let parsed = raw.parse_with_uninit_headers(&buf[skipped..], &mut headers);
+    let status = parsed.map_err(|e| match e {
         httparse::Error::TooManyHeaders => RequestError::HeadTooLarge,
         httparse::Error::Version => RequestError::Malformed("unsupported HTTP version"),
         httparse::Error::HeaderName => RequestError::Malformed("bad header name"),
