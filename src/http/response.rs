@@ -182,17 +182,29 @@ macro_rules! decimal_header_values {
 // Unsigned only: no header value here is negative.
 decimal_header_values!(u16, u32, u64, usize);
 
-/// Appends `n` in decimal.
+/// Appends `n` in decimal, two digits a step: a message id has 16 or more digits, and a
+/// long-poll answer writes one per message delivered.
 pub fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[at] = b'0' + n as u8;
     }
     out.extend_from_slice(&digits[at..]);
 }
@@ -260,16 +272,12 @@ mod tests {
 
     #[test]
     fn numbers_are_written_in_decimal() {
-        for n in [
-            0,
-            7,
-            10,
-            99,
-            100,
-            65_535,
-            1_796_100_440_183_155_611,
-            u64::MAX,
-        ] {
+        let powers = (0..20).flat_map(|p| {
+            let power = 10u64.pow(p);
+            [power - 1, power, power + 1]
+        });
+        let some = [1_796_100_440_183_155_611, u64::MAX - 1, u64::MAX];
+        for n in (0..20_000).chain(powers).chain(some) {
             let mut out = b"x".to_vec();
             write_decimal(&mut out, n);
             assert_eq!(String::from_utf8(out).unwrap(), format!("x{n}"));
