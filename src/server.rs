@@ -500,6 +500,7 @@ impl Server {
         let links = [
             self.cluster.as_ref().and_then(Cluster::deadline),
             self.amqp.as_ref().and_then(Amqp::deadline),
+            self.upstream.as_ref().and_then(Upstream::next_deadline),
         ];
         for deadline in links.into_iter().flatten() {
             timer = timer.min(deadline.saturating_duration_since(self.now));
@@ -1594,6 +1595,11 @@ impl Server {
         }
         if self.bus.store().deadline().is_some_and(|at| self.now >= at) {
             self.bus.store_mut().on_timer(self.now);
+        }
+        if let Some(upstream) = self.upstream.as_mut() {
+            if upstream.next_deadline().is_some_and(|at| self.now >= at) {
+                upstream.expire(self.poll.registry(), self.now);
+            }
         }
         if self.now >= self.next_sweep {
             let freed = self.bus.sweep(self.now, SWEEP_BUDGET);

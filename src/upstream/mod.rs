@@ -385,6 +385,15 @@ impl Upstream {
         }
     }
 
+    /// The earliest deadline of a call, waiting or running: the reactor wakes for it, so a
+    /// call ends at its timeout, not at the once-a-second sweep after it.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        // Waiting calls queue in the order they came, all with the same timeout.
+        let waiting = self.waiting.front().map(|call| call.deadline);
+        let running = self.running.iter().map(|(_, r)| r.call.deadline).min();
+        waiting.into_iter().chain(running).min()
+    }
+
     /// Ends the calls whose deadline passed, waiting or running.
     pub fn expire(&mut self, registry: &Registry, now: Instant) {
         let timeout = self.options.timeout.as_secs_f64();
