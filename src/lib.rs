@@ -19,6 +19,7 @@ pub mod glob;
 pub mod h2;
 pub mod http;
 pub mod io;
+pub mod link;
 pub mod listener;
 pub mod logfile;
 pub mod lookup;

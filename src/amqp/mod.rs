@@ -30,20 +30,17 @@ pub mod codec;
 pub mod event;
 pub mod recent;
 
-use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
+use crate::link::{self, Link, ReadEnd};
 use crate::lookup::Resolver;
 use log::{info, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token, Waker};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore};
-use rustls_pki_types::pem::PemObject;
+use rustls::ClientConfig;
 
 use crate::doors::eventsource_broker::codec::ChannelNames;
 use codec::{Close, DeclareFlags, FrameType, Method, Properties};
@@ -66,13 +63,6 @@ const MAX_HEARTBEAT: u16 = 60;
 const READ_BYTES_PER_TURN: usize = 256 * 1024;
 /// Bad messages are logged at most this often (the rest are counted, and the count logged).
 const WARN_INTERVAL: Duration = Duration::from_secs(1);
-/// System CA bundles tried for amqps:// when `$SSL_CERT_FILE` is not set.
-const SYSTEM_CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
-
 /// A broker address with its credentials:
 /// `amqp[s]://[user[:pass]@]host[:port][/vhost]` (user and password default to guest, the
 /// vhost to `/`; the vhost, user and password percent-encoded, so `/%2f` is `/`).
@@ -278,78 +268,6 @@ enum Step {
     Ready,
 }
 
-/// The socket, plain or with TLS.
-enum Pipe {
-    Plain(TcpStream),
-    Tls(Box<ClientConnection>, TcpStream),
-}
-
-impl Pipe {
-    fn socket(&mut self) -> &mut TcpStream {
-        match self {
-            Pipe::Plain(sock) | Pipe::Tls(_, sock) => sock,
-        }
-    }
-
-    /// Plaintext into `buf`: Ok(0) at the end of the stream, WouldBlock when nothing is there.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let (tls, sock) = match self {
-            Pipe::Plain(sock) => return sock.read(buf),
-            Pipe::Tls(tls, sock) => (tls, sock),
-        };
-        loop {
-            match tls.reader().read(buf) {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                done => return done,
-            }
-            if tls.read_tls(sock)? == 0 {
-                return Ok(0);
-            }
-            tls.process_new_packets()
-                .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
-        }
-    }
-
-    /// Writes what it can of `output` (taking it out), and what TLS has to send.
-    fn write(&mut self, output: &mut Vec<u8>) -> io::Result<()> {
-        let result = match self {
-            Pipe::Plain(sock) => write_out(sock, output),
-            Pipe::Tls(tls, sock) => loop {
-                if !output.is_empty() {
-                    let n = tls.writer().write(output)?;
-                    output.drain(..n);
-                }
-                if !tls.wants_write() {
-                    break Ok(());
-                }
-                match tls.write_tls(sock) {
-                    Ok(0) => break Err(ErrorKind::WriteZero.into()),
-                    Ok(_) => {}
-                    Err(e) => break Err(e),
-                }
-            },
-        };
-        match result {
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::NotConnected) => Ok(()),
-            other => other,
-        }
-    }
-}
-
-fn write_out(sock: &mut TcpStream, output: &mut Vec<u8>) -> io::Result<()> {
-    while !output.is_empty() {
-        match sock.write(output) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                output.drain(..n);
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 enum State {
     /// Waiting to try again.
     Down { retry_at: Instant },
@@ -357,7 +275,7 @@ enum State {
     Resolving { lookup: u64, since: Instant },
     /// Connected, or connecting, at handshake `step`.
     Up {
-        pipe: Pipe,
+        pipe: Link,
         step: Step,
         since: Instant,
     },
@@ -419,7 +337,7 @@ impl Amqp {
         waker: Arc<Waker>,
     ) -> Result<Amqp, String> {
         let tls = if settings.url.tls {
-            Some(tls_config()?)
+            Some(link::client_config("amqps")?)
         } else {
             None
         };
@@ -562,23 +480,15 @@ impl Amqp {
             self.schedule_retry(now);
             return;
         }
-        let pipe = match &self.tls {
-            None => Pipe::Plain(sock),
-            Some(config) => {
-                let name = ServerName::try_from(self.settings.url.host.clone());
-                match name.map_err(|e| e.to_string()).and_then(|name| {
-                    ClientConnection::new(Arc::clone(config), name).map_err(|e| e.to_string())
-                }) {
-                    Ok(tls) => Pipe::Tls(Box::new(tls), sock),
-                    Err(e) => {
-                        let _ = registry.deregister(&mut sock);
-                        warn!("AMQP {}: TLS: {e}", self.settings.url.host);
-                        self.schedule_retry(now);
-                        return;
-                    }
-                }
+        let mut pipe = Link::plain(sock);
+        if let Some(config) = &self.tls {
+            if let Err(e) = pipe.upgrade(Arc::clone(config), &self.settings.url.host) {
+                let _ = registry.deregister(&mut pipe.sock);
+                warn!("AMQP {}: TLS: {e}", self.settings.url.host);
+                self.schedule_retry(now);
+                return;
             }
-        };
+        }
         self.input.clear();
         self.output.clear();
         self.incoming = None;
@@ -602,7 +512,7 @@ impl Amqp {
 
     fn cut(&mut self, why: &str, registry: &Registry, now: Instant) {
         if let State::Up { pipe, .. } = &mut self.state {
-            let _ = registry.deregister(pipe.socket());
+            let _ = registry.deregister(&mut pipe.sock);
         }
         if self.is_ready() {
             self.counters.disconnects += 1;
@@ -618,7 +528,7 @@ impl Amqp {
         let State::Up { pipe, .. } = &mut self.state else {
             return;
         };
-        if let Err(e) = pipe.write(&mut self.output) {
+        if let Err(e) = pipe.write_from(&mut self.output) {
             self.cut(&e.to_string(), registry, now);
         }
     }
@@ -638,36 +548,20 @@ impl Amqp {
         let State::Up { pipe, .. } = &mut self.state else {
             return Ok(());
         };
-        if let Ok(Some(e)) | Err(e) = pipe.socket().take_error() {
+        if let Ok(Some(e)) | Err(e) = pipe.sock.take_error() {
             return Err(e.to_string());
         }
-        let mut buf = [0u8; 64 * 1024];
-        let mut taken = 0;
+        let (end, taken) = pipe.read_into(&mut self.input, READ_BYTES_PER_TURN);
         // Why the stream ended, if it did.
-        let mut ended = None;
-        loop {
-            if taken >= READ_BYTES_PER_TURN {
+        let ended = match end {
+            ReadEnd::Drained => None,
+            ReadEnd::Capped => {
                 outcome.more = true;
-                break;
+                None
             }
-            match pipe.read(&mut buf) {
-                Ok(0) => {
-                    ended = Some("connection closed".to_string());
-                    break;
-                }
-                Ok(n) => {
-                    taken += n;
-                    self.input.extend_from_slice(&buf[..n]);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::NotConnected => break,
-                Err(e) => {
-                    ended = Some(e.to_string());
-                    break;
-                }
-            }
-        }
+            ReadEnd::Closed => Some("connection closed".to_string()),
+            ReadEnd::Failed(e) => Some(e.to_string()),
+        };
         if taken > 0 {
             self.heard_at = now;
         }
@@ -680,7 +574,7 @@ impl Amqp {
         let State::Up { pipe, .. } = &mut self.state else {
             return Ok(());
         };
-        pipe.write(&mut self.output).map_err(|e| e.to_string())
+        pipe.write_from(&mut self.output).map_err(|e| e.to_string())
     }
 
     fn handle_input(&mut self, outcome: &mut Outcome, now: Instant) -> Result<(), String> {
@@ -1197,30 +1091,6 @@ fn client_properties() -> codec::Table {
             ]),
         ),
     ]
-}
-
-/// TLS 1.2 and 1.3, trusting `$SSL_CERT_FILE` or the first system CA bundle found.
-fn tls_config() -> Result<Arc<ClientConfig>, String> {
-    let path = std::env::var_os("SSL_CERT_FILE")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(SYSTEM_CA_BUNDLES.iter().map(PathBuf::from))
-        .find(|p| p.is_file())
-        .ok_or("amqps: no CA bundle found (set SSL_CERT_FILE)")?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
-        .and_then(Iterator::collect)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut roots = RootCertStore::empty();
-    if roots.add_parsable_certificates(certs).0 == 0 {
-        return Err(format!("{}: no usable CA certificate", path.display()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// `msgbus-` and 64 random bits: what marks this process's publishes.

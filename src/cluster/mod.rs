@@ -20,16 +20,16 @@
 
 mod fetch;
 pub mod jetstream;
-mod link;
 pub mod proto;
 
 use std::collections::BTreeMap;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
+use crate::link::{self, Link, ReadEnd};
 use crate::lookup::Resolver;
 use log::{info, warn};
 use mio::net::TcpStream;
@@ -39,7 +39,6 @@ pub use fetch::Fetched;
 use fetch::{Answer, Fetch, Fetches, Step as FetchStep};
 pub use jetstream::StreamSpec;
 use jetstream::{AckInfo, AnswerError, Start};
-use link::Link;
 use proto::ServerOp;
 
 /// The subject prefix of the stream: `msgbus.<channel>`.
@@ -523,33 +522,16 @@ impl Cluster {
         if let Ok(Some(e)) | Err(e) = sock.sock.take_error() {
             return Err(Failure::Cut(e.to_string()));
         }
-        let mut buf = [0u8; 64 * 1024];
-        let mut taken = 0;
-        let mut closed = false;
-        loop {
-            if taken >= READ_BYTES_PER_TURN {
-                self.out.more = true;
-                break;
-            }
-            match sock.read(&mut buf) {
-                // What came before the close is read first: a server that refuses a node says
-                // why (`-ERR 'Authorization Violation'`) and then hangs up.
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => {
-                    taken += n;
-                    self.input.extend_from_slice(&buf[..n]);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::NotConnected => break,
-                Err(e) => return Err(Failure::Cut(e.to_string())),
-            }
+        let (end, _) = sock.read_into(&mut self.input, READ_BYTES_PER_TURN);
+        match end {
+            ReadEnd::Failed(e) => return Err(Failure::Cut(e.to_string())),
+            ReadEnd::Capped => self.out.more = true,
+            ReadEnd::Drained | ReadEnd::Closed => {}
         }
+        // What came before the close is handled first: a server that refuses a node says why
+        // (`-ERR 'Authorization Violation'`) and then hangs up.
         self.handle_input(now)?;
-        if closed {
+        if matches!(end, ReadEnd::Closed) {
             return Err(Failure::Cut("connection closed".into()));
         }
         self.flush().map_err(|e| Failure::Cut(e.to_string()))
@@ -582,7 +564,7 @@ impl Cluster {
                     let host = url.host();
                     let config = match &self.tls {
                         Some(config) => Arc::clone(config),
-                        None => link::client_config().map_err(Failure::Cut)?,
+                        None => link::client_config("TLS to NATS").map_err(Failure::Cut)?,
                     };
                     self.tls = Some(Arc::clone(&config));
                     if let State::Connecting { sock, .. } = &mut self.state {
@@ -1057,20 +1039,7 @@ impl Cluster {
             }
             State::Down { .. } | State::Resolving { .. } => return Ok(()),
         };
-        sock.flush()?;
-        while !self.output.is_empty() {
-            match sock.write(&self.output) {
-                Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.output.drain(..n);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::NotConnected => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        sock.write_from(&mut self.output)
     }
 }
 

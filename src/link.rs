@@ -1,6 +1,7 @@
-//! The NATS connection's socket, plain or TLS, behind `Read` and `Write`: TLS as a pipe in the
-//! manner of rustls's mio example (`read_tls`, `process_new_packets`, `write_tls`), never
-//! blocking. NATS starts in plain text (the server's INFO) and the client upgrades after it.
+//! The socket of a connection msgbus makes to a broker (NATS, AMQP), plain or TLS, behind `Read`
+//! and `Write`: TLS as a pipe in the manner of rustls's mio example (`read_tls`,
+//! `process_new_packets`, `write_tls`), never blocking. NATS starts in plain text (the server's
+//! INFO) and the client upgrades after it; `amqps://` upgrades before the first byte.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::PathBuf;
@@ -55,6 +56,66 @@ impl Link {
     }
 }
 
+/// How a bounded read of a link ended.
+#[derive(Debug)]
+pub enum ReadEnd {
+    /// Nothing more to read now (or the connect is still under way).
+    Drained,
+    /// The cap was reached with more perhaps waiting: read again next turn.
+    Capped,
+    /// The broker closed the connection.
+    Closed,
+    Failed(io::Error),
+}
+
+impl Link {
+    /// Reads into `input` until the socket would block, `cap` bytes have come, or the stream
+    /// ends; also says how many bytes came.
+    pub fn read_into(&mut self, input: &mut Vec<u8>, cap: usize) -> (ReadEnd, usize) {
+        let mut buf = [0u8; 64 * 1024];
+        let mut taken = 0;
+        loop {
+            if taken >= cap {
+                return (ReadEnd::Capped, taken);
+            }
+            match self.read(&mut buf) {
+                Ok(0) => return (ReadEnd::Closed, taken),
+                Ok(n) => {
+                    taken += n;
+                    input.extend_from_slice(&buf[..n]);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::NotConnected) => {
+                    return (ReadEnd::Drained, taken)
+                }
+                Err(e) => return (ReadEnd::Failed(e), taken),
+            }
+        }
+    }
+
+    /// Writes what the socket takes of `output` (taking it out), after what TLS has to send;
+    /// a socket that would block, or is still connecting, is not an error.
+    pub fn write_from(&mut self, output: &mut Vec<u8>) -> io::Result<()> {
+        let result = self.flush_tls().and_then(|()| {
+            while !output.is_empty() {
+                match self.write(output) {
+                    Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        output.drain(..n);
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        });
+        match result {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::NotConnected) => Ok(()),
+            other => other,
+        }
+    }
+}
+
 impl Read for Link {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.tls.is_none() {
@@ -99,8 +160,9 @@ impl Write for Link {
 }
 
 /// TLS 1.2 and 1.3 with the ring provider, trusting the CA certificates of `$SSL_CERT_FILE` or
-/// of the first system bundle found. Made at start-up (a file read, once).
-pub fn client_config() -> Result<Arc<ClientConfig>, String> {
+/// of the first system bundle found. Made at start-up (a file read, once); `what` names the
+/// connection in errors ("TLS to NATS", "amqps").
+pub fn client_config(what: &str) -> Result<Arc<ClientConfig>, String> {
     let path = std::env::var_os("SSL_CERT_FILE")
         .map(PathBuf::from)
         .into_iter()
@@ -108,11 +170,11 @@ pub fn client_config() -> Result<Arc<ClientConfig>, String> {
         .find(|p| p.is_file())
         .ok_or_else(|| {
             format!(
-                "TLS to NATS: no CA bundle found (tried $SSL_CERT_FILE, {})",
+                "{what}: no CA bundle found (tried $SSL_CERT_FILE, {})",
                 SYSTEM_CA_BUNDLES.join(", ")
             )
         })?;
-    let bad = |why: String| format!("TLS to NATS: {}: {why}", path.display());
+    let bad = |why: String| format!("{what}: {}: {why}", path.display());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
         .map_err(|e| bad(format!("{e:?}")))?
         .collect::<Result<_, _>>()
@@ -125,7 +187,7 @@ pub fn client_config() -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{what}: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
