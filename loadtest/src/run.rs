@@ -265,6 +265,25 @@ pub struct Runner<'a> {
     notes: Vec<String>,
 }
 
+/// The `MarkerCtx` of subscriber `sub` over the runner's totals, read at `now`: a macro, so
+/// that the subscriber and the totals are borrowed from the runner apart.
+macro_rules! marker_ctx {
+    ($runner:expr, $sub:expr, $now:expr) => {
+        MarkerCtx {
+            seen: &mut $sub.seen,
+            order: &mut $sub.order,
+            d: &mut $runner.deliveries,
+            latency: &mut $runner.latency,
+            window: &mut $runner.timeline.window,
+            publishing: $runner.publishing,
+            published: $runner.published,
+            not_before_ns: $runner.not_before_ns,
+            now: $now,
+            now_ns: wall_ns(),
+        }
+    };
+}
+
 fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
@@ -762,18 +781,7 @@ impl<'a> Runner<'a> {
             let body = &sub.answer[pos + head.len..pos + len];
             let next = longpoll::next(flavor, &head, body);
             if head.status == 200 {
-                let mut ctx = MarkerCtx {
-                    seen: &mut sub.seen,
-                    order: &mut sub.order,
-                    d: &mut self.deliveries,
-                    latency: &mut self.latency,
-                    window: &mut self.timeline.window,
-                    publishing: self.publishing,
-                    published: self.published,
-                    not_before_ns: self.not_before_ns,
-                    now,
-                    now_ns: wall_ns(),
-                };
+                let mut ctx = marker_ctx!(self, sub, now);
                 marker::scan(body, |seq, t| ctx.on_marker(seq, t));
             }
             pos += len;
@@ -841,18 +849,7 @@ impl<'a> Runner<'a> {
             } else {
                 let keep = {
                     let data = &self.buf[..tl + n];
-                    let mut ctx = MarkerCtx {
-                        seen: &mut sub.seen,
-                        order: &mut sub.order,
-                        d: &mut self.deliveries,
-                        latency: &mut self.latency,
-                        window: &mut self.timeline.window,
-                        publishing: self.publishing,
-                        published: self.published,
-                        not_before_ns: self.not_before_ns,
-                        now,
-                        now_ns: wall_ns(),
-                    };
+                    let mut ctx = marker_ctx!(self, sub, now);
                     marker::scan(data, |seq, t| ctx.on_marker(seq, t))
                 };
                 sub.tail.set(&self.buf[keep..tl + n]);
@@ -891,18 +888,7 @@ impl<'a> Runner<'a> {
         sub.seen = vec![0; self.cfg.messages.div_ceil(64)];
         self.counts.ready += 1;
         self.counts.streaming += 1;
-        let mut ctx = MarkerCtx {
-            seen: &mut sub.seen,
-            order: &mut sub.order,
-            d: &mut self.deliveries,
-            latency: &mut self.latency,
-            window: &mut self.timeline.window,
-            publishing: self.publishing,
-            published: self.published,
-            not_before_ns: self.not_before_ns,
-            now,
-            now_ns: wall_ns(),
-        };
+        let mut ctx = marker_ctx!(self, sub, now);
         let keep = marker::scan(&rest, |seq, t| ctx.on_marker(seq, t));
         sub.tail.set(&rest[keep..]);
     }
