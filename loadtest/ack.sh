@@ -22,46 +22,10 @@ RUNS=${RUNS:-3}
 NATS_SERVER=${NATS_SERVER:-nats-server}
 DURATION=${DURATION:-120}
 LOAD="$HERE/target/release/msgbus-load"
-WORK=$(mktemp -d /tmp/msgbus-ack.XXXXXX)
-PIDS=""
-
-cleanup() {
-  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
-  for p in $PIDS; do wait "$p" 2>/dev/null || true; done
-  if [ "${KEEP:-0}" = 1 ]; then echo "work directory: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-die() { echo "ack.sh: $*" >&2; exit 1; }
-
-cargo build --release -q --manifest-path "$HERE/Cargo.toml"
-if [ -z "${MSGBUS:-}" ]; then
-  cargo build --release -q --manifest-path "$ROOT/Cargo.toml"
-  MSGBUS="$ROOT/target/release/msgbus"
-fi
-# A private copy, so a rebuild during the runs does not change the server under test.
-cp "$MSGBUS" "$WORK/msgbus"
+SCRIPT=ack
+. "$HERE/lib.sh"
 command -v "$NATS_SERVER" >/dev/null || die "no $NATS_SERVER"
 command -v jq >/dev/null || die "no jq"
-
-# wait_log FILE PATTERN PID: until FILE holds PATTERN (10 s at most, PID must stay alive).
-wait_log() {
-  i=0
-  while ! grep -q "$2" "$1" 2>/dev/null; do
-    i=$((i + 1))
-    if [ $i -gt 100 ] || ! kill -0 "$3" 2>/dev/null; then
-      echo "no \"$2\" in $1:" >&2; cat "$1" >&2; exit 1
-    fi
-    sleep 0.1
-  done
-}
-
-stop_all() {
-  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
-  for p in $PIDS; do wait "$p" 2>/dev/null || true; done
-  PIDS=""
-}
 
 # measure MODE PUBS: one run; appends a line of NAME=VALUE figures to $WORK/MODE.PUBS.
 measure() {
