@@ -8,34 +8,16 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{history, Server, TempDir};
 
 const CYCLES: usize = 50;
 const PUBLISHERS: usize = 4;
 /// Requests each publisher pipelines per cycle.
 const PIPELINE: usize = 40;
-
-/// A directory for one test, emptied first and removed at the end.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("msgbus-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn start(dir: &Path) -> Server {
     let dir = dir.to_str().unwrap();
@@ -51,28 +33,6 @@ fn start(dir: &Path) -> Server {
         "--segment-size",
         "65536",
     ])
-}
-
-/// The channel's history as (id, body), through a long-poll from `since`.
-fn history(server: &Server, channel: &str, since: u64) -> Vec<(u64, String)> {
-    let request = format!(
-        "GET /msgbus/{channel}?transport=longpoll&since={since} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    );
-    let answer = server.exchange(request.as_bytes());
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let json: serde_json::Value =
-        serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {answer}"));
-    json["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["id"].as_u64().unwrap(),
-                m["data"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 /// Pipelines `PIPELINE` publishes to `channel` and reads answers until the server goes;

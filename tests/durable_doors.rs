@@ -11,27 +11,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use msgbus::store::record::{DoorRecord, Record};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("msgbus-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn start(dir: &TempDir, extra: &[&str]) -> Server {
     let args = [&["--data-dir", dir.arg()], extra].concat();
     Server::start(&args)

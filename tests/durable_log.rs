@@ -7,53 +7,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{run_to_exit, Server};
+use common::{history, run_to_exit, Server, TempDir};
 use msgbus::store::record::Record;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("msgbus-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn start(dir: &TempDir, extra: &[&str]) -> Server {
     let args = [&["--data-dir", dir.arg(), "--poll-timeout", "1"], extra].concat();
     Server::start(&args)
-}
-
-/// The channel's history as (id, body), through a long-poll from `since`.
-fn history(server: &Server, channel: &str, since: u64) -> Vec<(u64, String)> {
-    let request = format!(
-        "GET /msgbus/{channel}?transport=longpoll&since={since} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    );
-    let answer = server.exchange(request.as_bytes());
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let json: serde_json::Value =
-        serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {answer}"));
-    json["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let body = m["data"].as_str().unwrap().to_string();
-            (m["id"].as_u64().unwrap(), body)
-        })
-        .collect()
 }
 
 fn bodies(history: &[(u64, String)]) -> Vec<&str> {

@@ -515,3 +515,49 @@ pub fn receive_text(ws: &mut TcpStream) -> String {
     };
     String::from_utf8(read_exact(ws, len)).unwrap()
 }
+
+/// A directory for one test (`msgbus-NAME-PID` under the temporary directory), emptied first
+/// and removed at the end.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("msgbus-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// The path as a command-line argument.
+    pub fn arg(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A channel's history as (id, body), through a long-poll from `since`.
+pub fn history(server: &Server, channel: &str, since: u64) -> Vec<(u64, String)> {
+    let request = format!(
+        "GET /msgbus/{channel}?transport=longpoll&since={since} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    );
+    let answer = server.exchange(request.as_bytes());
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let json: serde_json::Value =
+        serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    json["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_u64().unwrap(),
+                m["data"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
