@@ -1005,49 +1005,23 @@ pub fn decode_content_header(payload: &[u8]) -> Result<ContentHeader, CodecError
         return Err(CodecError::BadPropertyFlags);
     }
     let has = |bit: u16| flags & (1 << bit) != 0;
-    let mut p = Properties::default();
-    if has(15) {
-        p.content_type = Some(r.short_str()?);
-    }
-    if has(14) {
-        p.content_encoding = Some(r.short_str()?);
-    }
-    if has(13) {
-        p.headers = Some(r.table(0)?);
-    }
-    if has(12) {
-        p.delivery_mode = Some(r.u8()?);
-    }
-    if has(11) {
-        p.priority = Some(r.u8()?);
-    }
-    if has(10) {
-        p.correlation_id = Some(r.short_str()?);
-    }
-    if has(9) {
-        p.reply_to = Some(r.short_str()?);
-    }
-    if has(8) {
-        p.expiration = Some(r.short_str()?);
-    }
-    if has(7) {
-        p.message_id = Some(r.short_str()?);
-    }
-    if has(6) {
-        p.timestamp = Some(r.u64()?);
-    }
-    if has(5) {
-        p.kind = Some(r.short_str()?);
-    }
-    if has(4) {
-        p.user_id = Some(r.short_str()?);
-    }
-    if has(3) {
-        p.app_id = Some(r.short_str()?);
-    }
-    if has(2) {
-        p.cluster_id = Some(r.short_str()?);
-    }
+    // In flag order, high bit first: each present property follows the one before.
+    let p = Properties {
+        content_type: has(15).then(|| r.short_str()).transpose()?,
+        content_encoding: has(14).then(|| r.short_str()).transpose()?,
+        headers: has(13).then(|| r.table(0)).transpose()?,
+        delivery_mode: has(12).then(|| r.u8()).transpose()?,
+        priority: has(11).then(|| r.u8()).transpose()?,
+        correlation_id: has(10).then(|| r.short_str()).transpose()?,
+        reply_to: has(9).then(|| r.short_str()).transpose()?,
+        expiration: has(8).then(|| r.short_str()).transpose()?,
+        message_id: has(7).then(|| r.short_str()).transpose()?,
+        timestamp: has(6).then(|| r.u64()).transpose()?,
+        kind: has(5).then(|| r.short_str()).transpose()?,
+        user_id: has(4).then(|| r.short_str()).transpose()?,
+        app_id: has(3).then(|| r.short_str()).transpose()?,
+        cluster_id: has(2).then(|| r.short_str()).transpose()?,
+    };
     r.end()?;
     Ok(ContentHeader {
         class,
