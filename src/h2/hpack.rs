@@ -452,14 +452,7 @@ fn encode_field(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::h2::huffman::tests::hex;
 
     fn fields(list: &[Field]) -> Vec<(String, String)> {
         list.iter()
